@@ -1,0 +1,1 @@
+"""Amazon Braket: device catalogue, quantum tasks and hybrid jobs."""

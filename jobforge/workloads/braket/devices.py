@@ -1,0 +1,203 @@
+"""The Braket device catalogue: what GetDevice and SearchDevices answer.
+
+SV1 and DM1 are served by amazon-braket-default-simulator's state-vector and
+density-matrix simulators, with those simulators' own capabilities documents.
+Every other device the Braket SDK knows (QPUs, TN1) is listed so that clients
+get an honest answer: OFFLINE (or RETIRED) with the reason in the capabilities'
+``deviceDocumentation.summary``, and ``is_runnable`` false so the API answers
+DeviceOfflineException / DeviceRetiredException instead of simulating a QPU
+under its name.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from braket.devices import Devices
+from braket.devices.local_simulator import LocalSimulator
+
+ONLINE, OFFLINE, RETIRED = "ONLINE", "OFFLINE", "RETIRED"
+
+SV1 = Devices.Amazon.SV1.value
+DM1 = Devices.Amazon.DM1.value
+
+# The local backend (entry point of amazon-braket-default-simulator) behind each ARN.
+_SIMULATOR_BACKENDS = {SV1: "braket_sv", DM1: "braket_dm"}
+
+# Names that reach the same simulators without an ARN: the backend names of
+# LocalSimulator and the `local:<provider>/<backend>` form used in job device configs.
+_ALIASES = {
+    alias: arn
+    for arn, backend in _SIMULATOR_BACKENDS.items()
+    for alias in (backend, f"local:braket/{backend}")
+}
+
+# Provider names as the Braket service reports them, keyed by the SDK's Devices group.
+_PROVIDERS = {
+    "Amazon": "Amazon Braket",
+    "AQT": "AQT",
+    "DWave": "D-Wave Systems",
+    "IonQ": "IonQ",
+    "IQM": "IQM",
+    "OQC": "Oxford",
+    "QuEra": "QuEra",
+    "Rigetti": "Rigetti",
+    "Xanadu": "Xanadu",
+}
+
+# How often the SDK should poll GetQuantumTask; local simulations finish in milliseconds.
+_POLL_INTERVAL_MS = 100
+
+
+@dataclass(frozen=True)
+class Device:
+    arn: str
+    name: str
+    provider: str
+    type: str  # QPU | SIMULATOR
+    status: str  # ONLINE | OFFLINE | RETIRED
+    reason: str  # why it cannot run here; empty when it can
+
+
+def _known_devices() -> dict[str, Device]:
+    """Every device ARN of the SDK's Devices catalogue, current and retired.
+
+    The SDK marks retired devices (and the hidden TN1) with a leading underscore
+    in its per-provider enums; its private group classes also hold providers
+    that left Braket.
+    """
+    devices = {}
+    for group_name, group in vars(Devices).items():
+        if not (group_name.startswith("_") and isinstance(group, type) and issubclass(group, StrEnum)):
+            continue
+        provider = _PROVIDERS.get(group_name.lstrip("_"), group_name.lstrip("_"))
+        for member in group:
+            arn = member.value
+            name = arn.rsplit("/", 1)[-1]
+            is_simulator = "/quantum-simulator/" in arn
+            if arn in _SIMULATOR_BACKENDS:
+                status, reason = ONLINE, ""
+            elif is_simulator:
+                status = OFFLINE
+                reason = f"jobforge does not run the {name.upper()} simulator; use SV1 or DM1."
+            elif member.name.startswith("_"):
+                status = RETIRED
+                reason = f"{provider} {name} has been retired from Amazon Braket."
+            else:
+                status = OFFLINE
+                reason = (
+                    f"{provider} {name} is quantum hardware that jobforge cannot reach, and it is "
+                    "never simulated under its name; run on SV1 or DM1 instead."
+                )
+            devices[arn] = Device(
+                arn=arn,
+                name=name.upper() if is_simulator else name,
+                provider=provider,
+                type="SIMULATOR" if is_simulator else "QPU",
+                status=status,
+                reason=reason,
+            )
+    return devices
+
+
+_DEVICES = _known_devices()
+
+
+def resolve(device: str) -> str:
+    """The catalogue ARN for a device ARN or local simulator name; KeyError if unknown."""
+    arn = _ALIASES.get(device, device)
+    if arn not in _DEVICES:
+        raise KeyError(device)
+    return arn
+
+
+def list_devices() -> list[dict]:
+    """Every device as a SearchDevices ``DeviceSummary``."""
+    return [_summary(device) for device in _DEVICES.values()]
+
+
+def get_device(
+    device: str, *, queued_tasks: int = 0, queued_priority_tasks: int = 0, queued_jobs: int = 0
+) -> dict:
+    """GetDevice's output for a device ARN or local name; KeyError if unknown.
+
+    The queue sizes are the caller's to count (tasks created by jobs are the
+    priority queue, as on Braket).
+    """
+    record = _DEVICES[resolve(device)]
+    return {
+        **_summary(record),
+        "deviceCapabilities": capabilities_json(record.arn),
+        "deviceQueueInfo": [
+            {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": str(queued_tasks), "queuePriority": "Normal"},
+            {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": str(queued_priority_tasks), "queuePriority": "Priority"},
+            {"queue": "JOBS_QUEUE", "queueSize": str(queued_jobs)},
+        ],
+    }
+
+
+def is_runnable(device: str) -> bool:
+    """True when quantum tasks on this device ARN or local name really run here."""
+    try:
+        return _DEVICES[resolve(device)].status == ONLINE
+    except KeyError:
+        return False
+
+
+def status(device: str) -> str:
+    """ONLINE, OFFLINE or RETIRED; KeyError if unknown."""
+    return _DEVICES[resolve(device)].status
+
+
+def unavailable_reason(device: str) -> str:
+    """Why tasks on this device cannot run here (empty for runnable devices); KeyError if unknown."""
+    return _DEVICES[resolve(device)].reason
+
+
+def simulator_backend(device: str) -> str:
+    """The LocalSimulator backend name that runs a runnable device; KeyError otherwise."""
+    return _SIMULATOR_BACKENDS[resolve(device)]
+
+
+def _summary(device: Device) -> dict:
+    return {
+        "deviceArn": device.arn,
+        "deviceName": device.name,
+        "providerName": device.provider,
+        "deviceType": device.type,
+        "deviceStatus": device.status,
+    }
+
+
+@functools.cache
+def capabilities_json(arn: str) -> str:
+    """The ``deviceCapabilities`` JSON string of a catalogue ARN."""
+    device = _DEVICES[arn]
+    if device.status == ONLINE:
+        document = json.loads(LocalSimulator(_SIMULATOR_BACKENDS[arn]).properties.json())
+        service = document["service"]
+        service["getTaskPollIntervalMillis"] = _POLL_INTERVAL_MS
+        service["deviceDocumentation"] = {
+            "summary": (
+                f"{device.name} served by jobforge with amazon-braket-default-simulator's "
+                f"{_SIMULATOR_BACKENDS[arn]} backend ({document['paradigm']['qubitCount']} qubits)."
+            )
+        }
+        return json.dumps(document)
+    # Without the provider's real document, the generic DeviceCapabilities schema
+    # (no header) says only what is known: nothing runs here, and why.
+    return json.dumps(
+        {
+            "service": {
+                "braketSchemaHeader": {"name": "braket.device_schema.device_service_properties", "version": "1"},
+                "executionWindows": [],
+                "shotsRange": [0, 0],
+                "deviceDocumentation": {"summary": device.reason},
+            },
+            "action": {},
+            "deviceParameters": {},
+        }
+    )
