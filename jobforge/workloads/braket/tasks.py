@@ -1,0 +1,154 @@
+"""Quantum tasks: run a CreateQuantumTask action on the default simulator.
+
+The result is written as ``results.json`` under
+``outputS3Bucket/outputS3KeyPrefix/<task-id>/`` in the ``braket.task_result``
+schema, which is what ``AwsQuantumTask.result()`` downloads and parses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+from braket.ir.openqasm import Program as OpenQASMProgram
+from pydantic.v1.json import pydantic_encoder
+from braket.schema_common import BraketSchemaBase
+from braket.task_result import GateModelTaskResult, SimulatorMetadata
+from braket.tasks import GateModelQuantumTaskResult
+
+from jobforge.engine.context import JobContext, JobStopped, WorkloadError
+from jobforge.workloads.braket import devices
+
+RESULTS_FILENAME = "results.json"
+
+
+def run(ctx: JobContext, spec: dict) -> None:
+    """Workload entry: spec is the CreateQuantumTask request plus ``taskArn`` and ``taskId``."""
+    if ctx.should_stop():
+        raise JobStopped()
+    ctx.status("Running", f"Simulating on {spec['deviceArn']}")
+    result = run_task(
+        spec["deviceArn"],
+        spec["action"],
+        spec["shots"],
+        spec.get("deviceParameters"),
+        task_arn=spec["taskArn"],
+    )
+    if ctx.should_stop():
+        raise JobStopped()
+    directory = write_result(ctx, result, spec["outputS3Bucket"], spec["outputS3KeyPrefix"], spec["taskId"])
+    ctx.result({"outputS3Bucket": spec["outputS3Bucket"], "outputS3Directory": directory})
+
+
+def run_task(
+    device_arn: str,
+    action_json: str,
+    shots: int,
+    device_parameters: str | None = None,
+    inputs: dict | None = None,
+    *,
+    task_arn: str | None = None,
+) -> dict:
+    """Simulate one task and return its results document (JSON-ready).
+
+    ``inputs`` are merged into an OpenQASM program's inputs, as
+    ``LocalSimulator.run(..., inputs=...)`` does.
+    """
+    if not devices.is_runnable(device_arn):
+        try:
+            reason = devices.unavailable_reason(device_arn)
+        except KeyError:
+            reason = f"Unknown device: {device_arn}"
+        raise WorkloadError(reason)
+    simulator = _simulator(devices.simulator_backend(device_arn))
+    program = _parse(action_json, "action")
+    action_type = program.braketSchemaHeader.name
+    if action_type not in simulator.properties.action:
+        raise WorkloadError(f"Device {device_arn} does not support action type {action_type}")
+    if inputs:
+        if not isinstance(program, OpenQASMProgram):
+            raise WorkloadError(f"Inputs are only supported for OpenQASM programs, not {action_type}")
+        program = OpenQASMProgram(source=program.source, inputs={**(program.inputs or {}), **inputs})
+    parameters = _parse(device_parameters, "deviceParameters") if device_parameters else None
+
+    started = time.perf_counter()
+    try:
+        result = simulator.run(program, shots=shots)
+    except Exception as error:  # the simulator's own validation of the user's program
+        raise WorkloadError(f"{type(error).__name__}: {error}") from error
+    duration_ms = round((time.perf_counter() - started) * 1000)
+
+    metadata = result.taskMetadata
+    metadata.id = task_arn or metadata.id
+    metadata.deviceId = device_arn
+    metadata.deviceParameters = parameters
+    metadata.status = "COMPLETED"
+    if not isinstance(result, GateModelTaskResult):
+        return json.loads(result.json(exclude_none=True, encoder=_encode))
+    _complete_gate_model_result(result, program, duration_ms)
+    # pydantic walks every element of a list; shots x qubits measurements are added apart.
+    measurements, result.measurements = result.measurements, None
+    document = json.loads(result.json(exclude_none=True, encoder=_encode))
+    if measurements is not None:
+        document["measurements"] = measurements
+    return document
+
+
+def output_directory(key_prefix: str, task_id: str) -> str:
+    """``outputS3Directory`` of a task, as GetQuantumTask reports it."""
+    return f"{key_prefix.rstrip('/')}/{task_id}"
+
+
+def write_result(ctx: JobContext, result: dict, bucket: str, key_prefix: str, task_id: str) -> str:
+    """Store results.json where AwsQuantumTask.result() reads it; return outputS3Directory."""
+    directory = output_directory(key_prefix, task_id)
+    path = Path(ctx.work_dir, task_id, RESULTS_FILENAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    ctx.upload(path, f"s3://{bucket}/{directory}/{RESULTS_FILENAME}")
+    return directory
+
+
+def _simulator(backend: str):
+    # A fresh instance per task: simulators are cheap to build and not documented as re-entrant.
+    return entry_points(group="braket.simulators")[backend].load()()
+
+
+def _parse(document: str, field: str):
+    try:
+        return BraketSchemaBase.parse_raw_schema(document)
+    except Exception as error:  # pydantic, JSON and unknown-schema errors alike
+        raise WorkloadError(f"Invalid {field}: {error}") from error
+
+
+def _complete_gate_model_result(result: GateModelTaskResult, program, duration_ms: int) -> None:
+    """Make the simulator's raw result what the Braket service stores.
+
+    The local simulator returns sampled measurements as strings and, for
+    shots > 0, leaves result-type values for the SDK to compute on the client;
+    the service writes integer measurements and the computed values. The SDK's
+    own computation is reused for them.
+    """
+    additional = result.additionalMetadata
+    additional.action = additional.action or program
+    additional.simulatorMetadata = SimulatorMetadata(executionDuration=duration_ms)
+    if not result.measurements:  # exact (shots = 0) results carry none; the schema forbids []
+        result.measurements = None
+        return
+    result.measurements = np.asarray(result.measurements, dtype=np.int8).tolist()
+    if result.resultTypes or getattr(program, "results", None):
+        result.resultTypes = GateModelQuantumTaskResult.from_object(result).result_types
+
+
+def _encode(value):
+    """JSON form of simulator values: complex numbers as [real, imaginary] pairs."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, complex | np.complexfloating):
+        return [float(value.real), float(value.imag)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return pydantic_encoder(value)
