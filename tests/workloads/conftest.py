@@ -107,3 +107,33 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2", seed=1)
+
+
+def make_ctx(root: Path, attempt: int = 1, cpus: int = 2):
+    from jobforge.engine.context import LocalJobContext
+
+    return LocalJobContext(
+        s3_root=root / "s3",
+        work_dir=root / f"work-{attempt}",
+        checkpoint_dir=root / "checkpoints",
+        attempt=attempt,
+        resources={"cpus": cpus, "memory_mb": 4096, "gpus": 0},
+    )
+
+
+def make_spec(base: Path, customization: str = "FINE_TUNING", identifier: str = "test.tiny-llama-v1", **extra) -> dict:
+    spec = {
+        "jobId": "abcdef123456",
+        "customizationType": customization,
+        "baseModel": {"identifier": identifier, "path": str(base)},
+        "trainingDataConfig": {"s3Uri": "s3://data/train.jsonl"},
+        "outputDataConfig": {"s3Uri": "s3://data/output"},
+        "hyperParameters": {"epochCount": "2", "batchSize": "8", "learningRate": "0.003", "fullFineTuning": "true"},
+        "outputModelUri": "s3://models/custom/abcdef123456/",
+    }
+    spec.update(extra)
+    return spec
+
+
+def losses(ctx, name: str = "training_loss") -> list[float]:
+    return [m["value"] for m in ctx.metrics if m["name"] == name]
