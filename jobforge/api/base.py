@@ -1,0 +1,66 @@
+"""What every API handler module uses: the registry and the request context.
+
+A handler is ``def op(ctx: RequestContext, req: dict) -> dict``: ``req`` is
+the validated input (datetimes and bytes already converted), the returned dict
+is serialized through the operation's output shape. Errors are raised as
+``ServiceError`` with the service's modelled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from jobforge.core.errors import ServiceError
+
+
+@dataclass(frozen=True)
+class Handler:
+    fn: Callable
+    blocking: bool  # runs in a worker thread instead of the event loop
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {}
+
+
+def handler(service: str, operation: str, blocking: bool = False):
+    """Register fn for a botocore service model name and operation name."""
+
+    def register(fn):
+        HANDLERS[(service, operation)] = Handler(fn, blocking)
+        return fn
+
+    return register
+
+
+@dataclass
+class RequestContext:
+    runtime: object  # jobforge.server.runtime.Runtime
+    account_id: str
+    principal_arn: str
+    access_key_id: str
+    request_id: str
+    region: str
+    service: str
+    operation: str
+    headers: dict
+
+    @property
+    def engine(self):
+        return self.runtime.engine
+
+    @property
+    def settings(self):
+        return self.runtime.settings
+
+
+def request_hash(req: dict, exclude: tuple[str, ...] = ()) -> str:
+    """A stable digest of a request, for idempotency-token comparison."""
+    body = {k: v for k, v in req.items() if k not in exclude}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def not_implemented(service: str, operation: str) -> ServiceError:
+    return ServiceError("UnknownOperationException", f"{operation} is not supported by jobforge for {service}", 400)

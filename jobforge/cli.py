@@ -1,0 +1,90 @@
+"""jobforge serve | demo | accounts … | jobs … | version"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from jobforge import __version__
+from jobforge.config import Settings
+
+
+def _settings(args) -> Settings:
+    return Settings(data_dir=args.data_dir, database_url=getattr(args, "database_url", None),
+                    host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
+                    auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
+                    cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
+                    gpus=getattr(args, "gpus", None))
+
+
+def serve(args) -> None:
+    import uvicorn
+
+    from jobforge.server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(args)
+    app = create_app(settings)
+    print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"
+          f"  data dir     {settings.data_dir}\n"
+          f"  credentials  {settings.credentials_file} (profile 'default')\n"
+          f"  use it:      export AWS_SHARED_CREDENTIALS_FILE={settings.credentials_file} "
+          f"AWS_CONFIG_FILE={settings.data_dir / 'config'}\n"
+          f"               aws sts get-caller-identity --endpoint-url {settings.endpoint_url}", flush=True)
+    if settings.auth == "none":
+        print("  WARNING: --auth none: requests are not authenticated", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)
+
+
+def accounts_create(args) -> None:
+    from jobforge.server.runtime import Runtime
+
+    runtime = Runtime(_settings(args))
+    try:
+        credential = runtime.create_account(args.name)
+    except ValueError as err:
+        sys.exit(str(err))
+    print(f"Account {args.name}: {credential.account_id}\n"
+          f"Keys written as profile '{args.name}' in {runtime.settings.credentials_file}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="jobforge", description=__doc__)
+    parser.add_argument("--data-dir", default=".jobforge", help="state, objects and credentials (default ./.jobforge)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4566)
+    p.add_argument("--database-url", help="e.g. postgresql://user@host/db (default: SQLite under the data dir)")
+    p.add_argument("--object-store", help="s3://bucket/prefix?endpoint=URL (default: a directory under the data dir)")
+    p.add_argument("--auth", choices=["sigv4", "none"], default="sigv4",
+                   help="'none' turns off request authentication: only for trusted, local use")
+    p.add_argument("--cpus", type=int, help="CPU slots jobs may use (default: all)")
+    p.add_argument("--memory-mb", type=int, help="memory jobs may use (default: all)")
+    p.add_argument("--gpus", type=int, help="GPUs jobs may use (default: detected)")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("accounts", help="manage accounts")
+    asub = p.add_subparsers(dest="accounts_command", required=True)
+    q = asub.add_parser("create", help="add an account and write its keys as a new profile")
+    q.add_argument("name")
+    q.add_argument("--database-url")
+    q.set_defaults(func=accounts_create)
+
+    from jobforge import jobs_cli, demo
+
+    jobs_cli.add_parser(sub)
+    demo.add_parser(sub)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=lambda _args: print(f"jobforge {__version__}"))
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

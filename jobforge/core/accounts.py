@@ -1,0 +1,143 @@
+"""Accounts, their access keys, roles and temporary credentials."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from jobforge.core.store import access_keys, accounts, roles
+
+_KEY_CHARS = string.ascii_uppercase + string.digits
+DEFAULT_ROLES = (
+    # The generic execution role every job family accepts.
+    ("JobforgeExecutionRole", "Default execution role for jobforge jobs"),
+    # The Braket SDK looks a role up by this name prefix when none is given.
+    ("AmazonBraketJobsExecutionRole", "Default role of Braket hybrid jobs"),
+)
+TRUST_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": ["sagemaker.amazonaws.com", "bedrock.amazonaws.com", "braket.amazonaws.com"]},
+        "Action": "sts:AssumeRole",
+    }],
+})
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key_id: str
+    secret_key: str
+    account_id: str
+    principal_arn: str
+    session_token: str | None = None
+    job_id: str | None = None
+    expires_at: float | None = None
+
+
+def _key_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_KEY_CHARS) for _ in range(16))
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
+def create_account(engine: sa.Engine, name: str) -> Credential:
+    """A fresh account with a root access key pair and the default roles."""
+    now = time.time()
+    with engine.begin() as conn:
+        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.name == name)).first():
+            raise ValueError(f"An account named {name!r} already exists")
+        while True:
+            account_id = "".join(secrets.choice(string.digits[1:]) for _ in range(1)) + "".join(
+                secrets.choice(string.digits) for _ in range(11))
+            if not conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first():
+                break
+        conn.execute(accounts.insert().values(account_id=account_id, name=name, created_at=now))
+        credential = Credential(_key_id("AKIA"), _secret(), account_id, f"arn:aws:iam::{account_id}:root")
+        conn.execute(access_keys.insert().values(
+            access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
+            principal_arn=credential.principal_arn, created_at=now))
+        for role_name, description in DEFAULT_ROLES:
+            conn.execute(roles.insert().values(role_row(account_id, role_name, "/", TRUST_POLICY, description, 3600, now)))
+    return credential
+
+
+def role_row(account_id, role_name, path, policy, description, max_session_duration, now) -> dict:
+    return dict(account_id=account_id, role_name=role_name, role_id="AROA" + _key_id("")[:17],
+                path=path, arn=f"arn:aws:iam::{account_id}:role{path}{role_name}",
+                assume_role_policy=policy, description=description,
+                max_session_duration=max_session_duration, created_at=now)
+
+
+def account_credentials(engine: sa.Engine, name: str) -> Credential | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(access_keys).join(accounts, accounts.c.account_id == access_keys.c.account_id)
+            .where(accounts.c.name == name, access_keys.c.session_token.is_(None))
+            .order_by(access_keys.c.created_at)).first()
+    return _credential(row) if row else None
+
+
+def _credential(row) -> Credential:
+    m = row._mapping
+    return Credential(m["access_key_id"], m["secret_key"], m["account_id"], m["principal_arn"],
+                      m["session_token"], m["job_id"], m["expires_at"])
+
+
+def find_role(engine: sa.Engine, account_id: str, role_arn: str):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(roles).where(roles.c.account_id == account_id, roles.c.arn == role_arn)).first()
+
+
+def issue_job_credentials(engine: sa.Engine, account_id: str, role_arn: str, job_id: str,
+                          lifetime: float = 7 * 24 * 3600) -> Credential:
+    """Temporary credentials of a role, for one job; revoked when the job ends."""
+    role_name = role_arn.rsplit("/", 1)[-1]
+    credential = Credential(
+        _key_id("ASIA"), _secret(), account_id,
+        f"arn:aws:sts::{account_id}:assumed-role/{role_name}/jobforge-{job_id[:16]}",
+        secrets.token_urlsafe(96), job_id, time.time() + lifetime)
+    with engine.begin() as conn:
+        conn.execute(access_keys.insert().values(
+            access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
+            principal_arn=credential.principal_arn, session_token=credential.session_token, job_id=job_id,
+            expires_at=credential.expires_at, created_at=time.time()))
+    return credential
+
+
+class KeyRing:
+    """Access-key lookups for every request, cached; revocation is immediate."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self._cache: dict[str, Credential | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, access_key_id: str) -> Credential | None:
+        try:
+            return self._cache[access_key_id]
+        except KeyError:
+            pass
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
+        credential = _credential(row) if row else None
+        if credential is not None:  # unknown keys are not cached: they may be created later
+            with self._lock:
+                self._cache[access_key_id] = credential
+        return credential
+
+    def revoke_job(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(access_keys.delete().where(access_keys.c.job_id == job_id))
+        with self._lock:
+            for key, credential in list(self._cache.items()):
+                if credential is not None and credential.job_id == job_id:
+                    del self._cache[key]

@@ -1,0 +1,74 @@
+"""The local executor: each job attempt is one OS process group on this host.
+
+Executors share one interface so the scheduler works unchanged with a Ray
+executor: ``submit(job, env) -> handle``, ``stop(job_id, force)``,
+``poll() -> [(job_id, exit_code)]``, ``kill_orphan(job)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class LocalExecutor:
+    def __init__(self, jobs_dir: Path):
+        self.jobs_dir = jobs_dir
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def log_path(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id / "worker.log"
+
+    def submit(self, job, env: dict) -> int:
+        work = self.jobs_dir / job.id
+        work.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(job.id), "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "jobforge.engine.worker", job.id],
+                env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.processes[job.id] = process
+        return process.pid
+
+    def stop(self, job_id: str, force: bool = False) -> None:
+        process = self.processes.get(job_id)
+        if process is not None and process.poll() is None:
+            _signal_group(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+
+    def poll(self) -> list[tuple[str, int]]:
+        done = []
+        for job_id, process in list(self.processes.items()):
+            code = process.poll()
+            if code is not None:
+                del self.processes[job_id]
+                # The group may hold user processes the worker left behind.
+                _signal_group(process.pid, signal.SIGKILL)
+                done.append((job_id, code))
+        return done
+
+    def kill_orphan(self, job) -> None:
+        """Kill a worker left by a server that died, if it is still alive."""
+        if job.pid and _is_worker_of(job.pid, job.id):
+            _signal_group(job.pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        for job_id in list(self.processes):
+            self.stop(job_id, force=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _is_worker_of(pid: int, job_id: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"jobforge.engine.worker" in cmdline and job_id.encode() in cmdline

@@ -1,0 +1,46 @@
+"""What this host can give jobs: CPU slots, memory, GPUs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass
+class Capacity:
+    cpus: int
+    memory_mb: int
+    gpus: int
+
+    def fits(self, request: dict, used: "Capacity") -> bool:
+        return (used.cpus + request.get("cpus", 1) <= self.cpus
+                and used.memory_mb + request.get("memory_mb", 0) <= self.memory_mb
+                and used.gpus + request.get("gpus", 0) <= self.gpus)
+
+    def shortfall(self, request: dict) -> str | None:
+        """Why a request can never run here, or None."""
+        for name, unit in (("cpus", "CPUs"), ("memory_mb", "MiB of memory"), ("gpus", "GPUs")):
+            if request.get(name, 0) > getattr(self, name):
+                return f"The job needs {request[name]} {unit}; this host offers {getattr(self, name)}."
+        return None
+
+
+def detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def host_capacity(cpus: int | None = None, memory_mb: int | None = None, gpus: int | None = None) -> Capacity:
+    if memory_mb is None:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return Capacity(cpus or len(os.sched_getaffinity(0)), memory_mb, detect_gpus() if gpus is None else gpus)

@@ -1,0 +1,222 @@
+"""The scheduler: admits queued jobs by resources, enforces stops and
+runtime limits, notices finished workers, and reconciles after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import time
+
+import sqlalchemy as sa
+
+from jobforge.core import accounts, jobs
+from jobforge.core.store import jobs as jobs_table
+from jobforge.engine.local import LocalExecutor
+from jobforge.engine.resources import Capacity, host_capacity
+from jobforge.workloads import WORKLOADS
+
+log = logging.getLogger("jobforge.scheduler")
+TICK_SECONDS = 0.25
+
+
+class Scheduler:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.engine = runtime.engine
+        settings = runtime.settings
+        self.capacity = host_capacity(settings.cpus, settings.memory_mb, settings.gpus)
+        self.executor = LocalExecutor(settings.jobs_dir)
+        self.granted: dict[str, dict] = {}  # job id → resources (with "gpu_ids")
+        self.term_sent: dict[str, float] = {}  # job id → when SIGTERM was sent
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake = asyncio.Event()
+        self.recover()
+        self._task = loop.create_task(self._run())
+
+    async def shutdown(self) -> None:
+        if self._task:
+            self._task.cancel()
+        self.executor.shutdown()
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    # -- one pass ----------------------------------------------------------
+    def tick(self) -> None:
+        for job_id, code in self.executor.poll():
+            self._worker_exited(job_id, code)
+        self._enforce_stops()
+        self._admit()
+
+    def _active(self, states) -> list[jobs.Job]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs_table).where(jobs_table.c.state.in_(states))
+                                .order_by(jobs_table.c.created_at)).all()
+        return [jobs.Job.from_row(r) for r in rows]
+
+    def _used(self) -> Capacity:
+        used = Capacity(0, 0, 0)
+        for grant in self.granted.values():
+            used.cpus += grant.get("cpus", 1)
+            used.memory_mb += grant.get("memory_mb", 0)
+            used.gpus += grant.get("gpus", 0)
+        return used
+
+    def _admit(self) -> None:
+        for job in self._active(("QUEUED",)):
+            request = job.resources
+            reason = self.capacity.shortfall(request)
+            if reason:
+                self.finish(job.id, "FAILED", failure_reason=reason)
+                continue
+            if not self.capacity.fits(request, self._used()):
+                return  # first in, first out: later jobs wait behind this one
+            self._launch(job)
+
+    def _launch(self, job: jobs.Job) -> None:
+        busy = {g for grant in self.granted.values() for g in grant.get("gpu_ids", [])}
+        gpu_ids = [i for i in range(self.capacity.gpus) if i not in busy][: job.resources.get("gpus", 0)]
+        grant = dict(job.resources, gpu_ids=gpu_ids)
+        token = secrets.token_urlsafe(32)
+        started = jobs.transition(self.engine, job.id, "STARTING", only_from=("QUEUED",), attempt=job.attempt + 1,
+                                  worker_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                                  resources=grant, secondary="Starting")
+        if started is None:
+            return
+        credential = accounts.issue_job_credentials(self.engine, job.account_id, job.role_arn or
+                                                    f"arn:aws:iam::{job.account_id}:role/JobforgeExecutionRole",
+                                                    job.id)
+        env = self._environment(started, credential, token, grant)
+        try:
+            pid = self.executor.submit(started, env)
+        except OSError as err:
+            self.finish(job.id, "FAILED", failure_reason=f"Could not start the worker process: {err}")
+            return
+        self.granted[job.id] = grant
+        jobs.transition(self.engine, job.id, pid=pid)
+
+    def _environment(self, job, credential, token, grant) -> dict:
+        settings = self.runtime.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBFORGE_"))}
+        endpoint = settings.endpoint_url
+        env.update({
+            "JOBFORGE_ENDPOINT": endpoint, "JOBFORGE_JOB_ID": job.id, "JOBFORGE_WORKER_TOKEN": token,
+            "JOBFORGE_DATA_DIR": str(settings.data_dir),
+            "AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_key,
+            "AWS_SESSION_TOKEN": credential.session_token, "AWS_DEFAULT_REGION": settings.region,
+            "AWS_REGION": settings.region, "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL_BRAKET": endpoint,
+            "AWS_ENDPOINT_URL_SAGEMAKER": endpoint, "AWS_ENDPOINT_URL_BEDROCK": endpoint,
+            # Keep the user's own ~/.aws files out of the job's credential chain.
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "OMP_NUM_THREADS": str(grant.get("cpus", 1)), "MKL_NUM_THREADS": str(grant.get("cpus", 1)),
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in grant.get("gpu_ids", [])),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _enforce_stops(self) -> None:
+        now = time.time()
+        grace = self.runtime.settings.stop_grace_seconds
+        for job in self._active(("STARTING", "RUNNING", "STOPPING")):
+            if job.state != "STOPPING" and job.max_runtime and job.started_at and \
+                    now - job.started_at > job.max_runtime:
+                job = jobs.transition(self.engine, job.id, "STOPPING", stop_reason="timeout",
+                                      message=f"MaxRuntimeInSeconds ({job.max_runtime:g} s) exceeded") or job
+            if job.state != "STOPPING":
+                continue
+            if job.id not in self.executor.processes:
+                self.finish(job.id, self._stopped_state(job))
+            elif job.id not in self.term_sent:
+                self.term_sent[job.id] = now
+                self.executor.stop(job.id)
+            elif now - self.term_sent[job.id] > grace:
+                self.executor.stop(job.id, force=True)
+
+    @staticmethod
+    def _stopped_state(job) -> str:
+        return "TIMED_OUT" if job.stop_reason == "timeout" else "STOPPED"
+
+    # -- endings -----------------------------------------------------------
+    def _worker_exited(self, job_id: str, code: int) -> None:
+        self.granted.pop(job_id, None)
+        self.term_sent.pop(job_id, None)
+        job = jobs.load(self.engine, job_id)
+        if job is None or job.terminal:
+            return
+        if job.state == "STOPPING":
+            self.finish(job_id, self._stopped_state(job))
+            return
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        tail = self._log_tail(job_id)
+        self.finish(job_id, "FAILED", failure_reason=f"The worker process {how} without reporting an outcome."
+                    + (f" Last output: {tail}" if tail else ""))
+
+    def _log_tail(self, job_id: str) -> str:
+        path = self.executor.log_path(job_id)
+        try:
+            lines = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][-500:] if lines else ""
+
+    def finish(self, job_id: str, state: str, failure_reason: str | None = None, message: str | None = None):
+        """Move a job to a terminal state, revoke its credentials, run the family's hook."""
+        job = jobs.transition(self.engine, job_id, state, failure_reason=failure_reason, message=message,
+                              secondary=state.title().replace("_", ""))
+        self.runtime.keys.revoke_job(job_id)
+        if job is not None and job.terminal:
+            hook = jobs.FAMILIES[job.family].on_terminal if job.family in jobs.FAMILIES else None
+            if hook is not None:
+                try:
+                    hook(self.runtime, job)
+                except Exception:
+                    log.exception("terminal hook of %s failed", job_id)
+        self.wake()
+        return job
+
+    def worker_reported_end(self, job: jobs.Job, outcome: str, reason: str | None) -> jobs.Job | None:
+        if outcome == "completed":
+            return self.finish(job.id, "COMPLETED")
+        if outcome == "stopped" or job.state == "STOPPING":
+            return self.finish(job.id, self._stopped_state(job))
+        return self.finish(job.id, "FAILED", failure_reason=reason or "The workload failed")
+
+    # -- restart -------------------------------------------------------------
+    def recover(self) -> None:
+        """Reconcile jobs a previous server left running: resume or fail them."""
+        for job in self._active(("STARTING", "RUNNING", "STOPPING")):
+            self.executor.kill_orphan(job)
+            self.runtime.keys.revoke_job(job.id)
+            workload = WORKLOADS.get(job.workload)
+            if job.state == "STOPPING":
+                self.finish(job.id, self._stopped_state(job))
+            elif workload is not None and workload.resumable:
+                jobs.transition(self.engine, job.id, "QUEUED", secondary="Restarting",
+                                message="The server restarted; the job resumes from its last checkpoint")
+                jobs.add_logs(self.engine, job.id, job.name,
+                              [(time.time(), "jobforge: server restarted; resuming from the last checkpoint")])
+            else:
+                self.finish(job.id, "FAILED", failure_reason=(
+                    f"The server restarted while the job was running, and workload {job.workload!r} "
+                    "cannot resume from a checkpoint."))

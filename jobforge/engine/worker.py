@@ -1,0 +1,161 @@
+"""The worker process: ``python -m jobforge.engine.worker <job-id>``.
+
+Runs one attempt of one job and reports to the server's internal API. Metrics
+and log lines are batched and sent by a reporter thread every half second; the
+reply tells the worker whether a stop was requested. SIGTERM also requests a
+stop; the workload sees it through ``ctx.should_stop()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+from jobforge.engine.context import JobContext, JobStopped, WorkloadError
+from jobforge.engine.transfer import S3Transfer
+from jobforge.workloads import WORKLOADS
+
+FLUSH_SECONDS = 0.5
+
+
+class WorkerClient:
+    def __init__(self, endpoint: str, job_id: str, token: str):
+        self.base = f"{endpoint}/_jobforge/worker/{job_id}/"
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, action: str, body: dict | None = None, attempts: int = 20) -> dict:
+        data = json.dumps(body or {}).encode()
+        for attempt in range(attempts):
+            request = urllib.request.Request(self.base + action, data=data, headers=self.headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as err:
+                if err.code == 403:
+                    raise SystemExit("jobforge worker: the server no longer accepts this attempt") from None
+                if attempt == attempts - 1:
+                    raise
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+            time.sleep(min(0.2 * 2 ** attempt, 5))
+
+
+class WorkerJobContext(JobContext):
+    def __init__(self, client: WorkerClient, info: dict, data_dir: Path):
+        self.client = client
+        self.job_id = info["id"]
+        self.job_arn = info["arn"]
+        self.job_name = info["name"]
+        self.account_id = info["account_id"]
+        self.region = info["region"]
+        self.attempt = info["attempt"]
+        self.resources = info["resources"]
+        self.work_dir = Path.cwd() / f"attempt-{self.attempt}"
+        self.checkpoint_dir = Path.cwd() / "checkpoints"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ)
+        self.transfer = S3Transfer(data_dir)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: dict = {"metrics": [], "events": []}
+        self._closed = threading.Event()
+        self._reporter = threading.Thread(target=self._report_loop, daemon=True)
+        self._reporter.start()
+
+    def request_stop(self, *_):
+        self._stop.set()
+
+    def status(self, secondary, message=""):
+        with self._lock:
+            self._pending["status"] = {"secondary": secondary, "message": message}
+        self.flush()
+
+    def metric(self, name, value, step=None):
+        with self._lock:
+            self._pending["metrics"].append({"name": name, "value": float(value), "step": step,
+                                             "timestamp": time.time()})
+
+    def event(self, text):
+        with self._lock:
+            self._pending["events"].append((time.time(), str(text)))
+
+    def should_stop(self):
+        return self._stop.is_set()
+
+    def download(self, uri, path):
+        return self.transfer.download(uri, Path(path))
+
+    def upload(self, path, uri):
+        self.transfer.upload(Path(path), uri)
+
+    def result(self, data):
+        with self._lock:
+            self._pending.setdefault("result", {}).update(data)
+        self.flush()
+
+    def _take(self) -> dict:
+        with self._lock:
+            batch, self._pending = self._pending, {"metrics": [], "events": []}
+        return batch
+
+    def flush(self, action: str = "report", **extra) -> None:
+        batch = self._take()
+        batch.update(extra)
+        reply = self.client.call(action, batch)
+        if reply.get("stop"):
+            self._stop.set()
+
+    def _report_loop(self):
+        while not self._closed.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except Exception as err:  # the next flush retries; the final report must not be lost
+                print(f"jobforge worker: report failed: {err}", file=sys.stderr)
+
+    def close(self, outcome: str, reason: str | None = None):
+        self._closed.set()
+        self._reporter.join(timeout=5)
+        self.flush("finish", outcome=outcome, reason=reason)
+
+
+def run_workload(ctx: WorkerJobContext, info: dict) -> tuple[str, str | None]:
+    workload = WORKLOADS.get(info["workload"])
+    if workload is None:
+        return "failed", f"Unknown workload {info['workload']!r}"
+    try:
+        module = importlib.import_module(workload.module)
+        module.run(ctx, info["spec"])
+    except JobStopped:
+        return "stopped", None
+    except WorkloadError as err:
+        return "failed", str(err)
+    except BaseException as err:  # the job fails; the traceback goes to its log
+        for line in traceback.format_exc().splitlines():
+            ctx.event(line)
+        return "failed", f"{type(err).__name__}: {err}"
+    return ("stopped", None) if ctx.should_stop() else ("completed", None)
+
+
+def main(job_id: str) -> None:
+    client = WorkerClient(os.environ["JOBFORGE_ENDPOINT"], job_id, os.environ["JOBFORGE_WORKER_TOKEN"])
+    info = client.call("job")
+    ctx = WorkerJobContext(client, info, Path(os.environ["JOBFORGE_DATA_DIR"]))
+    signal.signal(signal.SIGTERM, ctx.request_stop)
+    if client.call("running").get("stop"):
+        ctx.request_stop()
+    outcome, reason = run_workload(ctx, info)
+    ctx.close(outcome, reason)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

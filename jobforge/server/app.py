@@ -1,0 +1,176 @@
+"""The ASGI app: one port for every service.
+
+A plain ASGI callable rather than a Starlette app: every request goes through
+the same model-driven pipeline (route → authenticate → parse → validate →
+handle → serialize), so a framework router would add cost and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import uuid
+
+from anyio import to_thread
+
+from jobforge.api.base import HANDLERS, RequestContext, not_implemented
+from jobforge.core.errors import ServiceError
+from jobforge.server import router
+from jobforge.server.auth import AuthError, credential_scope
+from jobforge.server.protocol.http import HttpRequest, HttpResponse
+from jobforge.server.protocol.validate import check_input
+from jobforge.server.runtime import Runtime
+
+log = logging.getLogger("jobforge.server")
+
+API_MODULES = ("iam", "sts", "sagemaker_jobs")
+MAX_BODY = 64 * 1024 * 1024
+
+# Authentication failures per protocol family: (code, HTTP status).
+AUTH_ERRORS = {
+    "json": {"missing": ("MissingAuthenticationTokenException", 403),
+             "unknown_key": ("UnrecognizedClientException", 403),
+             "bad_signature": ("InvalidSignatureException", 403),
+             "expired": ("InvalidSignatureException", 403),
+             "expired_token": ("ExpiredTokenException", 403),
+             "access_denied": ("AccessDeniedException", 403)},
+    "query": {"missing": ("MissingAuthenticationToken", 403),
+              "unknown_key": ("InvalidClientTokenId", 403),
+              "bad_signature": ("SignatureDoesNotMatch", 403),
+              "expired": ("SignatureDoesNotMatch", 403),
+              "expired_token": ("ExpiredToken", 403),
+              "access_denied": ("AccessDenied", 403)},
+    "rest-xml": {"missing": ("AccessDenied", 403),
+                 "unknown_key": ("InvalidAccessKeyId", 403),
+                 "bad_signature": ("SignatureDoesNotMatch", 403),
+                 "expired": ("RequestTimeTooSkewed", 403),
+                 "expired_token": ("ExpiredToken", 400),
+                 "access_denied": ("AccessDenied", 403)},
+}
+AUTH_ERRORS["rest-json"] = AUTH_ERRORS["json"]
+
+
+def load_api_modules(names=API_MODULES) -> None:
+    for name in names:
+        importlib.import_module(f"jobforge.api.{name}")
+
+
+class App:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        load_api_modules()
+        from jobforge.server.internal import InternalApi
+
+        self.internal = InternalApi(runtime)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        raw_path = raw_path.decode("latin-1")
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[name] = f"{headers[name]},{text}" if name in headers else text
+        request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
+        request.body = await self._read_body(receive)
+        if raw_path.startswith("/_jobforge/"):
+            response = await self.internal.handle(request)
+        else:
+            response = await self.dispatch(request)
+        await self._send(send, response)
+
+    async def _read_body(self, receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ServiceError("RequestEntityTooLarge", "Request body too large", 413)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _send(self, send, response: HttpResponse) -> None:
+        headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
+        if isinstance(response.body, (bytes, bytearray)):
+            headers.append((b"content-length", str(len(response.body)).encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": bytes(response.body)})
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        async for chunk in response.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.runtime.scheduler.start(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.scheduler.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def dispatch(self, request: HttpRequest) -> HttpResponse:
+        request_id = str(uuid.uuid4())
+        scope = credential_scope(request)
+        scope_service = scope.service if scope else None
+        try:
+            service, operation = router.route(scope_service, request)
+        except ServiceError as err:
+            fallback = router.candidates_or_default(scope_service)
+            return router.protocol_of(fallback).error(fallback, err, request_id)
+        protocol = router.protocol_of(service)
+        try:
+            ctx = self._context(request, request_id, service, operation)
+            found = HANDLERS.get((service, operation))
+            if found is None:
+                raise not_implemented(service, operation)
+            params = check_input(self._input_shape(service, operation), protocol.parse(service, operation, request))
+            if found.blocking:
+                result = await to_thread.run_sync(found.fn, ctx, params)
+            else:
+                result = found.fn(ctx, params)
+            return protocol.serialize(service, operation, result or {}, request_id)
+        except ServiceError as err:
+            return protocol.error(service, err, request_id)
+        except Exception:
+            log.exception("Internal error in %s.%s", service, operation)
+            return protocol.error(service, ServiceError("InternalFailure", "The server hit an internal error", 500),
+                                  request_id)
+
+    @staticmethod
+    def _input_shape(service, operation):
+        from jobforge.server.protocol import models
+
+        return models.operation(service, operation).input_shape
+
+    def _context(self, request: HttpRequest, request_id: str, service: str, operation: str) -> RequestContext:
+        runtime = self.runtime
+        if runtime.settings.auth == "none":
+            credential = runtime.default_credential
+            identity = (credential.account_id, credential.principal_arn, credential.access_key_id)
+            region = runtime.settings.region
+        else:
+            try:
+                who, scope = runtime.verifier.verify(request)
+            except AuthError as err:
+                family = router.protocol_name(service)
+                code, status = AUTH_ERRORS.get(family, AUTH_ERRORS["json"])[err.kind]
+                raise ServiceError(code, err.message, status) from None
+            identity = (who.account_id, who.principal_arn, who.access_key_id)
+            region = scope.region
+        return RequestContext(runtime, *identity, request_id, region, service, operation, request.headers)
+
+
+def create_app(settings) -> App:
+    return App(Runtime(settings))

@@ -1,0 +1,70 @@
+"""The server's internal API, used only by workers: /_jobforge/worker/<job>/<action>.
+
+Authenticated with the per-attempt worker token (a bearer token whose digest
+is on the job record), so a worker of an earlier attempt cannot report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from jobforge.core import jobs
+from jobforge.server.protocol.http import HttpRequest, HttpResponse
+
+
+def _json(status: int, body: dict) -> HttpResponse:
+    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(body).encode())
+
+
+class InternalApi:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.engine = runtime.engine
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        parts = request.raw_path.strip("/").split("/")
+        if len(parts) != 4 or parts[1] != "worker":
+            return _json(404, {"message": "Not found"})
+        job = jobs.load(self.engine, parts[2])
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if job is None or not job.worker_token_hash or not hmac.compare_digest(
+                hashlib.sha256(token.encode()).hexdigest(), job.worker_token_hash):
+            return _json(403, {"message": "Invalid worker token"})
+        action = getattr(self, "_" + parts[3], None)
+        if action is None:
+            return _json(404, {"message": f"Unknown action {parts[3]}"})
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return _json(400, {"message": "Invalid JSON"})
+        return _json(200, action(job, body) or {})
+
+    def _job(self, job: jobs.Job, body: dict) -> dict:
+        return {"id": job.id, "arn": job.arn, "name": job.name, "account_id": job.account_id,
+                "region": self.runtime.settings.region, "workload": job.workload, "spec": job.spec,
+                "resources": job.resources, "attempt": job.attempt, "family": job.family}
+
+    def _running(self, job: jobs.Job, body: dict) -> dict:
+        jobs.transition(self.engine, job.id, "RUNNING", only_from=("STARTING",), secondary=body.get("secondary"))
+        return {"stop": job.state == "STOPPING"}
+
+    def _report(self, job: jobs.Job, body: dict) -> dict:
+        jobs.add_metrics(self.engine, job.id, body.get("metrics", []))
+        jobs.add_logs(self.engine, job.id, body.get("stream") or job.name,
+                      [(float(ts), str(text)) for ts, text in body.get("events", [])])
+        status = body.get("status")
+        result = body.get("result")
+        if status or result:
+            merged = dict(job.result, **result) if result else None
+            values = {"result": merged} if merged is not None else {}
+            jobs.transition(self.engine, job.id, secondary=status and status.get("secondary"),
+                            message=status and status.get("message"), **values)
+        return {"stop": job.state == "STOPPING"}
+
+    def _finish(self, job: jobs.Job, body: dict) -> dict:
+        self._report(job, body)
+        self.runtime.scheduler.worker_reported_end(jobs.load(self.engine, job.id), body.get("outcome", "failed"),
+                                                   body.get("reason"))
+        return {}

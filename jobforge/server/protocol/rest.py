@@ -1,0 +1,132 @@
+"""What restJson1 and restXml share: URI-template routing and the HTTP bindings
+of input members (labels, query string, headers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote
+
+import regex as re
+
+from jobforge.server.protocol import models
+from jobforge.server.protocol.http import HttpRequest
+from jobforge.server.protocol.wire import from_text
+
+
+@dataclass(frozen=True)
+class Route:
+    operation: str
+    method: str
+    pattern: re.Pattern
+    query_literals: tuple[tuple[str, str | None], ...]
+    rank: tuple
+
+
+def _compile(template: str) -> tuple[re.Pattern, int, int]:
+    literal_chars, greedy = 0, 0
+    parts = []
+    for piece in re.split(r"(\{[^}]+\})", template):
+        if piece.startswith("{"):
+            name = piece[1:-1]
+            if name.endswith("+"):
+                greedy += 1
+                parts.append(f"(?P<{_group(name[:-1])}>.+)")
+            else:
+                parts.append(f"(?P<{_group(name)}>[^/]+)")
+        else:
+            literal_chars += len(piece)
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts) + "/?"), literal_chars, greedy
+
+
+def _group(label: str) -> str:
+    return "L_" + label.replace("-", "_")
+
+
+@lru_cache(maxsize=None)
+def routes(service: str) -> tuple[Route, ...]:
+    model = models.service_model(service)
+    table = []
+    for name in model.operation_names:
+        http = models.operation(service, name).http
+        path, _, query = http["requestUri"].partition("?")
+        literals = tuple(
+            (key, value if sep else None)
+            for key, sep, value in (item.partition("=") for item in query.split("&") if item)
+        )
+        pattern, literal_chars, greedy = _compile(path)
+        rank = (-len(literals), -literal_chars, greedy)
+        table.append(Route(name, http["method"], pattern, literals, rank))
+    return tuple(sorted(table, key=lambda r: r.rank))
+
+
+def match(service: str, request: HttpRequest) -> str | None:
+    query = dict(request.query())
+    path_matched = False
+    for route in routes(service):
+        found = route.pattern.fullmatch(request.raw_path)
+        if found is None:
+            continue
+        if any(key not in query or (value is not None and query[key] != value) for key, value in route.query_literals):
+            continue
+        path_matched = True
+        if route.method != request.method:
+            continue
+        request.scratch["labels"] = {k[2:]: unquote(v) for k, v in found.groupdict().items()}
+        return route.operation
+    request.scratch["path_matched"] = path_matched
+    return None
+
+
+def bound_members(service: str, operation: str, request: HttpRequest) -> tuple[dict, list[str]]:
+    """Members bound to the URI, query string and headers; and the names left for the body."""
+    shape = models.operation(service, operation).input_shape
+    params: dict = {}
+    body_members: list[str] = []
+    if shape is None:
+        return params, body_members
+    labels = request.scratch.get("labels", {})
+    query = request.query()
+    claimed = {m.serialization.get("name", n) for n, m in shape.members.items()
+               if m.serialization.get("location") == "querystring" and m.type_name != "map"}
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire = member.serialization.get("name", name)
+        if location == "uri":
+            if wire in labels:
+                params[name] = from_text(member, labels[wire])
+        elif location == "querystring":
+            if member.type_name == "map":
+                values = {k: v for k, v in query if k not in claimed}
+                if values:
+                    params[name] = values
+            elif member.type_name == "list":
+                values = [from_text(member.member, v) for k, v in query if k == wire]
+                if values:
+                    params[name] = values
+            else:
+                value = next((v for k, v in query if k == wire), None)
+                if value is not None:
+                    params[name] = from_text(member, value)
+        elif location == "header":
+            if member.type_name == "map":
+                prefix = wire.lower()
+                values = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+                if values:
+                    params[name] = values
+            else:
+                value = request.headers.get(wire.lower())
+                if value is not None:
+                    if member.type_name == "list":
+                        params[name] = [from_text(member.member, v.strip()) for v in value.split(",")]
+                    else:
+                        params[name] = from_text(member, value)
+        elif location in ("headers",):
+            prefix = wire.lower()
+            values = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+            if values:
+                params[name] = values
+        elif location != "statusCode":
+            body_members.append(name)
+    return params, body_members

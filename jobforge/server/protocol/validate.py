@@ -1,0 +1,216 @@
+"""Server-side input checking against the model, in AWS's wording.
+
+One walk over the input shape does three things: checks wire types (a
+mismatch is a ``SerializationException``, as AWS JSON services answer),
+converts wire values to Python ones (timestamps to aware datetimes, blobs to
+bytes), and checks every constraint the SDKs leave to the server (required,
+length, range, enum, pattern) for a ``ValidationException`` that lists every
+violation the way AWS's Coral validator does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import math
+from functools import lru_cache
+
+import regex
+from botocore.model import Shape
+
+from jobforge.core.errors import ServiceError
+
+UTC = dt.timezone.utc
+
+
+@lru_cache(maxsize=4096)
+def _pattern(expr: str):
+    try:
+        return regex.compile(expr)
+    except regex.error:
+        return None
+
+
+def parse_timestamp(value) -> dt.datetime:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return dt.datetime.fromtimestamp(float(text), UTC)
+        except ValueError:
+            pass
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            parsed = parsedate_to_datetime(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(value)
+
+
+def _quote(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "'" + str(value).lower() + "'"
+    if isinstance(value, bytes):
+        return "'java.nio.HeapByteBuffer'"
+    return f"'{value}'"
+
+
+def _child_path(path: str, name: str) -> str:
+    name = name[:1].lower() + name[1:]
+    return f"{path}.{name}" if path else name
+
+
+class Checker:
+    def __init__(self):
+        self.type_errors: list[str] = []
+        self.violations: list[str] = []
+
+    def violation(self, value, path, constraint):
+        self.violations.append(f"Value {_quote(value)} at '{path}' failed to satisfy constraint: {constraint}")
+
+    def check(self, shape: Shape, value, path: str):
+        kind = shape.type_name
+        handler = getattr(self, "_" + kind, None)
+        if handler is None:
+            return value
+        return handler(shape, value, path)
+
+    def _structure(self, shape, value, path):
+        if not isinstance(value, dict):
+            self.type_errors.append(f"Expected an object at '{path or 'input'}'")
+            return value
+        out = {}
+        members = shape.members
+        for name in shape.required_members:
+            if value.get(name) is None:
+                self.violation(None, _child_path(path, name), "Member must not be null")
+        for name, item in value.items():
+            member = members.get(name)
+            if member is None or item is None:
+                continue  # AWS ignores unknown members
+            out[name] = self.check(member, item, _child_path(path, name))
+        if shape.metadata.get("union") and len([v for v in out.values() if v is not None]) != 1:
+            self.violations.append(f"Exactly one member of '{path or 'input'}' must be set")
+        return out
+
+    def _list(self, shape, value, path):
+        if not isinstance(value, list):
+            self.type_errors.append(f"Expected a list at '{path}'")
+            return value
+        self._size(shape, value, path)
+        return [self.check(shape.member, item, f"{path}.{i}.member") for i, item in enumerate(value, 1)]
+
+    def _map(self, shape, value, path):
+        if not isinstance(value, dict):
+            self.type_errors.append(f"Expected a map at '{path}'")
+            return value
+        self._size(shape, value, path)
+        out = {}
+        for key, item in value.items():
+            self.check(shape.key, key, f"{path}.{key}.key")
+            out[key] = self.check(shape.value, item, f"{path}.{key}.member")
+        return out
+
+    def _size(self, shape, value, path):
+        meta = shape.metadata
+        if "min" in meta and len(value) < meta["min"]:
+            self.violation(value, path, f"Member must have length greater than or equal to {meta['min']}")
+        if "max" in meta and len(value) > meta["max"]:
+            self.violation(value, path, f"Member must have length less than or equal to {meta['max']}")
+
+    def _string(self, shape, value, path):
+        if not isinstance(value, str):
+            self.type_errors.append(f"Expected a string at '{path}'")
+            return value
+        self._size(shape, value, path)
+        enum = shape.metadata.get("enum")
+        if enum and value not in enum:
+            self.violation(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+        expr = shape.metadata.get("pattern")
+        if expr:
+            compiled = _pattern(expr)
+            if compiled is not None and compiled.fullmatch(value) is None:
+                self.violation(value, path, f"Member must satisfy regular expression pattern: {expr}")
+        return value
+
+    def _number(self, shape, value, path, integral):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.type_errors.append(f"Expected a number at '{path}'")
+            return value
+        if integral and (isinstance(value, float) and not value.is_integer()):
+            self.type_errors.append(f"Expected an integer at '{path}'")
+            return value
+        if isinstance(value, float) and math.isnan(value):
+            self.type_errors.append(f"Expected a number at '{path}'")
+            return value
+        value = int(value) if integral else value
+        meta = shape.metadata
+        if "min" in meta and value < meta["min"]:
+            self.violation(value, path, f"Member must have value greater than or equal to {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            self.violation(value, path, f"Member must have value less than or equal to {meta['max']}")
+        return value
+
+    def _integer(self, shape, value, path):
+        return self._number(shape, value, path, True)
+
+    _long = _integer
+
+    def _double(self, shape, value, path):
+        return self._number(shape, value, path, False)
+
+    _float = _double
+
+    def _boolean(self, shape, value, path):
+        if not isinstance(value, bool):
+            self.type_errors.append(f"Expected a boolean at '{path}'")
+        return value
+
+    def _timestamp(self, shape, value, path):
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            return parse_timestamp(value)
+        except (ValueError, TypeError, OverflowError, OSError):
+            self.type_errors.append(f"Expected a timestamp at '{path}'")
+            return value
+
+    def _blob(self, shape, value, path):
+        if isinstance(value, bytes):
+            self._size(shape, value, path)
+            return value
+        if not isinstance(value, str):
+            self.type_errors.append(f"Expected base64 data at '{path}'")
+            return value
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            self.type_errors.append(f"Invalid base64 data at '{path}'")
+            return value
+        self._size(shape, data, path)
+        return data
+
+
+def check_input(shape: Shape | None, params: dict) -> dict:
+    """Validate and convert request parameters, or raise the AWS error."""
+    if shape is None:
+        return {}
+    checker = Checker()
+    out = checker.check(shape, params, "")
+    if checker.type_errors:
+        raise ServiceError("SerializationException", "; ".join(checker.type_errors), 400)
+    if checker.violations:
+        count = len(checker.violations)
+        noun = "error" if count == 1 else "errors"
+        raise ServiceError(
+            "ValidationException", f"{count} validation {noun} detected: " + "; ".join(checker.violations), 400
+        )
+    return out

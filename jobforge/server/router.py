@@ -1,0 +1,86 @@
+"""Which service and operation a request is for.
+
+Route on the SigV4 credential scope's service first, then on X-Amz-Target,
+the query Action or the method and path. Several models share a signing name
+(SageMaker and its job runtime; Bedrock and its runtime), so each scope lists
+its candidates in order.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from jobforge.core.errors import ServiceError
+from jobforge.server.protocol import awsjson, models, query, restjson
+from jobforge.server.protocol.http import HttpRequest
+
+PROTOCOLS: dict[str, ModuleType] = {"json": awsjson, "rest-json": restjson, "query": query}
+
+SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
+    "sagemaker": ("sagemaker", "sagemakerjobruntime"),
+    "bedrock": ("bedrock", "bedrock-runtime"),
+    "braket": ("braket",),
+    "iam": ("iam",),
+    "sts": ("sts",),
+    "logs": ("logs",),
+    "s3": ("s3",),
+}
+QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}
+
+
+def register_protocol(name: str, module: ModuleType) -> None:
+    PROTOCOLS[name] = module
+
+
+def protocol_of(service: str) -> ModuleType:
+    return PROTOCOLS[models.service_model(service).protocol]
+
+
+def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ...]:
+    if scope_service is not None:
+        if scope_service not in SERVICES_BY_SCOPE:
+            raise ServiceError("UnrecognizedClientException", f"Service {scope_service!r} is not served here", 400)
+        return SERVICES_BY_SCOPE[scope_service]
+    # Unsigned request (auth disabled): infer from the request's shape.
+    target = request.headers.get("x-amz-target", "")
+    if target.startswith("SageMaker."):
+        return ("sagemaker",)
+    if target.startswith("Logs_"):
+        return ("logs",)
+    content_type = request.headers.get("content-type", "")
+    if "x-www-form-urlencoded" in content_type or "Action=" in request.query_string:
+        version = query.form(request).get("Version")
+        if version in QUERY_VERSIONS:
+            return (QUERY_VERSIONS[version],)
+    return ("sagemakerjobruntime", "bedrock", "bedrock-runtime", "braket", "s3")
+
+
+def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
+    """(service model name, operation name), or a ServiceError in the first candidate's shape."""
+    services = candidates(scope_service, request)
+    path_matched = False
+    for service in services:
+        if models.service_model(service).protocol not in PROTOCOLS:
+            continue
+        operation = protocol_of(service).match(service, request)
+        if operation is not None:
+            return service, operation
+        path_matched = path_matched or request.scratch.pop("path_matched", False)
+    if path_matched:
+        raise ServiceError("UnknownOperationException",
+                           f"{request.method} is not supported on {request.raw_path}", 405)
+    if models.service_model(services[0]).protocol == "json":
+        raise ServiceError("UnknownOperationException", "Missing or malformed X-Amz-Target header", 400)
+    raise ServiceError("UnknownOperationException", f"No operation matches {request.method} {request.raw_path}", 400)
+
+
+
+def candidates_or_default(scope_service: str | None) -> str:
+    """The service whose error shape answers a request that routed nowhere."""
+    if scope_service in SERVICES_BY_SCOPE:
+        return SERVICES_BY_SCOPE[scope_service][0]
+    return "sagemaker"  # a JSON error, never an HTML page
+
+
+def protocol_name(service: str) -> str:
+    return models.service_model(service).protocol

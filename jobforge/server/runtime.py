@@ -1,0 +1,65 @@
+"""Everything a running server holds: settings, store, keys, engine."""
+
+from __future__ import annotations
+
+import configparser
+import os
+
+import sqlalchemy as sa
+
+from jobforge.config import Settings
+from jobforge.core import accounts
+from jobforge.core.store import open_store
+from jobforge.server.auth import Verifier
+
+DEFAULT_ACCOUNT = "default"
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: sa.Engine = open_store(settings.db_url)
+        self.keys = accounts.KeyRing(self.engine)
+        self.verifier = Verifier(self.keys)
+        self.default_credential = self._default_account()
+        from jobforge.engine.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self)
+
+    def _default_account(self) -> accounts.Credential:
+        credential = accounts.account_credentials(self.engine, DEFAULT_ACCOUNT)
+        if credential is None:
+            credential = accounts.create_account(self.engine, DEFAULT_ACCOUNT)
+        if not self.settings.credentials_file.exists():
+            write_profile(self.settings, "default", credential)
+        return credential
+
+    def create_account(self, name: str) -> accounts.Credential:
+        credential = accounts.create_account(self.engine, name)
+        write_profile(self.settings, name, credential)
+        return credential
+
+
+def write_profile(settings: Settings, profile: str, credential: accounts.Credential) -> None:
+    """Add a profile to DIR/credentials and DIR/config (AWS shared-file formats)."""
+    creds = configparser.ConfigParser()
+    creds.read(settings.credentials_file)
+    creds[profile] = {"aws_access_key_id": credential.access_key_id,
+                      "aws_secret_access_key": credential.secret_key}
+    _write_private(settings.credentials_file, creds)
+    config_file = settings.data_dir / "config"
+    config = configparser.ConfigParser()
+    config.read(config_file)
+    section = "default" if profile == "default" else f"profile {profile}"
+    config[section] = {"region": settings.region, "endpoint_url": settings.endpoint_url,
+                       "s3": "\naddressing_style = path"}
+    _write_private(config_file, config)
+
+
+def _write_private(path, parser: configparser.ConfigParser) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        parser.write(handle)
+    os.replace(tmp, path)

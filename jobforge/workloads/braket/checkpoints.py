@@ -1,0 +1,54 @@
+"""Keep a job's checkpoint directory and its ``checkpointConfig.s3Uri`` in step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobforge.engine.context import JobContext, WorkloadError
+
+
+class CheckpointSync:
+    def __init__(self, ctx: JobContext, local_dir: Path, s3_uri: str | None):
+        self._ctx = ctx
+        self._dir = local_dir
+        self._prefix = s3_uri.rstrip("/") + "/" if s3_uri else None
+        self._uploaded: dict[str, tuple[int, int]] = {}
+
+    def restore(self) -> bool:
+        """Fill an empty checkpoint directory from S3; True when something was restored.
+
+        A directory that already holds files (the same job resumed after a
+        restart) is newer than its S3 copy and is kept. An empty one is filled
+        from S3, which covers a resumed job whose local state was lost and a
+        new job whose checkpoints were copied from another job.
+        """
+        self._dir.mkdir(parents=True, exist_ok=True)
+        if not self._prefix or any(self._dir.iterdir()):
+            return False
+        try:
+            self._ctx.download(self._prefix, self._dir)
+        except WorkloadError:  # nothing under the prefix yet
+            return False
+        self._uploaded = dict(self._files())
+        return bool(self._uploaded)
+
+    def push(self) -> None:
+        """Upload every file that changed since it was last uploaded."""
+        if not self._prefix:
+            return
+        for relative, signature in self._files():
+            if self._uploaded.get(relative) != signature:
+                try:
+                    self._ctx.upload(self._dir / relative, self._prefix + relative)
+                except FileNotFoundError:  # removed by the job meanwhile
+                    continue
+                self._uploaded[relative] = signature
+
+    def _files(self):
+        for path in sorted(self._dir.rglob("*")):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if path.is_file():
+                yield path.relative_to(self._dir).as_posix(), (stat.st_mtime_ns, stat.st_size)
