@@ -19,7 +19,7 @@ def run(ctx: JobContext, spec: dict) -> None:
     start = json.loads(state_file.read_text())["next"] if state_file.exists() else 0
     if start:
         ctx.event(f"Resuming at step {start} (attempt {ctx.attempt})")
-    ctx.status("Counting", f"{steps} steps")
+    ctx.status("Executing", f"{steps} steps")
     for step in range(start, steps):
         if ctx.should_stop():
             raise JobStopped()
