@@ -1,0 +1,290 @@
+"""Braket hybrid jobs, run with the conventions of the Braket job container.
+
+Workload entry ``run(ctx, spec)``; spec is the CreateJob request as boto3
+sends it (camelCase) plus ``jobArn`` and ``jobToken``. The job's folders live
+under ``ctx.work_dir/braket`` in the container's layout (``code/customer_code``,
+``input/config``, ``input/data``, ``model``, ``output``); the checkpoint
+directory is ``ctx.checkpoint_dir`` so that a resumed job finds its
+checkpoints. The user's code runs in a child process
+(``jobforge.workloads.braket.launcher``) with the ``AMZN_BRAKET_*`` variables
+the Braket SDK reads. Progress is reported with the Braket job event types as
+secondary statuses: DOWNLOADING_DATA, RUNNING, UPLOADING_RESULTS.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import posixpath
+import shutil
+import signal
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from braket.jobs.metrics_data.log_metrics_parser import LogMetricsParser
+
+from jobforge.engine.context import JobContext, JobStopped, WorkloadError, split_s3_uri
+from jobforge.workloads.braket.checkpoints import CheckpointSync
+from jobforge.workloads.braket.process import Stopped, supervise
+
+RESULTS_ARCHIVE = "model.tar.gz"
+METRICS_MARKER = "Metrics - "
+FAILURE_REASON_MAX = 1024
+CHECKPOINT_SYNC_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def original(self) -> Path:
+        return self.root / "code" / "customer_code" / "original"
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code" / "customer_code" / "extracted"
+
+    @property
+    def hyperparameters(self) -> Path:
+        return self.root / "input" / "config" / "hyperparameters.json"
+
+    @property
+    def input_data(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def failure(self) -> Path:
+        return self.root / "output" / "failure"
+
+    @property
+    def packages(self) -> Path:
+        """pip's --prefix for the job's requirements.txt."""
+        return self.root / "packages"
+
+    def package_dirs(self) -> list[str]:
+        paths = sysconfig.get_paths(
+            sysconfig.get_preferred_scheme("prefix"), vars={"base": self.packages, "platbase": self.packages}
+        )
+        return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+
+    def create(self) -> None:
+        # A resumed job starts from a fresh tree, as on a new instance; only checkpoints carry over.
+        shutil.rmtree(self.root, ignore_errors=True)
+        for folder in (self.original, self.code, self.hyperparameters.parent, self.input_data, self.results,
+                       self.failure.parent):
+            folder.mkdir(parents=True)
+
+
+def run(ctx: JobContext, spec: dict) -> None:
+    layout = Layout(Path(ctx.work_dir) / "braket")
+    layout.create()
+    algorithm = spec["algorithmSpecification"]
+    script = algorithm["scriptModeConfig"]
+    if algorithm.get("containerImage"):
+        ctx.event(
+            f"containerImage {algorithm['containerImage'].get('uri')} is not pulled: the job runs in "
+            "jobforge's Python environment; list extra packages in requirements.txt."
+        )
+    checkpoints = CheckpointSync(ctx, Path(ctx.checkpoint_dir), (spec.get("checkpointConfig") or {}).get("s3Uri"))
+    try:
+        ctx.status("DOWNLOADING_DATA", "Downloading the source code and input data")
+        _fetch_source(ctx, script, layout)
+        hyperparameters = spec.get("hyperParameters")
+        if hyperparameters is not None:
+            layout.hyperparameters.write_text(json.dumps(hyperparameters))
+        channels = spec.get("inputDataConfig")
+        for channel in channels or []:
+            _fetch_channel(ctx, channel, layout.input_data)
+        if checkpoints.restore():
+            ctx.event(f"Restored checkpoints from {spec['checkpointConfig']['s3Uri']}")
+        env = _environment(ctx, spec, layout, hyperparameters is not None, channels is not None)
+        _install_requirements(ctx, layout, env)
+
+        ctx.status("RUNNING", f"Running {script['entryPoint']}")
+        status = supervise(
+            ctx,
+            [sys.executable, "-P", "-m", "jobforge.workloads.braket.launcher",
+             str(os.getpid()), str(layout.code), script["entryPoint"], str(layout.failure)],
+            env=env,
+            cwd=layout.code,
+            on_line=_JobLog(ctx),
+            periodic=checkpoints.push,
+            period_seconds=CHECKPOINT_SYNC_SECONDS,
+        )
+    except Stopped:
+        raise JobStopped() from None
+    finally:
+        checkpoints.push()
+    if status != 0:
+        raise WorkloadError(_failure_reason(layout, status))
+
+    ctx.status("UPLOADING_RESULTS", "Uploading the results")
+    _upload_results(ctx, layout.results, spec["outputDataConfig"]["s3Path"])
+
+
+def _fetch_source(ctx: JobContext, script: dict, layout: Layout) -> None:
+    uri = script["s3Uri"]
+    name = posixpath.basename(split_s3_uri(uri)[1]) or "source"
+    archive = ctx.download(uri, layout.original / name)
+    compression = (script.get("compressionType") or "NONE").upper()
+    if compression == "NONE":
+        shutil.copy(archive, layout.code)
+        return
+    # The container unpacks GZIP and ZIP alike, whichever the archive really is.
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(layout.code)
+        else:
+            with tarfile.open(archive) as bundle:
+                bundle.extractall(layout.code, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as error:
+        raise WorkloadError(f"Unable to unpack the source archive {uri} ({compression}): {error}") from error
+
+
+def _fetch_channel(ctx: JobContext, channel: dict, input_dir: Path) -> None:
+    """Copy one input channel: a single object to ``<channel>/<name>``, a folder's objects under ``<channel>/``."""
+    name = channel["channelName"]
+    uri = channel["dataSource"]["s3DataSource"]["s3Uri"]
+    target = input_dir / name
+    target.mkdir(parents=True, exist_ok=True)
+    if not uri.endswith("/"):
+        try:
+            ctx.download(uri, target / posixpath.basename(uri))
+            return
+        except WorkloadError:  # not an object: a folder prefix
+            pass
+    try:
+        ctx.download(uri.rstrip("/") + "/", target)
+    except WorkloadError:
+        raise WorkloadError(f"No data found for channel '{name}' at {uri}") from None
+
+
+def _environment(ctx: JobContext, spec: dict, layout: Layout, has_hyperparameters: bool, has_inputs: bool) -> dict:
+    """The job process's environment: the worker's (less jobforge's own), the job's AWS settings, AMZN_BRAKET_*."""
+    job_name = spec["jobName"]
+    script = spec["algorithmSpecification"]["scriptModeConfig"]
+    bucket, key = split_s3_uri(spec["outputDataConfig"]["s3Path"])
+    env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
+    env.update(ctx.env)
+    env.setdefault("AWS_DEFAULT_REGION", ctx.region)
+    threads = str(ctx.resources.get("cpus") or 1)
+    env.setdefault("OMP_NUM_THREADS", threads)
+    env.setdefault("NUMBA_NUM_THREADS", threads)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [*layout.package_dirs(), env.get("PYTHONPATH")])),
+            "AMZN_BRAKET_JOB_NAME": job_name,
+            "AMZN_BRAKET_DEVICE_ARN": spec["deviceConfig"]["device"],
+            "AMZN_BRAKET_JOB_RESULTS_DIR": str(layout.results),
+            "AMZN_BRAKET_CHECKPOINT_DIR": str(ctx.checkpoint_dir),
+            "AMZN_BRAKET_OUT_S3_BUCKET": bucket,
+            "AMZN_BRAKET_TASK_RESULTS_S3_URI": f"s3://{bucket}/jobs/{job_name}/tasks",
+            "AMZN_BRAKET_JOB_RESULTS_S3_PATH": posixpath.join(key, job_name, "output"),
+            "AMZN_BRAKET_SCRIPT_S3_URI": script["s3Uri"],
+            "AMZN_BRAKET_SCRIPT_ENTRY_POINT": script["entryPoint"],
+        }
+    )
+    if script.get("compressionType"):
+        env["AMZN_BRAKET_SCRIPT_COMPRESSION_TYPE"] = script["compressionType"]
+    if has_hyperparameters:
+        env["AMZN_BRAKET_HP_FILE"] = str(layout.hyperparameters)
+    if has_inputs:
+        env["AMZN_BRAKET_INPUT_DIR"] = str(layout.input_data)
+    if spec.get("jobToken"):
+        env["AMZN_BRAKET_JOB_TOKEN"] = spec["jobToken"]
+    for association in spec.get("associations") or []:
+        if association.get("type") == "RESERVATION_TIME_WINDOW_ARN":
+            env["AMZN_BRAKET_RESERVATION_DEVICE_ARN"] = spec["deviceConfig"]["device"]
+            env["AMZN_BRAKET_RESERVATION_TIME_WINDOW_ARN"] = association["arn"]
+    return env
+
+
+def _install_requirements(ctx: JobContext, layout: Layout, env: dict) -> None:
+    """pip-install every requirements.txt of the code into the job's own prefix.
+
+    Requirements the environment already satisfies install nothing (and need no
+    network); others land in the job's prefix, ahead of the shared packages.
+    """
+    for requirements in sorted(layout.code.rglob("requirements.txt")):
+        relative = requirements.relative_to(layout.code)
+        ctx.event(f"Installing the requirements in {relative}")
+        output = collections.deque(maxlen=20)
+
+        def log(line: str) -> None:
+            ctx.event(line)
+            output.append(line)
+
+        status = supervise(
+            ctx,
+            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+             "--prefix", str(layout.packages), "-r", str(requirements)],
+            env=env,
+            cwd=requirements.parent,
+            on_line=log,
+        )
+        if status != 0:
+            errors = [line for line in output if line.startswith("ERROR")] or list(output)[-1:]
+            detail = " ".join(errors) or f"pip exit status {status}"
+            raise WorkloadError(_truncate(f"Installing the requirements in {relative} failed: {detail}"))
+
+
+class _JobLog:
+    """Every output line is a log event; ``log_metric`` lines also become metrics."""
+
+    def __init__(self, ctx: JobContext):
+        self._ctx = ctx
+
+    def __call__(self, line: str) -> None:
+        self._ctx.event(line)
+        if METRICS_MARKER in line:
+            for name, value, step in parse_metrics(line):
+                self._ctx.metric(name, value, step)
+
+
+def parse_metrics(line: str) -> list[tuple[str, float, int | None]]:
+    """(name, value, iteration) of each metric on a ``log_metric`` line, parsed as the SDK does."""
+    parser = LogMetricsParser()
+    parser.parse_log_message("", line)
+    metrics = []
+    for row in parser.all_metrics:
+        iteration = row.pop(LogMetricsParser.ITERATION_NUMBER, None)
+        row.pop(LogMetricsParser.TIMESTAMP, None)
+        row.pop(LogMetricsParser.NODE_ID, None)
+        step = int(iteration) if iteration is not None else None
+        metrics.extend((name, value, step) for name, value in row.items())
+    return metrics
+
+
+def _failure_reason(layout: Layout, status: int) -> str:
+    reason = layout.failure.read_text(encoding="utf-8").strip() if layout.failure.exists() else ""
+    if not reason:
+        if status < 0:
+            reason = f"The job's code was killed by signal {signal.Signals(-status).name}"
+        else:
+            reason = f"The job's code exited with status {status}"
+    return _truncate(reason)
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= FAILURE_REASON_MAX else text[: FAILURE_REASON_MAX - 3] + "..."
+
+
+def _upload_results(ctx: JobContext, results_dir: Path, s3_path: str) -> None:
+    """Tar the results folder's contents to ``<s3Path>/output/model.tar.gz``, where AwsQuantumJob reads them."""
+    archive = results_dir.parent / RESULTS_ARCHIVE
+    with tarfile.open(archive, "w:gz") as bundle:
+        for entry in sorted(results_dir.iterdir()):
+            bundle.add(entry, arcname=entry.name)
+    ctx.upload(archive, f"{s3_path}/output/{RESULTS_ARCHIVE}")
