@@ -1,0 +1,103 @@
+"""The Braket device catalogue, read back through the SDK's AwsDevice and schema classes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import boto3
+import pytest
+from braket.aws import AwsDevice, AwsSession
+from braket.device_schema import DeviceActionType, DeviceCapabilities
+from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
+from braket.devices import Devices, LocalSimulator
+from braket.schema_common import BraketSchemaBase
+
+from jobforge.workloads.braket import devices
+
+SV1, DM1 = Devices.Amazon.SV1.value, Devices.Amazon.DM1.value
+TN1 = "arn:aws:braket:::device/quantum-simulator/amazon/tn1"
+FORTE = Devices.IonQ.Forte1.value
+HARMONY = "arn:aws:braket:us-east-1::device/qpu/ionq/Harmony"
+
+
+class CatalogueSession(AwsSession):
+    """AwsSession whose GetDevice is answered by the catalogue."""
+
+    def __init__(self):
+        super().__init__(
+            boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+        )
+
+    def get_device(self, arn):
+        return devices.get_device(arn, queued_tasks=2, queued_priority_tasks=1, queued_jobs=0)
+
+
+@pytest.mark.parametrize(("arn", "backend"), [(SV1, "braket_sv"), (DM1, "braket_dm")])
+def test_simulators_are_online_with_the_default_simulator_capabilities(arn, backend):
+    record = devices.get_device(arn)
+    assert record["deviceStatus"] == "ONLINE" and record["deviceType"] == "SIMULATOR"
+    assert record["providerName"] == "Amazon Braket"
+    capabilities = BraketSchemaBase.parse_raw_schema(record["deviceCapabilities"])
+    assert isinstance(capabilities, GateModelSimulatorDeviceCapabilities)
+    local = LocalSimulator(backend).properties
+    assert capabilities.action == local.action
+    assert capabilities.paradigm == local.paradigm
+    assert capabilities.deviceParameters == local.deviceParameters
+    assert DeviceActionType.OPENQASM in capabilities.action and DeviceActionType.JAQCD in capabilities.action
+    assert devices.is_runnable(arn) and devices.simulator_backend(arn) == backend
+
+
+def test_aws_device_reads_the_catalogue():
+    session = CatalogueSession()
+    sv1 = AwsDevice(SV1, aws_session=session)
+    assert (sv1.name, sv1.status, sv1.type.value, sv1.provider_name) == ("SV1", "ONLINE", "SIMULATOR", "Amazon Braket")
+    assert sv1.properties.paradigm.qubitCount == 26
+    assert sv1.is_available
+    assert sv1._poll_interval_seconds == 0.1
+    depth = sv1.queue_depth()
+    assert depth.jobs == "0" and set(depth.quantum_tasks.values()) == {"2", "1"}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no provider document: the SDK warns that it cannot parse one
+        forte = AwsDevice(FORTE, aws_session=session)
+    assert forte.status == "OFFLINE" and forte.type.value == "QPU"
+
+
+@pytest.mark.parametrize(
+    ("arn", "status", "reason"),
+    [
+        (TN1, "OFFLINE", "does not run the TN1 simulator"),
+        (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach"),
+        (HARMONY, "RETIRED", "IonQ Harmony has been retired"),
+    ],
+)
+def test_devices_that_cannot_run_here_say_so(arn, status, reason):
+    record = devices.get_device(arn)
+    assert record["deviceStatus"] == status
+    assert not devices.is_runnable(arn)
+    assert reason in devices.unavailable_reason(arn)
+    capabilities = DeviceCapabilities.parse_raw(record["deviceCapabilities"])
+    assert reason in capabilities.service.deviceDocumentation.summary
+    assert capabilities.action == {}
+
+
+def test_local_names_reach_the_simulators_and_unknown_devices_are_not_found():
+    assert devices.resolve("braket_sv") == SV1
+    assert devices.resolve("local:braket/braket_dm") == DM1
+    assert devices.get_device("braket_dm")["deviceArn"] == DM1
+    assert devices.is_runnable("braket_sv")
+    assert not devices.is_runnable("arn:aws:braket:::device/quantum-simulator/amazon/nope")
+    with pytest.raises(KeyError):
+        devices.get_device("arn:aws:braket:::device/quantum-simulator/amazon/nope")
+
+
+def test_search_summaries_cover_the_sdk_catalogue():
+    summaries = {summary["deviceArn"]: summary for summary in devices.list_devices()}
+    for group in (Devices.Amazon, Devices.IonQ, Devices.IQM, Devices.QuEra, Devices.Rigetti, Devices.AQT):
+        for member in group:
+            assert member.value in summaries
+    assert set(summaries[SV1]) == {"deviceArn", "deviceName", "providerName", "deviceType", "deviceStatus"}
+    online = sorted(arn for arn, summary in summaries.items() if summary["deviceStatus"] == "ONLINE")
+    assert online == sorted([SV1, DM1])
+    assert json.loads(devices.get_device(SV1)["deviceCapabilities"])["service"]["getTaskPollIntervalMillis"] == 100
