@@ -25,7 +25,7 @@ def send(endpoint, method, path, *, service, credentials, body=b"", headers=None
     if mutate:
         sent_body, sent_headers = mutate(sent_body, sent_headers)
     response = _http.request(method, prepared.url, body=sent_body, headers=sent_headers, retries=False)
-    return response.status, dict(response.headers), response.data
+    return response.status, response.headers, response.data
 
 
 def sagemaker(endpoint, credentials, operation, payload, **kw):

@@ -18,6 +18,7 @@ from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core.errors import ServiceError
 from jobforge.server import router
 from jobforge.server.auth import AuthError, credential_scope
+from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import check_input
 from jobforge.server.runtime import Runtime
@@ -124,18 +125,22 @@ class App:
         request_id = str(uuid.uuid4())
         scope = credential_scope(request)
         scope_service = scope.service if scope else None
+        fallback = router.candidates_or_default(scope_service)
         try:
+            identity = self._authenticate(request, fallback)
             service, operation = router.route(scope_service, request)
         except ServiceError as err:
-            fallback = router.candidates_or_default(scope_service)
             return router.protocol_of(fallback).error(fallback, err, request_id)
         protocol = router.protocol_of(service)
         try:
-            ctx = self._context(request, request_id, service, operation)
+            account_id, principal_arn, access_key_id, region = identity
+            ctx = RequestContext(self.runtime, account_id, principal_arn, access_key_id, request_id, region,
+                                 service, operation, request.headers)
             found = HANDLERS.get((service, operation))
             if found is None:
                 raise not_implemented(service, operation)
-            params = check_input(self._input_shape(service, operation), protocol.parse(service, operation, request))
+            params = check_input(models.operation(service, operation).input_shape,
+                                 protocol.parse(service, operation, request))
             if found.blocking:
                 result = await to_thread.run_sync(found.fn, ctx, params)
             else:
@@ -148,28 +153,19 @@ class App:
             return protocol.error(service, ServiceError("InternalFailure", "The server hit an internal error", 500),
                                   request_id)
 
-    @staticmethod
-    def _input_shape(service, operation):
-        from jobforge.server.protocol import models
-
-        return models.operation(service, operation).input_shape
-
-    def _context(self, request: HttpRequest, request_id: str, service: str, operation: str) -> RequestContext:
+    def _authenticate(self, request: HttpRequest, service: str) -> tuple[str, str, str, str]:
+        """(account id, principal ARN, access key id, region), or the auth error in the service's shape."""
         runtime = self.runtime
         if runtime.settings.auth == "none":
             credential = runtime.default_credential
-            identity = (credential.account_id, credential.principal_arn, credential.access_key_id)
-            region = runtime.settings.region
-        else:
-            try:
-                who, scope = runtime.verifier.verify(request)
-            except AuthError as err:
-                family = router.protocol_name(service)
-                code, status = AUTH_ERRORS.get(family, AUTH_ERRORS["json"])[err.kind]
-                raise ServiceError(code, err.message, status) from None
-            identity = (who.account_id, who.principal_arn, who.access_key_id)
-            region = scope.region
-        return RequestContext(runtime, *identity, request_id, region, service, operation, request.headers)
+            return (credential.account_id, credential.principal_arn, credential.access_key_id,
+                    runtime.settings.region)
+        try:
+            who, scope = runtime.verifier.verify(request)
+        except AuthError as err:
+            code, status = AUTH_ERRORS.get(router.protocol_name(service), AUTH_ERRORS["json"])[err.kind]
+            raise ServiceError(code, err.message, status) from None
+        return who.account_id, who.principal_arn, who.access_key_id, scope.region
 
 
 def create_app(settings) -> App:
