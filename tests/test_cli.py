@@ -1,0 +1,73 @@
+"""The jobforge CLI: version, accounts, jobs list/describe/logs/watch; and
+recovery of a job whose workload cannot resume."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import subprocess
+import sys
+import time
+
+from conftest import TEST_CATEGORY
+from jobforge.config import Settings
+from jobforge.core import jobs
+from jobforge.workloads import WORKLOADS, Workload
+
+
+def cli(*args, data_dir=None, check=True):
+    prefix = ["--data-dir", str(data_dir)] if data_dir else []
+    return subprocess.run([sys.executable, "-m", "jobforge.cli", *prefix, *args], capture_output=True, text=True,
+                          check=check, timeout=120)
+
+
+def test_version():
+    assert cli("version").stdout.startswith("jobforge 0.")
+
+
+def test_jobs_commands_follow_a_job(server, role_arn):
+    sm = server.client("sagemaker")
+    sm.create_job(JobName="cli-job", RoleArn=role_arn, JobCategory=TEST_CATEGORY, JobConfigSchemaVersion="1.0.0",
+                  JobConfigDocument=json.dumps({"Steps": 6, "SleepSeconds": 0.2}))
+    watched = cli("jobs", "watch", "cli-job", "--interval", "0.2", data_dir=server.data_dir)
+    assert "cli-job: COMPLETED" in watched.stdout
+    assert "100%" in watched.stderr  # the progress bar reached the end
+    listed = cli("jobs", "list", data_dir=server.data_dir).stdout
+    assert "cli-job" in listed and "COMPLETED" in listed
+    described = json.loads(cli("jobs", "describe", "cli-job", data_dir=server.data_dir).stdout)
+    assert described["state"] == "COMPLETED" and described["result"]["steps"] == 6
+    logs = cli("jobs", "logs", "cli-job", data_dir=server.data_dir).stdout
+    assert "step 6/6" in logs
+    assert cli("jobs", "describe", "nope", data_dir=server.data_dir, check=False).returncode != 0
+
+
+def test_accounts_create_writes_a_profile(tmp_path):
+    data = tmp_path / "data"
+    out = cli("accounts", "create", "research", data_dir=data).stdout
+    assert "research" in out
+    creds = configparser.ConfigParser()
+    creds.read(data / "credentials")
+    assert set(creds.sections()) == {"default", "research"}
+    assert creds["research"]["aws_access_key_id"].startswith("AKIA")
+    assert cli("accounts", "create", "research", data_dir=data, check=False).returncode != 0
+
+
+def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
+    from jobforge.server.runtime import Runtime
+
+    WORKLOADS["one-shot"] = Workload("jobforge.workloads.testing", resumable=False)
+    try:
+        runtime = Runtime(Settings(data_dir=tmp_path / "data"))
+        from jobforge.api.sagemaker_jobs import family
+
+        account = runtime.default_credential.account_id
+        job, _ = jobs.create(runtime.engine, account_id=account, region="us-east-1", family=family(TEST_CATEGORY),
+                             name="interrupted", workload="one-shot", spec={}, resources={"cpus": 1})
+        jobs.transition(runtime.engine, job.id, "RUNNING", pid=2 ** 22 + 7)  # no such process
+        runtime.scheduler.recover()
+        after = jobs.load(runtime.engine, job.id)
+        assert after.state == "FAILED"
+        assert "cannot resume" in after.failure_reason
+        assert after.ended_at >= after.started_at <= time.time()
+    finally:
+        del WORKLOADS["one-shot"]
