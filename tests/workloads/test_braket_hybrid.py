@@ -345,6 +345,16 @@ def test_missing_input_channel_and_exit_status_failures(tmp_path):
         hybrid.run(make_ctx(tmp_path, "second"), _raw_spec(uri, "job_main", "NONE"))
 
 
+def test_unimportable_entry_point_and_container_only_jobs_fail_clearly(tmp_path):
+    uri = _upload(tmp_path, "code/job_main.py", MAIN_SCRIPT.encode())
+    with pytest.raises(WorkloadError, match="ModuleNotFoundError: No module named 'job_mian'"):
+        hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_mian:main", "NONE"))
+    spec = _raw_spec(uri, "job_main", "NONE")
+    spec["algorithmSpecification"] = {"containerImage": {"uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"}}
+    with pytest.raises(WorkloadError, match="scriptModeConfig is required"):
+        hybrid.run(make_ctx(tmp_path, "second"), spec)
+
+
 def test_metrics_lines_parse_like_the_sdk():
     assert parse_metrics("Metrics - timestamp=1795457264.32; energy=0.8775; iteration_number=4;") == [
         ("energy", 0.8775, 4)

@@ -5,8 +5,8 @@ sends it (camelCase) plus ``jobArn`` and ``jobToken``. The job's folders live
 under ``ctx.work_dir/braket`` in the container's layout (``code/customer_code``,
 ``input/config``, ``input/data``, ``model``, ``output``); the checkpoint
 directory is ``ctx.checkpoint_dir`` so that a resumed job finds its
-checkpoints. The user's code runs in a child process
-(``jobforge.workloads.braket.launcher``) with the ``AMZN_BRAKET_*`` variables
+checkpoints. The user's code runs in a child process (``launcher.py``
+beside this module) with the ``AMZN_BRAKET_*`` variables
 the Braket SDK reads. Progress is reported with the Braket job event types as
 secondary statuses: DOWNLOADING_DATA, RUNNING, UPLOADING_RESULTS.
 """
@@ -32,6 +32,8 @@ from jobforge.engine.context import JobContext, JobStopped, WorkloadError, split
 from jobforge.workloads.braket.checkpoints import CheckpointSync
 from jobforge.workloads.braket.process import Stopped, supervise
 
+# Run as a script with -P: nothing but the user's code and the environment's packages on sys.path.
+LAUNCHER = Path(__file__).with_name("launcher.py")
 RESULTS_ARCHIVE = "model.tar.gz"
 METRICS_MARKER = "Metrics - "
 FAILURE_REASON_MAX = 1024
@@ -89,7 +91,12 @@ def run(ctx: JobContext, spec: dict) -> None:
     layout = Layout(Path(ctx.work_dir) / "braket")
     layout.create()
     algorithm = spec["algorithmSpecification"]
-    script = algorithm["scriptModeConfig"]
+    script = algorithm.get("scriptModeConfig")
+    if not script:
+        raise WorkloadError(
+            "algorithmSpecification.scriptModeConfig is required: jobforge runs script-mode jobs, "
+            "not the entry point of a container image."
+        )
     if algorithm.get("containerImage"):
         ctx.event(
             f"containerImage {algorithm['containerImage'].get('uri')} is not pulled: the job runs in "
@@ -113,8 +120,8 @@ def run(ctx: JobContext, spec: dict) -> None:
         ctx.status("RUNNING", f"Running {script['entryPoint']}")
         status = supervise(
             ctx,
-            [sys.executable, "-P", "-m", "jobforge.workloads.braket.launcher",
-             str(os.getpid()), str(layout.code), script["entryPoint"], str(layout.failure)],
+            [sys.executable, "-P", str(LAUNCHER), str(os.getpid()), str(layout.code), script["entryPoint"],
+             str(layout.failure)],
             env=env,
             cwd=layout.code,
             on_line=_JobLog(ctx),
@@ -178,9 +185,7 @@ def _environment(ctx: JobContext, spec: dict, layout: Layout, has_hyperparameter
     env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
     env.update(ctx.env)
     env.setdefault("AWS_DEFAULT_REGION", ctx.region)
-    threads = str(ctx.resources.get("cpus") or 1)
-    env.setdefault("OMP_NUM_THREADS", threads)
-    env.setdefault("NUMBA_NUM_THREADS", threads)
+    env.setdefault("OMP_NUM_THREADS", str(ctx.resources.get("cpus") or 1))
     env.update(
         {
             "PYTHONUNBUFFERED": "1",

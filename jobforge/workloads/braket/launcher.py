@@ -1,6 +1,6 @@
 """Runs a hybrid job's entry point inside the job's own process.
 
-``python -P -m jobforge.workloads.braket.launcher PARENT_PID CODE_DIR ENTRY_POINT FAILURE_FILE``
+``python -P launcher.py PARENT_PID CODE_DIR ENTRY_POINT FAILURE_FILE``
 
 It follows what the Braket job container's entry script does with user code:
 the unpacked code directory is appended to ``sys.path`` and is the working
