@@ -74,9 +74,10 @@ def main(argv=None) -> None:
     q.add_argument("--database-url")
     q.set_defaults(func=accounts_create)
 
-    from jobforge import jobs_cli, demo
+    from jobforge import jobs_cli, demo, models_cli
 
     jobs_cli.add_parser(sub)
+    models_cli.add_parser(sub)
     demo.add_parser(sub)
 
     p = sub.add_parser("version", help="print the version")

@@ -95,14 +95,17 @@ def new_id() -> str:
 def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, name: str, workload: str,
            spec: dict, resources: dict, role_arn: str | None = None, max_runtime: float | None = None,
            tags_: dict | None = None, client_token: str | None = None, request_hash: str | None = None,
-           job_id: str | None = None, secondary_status: str | None = None) -> tuple[Job, bool]:
+           job_id: str | None = None, secondary_status: str | None = None,
+           arn: str | None = None) -> tuple[Job, bool]:
     """Create a job, or return the original one for a repeated idempotency token.
 
     Returns (job, created). The name, the token and the tags are written in one
     transaction, so concurrent creates with one name leave exactly one job.
+    ``arn`` overrides ``family.arn`` for ARNs that embed request fields
+    (Bedrock's embed the base model).
     """
     job_id = job_id or new_id()
-    arn = family.arn(region, account_id, name, job_id)
+    arn = arn or family.arn(region, account_id, name, job_id)
     now = time.time()
     scope = f"{family.name}:create"
     if client_token:

@@ -18,6 +18,7 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {
     "testing": Workload("jobforge.workloads.testing", resumable=True),
+    "bedrock-customization": Workload("jobforge.workloads.customize", resumable=True),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models, rest
+from jobforge.server.protocol import eventstream, models, rest
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.wire import format_timestamp, to_json
 
@@ -87,7 +87,11 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
     if payload:
         member = shape.members[payload]
         value = result.get(payload)
-        if member.type_name in ("blob", "string"):
+        if member.serialization.get("eventstream"):
+            # The handler returns an async iterator of (event name, members).
+            response.body = eventstream.encode_stream(member, value)
+            content_type = eventstream.CONTENT_TYPE
+        elif member.type_name in ("blob", "string"):
             response.body = value.encode() if isinstance(value, str) else (value if value is not None else b"")
             content_type = content_type or "application/octet-stream"
         else:
