@@ -142,7 +142,10 @@ def run(ctx: JobContext, spec: dict) -> None:
 def _fetch_source(ctx: JobContext, script: dict, layout: Layout) -> None:
     uri = script["s3Uri"]
     name = posixpath.basename(split_s3_uri(uri)[1]) or "source"
-    archive = ctx.download(uri, layout.original / name)
+    try:
+        archive = ctx.download(uri, layout.original / name)
+    except WorkloadError as error:
+        raise WorkloadError(f"Unable to download the code from {uri}: {error}") from error
     compression = (script.get("compressionType") or "NONE").upper()
     if compression == "NONE":
         shutil.copy(archive, layout.code)

@@ -37,6 +37,8 @@ def supervise(
     ``ctx.should_stop()`` turns true the whole process group gets SIGTERM, then
     SIGKILL after STOP_GRACE_SECONDS, and ``Stopped`` is raised once it is gone.
     """
+    if ctx.should_stop():
+        raise Stopped()
     process = subprocess.Popen(
         argv,
         env=env,

@@ -7,6 +7,7 @@ schema, which is what ``AwsQuantumTask.result()`` downloads and parses.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from importlib.metadata import entry_points
@@ -29,7 +30,7 @@ def run(ctx: JobContext, spec: dict) -> None:
     """Workload entry: spec is the CreateQuantumTask request plus ``taskArn`` and ``taskId``."""
     if ctx.should_stop():
         raise JobStopped()
-    ctx.status("Running", f"Simulating on {spec['deviceArn']}")
+    ctx.status("RUNNING", f"Simulating on {spec['deviceArn']}")
     result = run_task(
         spec["deviceArn"],
         spec["action"],
@@ -114,7 +115,12 @@ def write_result(ctx: JobContext, result: dict, bucket: str, key_prefix: str, ta
 
 def _simulator(backend: str):
     # A fresh instance per task: simulators are cheap to build and not documented as re-entrant.
-    return entry_points(group="braket.simulators")[backend].load()()
+    return _simulator_class(backend)()
+
+
+@functools.cache
+def _simulator_class(backend: str):
+    return entry_points(group="braket.simulators")[backend].load()
 
 
 def _parse(document: str, field: str):
