@@ -364,8 +364,12 @@ def test_metrics_lines_parse_like_the_sdk():
 
 def test_worker_private_variables_do_not_reach_user_code(tmp_path, monkeypatch):
     monkeypatch.setenv("JOBFORGE_INTERNAL_TOKEN", "secret")
-    script = "import os\nfrom braket.jobs import save_job_result\nsave_job_result({'leak': os.environ.get('JOBFORGE_INTERNAL_TOKEN')})\n"
+    script = (
+        "import os\nfrom braket.jobs import save_job_result\n"
+        "save_job_result({'leak': os.environ.get('JOBFORGE_INTERNAL_TOKEN'),"
+        " 'input_dir': os.environ.get('AMZN_BRAKET_INPUT_DIR')})\n"
+    )
     uri = _upload(tmp_path, "code/job_main.py", script.encode())
-    hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_main", None))
-    assert _read_result(tmp_path) == {"leak": None}
+    hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_main", None, inputDataConfig=[]))
+    assert _read_result(tmp_path) == {"leak": None, "input_dir": None}  # no channels: no input dir
     assert os.environ["JOBFORGE_INTERNAL_TOKEN"] == "secret"

@@ -13,10 +13,11 @@ from braket.circuits import Circuit, FreeParameter, Noise, Observable
 from braket.circuits.serialization import IRType
 from braket.devices import Devices, LocalSimulator
 from braket.program_sets import ProgramSet
+from braket.schema_common import BraketSchemaBase
 from braket.tasks import GateModelQuantumTaskResult, ProgramSetQuantumTaskResult
 
 from jobforge.engine.context import JobStopped, LocalJobContext, WorkloadError
-from jobforge.workloads.braket import tasks
+from jobforge.workloads.braket import devices, tasks
 
 SV1, DM1 = Devices.Amazon.SV1.value, Devices.Amazon.DM1.value
 TASK_ID = "6f1c3b6e-5f0a-4c6f-9d55-1d2a8f0b9c11"
@@ -90,7 +91,7 @@ def test_sampled_results_agree_statistically_with_local_simulator(device, ir_typ
     circuit = Circuit().ry(0, theta).cnot(0, 1).expectation(Observable.Z(), target=[1]).probability(target=[0])
     document = tasks.run_task(device, circuit.to_ir(ir_type=ir_type).json(), shots)
     ours = parse(document)
-    direct = LocalSimulator(tasks.devices.simulator_backend(device)).run(circuit, shots=shots).result()
+    direct = LocalSimulator(devices.simulator_backend(device)).run(circuit, shots=shots).result()
 
     p_one = math.sin(theta / 2) ** 2
     tolerance = 5 * math.sqrt(p_one * (1 - p_one) / shots)  # five standard deviations
@@ -109,7 +110,7 @@ def test_program_set_results_parse():
     program_set = ProgramSet([Circuit().x(0).measure(0), Circuit().h(0).measure(0)])
     document = tasks.run_task(SV1, program_set.to_ir().json(), 200)
     result = ProgramSetQuantumTaskResult.from_object(
-        tasks.BraketSchemaBase.parse_raw_schema(json.dumps(document)), program_set=program_set
+        BraketSchemaBase.parse_raw_schema(json.dumps(document)), program_set=program_set
     )
     assert result[0][0].counts == {"1": 100}
     assert sum(result[1][0].counts.values()) == 100

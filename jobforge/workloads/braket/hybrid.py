@@ -114,7 +114,7 @@ def run(ctx: JobContext, spec: dict) -> None:
             _fetch_channel(ctx, channel, layout.input_data)
         if checkpoints.restore():
             ctx.event(f"Restored checkpoints from {spec['checkpointConfig']['s3Uri']}")
-        env = _environment(ctx, spec, layout, hyperparameters is not None, channels is not None)
+        env = _environment(ctx, spec, layout, hyperparameters is not None, bool(channels))
         _install_requirements(ctx, layout, env)
 
         ctx.status("RUNNING", f"Running {script['entryPoint']}")
