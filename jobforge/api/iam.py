@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
@@ -13,7 +14,13 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.accounts import role_row
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import jobs, roles
+from jobforge.core.store import jobs, reading, roles
+
+
+@lru_cache(maxsize=1024)
+def _url_encoded(policy: str) -> str:
+    """IAM returns trust policies URL-encoded."""
+    return quote(policy, safe="")
 
 
 def _role(row) -> dict:
@@ -21,8 +28,7 @@ def _role(row) -> dict:
     role = {
         "Path": m["path"], "RoleName": m["role_name"], "RoleId": m["role_id"], "Arn": m["arn"],
         "CreateDate": dt.datetime.fromtimestamp(m["created_at"], dt.timezone.utc),
-        # IAM returns the trust policy URL-encoded.
-        "AssumeRolePolicyDocument": quote(m["assume_role_policy"], safe=""),
+        "AssumeRolePolicyDocument": _url_encoded(m["assume_role_policy"]),
         "MaxSessionDuration": m["max_session_duration"],
     }
     if m["description"]:
@@ -30,10 +36,13 @@ def _role(row) -> dict:
     return role
 
 
+ROLE_BY_NAME = sa.select(roles).where(roles.c.account_id == sa.bindparam("account"),
+                                      roles.c.role_name == sa.bindparam("name"))
+
+
 def _get(ctx: RequestContext, name: str):
-    with ctx.engine.connect() as conn:
-        row = conn.execute(sa.select(roles).where(roles.c.account_id == ctx.account_id,
-                                                  roles.c.role_name == name)).first()
+    with reading(ctx.engine) as conn:
+        row = conn.execute(ROLE_BY_NAME, {"account": ctx.account_id, "name": name}).first()
     if row is None:
         raise ServiceError("NoSuchEntity", f"The role with name {name} cannot be found.")
     return row

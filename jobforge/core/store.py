@@ -7,6 +7,7 @@ last commits). PostgreSQL is used as given by ``--database-url``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -128,7 +129,18 @@ def _sqlite_pragmas(dbapi_connection, _record):
 def _sqlite_begin(conn):
     # IMMEDIATE takes the write lock up front: a read-then-write transaction
     # can then never fail on a snapshot that another writer made stale.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Connections opened by reading() run each statement in its own implicit
+    # read transaction instead, which costs nothing and blocks no writer.
+    if not conn.get_execution_options().get("jobforge_read"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def reading(engine: sa.Engine):
+    """A connection for a read-only request: no write lock on SQLite."""
+    with engine.connect() as conn:
+        conn.execution_options(jobforge_read=True)
+        yield conn
 
 
 def create_engine(url: str) -> sa.Engine:
