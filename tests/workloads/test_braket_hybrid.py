@@ -296,6 +296,11 @@ def _raw_spec(source_uri: str, entry_point: str, compression: str | None, **extr
 MAIN_SCRIPT = """
 from braket.jobs import get_hyperparameters, save_job_result
 
+
+def plain(a, b=2):
+    save_job_result({"a": a, "b": b})
+
+
 if __name__ == "__main__":
     save_job_result({"hyperparameters": get_hyperparameters()})
 """
@@ -311,6 +316,10 @@ def test_single_file_module_entry_point_without_compression(tmp_path):
     spec = _raw_spec(uri, "job_main", "NONE", hyperParameters={"a": "1"})
     hybrid.run(make_ctx(tmp_path), spec)
     assert _read_result(tmp_path) == {"hyperparameters": {"a": "1"}}
+
+    spec["algorithmSpecification"]["scriptModeConfig"]["entryPoint"] = "job_main:plain"
+    hybrid.run(make_ctx(tmp_path, "second"), spec)
+    assert _read_result(tmp_path) == {"a": "1", "b": 2}  # unannotated: passed as the string it is
 
 
 def test_zip_archive_and_no_hyperparameters(tmp_path):

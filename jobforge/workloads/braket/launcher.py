@@ -7,8 +7,8 @@ the unpacked code directory is appended to ``sys.path`` and is the working
 directory; ``module:function`` imports the module and calls the function with
 the hyperparameters as keyword arguments when they bind to its signature
 (converted with each parameter's annotation, ``str`` otherwise); a bare
-``module`` runs like ``python -m module``. An exception writes the traceback's
-last line to FAILURE_FILE (the service's ``failureReason``) and exits 1.
+``module`` runs like ``python -m module``. An exception writes
+``"<Type>: <message>"`` to FAILURE_FILE (the service's ``failureReason``) and exits 1.
 
 Only the standard library is imported here, so the user's requirements decide
 every other package version.
@@ -36,7 +36,7 @@ def main(parent_pid: str, code_dir: str, entry_point: str, failure_file: str) ->
         call()
     except Exception as error:
         with open(failure_file, "a", encoding="utf-8") as failure:
-            failure.write(traceback.format_exception_only(error)[-1].strip())
+            failure.write(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         traceback.print_exc()
         sys.stdout.flush()
         os._exit(1)
@@ -66,7 +66,7 @@ def _bound_hyperparameters(function) -> dict:
     for name, value in hyperparameters.items():
         parameter = signature.parameters.get(name)
         annotation = parameter.annotation if parameter else inspect.Parameter.empty
-        convert = annotation if isinstance(annotation, type) else str
+        convert = annotation if isinstance(annotation, type) and annotation is not inspect.Parameter.empty else str
         kwargs[name] = convert(value)
     return kwargs
 
