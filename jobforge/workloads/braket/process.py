@@ -53,18 +53,20 @@ def supervise(
     kill_at = None
     next_check = time.monotonic()
     next_periodic = next_check + period_seconds
+    output_closed = False
     try:
-        while True:
+        # Until the process has exited and its output is fully read (either may come first).
+        while not (output_closed and process.poll() is not None):
             try:
                 line = lines.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 line = ""
-                if process.poll() is not None:
+                if not output_closed and process.poll() is not None:
                     # The main process is gone; its leftovers may still hold the pipe open.
                     _signal_group(process.pid, signal.SIGKILL)
             if line is None:
-                break
-            if line:
+                output_closed = True
+            elif line:
                 on_line(line)
             now = time.monotonic()
             if now < next_check:
