@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import jobs
-from jobforge.core.store import create_engine, jobs as jobs_table
+from jobforge.core.store import create_engine, jobs as jobs_table, reading
 
 
 def _engine(args) -> sa.Engine:
@@ -26,7 +26,7 @@ def _engine(args) -> sa.Engine:
 
 
 def _find(engine, ident: str) -> jobs.Job:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(sa.select(jobs_table).where(sa.or_(
             jobs_table.c.id == ident, jobs_table.c.arn == ident, jobs_table.c.name == ident))
             .order_by(jobs_table.c.created_at.desc())).first()
@@ -44,7 +44,7 @@ def list_cmd(args) -> None:
     query = sa.select(jobs_table).order_by(jobs_table.c.created_at.desc()).limit(args.limit)
     if args.family:
         query = query.where(jobs_table.c.family.startswith(args.family))
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = [jobs.Job.from_row(r) for r in conn.execute(query)]
     print(f"{'NAME':32} {'FAMILY':28} {'STATE':10} {'CREATED':19}  ID")
     for job in rows:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core.store import access_keys, accounts, roles
+from jobforge.core.store import access_keys, accounts, reading, roles
 
 _KEY_CHARS = string.ascii_uppercase + string.digits
 DEFAULT_ROLES = (
@@ -78,7 +78,7 @@ def role_row(account_id, role_name, path, policy, description, max_session_durat
 
 
 def account_credentials(engine: sa.Engine, name: str) -> Credential | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(
             sa.select(access_keys).join(accounts, accounts.c.account_id == access_keys.c.account_id)
             .where(accounts.c.name == name, access_keys.c.session_token.is_(None))
@@ -93,7 +93,7 @@ def _credential(row) -> Credential:
 
 
 def find_role(engine: sa.Engine, account_id: str, role_arn: str):
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(sa.select(roles).where(roles.c.account_id == account_id, roles.c.arn == role_arn)).first()
 
 
@@ -126,7 +126,7 @@ class KeyRing:
             return self._cache[access_key_id]
         except KeyError:
             pass
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
         credential = _credential(row) if row else None
         if credential is not None:  # unknown keys are not cached: they may be created later

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import idempotency, job_logs, job_metrics, jobs, tags
+from jobforge.core.store import idempotency, job_logs, job_metrics, jobs, reading, tags
 
 ACTIVE = ("QUEUED", "STARTING", "RUNNING", "STOPPING")
 TERMINAL = ("COMPLETED", "FAILED", "STOPPED", "TIMED_OUT")
@@ -139,7 +139,7 @@ def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, n
 
 
 def _by_token(engine, account_id, scope, token, request_hash, family) -> Job | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         found = conn.execute(sa.select(idempotency).where(
             idempotency.c.account_id == account_id, idempotency.c.scope == scope,
             idempotency.c.token == token)).first()
@@ -153,7 +153,7 @@ def _by_token(engine, account_id, scope, token, request_hash, family) -> Job | N
 
 
 def _row(engine, condition):
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(sa.select(jobs).where(condition)).first()
 
 
@@ -277,7 +277,7 @@ def add_metrics(engine: sa.Engine, job_id: str, metrics: list[dict]) -> None:
 
 
 def metrics(engine: sa.Engine, job_id: str, after_id: int = 0) -> list[dict]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(job_metrics).where(job_metrics.c.job_id == job_id,
                                                          job_metrics.c.id > after_id)
                             .order_by(job_metrics.c.id)).all()
@@ -292,14 +292,14 @@ def add_logs(engine: sa.Engine, job_id: str, stream: str, lines: list[tuple[floa
 
 
 def logs(engine: sa.Engine, job_id: str, after_id: int = 0, limit: int = 10000) -> list[dict]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(job_logs).where(job_logs.c.job_id == job_id, job_logs.c.id > after_id)
                             .order_by(job_logs.c.id).limit(limit)).all()
     return [dict(r._mapping) for r in rows]
 
 
 def get_tags(engine: sa.Engine, arn: str) -> dict[str, str]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return {r.key: r.value for r in conn.execute(sa.select(tags).where(tags.c.resource_arn == arn))}
 
 

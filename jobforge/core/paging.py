@@ -15,6 +15,8 @@ from typing import Callable
 
 import sqlalchemy as sa
 
+from jobforge.core.store import reading
+
 
 @dataclass
 class Page:
@@ -51,7 +53,7 @@ def keyset_page(engine: sa.Engine, query, sort_col, id_col, ascending: bool, lim
         else:
             query = query.where(sa.or_(sort_col < value, sa.and_(sort_col == value, id_col < last_id)))
     order = (sort_col.asc(), id_col.asc()) if ascending else (sort_col.desc(), id_col.desc())
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query.order_by(*order).limit(limit + 1)).all()
     if len(rows) <= limit:
         return Page(rows, None)

@@ -13,7 +13,7 @@ import time
 import sqlalchemy as sa
 
 from jobforge.core import accounts, jobs
-from jobforge.core.store import jobs as jobs_table
+from jobforge.core.store import jobs as jobs_table, reading
 from jobforge.engine.local import LocalExecutor
 from jobforge.engine.resources import Capacity, host_capacity
 from jobforge.workloads import WORKLOADS
@@ -69,7 +69,7 @@ class Scheduler:
         self._admit()
 
     def _active(self, states) -> list[jobs.Job]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(sa.select(jobs_table).where(jobs_table.c.state.in_(states))
                                 .order_by(jobs_table.c.created_at)).all()
         return [jobs.Job.from_row(r) for r in rows]
