@@ -165,3 +165,39 @@ def test_list_filters_sorting_and_paging(server, role_arn):
     with pytest.raises(ClientError) as err:  # a token is bound to its filters
         sm.list_jobs(JobCategory=TEST_CATEGORY, NameContains="other", NextToken=token)
     assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_jobs_run_with_revocable_temporary_credentials(server, role_arn):
+    import boto3
+    import sqlalchemy as sa
+
+    from jobforge.core.store import access_keys, create_engine
+
+    sm = server.client("sagemaker")
+    arn = create(sm, role_arn, "creds-job", Steps=300, SleepSeconds=0.1)["JobArn"]
+    wait(sm, "creds-job", statuses=("InProgress",))
+    engine = create_engine(f"sqlite:///{server.data_dir / 'jobforge.db'}")
+    record = next(j for j in _all(engine) if j.arn == arn)
+    deadline = time.time() + 20
+    row = None
+    while row is None and time.time() < deadline:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(access_keys).where(access_keys.c.job_id == record.id)).first()
+        time.sleep(0.1)
+    assert row.access_key_id.startswith("ASIA") and row.session_token
+
+    def sts(token):
+        return boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                            aws_access_key_id=row.access_key_id, aws_secret_access_key=row.secret_key,
+                            aws_session_token=token)
+
+    who = sts(row.session_token).get_caller_identity()
+    assert who["Arn"].startswith(f"arn:aws:sts::{who['Account']}:assumed-role/JobforgeExecutionRole/")
+    with pytest.raises(ClientError) as err:  # the session token is part of the credential
+        sts("forged-token").get_caller_identity()
+    assert err.value.response["Error"]["Code"] == "InvalidClientTokenId"
+    sm.stop_job(JobName="creds-job", JobCategory=TEST_CATEGORY)
+    wait(sm, "creds-job")
+    with pytest.raises(ClientError) as err:  # revoked when the job ended
+        sts(row.session_token).get_caller_identity()
+    assert err.value.response["Error"]["Code"] == "InvalidClientTokenId"
