@@ -44,8 +44,6 @@ class ServerProcess:
                 raise RuntimeError(f"jobforge server exited with code {self.process.returncode}")
             try:
                 urllib.request.urlopen(self.endpoint + "/_jobforge/health", timeout=1)
-            except urllib.error.HTTPError:
-                return self  # it answers
             except OSError:
                 time.sleep(0.1)
                 continue

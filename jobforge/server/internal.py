@@ -25,6 +25,8 @@ class InternalApi:
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         parts = request.raw_path.strip("/").split("/")
+        if parts == ["_jobforge", "health"]:
+            return _json(200, {"status": "ok"})
         if len(parts) != 4 or parts[1] != "worker":
             return _json(404, {"message": "Not found"})
         job = jobs.load(self.engine, parts[2])
