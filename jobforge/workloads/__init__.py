@@ -19,6 +19,7 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     "testing": Workload("jobforge.workloads.testing", resumable=True),
     "bedrock-customization": Workload("jobforge.workloads.customize", resumable=True),
+    "braket-hybrid": Workload("jobforge.workloads.hybrid", resumable=True),
 }
 
 

@@ -1,0 +1,96 @@
+"""What the Braket handlers share: the device checks, times, search filters.
+
+The device catalogue (``jobforge.workloads.braket.devices``) imports the
+Braket SDK, which takes seconds; it is imported on the first Braket request
+that needs it, so servers that never see Braket never pay for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.server.protocol.validate import parse_timestamp
+
+UTC = dt.timezone.utc
+OFFLINE_CODES = {"OFFLINE": "DeviceOfflineException", "RETIRED": "DeviceRetiredException"}
+
+
+def catalogue():
+    from jobforge.workloads.braket import devices
+
+    return devices
+
+
+def require_usable_device(device: str) -> str:
+    """The catalogue ARN of a device tasks can run on; Braket's modelled error otherwise."""
+    devices = catalogue()
+    try:
+        status = devices.status(device)
+    except KeyError:
+        raise validation_error(f"Device {device} does not exist.") from None
+    if status in OFFLINE_CODES:
+        raise ServiceError(OFFLINE_CODES[status], f"Device {device} is {status}: {devices.unavailable_reason(device)}")
+    return devices.resolve(device)
+
+
+def to_time(epoch: float | None):
+    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+@dataclass(frozen=True)
+class Field:
+    column: sa.Column
+    kind: str  # "string" or "time"
+    choices: tuple[str, ...] = ()  # allowed values of an enumerated string field
+
+
+SINGLE_VALUE = ("LT", "LTE", "GT", "GTE")
+
+
+def filter_conditions(filters: list[dict], fields: dict[str, Field]) -> list:
+    """SQL conditions for Search* filters: ``{name, operator, values}`` against the named fields."""
+    conditions = []
+    for item in filters:
+        name, operator, values = item["name"], item["operator"], item["values"]
+        field = fields.get(name)
+        if field is None:
+            raise validation_error(f"Filter name {name} is not supported; use one of: {', '.join(fields)}.")
+        if field.kind == "time":
+            values = [_epoch(name, v) for v in values]
+        elif operator not in ("EQUAL", "CONTAINS"):
+            raise validation_error(f"Operator {operator} is not supported for filter {name}.")
+        for value in values if field.choices else ():
+            if value not in field.choices:
+                raise validation_error(f"Value {value} of filter {name} is not one of: {', '.join(field.choices)}.")
+        conditions.append(_condition(name, field, operator, values))
+    return conditions
+
+
+def _epoch(name: str, value: str) -> float:
+    try:
+        return parse_timestamp(value).timestamp()
+    except (ValueError, TypeError, OverflowError):
+        raise validation_error(f"Value {value} of filter {name} is not a timestamp (ISO 8601 or epoch seconds).") \
+            from None
+
+
+def _condition(name: str, field: Field, operator: str, values: list):
+    column = field.column
+    if operator in SINGLE_VALUE:
+        if len(values) != 1:
+            raise validation_error(f"Operator {operator} of filter {name} takes exactly one value.")
+        value = values[0]
+        return {"LT": column < value, "LTE": column <= value, "GT": column > value, "GTE": column >= value}[operator]
+    if operator == "BETWEEN":
+        if field.kind != "time" or len(values) != 2:
+            raise validation_error(f"Operator BETWEEN of filter {name} takes exactly two timestamps.")
+        return column.between(min(values), max(values))
+    if operator == "CONTAINS":
+        if field.kind == "time":
+            raise validation_error(f"Operator CONTAINS is not supported for filter {name}.")
+        return sa.or_(*(column.contains(v, autoescape=True) for v in values))
+    return column.in_(values)  # EQUAL: any of the values

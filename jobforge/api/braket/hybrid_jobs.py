@@ -1,0 +1,214 @@
+"""Braket hybrid jobs: CreateJob, GetJob, CancelJob, SearchJobs.
+
+A hybrid job is a job of the ``braket-job`` family run by the
+``braket-hybrid`` workload (``jobforge.workloads.braket.hybrid``). Its ARN
+ends in the job id, as on Braket today, so the SDK reads its logs under the
+stream prefix ``<jobName>/<id>``. CreateJob mints the job token that the job's
+code passes to CreateQuantumTask (``AMZN_BRAKET_JOB_TOKEN``) to tie its tasks
+to the job.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import uuid
+
+import sqlalchemy as sa
+
+from jobforge.api import logs
+from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.braket import common
+from jobforge.api.roles import require_role
+from jobforge.core import jobs
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.store import jobs as jobs_table
+
+WORKLOAD = "braket-hybrid"
+LOG_GROUP = "/aws/braket/jobs"
+DEFAULT_MAX_RUNTIME = 432_000
+MAX_EVENTS = 20
+QUEUE_POSITION_CAP = 15
+
+STATUSES = {"QUEUED": "QUEUED", "STARTING": "QUEUED", "RUNNING": "RUNNING", "STOPPING": "CANCELLING",
+            "COMPLETED": "COMPLETED", "FAILED": "FAILED", "STOPPED": "CANCELLED", "TIMED_OUT": "FAILED"}
+# Secondary statuses the engine and the hybrid workload report, as Braket job event types.
+EVENT_TYPES = {"QUEUED_FOR_EXECUTION": "QUEUED_FOR_EXECUTION", "Restarting": "QUEUED_FOR_EXECUTION",
+               "Starting": "STARTING_INSTANCE", "DOWNLOADING_DATA": "DOWNLOADING_DATA", "RUNNING": "RUNNING",
+               "UPLOADING_RESULTS": "UPLOADING_RESULTS"}
+TERMINAL_EVENTS = {"COMPLETED": "COMPLETED", "FAILED": "FAILED", "STOPPED": "CANCELLED", "TIMED_OUT": "FAILED"}
+EVENT_MESSAGES = {"QUEUED_FOR_EXECUTION": "Job queued for execution", "STARTING_INSTANCE": "Starting the job process",
+                  "COMPLETED": "Job completed", "CANCELLED": "Job cancelled"}
+
+FAMILY = jobs.register_family(jobs.Family(
+    name="braket-job", service="braket",
+    arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
+    statuses=STATUSES, conflict_code="ConflictException", not_found_code="ResourceNotFoundException",
+    resource_label="Hybrid job"))
+
+
+def log_stream(job: jobs.Job) -> str:
+    """The job's one log stream (one instance): ``<jobName>/<id>/algo-1-<created>``."""
+    return f"{job.name}/{job.id}/algo-1-{int(job.created_at)}"
+
+
+logs.register_log_group(LOG_GROUP, (FAMILY.name,), log_stream)
+
+# vCPUs of an instance size; GPU instance families get one GPU of this host.
+_SIZE_CPUS = {"large": 2, "xlarge": 4}
+_GPU_FAMILIES = ("p2", "p3", "p3dn", "p4d", "g4dn", "g6", "g6e")
+
+
+def _resources(ctx: RequestContext, instance: dict) -> dict:
+    kind, size = instance["instanceType"].split(".")[1:3]
+    multiple = re.match(r"(\d+)xlarge", size)
+    cpus = _SIZE_CPUS.get(size) or 4 * int(multiple.group(1))
+    return {"cpus": min(cpus, ctx.runtime.scheduler.capacity.cpus), "memory_mb": 512,
+            "gpus": 1 if kind in _GPU_FAMILIES else 0}
+
+
+def _check_request(ctx: RequestContext, req: dict) -> None:
+    if "scriptModeConfig" not in req["algorithmSpecification"]:
+        raise validation_error("algorithmSpecification.scriptModeConfig is required: jobforge runs the job's "
+                               "script in its own Python environment and does not run container images alone.")
+    if req["instanceConfig"].get("instanceCount", 1) != 1:
+        raise validation_error("instanceConfig.instanceCount must be 1: jobforge runs a hybrid job on one host.")
+    for association in req.get("associations") or []:
+        raise validation_error(f"Reservation {association['arn']} does not exist: jobforge has no reservations.")
+    device = req["deviceConfig"]["device"]
+    if not device.startswith("local:"):
+        common.require_usable_device(device)
+    require_role(ctx, req["roleArn"], "ValidationException")
+
+
+@handler("braket", "CreateJob", blocking=True)
+def create_job(ctx: RequestContext, req: dict) -> dict:
+    _check_request(ctx, req)
+    job_id = str(uuid.uuid4())
+    arn = FAMILY.arn(ctx.region, ctx.account_id, req["jobName"], job_id)
+    spec = {k: v for k, v in req.items() if k not in ("clientToken", "tags")}
+    spec.update(jobArn=arn, jobToken=f"{job_id}.{secrets.token_urlsafe(24)}")
+    job, created = jobs.create(
+        ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
+        workload=WORKLOAD, spec=spec, resources=_resources(ctx, req["instanceConfig"]), role_arn=req["roleArn"],
+        max_runtime=(req.get("stoppingCondition") or {}).get("maxRuntimeInSeconds", DEFAULT_MAX_RUNTIME),
+        tags_=req.get("tags"), client_token=req["clientToken"], request_hash=request_hash(req, ("clientToken",)),
+        job_id=job_id, secondary_status="QUEUED_FOR_EXECUTION")
+    if created:
+        ctx.runtime.scheduler.wake()
+    return {"jobArn": job.arn}
+
+
+def job_of_token(ctx: RequestContext, token: str) -> jobs.Job:
+    """The running job a CreateQuantumTask ``jobToken`` names, in the caller's account."""
+    job_id = token.split(".", 1)[0]
+    job = jobs.load(ctx.engine, job_id)
+    if job is None or job.family != FAMILY.name or job.account_id != ctx.account_id or \
+            not hmac.compare_digest(job.spec.get("jobToken", ""), token):
+        raise validation_error("The jobToken does not belong to a hybrid job of this account.")
+    if job.terminal:
+        raise validation_error(f"Hybrid job {job.arn} is {status(job)}; it can no longer create quantum tasks.")
+    return job
+
+
+def status(job: jobs.Job) -> str:
+    if job.state == "STOPPING" and job.stop_reason == "timeout":
+        return "RUNNING"  # stopping because it ran out of time, not cancelled
+    return STATUSES[job.state]
+
+
+def _events(job: jobs.Job) -> list[dict]:
+    events = []
+    for entry in job.transitions:
+        state = entry["state"]
+        if state in TERMINAL_EVENTS:
+            kind = "MAX_RUNTIME_EXCEEDED" if state == "TIMED_OUT" else TERMINAL_EVENTS[state]
+        elif state == "STOPPING":
+            kind = "MAX_RUNTIME_EXCEEDED" if job.stop_reason == "timeout" else None
+        else:
+            kind = EVENT_TYPES.get(entry.get("secondary"))
+        if kind is None or (events and events[-1]["eventType"] == kind):
+            continue
+        message = entry.get("message") or EVENT_MESSAGES.get(kind)
+        if state in ("FAILED", "TIMED_OUT") and job.failure_reason:
+            message = job.failure_reason
+        event = {"eventType": kind, "timeOfEvent": common.to_time(entry["at"])}
+        if message:
+            event["message"] = message[:2500]
+        events.append(event)
+    return events[-MAX_EVENTS:]
+
+
+def _failure_reason(job: jobs.Job) -> str | None:
+    if job.state == "TIMED_OUT":
+        return job.failure_reason or job.status_message or "maxRuntimeInSeconds exceeded"
+    return job.failure_reason if job.state == "FAILED" else None
+
+
+def _queue_info(ctx: RequestContext, job: jobs.Job) -> dict:
+    current = status(job)
+    if current != "QUEUED":
+        return {"queue": "JOBS_QUEUE", "position": "None",
+                "message": f"Job is in {current} status. AmazonBraket does not show queue position for this status."}
+    with ctx.engine.connect() as conn:  # the scheduler admits every family first in, first out
+        ahead = conn.execute(sa.select(sa.func.count()).select_from(jobs_table).where(
+            jobs_table.c.state == "QUEUED", jobs_table.c.created_at < job.created_at)).scalar_one()
+    position = ahead + 1 if job.state == "QUEUED" else 1
+    return {"queue": "JOBS_QUEUE", "position": str(position) if position <= QUEUE_POSITION_CAP else ">15"}
+
+
+def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> dict:
+    spec = job.spec
+    out = {key: spec[key] for key in ("jobName", "roleArn", "algorithmSpecification", "inputDataConfig",
+                                      "outputDataConfig", "checkpointConfig", "stoppingCondition",
+                                      "instanceConfig", "hyperParameters", "deviceConfig", "associations")
+           if spec.get(key) is not None}
+    out.update(jobArn=job.arn, status=status(job), createdAt=common.to_time(job.created_at),
+               startedAt=common.to_time(job.started_at), endedAt=common.to_time(job.ended_at),
+               events=_events(job), tags=jobs.get_tags(ctx.engine, job.arn), failureReason=_failure_reason(job))
+    out.setdefault("stoppingCondition", {"maxRuntimeInSeconds": int(job.max_runtime or DEFAULT_MAX_RUNTIME)})
+    if out["failureReason"]:
+        out["failureReason"] = out["failureReason"][:1024]
+    if job.started_at and job.ended_at:
+        out["billableDuration"] = int((job.ended_at - job.started_at) * 1000)
+    if queue_info:
+        out["queueInfo"] = _queue_info(ctx, job)
+    return out
+
+
+@handler("braket", "GetJob")
+def get_job(ctx: RequestContext, req: dict) -> dict:
+    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobArn"])
+    return describe(ctx, job, "QueueInfo" in (req.get("additionalAttributeNames") or ()))
+
+
+@handler("braket", "CancelJob")
+def cancel_job(ctx: RequestContext, req: dict) -> dict:
+    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobArn"])
+    if job.state == "STOPPING" and job.stop_reason != "timeout":
+        return {"jobArn": job.arn, "cancellationStatus": "CANCELLING"}
+    if job.terminal or job.state == "STOPPING":
+        raise ServiceError("ConflictException", f"Hybrid job {job.arn} is {status(job)} and cannot be cancelled.")
+    job = jobs.request_stop(ctx.engine, job, reason="user")
+    ctx.runtime.scheduler.wake()
+    return {"jobArn": job.arn, "cancellationStatus": "CANCELLED" if job.state == "STOPPED" else "CANCELLING"}
+
+
+SEARCH_FIELDS = {"jobArn": common.Field(jobs_table.c.arn, "string"),
+                 "createdAt": common.Field(jobs_table.c.created_at, "time")}
+
+
+@handler("braket", "SearchJobs")
+def search_jobs(ctx: RequestContext, req: dict) -> dict:
+    conditions = common.filter_conditions(req["filters"], SEARCH_FIELDS)
+    page = jobs.list_jobs(ctx.engine, ctx.account_id, FAMILY, extra=conditions, limit=req.get("maxResults", 100),
+                          token=req.get("nextToken"), bad_token=validation_error)
+    summaries = [{"status": status(job), "jobArn": job.arn, "jobName": job.name,
+                  "device": job.spec["deviceConfig"]["device"], "createdAt": common.to_time(job.created_at),
+                  "startedAt": common.to_time(job.started_at), "endedAt": common.to_time(job.ended_at),
+                  "tags": jobs.get_tags(ctx.engine, job.arn)} for job in page.rows]
+    out = {"jobs": summaries}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out

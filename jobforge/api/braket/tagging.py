@@ -1,0 +1,46 @@
+"""Braket tags: TagResource, UntagResource, ListTagsForResource on hybrid jobs and quantum tasks."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from jobforge.api.base import RequestContext, handler
+from jobforge.api.braket import hybrid_jobs
+from jobforge.api.braket.records import quantum_tasks
+from jobforge.core import jobs
+from jobforge.core.errors import ServiceError
+from jobforge.core.store import jobs as jobs_table
+
+
+def _require_resource(ctx: RequestContext, arn: str) -> None:
+    if ":job/" in arn:
+        table, condition = jobs_table, jobs_table.c.family == hybrid_jobs.FAMILY.name
+    elif ":quantum-task/" in arn:
+        table, condition = quantum_tasks, sa.true()
+    else:
+        raise ServiceError("ValidationException", f"{arn} is not the ARN of a Braket hybrid job or quantum task.")
+    with ctx.engine.connect() as conn:
+        found = conn.execute(sa.select(table.c.arn).where(table.c.arn == arn, table.c.account_id == ctx.account_id,
+                                                          condition)).first()
+    if found is None:
+        raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.")
+
+
+@handler("braket", "TagResource")
+def tag_resource(ctx: RequestContext, req: dict) -> dict:
+    _require_resource(ctx, req["resourceArn"])
+    jobs.put_tags(ctx.engine, ctx.account_id, req["resourceArn"], req["tags"])
+    return {}
+
+
+@handler("braket", "UntagResource")
+def untag_resource(ctx: RequestContext, req: dict) -> dict:
+    _require_resource(ctx, req["resourceArn"])
+    jobs.remove_tags(ctx.engine, req["resourceArn"], req["tagKeys"])
+    return {}
+
+
+@handler("braket", "ListTagsForResource")
+def list_tags_for_resource(ctx: RequestContext, req: dict) -> dict:
+    _require_resource(ctx, req["resourceArn"])
+    return {"tags": jobs.get_tags(ctx.engine, req["resourceArn"])}

@@ -1,0 +1,182 @@
+"""Runs quantum tasks: a few warm simulator processes fed by the server.
+
+A local simulation of a typical task takes milliseconds, far less than
+starting a worker process and importing the simulator (seconds), so tasks do
+not go through the job scheduler: each is handed to a long-lived simulator
+process (spawned once, warmed with a tiny circuit so its JIT compilation is
+paid up front). The processes keep heavy simulations off the server's event
+loop and can die (out of memory) without taking the server down.
+
+Status path: QUEUED → RUNNING (a simulator process took it) → COMPLETED
+(results.json written to ``outputS3Bucket/outputS3Directory``) or FAILED;
+CancelQuantumTask: QUEUED → CANCELLED at once, RUNNING → CANCELLING →
+CANCELLED when the simulation returns (its result is dropped). A server
+restart re-queues what was queued or running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import sqlalchemy as sa
+
+from jobforge.api.braket import records
+from jobforge.api.braket.records import QuantumTask, quantum_tasks
+
+log = logging.getLogger("jobforge.braket.tasks")
+RESULTS_FILENAME = "results.json"
+_PR_SET_PDEATHSIG = 1
+_WARM_UP = 'OPENQASM 3.0;\nqubit[2] q;\nbit[2] b;\nh q[0];\ncnot q[0], q[1];\nb = measure q;'
+
+
+def _init_simulator_process() -> None:
+    """Die with the server; import the simulator and compile its kernels now rather than on the first task."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    from braket.ir.openqasm import Program
+
+    from jobforge.workloads.braket.tasks import run_task
+
+    run_task("braket_sv", Program(source=_WARM_UP).json(), 10)
+
+
+def simulate(device_arn: str, action: str, shots: int, device_parameters: str | None, task_arn: str) -> bytes:
+    """In a simulator process: the task's results.json document."""
+    from jobforge.workloads.braket.tasks import run_task
+
+    return json.dumps(run_task(device_arn, action, shots, device_parameters, task_arn=task_arn)).encode()
+
+
+def update(engine: sa.Engine, task_id: str, status: str, only_from: tuple[str, ...], **values) -> QuantumTask | None:
+    """Move a task to status when it is in one of only_from; the updated task, or None."""
+    if status in records.TERMINAL:
+        values.setdefault("ended_at", time.time())
+    with engine.begin() as conn:
+        changed = conn.execute(quantum_tasks.update().where(quantum_tasks.c.id == task_id,
+                                                            quantum_tasks.c.status.in_(only_from))
+                               .values(status=status, **values)).rowcount
+        row = conn.execute(sa.select(quantum_tasks).where(quantum_tasks.c.id == task_id)).first() if changed else None
+    return QuantumTask.from_row(row) if row else None
+
+
+class TaskRunner:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.size = max(1, min(4, runtime.scheduler.capacity.cpus // 2))
+        self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="braket-task")
+        self._processes: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._recover()
+
+    def submit(self, task_id: str) -> None:
+        self._threads.submit(self._run, task_id)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(self.size, multiprocessing.get_context("spawn"),
+                                                      initializer=_init_simulator_process)
+            return self._processes
+
+    def warm(self) -> None:
+        """Start the simulator processes ahead of the first task."""
+        self._pool().submit(int)
+
+    def _discard_pool(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._processes is broken:
+                self._processes = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _recover(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(quantum_tasks.update().where(quantum_tasks.c.status == "CANCELLING")
+                         .values(status="CANCELLED", ended_at=time.time()))
+            conn.execute(quantum_tasks.update().where(quantum_tasks.c.status == "RUNNING")
+                         .values(status="QUEUED", started_at=None))
+            waiting = conn.execute(sa.select(quantum_tasks.c.id).where(quantum_tasks.c.status == "QUEUED")
+                                   .order_by(quantum_tasks.c.created_at)).scalars().all()
+        for task_id in waiting:
+            self.submit(task_id)
+
+    def _run(self, task_id: str) -> None:
+        task = update(self.engine, task_id, "RUNNING", ("QUEUED",), started_at=time.time())
+        if task is None:
+            return  # cancelled while queued
+        try:
+            self._execute(task)
+        except Exception as err:  # never leave a task RUNNING
+            log.exception("quantum task %s failed", task.arn)
+            update(self.engine, task.id, "FAILED", ("RUNNING",), failure_reason=f"Internal error: {err}")
+            update(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+
+    def _execute(self, task: QuantumTask) -> None:
+        from jobforge.engine.context import WorkloadError
+
+        pool = self._pool()
+        try:
+            document = pool.submit(simulate, task.device_arn, task.action, task.shots, task.device_parameters,
+                                   task.arn).result()
+        except BrokenProcessPool:
+            self._discard_pool(pool)
+            self._fail(task, "The simulator process died while running the task (it may have run out of memory).")
+            return
+        except WorkloadError as err:
+            self._fail(task, str(err))
+            return
+        if update(self.engine, task.id, "CANCELLED", ("CANCELLING",)):
+            return
+        try:
+            put_object(self.runtime, task.account_id, task.output_bucket,
+                       f"{task.output_directory}/{RESULTS_FILENAME}", document)
+        except Exception as err:
+            self._fail(task, f"Could not write the result to s3://{task.output_bucket}/{task.output_directory}/: "
+                             f"{getattr(err, 'message', err)}")
+            return
+        if update(self.engine, task.id, "COMPLETED", ("RUNNING",)) is None:
+            update(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+
+    def _fail(self, task: QuantumTask, reason: str) -> None:
+        if update(self.engine, task.id, "FAILED", ("RUNNING",), failure_reason=reason[:1024]) is None:
+            update(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+
+
+def put_object(runtime, account_id: str, bucket: str, key: str, data: bytes) -> None:
+    from jobforge.core import objects
+
+    store = objects.object_store(runtime.settings, runtime.engine)
+    staging = store.blobs.staging()
+    try:
+        staging.write(data)
+        body = staging.finish()
+    except BaseException:
+        staging.abort()
+        raise
+    try:
+        store.put(account_id, bucket, key, body, headers={"Content-Type": "application/json"}, user_metadata={},
+                  tags={}, checksum=None)
+    finally:
+        body.discard()
+
+
+_RUNNERS: dict[int, TaskRunner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def runner(runtime) -> TaskRunner:
+    """The server's task runner, started (and its leftovers recovered) on first use."""
+    with _RUNNERS_LOCK:
+        if id(runtime) not in _RUNNERS:
+            _RUNNERS[id(runtime)] = TaskRunner(runtime)
+        return _RUNNERS[id(runtime)]

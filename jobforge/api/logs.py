@@ -1,0 +1,353 @@
+"""CloudWatch Logs (awsJson1.1) over the job store's log lines.
+
+A job family exposes its jobs' output as a log group by registering it
+(``register_log_group``): each job of the family is one log stream of the
+group, named by the family, holding every line of the job's log. The group
+exists for an account once the account has a job of the family, as on AWS,
+where a service creates its group with its first job. Reads only:
+DescribeLogGroups, DescribeLogStreams, GetLogEvents, FilterLogEvents, and
+Logs Insights queries (StartQuery, GetQueryResults, StopQuery) in the subset
+of ``logs_insights``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+
+from jobforge.api import logs_insights
+from jobforge.api.base import RequestContext, handler
+from jobforge.core import paging
+from jobforge.core.errors import ServiceError
+from jobforge.core.jobs import Job
+from jobforge.core.store import job_logs, jobs as jobs_table, metadata
+
+UTC = dt.timezone.utc
+MAX_EVENTS = 10_000
+DEFAULT_STREAMS = 50
+
+log_queries = sa.Table(  # migration 0003_log_queries
+    "log_queries", metadata,
+    sa.Column("query_id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # the request and, once run, its results
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LogGroup:
+    name: str
+    families: tuple[str, ...]  # job families whose jobs are the group's streams
+    stream: Callable[[Job], str]  # a job's stream name; must start with "<job name>/"
+
+
+GROUPS: dict[str, LogGroup] = {}
+
+
+def register_log_group(name: str, families: tuple[str, ...], stream: Callable[[Job], str]) -> None:
+    GROUPS[name] = LogGroup(name, families, stream)
+
+
+def invalid(message: str) -> ServiceError:
+    return ServiceError("InvalidParameterException", message)
+
+
+def _group_arn(ctx: RequestContext, name: str) -> str:
+    return f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{name}"
+
+
+def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_prefix: str | None = None,
+          ids: list[str] | None = None) -> list[Job]:
+    query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id,
+                                        jobs_table.c.family.in_(group.families))
+    if name is not None:
+        query = query.where(jobs_table.c.name == name)
+    if name_prefix:
+        query = query.where(jobs_table.c.name.startswith(name_prefix, autoescape=True))
+    with ctx.engine.connect() as conn:
+        return [Job.from_row(row) for row in conn.execute(query.order_by(jobs_table.c.created_at))]
+
+
+def _exists(ctx: RequestContext, group: LogGroup) -> bool:
+    with ctx.engine.connect() as conn:
+        return conn.execute(sa.select(jobs_table.c.id).where(
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family.in_(group.families)).limit(1)).first() \
+            is not None
+
+
+def _group(ctx: RequestContext, req: dict) -> LogGroup:
+    name = req.get("logGroupName")
+    identifier = req.get("logGroupIdentifier")
+    if name and identifier:
+        raise invalid("Specify either logGroupName or logGroupIdentifier, not both.")
+    if identifier:
+        name = identifier.split(":log-group:", 1)[1].removesuffix(":*") if ":log-group:" in identifier \
+            else identifier
+    if not name:
+        raise invalid("Either logGroupName or logGroupIdentifier is required.")
+    group = GROUPS.get(name)
+    if group is None or not _exists(ctx, group):
+        raise ServiceError("ResourceNotFoundException", "The specified log group does not exist.")
+    return group
+
+
+def _ms(epoch: float) -> int:
+    return int(epoch * 1000)
+
+
+# -- groups and streams ------------------------------------------------------
+
+@handler("logs", "DescribeLogGroups")
+def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
+    prefix = req.get("logGroupNamePrefix")
+    pattern = req.get("logGroupNamePattern")
+    if prefix and pattern:
+        raise invalid("logGroupNamePrefix and logGroupNamePattern cannot both be given.")
+    found = []
+    for name in sorted(GROUPS):
+        group = GROUPS[name]
+        if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()):
+            continue
+        jobs = _jobs(ctx, group)
+        if not jobs:
+            continue
+        stored = sum(size for _, _, size in _stream_stats(ctx, [job.id for job in jobs]).values())
+        found.append({"logGroupName": name, "creationTime": _ms(jobs[0].created_at), "metricFilterCount": 0,
+                      "arn": _group_arn(ctx, name) + ":*", "logGroupArn": _group_arn(ctx, name),
+                      "storedBytes": stored, "logGroupClass": "STANDARD"})
+    return _offset_page(found, "logGroups", req.get("limit", 50), req.get("nextToken"),
+                        dict(prefix=prefix, pattern=pattern))
+
+
+def _stream_stats(ctx: RequestContext, job_ids: list[str]) -> dict[str, tuple]:
+    """job id → (first event time, last event time, bytes) for jobs that have log lines."""
+    if not job_ids:
+        return {}
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(job_logs.c.job_id, sa.func.min(job_logs.c.timestamp),
+                                      sa.func.max(job_logs.c.timestamp),
+                                      sa.func.sum(sa.func.length(job_logs.c.message)))
+                            .where(job_logs.c.job_id.in_(job_ids)).group_by(job_logs.c.job_id)).all()
+    return {row[0]: (row[1], row[2], int(row[3] or 0)) for row in rows}
+
+
+def _streams(ctx: RequestContext, group: LogGroup, prefix: str | None = None) -> list[dict]:
+    """The group's streams (jobs with at least one log line), optionally by name prefix."""
+    jobs = _jobs(ctx, group, name_prefix=prefix.split("/", 1)[0] if prefix else None)
+    stats = _stream_stats(ctx, [job.id for job in jobs])
+    streams = []
+    for job in jobs:
+        name = group.stream(job)
+        if job.id not in stats or (prefix and not name.startswith(prefix)):
+            continue
+        first, last, size = stats[job.id]
+        streams.append({"logStreamName": name, "creationTime": _ms(first), "firstEventTimestamp": _ms(first),
+                        "lastEventTimestamp": _ms(last), "lastIngestionTime": _ms(last), "storedBytes": size,
+                        "arn": f"{_group_arn(ctx, group.name)}:log-stream:{name}", "_job": job})
+    return streams
+
+
+@handler("logs", "DescribeLogStreams")
+def describe_log_streams(ctx: RequestContext, req: dict) -> dict:
+    group = _group(ctx, req)
+    order = req.get("orderBy", "LogStreamName")
+    prefix = req.get("logStreamNamePrefix")
+    if order == "LastEventTime" and prefix:
+        raise invalid("Cannot order by LastEventTime with a logStreamNamePrefix.")
+    streams = _streams(ctx, group, prefix)
+    key = "logStreamName" if order == "LogStreamName" else "lastEventTimestamp"
+    streams.sort(key=lambda s: s[key], reverse=bool(req.get("descending")))
+    for stream in streams:
+        del stream["_job"]
+    return _offset_page(streams, "logStreams", req.get("limit", DEFAULT_STREAMS), req.get("nextToken"),
+                        dict(group=group.name, order=order, prefix=prefix, desc=bool(req.get("descending"))))
+
+
+def _offset_page(items: list, key: str, limit: int, token: str | None, bind: dict) -> dict:
+    digest = hashlib.sha256(json.dumps(bind, sort_keys=True).encode()).hexdigest()[:16]
+    offset = 0
+    if token:
+        try:
+            data = paging.decode(token)
+            offset, token_digest = int(data["o"]), data["h"]
+        except (ValueError, KeyError, TypeError):
+            raise invalid("The specified nextToken is invalid.") from None
+        if token_digest != digest:
+            raise invalid("The nextToken does not match the request's parameters.")
+    out = {key: items[offset:offset + limit]}
+    if offset + limit < len(items):
+        out["nextToken"] = paging.encode({"o": offset + limit, "h": digest})
+    return out
+
+
+def _stream_job(ctx: RequestContext, group: LogGroup, stream: str) -> Job:
+    for job in _jobs(ctx, group, name=stream.split("/", 1)[0]):
+        if group.stream(job) == stream:
+            return job
+    raise ServiceError("ResourceNotFoundException", "The specified log stream does not exist.")
+
+
+# -- events ------------------------------------------------------------------
+
+def _time_conditions(req: dict) -> list:
+    conditions = []
+    if req.get("startTime") is not None:
+        conditions.append(job_logs.c.timestamp * 1000 >= req["startTime"])
+    if req.get("endTime") is not None:  # inclusive, at millisecond precision
+        conditions.append(job_logs.c.timestamp * 1000 < req["endTime"] + 1)
+    return conditions
+
+
+def _event(row) -> dict:
+    return {"timestamp": _ms(row.timestamp), "message": row.message}
+
+
+@handler("logs", "GetLogEvents")
+def get_log_events(ctx: RequestContext, req: dict) -> dict:
+    """Tokens are ``f/<id>`` (events after that line) and ``b/<id>`` (events before it)."""
+    job = _stream_job(ctx, _group(ctx, req), req["logStreamName"])
+    limit = req.get("limit", MAX_EVENTS)
+    token = req.get("nextToken")
+    query = sa.select(job_logs).where(job_logs.c.job_id == job.id, *_time_conditions(req))
+    if token:
+        match = re.fullmatch(r"([fb])/(\d+)", token)
+        if not match:
+            raise invalid("The specified nextToken is invalid.")
+        forward, line = match.group(1) == "f", int(match.group(2))
+    else:
+        forward, line = bool(req.get("startFromHead")), None
+    if forward:
+        if line is not None:
+            query = query.where(job_logs.c.id > line)
+        query = query.order_by(job_logs.c.id).limit(limit)
+    else:
+        if line is not None:
+            query = query.where(job_logs.c.id < line)
+        query = query.order_by(job_logs.c.id.desc()).limit(limit)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not forward:
+        rows.reverse()
+    if rows:
+        first, last = rows[0].id, rows[-1].id
+    else:  # nothing new: hand the same position back, as CloudWatch does
+        first = last = line or 0
+    return {"events": [_event(row) for row in rows], "nextForwardToken": f"f/{last}",
+            "nextBackwardToken": f"b/{first}"}
+
+
+@handler("logs", "FilterLogEvents")
+def filter_log_events(ctx: RequestContext, req: dict) -> dict:
+    group = _group(ctx, req)
+    names, prefix = req.get("logStreamNames"), req.get("logStreamNamePrefix")
+    if names and prefix:
+        raise invalid("logStreamNames and logStreamNamePrefix cannot both be given.")
+    streams = {s["_job"].id: s["logStreamName"] for s in _streams(ctx, group, prefix)
+               if not names or s["logStreamName"] in names}
+    terms = _filter_terms(req.get("filterPattern") or "")
+    conditions = [job_logs.c.job_id.in_(list(streams)), *_time_conditions(req)]
+    conditions += [job_logs.c.message.contains(term, autoescape=True) for term in terms]
+    page = paging.keyset_page(
+        ctx.engine, sa.select(job_logs).where(*conditions), job_logs.c.timestamp, job_logs.c.id, True,
+        req.get("limit", MAX_EVENTS), req.get("nextToken"),
+        dict(group=group.name, streams=sorted(streams.values()), terms=terms, start=req.get("startTime"),
+             end=req.get("endTime")), invalid)
+    events = [dict(_event(row), logStreamName=streams[row.job_id], eventId=str(row.id),
+                   ingestionTime=_ms(row.timestamp)) for row in page.rows]
+    out = {"events": events}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out
+
+
+def _filter_terms(pattern: str) -> list[str]:
+    """Terms of a plain filter pattern (all must appear); JSON and space-delimited patterns are refused."""
+    pattern = pattern.strip()
+    if pattern.startswith(("{", "[")) or "?" in pattern.split('"')[0]:
+        raise invalid("jobforge supports plain-text filter patterns only (terms and \"quoted phrases\", "
+                      "all of which must appear).")
+    return [quoted or word for quoted, word in re.findall(r'"([^"]*)"|(\S+)', pattern) if quoted or word]
+
+
+# -- Logs Insights -----------------------------------------------------------
+
+def _insights_events(ctx: RequestContext, group: LogGroup, start: int, end: int) -> list[dict]:
+    jobs = {job.id: job for job in _jobs(ctx, group)}
+    if not jobs:
+        return []
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(job_logs).where(job_logs.c.job_id.in_(list(jobs)),
+                                                      job_logs.c.timestamp >= start,
+                                                      job_logs.c.timestamp < end + 1)
+                            .order_by(job_logs.c.timestamp, job_logs.c.id)).all()
+    streams = {job_id: group.stream(job) for job_id, job in jobs.items()}
+    log = f"{ctx.account_id}:{group.name}"
+    return [{"@timestamp": _insights_time(row.timestamp), "@message": row.message,
+             "@logStream": streams[row.job_id], "@log": log, "@ptr": f"{group.name}:{row.id}"} for row in rows]
+
+
+def _insights_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@handler("logs", "StartQuery")
+def start_query(ctx: RequestContext, req: dict) -> dict:
+    if req.get("queryLanguage", "CWLI") != "CWLI":
+        raise invalid("jobforge answers Logs Insights (CWLI) queries only.")
+    names = [n for n in [req.get("logGroupName"), *(req.get("logGroupNames") or []),
+                         *(req.get("logGroupIdentifiers") or [])] if n]
+    if not names:
+        raise invalid("Specify logGroupName, logGroupNames or logGroupIdentifiers.")
+    if req["endTime"] < req["startTime"]:
+        raise invalid("endTime must not be earlier than startTime.")
+    query = logs_insights.parse(req["queryString"])
+    groups = [_group(ctx, {"logGroupIdentifier": name}) for name in names]
+    events, scanned = [], 0
+    for group in groups:
+        found = _insights_events(ctx, group, req["startTime"], req["endTime"])
+        scanned += sum(len(e["@message"]) for e in found)
+        events.extend(found)
+    matched = query.run(events, req.get("limit", MAX_EVENTS))
+    results = [[{"field": name, "value": str(event[name])} for name in (*query.fields, "@ptr") if name in event]
+               for event in matched]
+    statistics = {"recordsMatched": float(len(matched)), "recordsScanned": float(len(events)),
+                  "bytesScanned": float(scanned), "logGroupsScanned": float(len(groups))}
+    query_id = str(uuid.uuid4())
+    with ctx.engine.begin() as conn:
+        conn.execute(log_queries.insert().values(
+            query_id=query_id, account_id=ctx.account_id, status="Complete", created_at=time.time(),
+            spec={"groups": [g.name for g in groups], "queryString": req["queryString"],
+                  "results": results, "statistics": statistics}))
+    return {"queryId": query_id}
+
+
+def _query(ctx: RequestContext, query_id: str):
+    with ctx.engine.connect() as conn:
+        row = conn.execute(sa.select(log_queries).where(log_queries.c.query_id == query_id,
+                                                        log_queries.c.account_id == ctx.account_id)).first()
+    if row is None:
+        raise ServiceError("ResourceNotFoundException", f"Query {query_id} does not exist.")
+    return row
+
+
+@handler("logs", "GetQueryResults")
+def get_query_results(ctx: RequestContext, req: dict) -> dict:
+    row = _query(ctx, req["queryId"])
+    return {"queryLanguage": "CWLI", "status": row.status, "results": row.spec["results"],
+            "statistics": row.spec["statistics"]}
+
+
+@handler("logs", "StopQuery")
+def stop_query(ctx: RequestContext, req: dict) -> dict:
+    _query(ctx, req["queryId"])
+    return {"success": False}  # queries complete within StartQuery: nothing is left to stop
