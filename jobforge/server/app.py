@@ -79,7 +79,12 @@ class App:
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]},{text}" if name in headers else text
         request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
-        request.body = await self._read_body(receive)
+        try:
+            request.body = await self._read_body(receive)
+        except ServiceError as err:
+            service = router.candidates_or_default(getattr(credential_scope(request), "service", None))
+            await self._send(send, router.protocol_of(service).error(service, err, str(uuid.uuid4())))
+            return
         if raw_path.startswith("/_jobforge/"):
             response = await self.internal.handle(request)
         else:
