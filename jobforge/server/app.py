@@ -16,7 +16,7 @@ from anyio import to_thread
 
 from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core.errors import ServiceError
-from jobforge.server import router
+from jobforge.server import router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
@@ -25,7 +25,7 @@ from jobforge.server.runtime import Runtime
 
 log = logging.getLogger("jobforge.server")
 
-API_MODULES = ("iam", "sts", "sagemaker_jobs", "logs", "braket")
+API_MODULES = ("iam", "sts", "sagemaker_jobs", "logs", "braket", "s3")
 MAX_BODY = 64 * 1024 * 1024
 
 # Authentication failures per protocol family: (code, HTTP status).
@@ -80,7 +80,10 @@ class App:
             headers[name] = f"{headers[name]},{text}" if name in headers else text
         request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
         try:
-            request.body = await self._read_body(receive)
+            if streaming.streams_body(request):
+                request.scratch["receive"] = receive  # S3: the body is read once the request is authenticated
+            else:
+                request.body = await self._read_body(receive)
         except ServiceError as err:
             service = router.candidates_or_default(getattr(credential_scope(request), "service", None))
             await self._send(send, router.protocol_of(service).error(service, err, str(uuid.uuid4())))
@@ -144,8 +147,11 @@ class App:
             found = HANDLERS.get((service, operation))
             if found is None:
                 raise not_implemented(service, operation)
+            if "receive" in request.scratch:
+                await streaming.receive_body(ctx, request)
             params = check_input(models.operation(service, operation).input_shape,
                                  protocol.parse(service, operation, request))
+            params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation
             if found.blocking:
                 result = await to_thread.run_sync(found.fn, ctx, params)
             else:

@@ -1,0 +1,80 @@
+"""What the S3 handlers share: the store, content headers, owners, checksum members."""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import parse_qsl, quote_plus
+
+from jobforge.core import checksums
+from jobforge.core.errors import ServiceError
+from jobforge.core.objects import ObjectInfo, ObjectStore, object_store, quoted
+
+# Request members kept with an object and returned by GetObject/HeadObject.
+CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
+                   "WebsiteRedirectLocation")
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+MAX_TAGS = 10
+
+
+def store(ctx) -> ObjectStore:
+    return object_store(ctx.settings, ctx.engine)
+
+
+def content_headers(req: dict) -> dict:
+    headers = {name: req[name] for name in CONTENT_HEADERS if req.get(name) is not None}
+    encoding = [item.strip() for item in headers.get("ContentEncoding", "").split(",")
+                if item.strip() and item.strip() != "aws-chunked"]  # the transfer encoding is not the object's
+    if encoding:
+        headers["ContentEncoding"] = ",".join(encoding)
+    else:
+        headers.pop("ContentEncoding", None)
+    if req.get("Expires") is not None:
+        headers["Expires"] = req["Expires"].timestamp()
+    headers.setdefault("ContentType", DEFAULT_CONTENT_TYPE)
+    return headers
+
+
+def owner(account_id: str) -> dict:
+    return {"ID": hashlib.sha256(account_id.encode()).hexdigest(), "DisplayName": account_id}
+
+
+def parse_tagging(text: str | None) -> dict:
+    """The x-amz-tagging header: URL-encoded key=value pairs."""
+    if not text:
+        return {}
+    tags = dict(parse_qsl(text, keep_blank_values=True))
+    check_tags(tags)
+    return tags
+
+
+def check_tags(tags: dict) -> None:
+    if len(tags) > MAX_TAGS:
+        raise ServiceError("BadRequest", f"Object tags cannot be greater than {MAX_TAGS}", 400)
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise ServiceError("InvalidTag", "The TagKey you have provided is invalid", 400)
+
+
+def object_headers(info: ObjectInfo, with_checksum: bool) -> dict:
+    """GetObject/HeadObject output members describing a stored object."""
+    out = {"ETag": quoted(info.etag), "LastModified": info.last_modified, "AcceptRanges": "bytes",
+           "Metadata": info.user_metadata, "StorageClass": None, "PartsCount": info.parts_count,
+           "TagCount": len(info.tags) or None}
+    for name, value in info.headers.items():
+        out[name] = value
+    if with_checksum:
+        out.update(checksum_members(info.checksum))
+    return out
+
+
+def checksum_members(checksum: dict | None) -> dict:
+    if not checksum:
+        return {}
+    return {checksums.member(checksum["algorithm"]): checksum["value"], "ChecksumType": checksum["type"]}
+
+
+def url_encoded(value: str | None, encoding_type: str | None) -> str | None:
+    """Listing values under EncodingType=url (botocore decodes them with unquote_plus)."""
+    if value is None or encoding_type != "url":
+        return value
+    return quote_plus(value, safe="/")

@@ -1,0 +1,132 @@
+"""Multipart uploads: create, upload part (or copy a range into one), list, complete, abort."""
+
+from __future__ import annotations
+
+from jobforge.api.base import handler
+from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store
+from jobforge.api.s3.objects import byte_range, check_read_conditions, copy_source
+from jobforge.core import checksums
+from jobforge.core.errors import ServiceError
+from jobforge.core.objects import quoted
+
+MAX_LISTED = 1000
+
+
+@handler("s3", "CreateMultipartUpload", blocking=True)
+def create_multipart_upload(ctx, req):
+    algorithm = checksums.algorithm_of(req["ChecksumAlgorithm"]) if req.get("ChecksumAlgorithm") else None
+    upload_id = store(ctx).create_upload(
+        ctx.account_id, ctx.principal_arn, req["Bucket"], req["Key"], headers=content_headers(req),
+        user_metadata=req.get("Metadata") or {}, tags=parse_tagging(req.get("Tagging")), algorithm=algorithm,
+        checksum_type=req.get("ChecksumType"))
+    upload = store(ctx).upload(ctx.account_id, req["Bucket"], req["Key"], upload_id)
+    return {"Bucket": req["Bucket"], "Key": req["Key"], "UploadId": upload_id,
+            "ChecksumAlgorithm": upload.checksum_algorithm, "ChecksumType": upload.checksum_type}
+
+
+def _part_result(part: dict, algorithm: str | None) -> dict:
+    result = {"ETag": quoted(part["etag"])}
+    for name, value in part["checksums"].items():
+        if algorithm is None or name == algorithm:
+            result[checksums.member(name)] = value
+    return result
+
+
+@handler("s3", "UploadPart", blocking=True)
+def upload_part(ctx, req):
+    body = req["Body"]
+    try:
+        objects = store(ctx)
+        upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+        if upload.checksum_algorithm and body.checksums and upload.checksum_algorithm not in body.checksums \
+                and any(algorithm != checksums.DEFAULT for algorithm in body.checksums):
+            raise ServiceError("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
+                               f"{upload.checksum_algorithm.lower()}, actual checksum Type: "
+                               f"{next(iter(body.checksums)).lower()}", 400)
+        part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
+    finally:
+        body.discard()
+    return _part_result(part, upload.checksum_algorithm)
+
+
+@handler("s3", "UploadPartCopy", blocking=True)
+def upload_part_copy(ctx, req):
+    objects = store(ctx)
+    upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+    source = copy_source(ctx, req["CopySource"])
+    check_read_conditions(source, req, prefix="CopySource")
+    selected = byte_range(req.get("CopySourceRange"), source.size) or (0, source.size)
+    algorithms = [upload.checksum_algorithm] if upload.checksum_algorithm else []
+    staging = objects.blobs.staging(algorithms)
+    try:
+        for chunk in objects.read(source, *selected):
+            staging.write(chunk)
+        body = staging.finish()
+    except BaseException:
+        staging.abort()
+        raise
+    try:
+        part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
+    finally:
+        body.discard()
+    result = _part_result(part, upload.checksum_algorithm)
+    result["LastModified"] = part["last_modified"]
+    return {"CopyPartResult": result}
+
+
+@handler("s3", "CompleteMultipartUpload", blocking=True)
+def complete_multipart_upload(ctx, req):
+    parts = (req.get("MultipartUpload") or {}).get("Parts") or []
+    whole = {algorithm: req[checksums.member(algorithm)] for algorithm in checksums.ALGORITHMS
+             if req.get(checksums.member(algorithm))}
+    info = store(ctx).complete(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], parts,
+                               whole_checksum=whole, if_match=req.get("IfMatch"),
+                               if_none_match=req.get("IfNoneMatch"))
+    return {"Location": f"/{req['Bucket']}/{req['Key']}", "Bucket": req["Bucket"], "Key": req["Key"],
+            "ETag": quoted(info.etag), **checksum_members(info.checksum)}
+
+
+@handler("s3", "AbortMultipartUpload", blocking=True)
+def abort_multipart_upload(ctx, req):
+    store(ctx).abort(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+    return {}
+
+
+@handler("s3", "ListParts", blocking=True)
+def list_parts(ctx, req):
+    objects = store(ctx)
+    upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+    limit = min(req.get("MaxParts", MAX_LISTED), MAX_LISTED)
+    marker = req.get("PartNumberMarker") or 0
+    rows = objects.parts(req["UploadId"], after=marker, limit=limit + 1)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    parts = []
+    for row in rows:
+        part = {"PartNumber": row.part_number, "LastModified": row.last_modified, "ETag": quoted(row.etag),
+                "Size": row.size}
+        if upload.checksum_algorithm and upload.checksum_algorithm in row.checksums:
+            part[checksums.member(upload.checksum_algorithm)] = row.checksums[upload.checksum_algorithm]
+        parts.append(part)
+    return {"Bucket": req["Bucket"], "Key": req["Key"], "UploadId": req["UploadId"], "PartNumberMarker": marker,
+            "NextPartNumberMarker": rows[-1].part_number if truncated else None, "MaxParts": limit,
+            "IsTruncated": truncated, "Parts": parts or None,
+            "Initiator": {"ID": upload.initiator, "DisplayName": ctx.account_id}, "Owner": owner(ctx.account_id),
+            "StorageClass": "STANDARD", "ChecksumAlgorithm": upload.checksum_algorithm,
+            "ChecksumType": upload.checksum_type}
+
+
+@handler("s3", "ListMultipartUploads", blocking=True)
+def list_multipart_uploads(ctx, req):
+    limit = min(req.get("MaxUploads", MAX_LISTED), MAX_LISTED)
+    rows = store(ctx).list_uploads(ctx.account_id, req["Bucket"], prefix=req.get("Prefix") or "", limit=limit + 1)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    return {"Bucket": req["Bucket"], "Prefix": req.get("Prefix"), "MaxUploads": limit, "IsTruncated": truncated,
+            "NextKeyMarker": rows[-1].key if truncated else None,
+            "NextUploadIdMarker": rows[-1].upload_id if truncated else None,
+            "Uploads": [{"UploadId": row.upload_id, "Key": row.key, "Initiated": row.initiated,
+                         "StorageClass": "STANDARD", "Owner": owner(ctx.account_id),
+                         "Initiator": {"ID": row.initiator, "DisplayName": ctx.account_id},
+                         "ChecksumAlgorithm": row.checksum_algorithm, "ChecksumType": row.checksum_type}
+                        for row in rows] or None}

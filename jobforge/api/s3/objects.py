@@ -1,0 +1,191 @@
+"""Object operations: put, get (ranges, conditions), head, delete, copy, tagging."""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import unquote
+
+from jobforge.api.base import handler
+from jobforge.api.s3.common import (check_tags, checksum_members, content_headers, object_headers, parse_tagging,
+                                    store)
+from jobforge.core import checksums
+from jobforge.core.errors import ServiceError
+from jobforge.core.objects import ObjectInfo, quoted
+from jobforge.server.streaming import ThreadedStream
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RESPONSE_OVERRIDES = {"ResponseContentType": "ContentType", "ResponseContentDisposition": "ContentDisposition",
+                      "ResponseContentEncoding": "ContentEncoding", "ResponseContentLanguage": "ContentLanguage",
+                      "ResponseCacheControl": "CacheControl", "ResponseExpires": "Expires"}
+MAX_DELETE = 1000
+
+
+def object_checksum(body) -> dict:
+    """The checksum stored with a new object: the one the client sent, else S3's default."""
+    algorithm = next(iter(body.checksums))
+    return {"algorithm": algorithm, "value": body.checksums[algorithm], "type": "FULL_OBJECT"}
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, length) of a Range header; None for the whole object (S3 ignores ranges it cannot parse)."""
+    found = _RANGE.fullmatch((header or "").strip())
+    if found is None or not (found[1] or found[2]):
+        return None
+    if found[1]:
+        start = int(found[1])
+        end = min(int(found[2]), size - 1) if found[2] else size - 1
+        if found[2] and int(found[2]) < start:
+            return None
+    else:
+        start, end = max(size - int(found[2]), 0), size - 1
+        if int(found[2]) == 0:
+            start = size
+    if start >= size:
+        raise ServiceError("InvalidRange", "The requested range is not satisfiable", 416,
+                           RangeRequested=header, ActualObjectSize=size)
+    return start, end - start + 1
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    return any(item.strip() in ("*", quoted(etag), etag) for item in condition.split(","))
+
+
+def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None:
+    """If-Match / If-Unmodified-Since fail with 412, If-None-Match / If-Modified-Since with 304 (RFC 7232 order)."""
+    modified = math.floor(info.last_modified)
+    if_match, if_none_match = req.get(prefix + "IfMatch"), req.get(prefix + "IfNoneMatch")
+    unmodified_since, modified_since = req.get(prefix + "IfUnmodifiedSince"), req.get(prefix + "IfModifiedSince")
+    failed = ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412)
+    if if_match is not None:
+        if not _etag_matches(if_match, info.etag):
+            raise failed
+    elif unmodified_since is not None and modified > unmodified_since.timestamp():
+        raise failed
+    not_modified = ServiceError("NotModified", "Not Modified", 304) if not prefix else failed
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, info.etag):
+            raise not_modified
+    elif modified_since is not None and modified <= modified_since.timestamp():
+        raise not_modified
+
+
+def _read_view(ctx, req) -> tuple[ObjectInfo, dict, tuple[int, int] | None]:
+    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
+    check_read_conditions(info, req)
+    part = req.get("PartNumber")
+    if part is not None:
+        selected = info.part_range(part)
+    else:
+        selected = byte_range(req.get("Range"), info.size)
+    whole = selected is None or (part is not None and info.parts_count is None)
+    out = object_headers(info, with_checksum=whole and req.get("ChecksumMode") == "ENABLED")
+    start, length = selected if selected is not None else (0, info.size)
+    out["ContentLength"] = length
+    if selected is not None and not (part is not None and info.parts_count is None):
+        out["ContentRange"] = f"bytes {start}-{start + length - 1}/{info.size}"
+    for override, name in RESPONSE_OVERRIDES.items():
+        if req.get(override) is not None:
+            out[name] = req[override]
+    return info, out, (start, length)
+
+
+@handler("s3", "GetObject", blocking=True)
+def get_object(ctx, req):
+    info, out, (start, length) = _read_view(ctx, req)
+    out["Body"] = ThreadedStream(store(ctx).read(info, start, length))
+    return out
+
+
+@handler("s3", "HeadObject", blocking=True)
+def head_object(ctx, req):
+    return _read_view(ctx, req)[1]
+
+
+@handler("s3", "PutObject", blocking=True)
+def put_object(ctx, req):
+    body = req["Body"]
+    try:
+        info = store(ctx).put(ctx.account_id, req["Bucket"], req["Key"], body, headers=content_headers(req),
+                              user_metadata=req.get("Metadata") or {}, tags=parse_tagging(req.get("Tagging")),
+                              checksum=object_checksum(body), if_match=req.get("IfMatch"),
+                              if_none_match=req.get("IfNoneMatch"))
+    finally:
+        body.discard()
+    return {"ETag": quoted(info.etag), "Size": info.size, **checksum_members(info.checksum)}
+
+
+@handler("s3", "DeleteObject", blocking=True)
+def delete_object(ctx, req):
+    store(ctx).delete(ctx.account_id, req["Bucket"], req["Key"])
+    return {}
+
+
+@handler("s3", "DeleteObjects", blocking=True)
+def delete_objects(ctx, req):
+    request = req["Delete"]
+    objects = request.get("Objects") or []
+    if len(objects) > MAX_DELETE:
+        raise ServiceError("MalformedXML", f"At most {MAX_DELETE} keys can be deleted in one request", 400)
+    objects_store = store(ctx)
+    objects_store.bucket(ctx.account_id, req["Bucket"])
+    deleted, errors = [], []
+    for item in objects:
+        try:
+            objects_store.delete(ctx.account_id, req["Bucket"], item["Key"])
+            deleted.append({"Key": item["Key"]})
+        except ServiceError as err:
+            errors.append({"Key": item["Key"], "Code": err.code, "Message": err.message})
+    return {"Deleted": None if request.get("Quiet") else deleted or None, "Errors": errors or None}
+
+
+def copy_source(ctx, header: str) -> ObjectInfo:
+    """The object named by x-amz-copy-source ("bucket/key", URL-encoded, optionally "?versionId=…")."""
+    path = unquote(header.partition("?versionId=")[0]).lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise ServiceError("InvalidArgument", "Copy Source must mention the source bucket and key: "
+                           "sourcebucket/sourcekey", 400)
+    return store(ctx).head(ctx.account_id, bucket, key)
+
+
+@handler("s3", "CopyObject", blocking=True)
+def copy_object(ctx, req):
+    source = copy_source(ctx, req["CopySource"])
+    check_read_conditions(source, req, prefix="CopySource")
+    replace = req.get("MetadataDirective", "COPY") == "REPLACE"
+    if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and not replace:
+        raise ServiceError("InvalidRequest", "This copy request is illegal because it is trying to copy an object "
+                           "to itself without changing the object's metadata, storage class, website redirect "
+                           "location or encryption attributes.", 400)
+    headers = content_headers(req) if replace else source.headers
+    metadata = (req.get("Metadata") or {}) if replace else source.user_metadata
+    tags = parse_tagging(req.get("Tagging")) if req.get("TaggingDirective") == "REPLACE" else source.tags
+    info = store(ctx).copy(ctx.account_id, source, req["Bucket"], req["Key"], headers=headers,
+                           user_metadata=metadata, tags=tags, if_match=req.get("IfMatch"),
+                           if_none_match=req.get("IfNoneMatch"))
+    result = {"ETag": quoted(info.etag), "LastModified": info.last_modified}
+    if info.checksum:
+        result[checksums.member(info.checksum["algorithm"])] = info.checksum["value"]
+        result["ChecksumType"] = info.checksum["type"]
+    return {"CopyObjectResult": result}
+
+
+@handler("s3", "GetObjectTagging", blocking=True)
+def get_object_tagging(ctx, req):
+    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
+    return {"TagSet": [{"Key": key, "Value": value} for key, value in info.tags.items()]}
+
+
+@handler("s3", "PutObjectTagging", blocking=True)
+def put_object_tagging(ctx, req):
+    tags = {tag["Key"]: tag["Value"] for tag in req["Tagging"].get("TagSet") or []}
+    check_tags(tags)
+    store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], tags)
+    return {}
+
+
+@handler("s3", "DeleteObjectTagging", blocking=True)
+def delete_object_tagging(ctx, req):
+    store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], {})
+    return {}

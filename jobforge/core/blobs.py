@@ -1,0 +1,223 @@
+"""Where object bytes live: immutable blobs named by random ids.
+
+A body is first written to a staging file (hashed while it is written, then
+fsynced); ``commit`` makes it a blob. Nothing refers to a blob until the
+index row naming it is committed, so a crash at any instant leaves at most an
+unreferenced file, never a visible partial object. Two backends: a local
+directory (the default) and any S3 endpoint through boto3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qs, urlparse
+
+from jobforge.core import checksums
+
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass
+class StagedBody:
+    """A fully received body: where it is (a staging file, or in memory) and what it hashes to."""
+
+    path: Path | None
+    size: int
+    md5: str  # hex
+    sha256: str | None  # hex, when asked for
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm → base64
+    data: bytes | None = None
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def __del__(self):
+        # A body nobody committed (the request failed after it was received) must not linger;
+        # commit moves the file away, so this is a no-op for stored bodies.
+        self.discard()
+
+
+class StagingFile:
+    """A body being written (to a staging file, or to memory when path is None), hashed as it goes."""
+
+    def __init__(self, path: Path | None, algorithms=(), sha256: bool = False):
+        self.path = path
+        self.file = open(path, "wb") if path is not None else io.BytesIO()
+        self.size = 0
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256() if sha256 else None
+        self.digests = {algorithm: checksums.new(algorithm) for algorithm in algorithms}
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+        self.md5.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
+        for digest in self.digests.values():
+            digest.update(data)
+
+    def finish(self) -> StagedBody:
+        data = None
+        if self.path is None:
+            data = self.file.getvalue()
+        else:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        self.file.close()
+        return StagedBody(self.path, self.size, self.md5.hexdigest(),
+                          self.sha256.hexdigest() if self.sha256 is not None else None,
+                          {name: digest.b64digest() for name, digest in self.digests.items()}, data)
+
+    def abort(self) -> None:
+        self.file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_id(blob: str) -> str:
+    if len(blob) != 32 or not all(c in "0123456789abcdef" for c in blob):
+        raise ValueError(f"Not a blob id: {blob!r}")
+    return blob
+
+
+class LocalBlobs:
+    """Blobs as files under ``root/blobs/<2 hex>/<32 hex>``; staging in ``root/tmp``."""
+
+    co_located = True
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.data = self.root / "blobs"
+        self.tmp = self.root / "tmp"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def sweep_staging(self) -> None:
+        """Drop what uploads cut short by a crash left behind (run before serving)."""
+        for stale in self.tmp.iterdir():
+            stale.unlink(missing_ok=True)
+
+    def staging(self, algorithms=(), sha256: bool = False) -> StagingFile:
+        return StagingFile(self.tmp / uuid.uuid4().hex, algorithms, sha256)
+
+    def path(self, blob: str) -> Path:
+        return self.data / blob[:2] / _check_id(blob)
+
+    def commit(self, staged: Path) -> str:
+        blob = uuid.uuid4().hex
+        target = self.path(blob)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(staged, target)
+        _fsync_dir(target.parent)
+        return blob
+
+    def read(self, blob: str, start: int, length: int) -> Iterator[bytes]:
+        with open(self.path(blob), "rb") as handle:
+            handle.seek(start)
+            while length > 0:
+                chunk = handle.read(min(READ_CHUNK, length))
+                if not chunk:
+                    raise OSError(f"Blob {blob} is shorter than recorded")
+                length -= len(chunk)
+                yield chunk
+
+    def copy(self, blob: str) -> str:
+        staged = self.tmp / uuid.uuid4().hex
+        try:
+            os.link(self.path(blob), staged)  # blobs never change, so sharing the inode is safe
+        except OSError:
+            shutil.copyfile(self.path(blob), staged)
+        return self.commit(staged)
+
+    def delete(self, blob: str) -> None:
+        self.path(blob).unlink(missing_ok=True)
+
+
+class S3Blobs:
+    """Blobs as objects ``<prefix>blobs/<id>`` in an external S3 endpoint.
+
+    ``url`` is ``s3://bucket/prefix?endpoint=URL&region=R&profile=P``;
+    credentials come from boto3's usual chain (or the named profile).
+    """
+
+    co_located = False
+
+    def __init__(self, url: str, tmp_root: Path):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"--object-store must look like s3://bucket/prefix?endpoint=URL, not {url!r}")
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        self.bucket = parsed.netloc
+        prefix = parsed.path.lstrip("/")
+        self.prefix = prefix + "/" if prefix and not prefix.endswith("/") else prefix
+        session = boto3.session.Session(profile_name=options.get("profile"))
+        self.client = session.client("s3", endpoint_url=options.get("endpoint"), region_name=options.get("region"),
+                                     config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
+        self.transfer_config = TransferConfig(multipart_threshold=64 * 1024 * 1024,
+                                              multipart_chunksize=64 * 1024 * 1024)
+        self.tmp = Path(tmp_root) / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def sweep_staging(self) -> None:
+        for stale in self.tmp.iterdir():
+            stale.unlink(missing_ok=True)
+
+    def staging(self, algorithms=(), sha256: bool = False) -> StagingFile:
+        return StagingFile(self.tmp / uuid.uuid4().hex, algorithms, sha256)
+
+    def _key(self, blob: str) -> str:
+        return f"{self.prefix}blobs/{_check_id(blob)}"
+
+    def commit(self, staged: Path) -> str:
+        blob = uuid.uuid4().hex
+        try:
+            self.client.upload_file(str(staged), self.bucket, self._key(blob), Config=self.transfer_config)
+        finally:
+            staged.unlink(missing_ok=True)
+        return blob
+
+    def read(self, blob: str, start: int, length: int) -> Iterator[bytes]:
+        if length <= 0:
+            return
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(blob),
+                                      Range=f"bytes={start}-{start + length - 1}")["Body"]
+        try:
+            yield from body.iter_chunks(READ_CHUNK)
+        finally:
+            body.close()
+
+    def copy(self, blob: str) -> str:
+        new = uuid.uuid4().hex
+        self.client.copy({"Bucket": self.bucket, "Key": self._key(blob)}, self.bucket, self._key(new),
+                         Config=self.transfer_config)
+        return new
+
+    def delete(self, blob: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(blob))
+
+
+def open_blobs(object_store: str | None, data_dir: Path):
+    if object_store:
+        return S3Blobs(object_store, Path(data_dir) / "objects")
+    return LocalBlobs(Path(data_dir) / "objects")

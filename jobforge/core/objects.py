@@ -1,0 +1,505 @@
+"""The object store: buckets, objects and multipart uploads of every account.
+
+The index (bucket ownership, keys, ETags, checksums, headers) lives in the
+database; bytes live in blobs (``jobforge.core.blobs``). An object becomes
+visible when its index row commits, after its blobs are durable; blobs it
+replaced are deleted after that commit. Every bucket belongs to one account
+and only that account may use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from jobforge.core import checksums
+from jobforge.core.blobs import StagedBody, open_blobs
+from jobforge.core.errors import ServiceError
+from jobforge.core.object_tables import s3_buckets, s3_objects, s3_parts, s3_uploads
+
+MAX_KEY_BYTES = 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10000
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+def no_such_bucket(name: str) -> ServiceError:
+    return ServiceError("NoSuchBucket", "The specified bucket does not exist", 404, BucketName=name)
+
+
+def no_such_key(key: str) -> ServiceError:
+    return ServiceError("NoSuchKey", "The specified key does not exist.", 404, Key=key)
+
+
+def no_such_upload(upload_id: str) -> ServiceError:
+    return ServiceError("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the "
+                        "upload may have been aborted or completed.", 404, UploadId=upload_id)
+
+
+def check_bucket_name(name: str) -> None:
+    if not _BUCKET_NAME.fullmatch(name) or ".." in name or _IP_ADDRESS.fullmatch(name) \
+            or name.startswith("xn--") or name.endswith("-s3alias"):
+        raise ServiceError("InvalidBucketName", "The specified bucket is not valid.", 400, BucketName=name)
+
+
+def check_key(key: str) -> None:
+    """Keys are opaque strings (they never become paths); refuse only what S3 cannot store or list."""
+    if not key:
+        raise ServiceError("InvalidArgument", "Object key must not be empty", 400)
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ServiceError("KeyTooLongError", "Your key is too long", 400)
+    if "\x00" in key or any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+        raise ServiceError("InvalidArgument", "Object key contains a character S3 cannot store", 400)
+
+
+def quoted(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def _unquote_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    return any(item.strip() == "*" or _unquote_etag(item) == etag for item in condition.split(","))
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str  # unquoted
+    segments: list  # [[blob, size], ...]
+    headers: dict
+    user_metadata: dict
+    checksum: dict | None
+    tags: dict
+    last_modified: float
+
+    @classmethod
+    def from_row(cls, row) -> "ObjectInfo":
+        return cls(row.bucket, row.key, row.size, row.etag, row.segments, row.headers, row.user_metadata,
+                   row.checksum, row.tags, row.last_modified)
+
+    @property
+    def parts_count(self) -> int | None:
+        return len(self.segments) if self.etag.endswith(f"-{len(self.segments)}") else None
+
+    def part_range(self, part_number: int) -> tuple[int, int]:
+        """(first byte, length) of one part of a multipart object (the whole object is part 1 otherwise)."""
+        if part_number < 1 or part_number > len(self.segments):
+            raise ServiceError("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
+        start = sum(size for _, size in self.segments[:part_number - 1])
+        return start, self.segments[part_number - 1][1]
+
+
+@dataclass(frozen=True)
+class Listing:
+    contents: list[ObjectInfo]
+    common_prefixes: list[str]
+    truncated: bool
+    resume: str | None  # opaque: where the next page starts
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string that starts with prefix."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def encode_resume(key: str, skip_prefix: bool) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key, skip_prefix]).encode()).decode()
+
+
+def decode_resume(token: str) -> tuple[str, bool]:
+    try:
+        key, skip_prefix = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(key), bool(skip_prefix)
+    except (ValueError, TypeError):
+        raise ServiceError("InvalidArgument", "The continuation token provided is incorrect", 400) from None
+
+
+class ObjectStore:
+    def __init__(self, engine: sa.Engine, blobs):
+        self.engine = engine
+        self.blobs = blobs
+
+    # -- buckets ---------------------------------------------------------------
+
+    def create_bucket(self, account_id: str, name: str, region: str) -> None:
+        check_bucket_name(name)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(s3_buckets).where(s3_buckets.c.name == name)).first()
+            if row is not None:
+                if row.account_id == account_id:
+                    raise ServiceError("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
+                                       "succeeded and you already own it.", 409, BucketName=name)
+                raise ServiceError("BucketAlreadyExists", "The requested bucket name is not available. The bucket "
+                                   "namespace is shared by all users of the system. Please select a different name "
+                                   "and try again.", 409, BucketName=name)
+            conn.execute(s3_buckets.insert().values(name=name, account_id=account_id, region=region, tags={},
+                                                    created_at=time.time()))
+
+    def bucket(self, account_id: str, name: str, conn=None):
+        """The bucket's row, if it exists and belongs to the account."""
+        query = sa.select(s3_buckets).where(s3_buckets.c.name == name)
+        if conn is None:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        else:
+            row = conn.execute(query).first()
+        if row is None:
+            raise no_such_bucket(name)
+        if row.account_id != account_id:
+            raise ServiceError("AccessDenied", "Access Denied", 403)
+        return row
+
+    def list_buckets(self, account_id: str) -> list:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(s3_buckets).where(s3_buckets.c.account_id == account_id)
+                                .order_by(s3_buckets.c.name)).all()
+
+    def delete_bucket(self, account_id: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            self.bucket(account_id, name, conn)
+            if conn.execute(sa.select(s3_objects.c.key).where(s3_objects.c.bucket == name).limit(1)).first():
+                raise ServiceError("BucketNotEmpty", "The bucket you tried to delete is not empty", 409,
+                                   BucketName=name)
+            uploads = [r.upload_id for r in conn.execute(
+                sa.select(s3_uploads.c.upload_id).where(s3_uploads.c.bucket == name))]
+            blobs = self._drop_uploads(conn, uploads)
+            conn.execute(s3_buckets.delete().where(s3_buckets.c.name == name))
+        self._delete_blobs(blobs)
+
+    # -- objects ---------------------------------------------------------------
+
+    def head(self, account_id: str, bucket: str, key: str) -> ObjectInfo:
+        with self.engine.connect() as conn:
+            self.bucket(account_id, bucket, conn)
+            row = conn.execute(sa.select(s3_objects).where(s3_objects.c.bucket == bucket,
+                                                           s3_objects.c.key == key)).first()
+        if row is None:
+            raise no_such_key(key)
+        return ObjectInfo.from_row(row)
+
+    def read(self, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
+        """The bytes [start, start + length) of an object, across its segments."""
+        offset = 0
+        for blob, size in info.segments:
+            if length <= 0:
+                return
+            if start < offset + size:
+                begin = max(start - offset, 0)
+                take = min(size - begin, length)
+                yield from self.blobs.read(blob, begin, take)
+                length -= take
+                start = offset + begin + take
+            offset += size
+
+    def put(self, account_id: str, bucket: str, key: str, body: StagedBody, *, headers: dict, user_metadata: dict,
+            tags: dict, checksum: dict | None, if_match: str | None = None,
+            if_none_match: str | None = None) -> ObjectInfo:
+        check_key(key)
+        self.bucket(account_id, bucket)
+        blob = self.blobs.commit(body.path)
+        values = dict(bucket=bucket, key=key, size=body.size, etag=body.md5, segments=[[blob, body.size]],
+                      headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
+                      last_modified=time.time())
+        try:
+            replaced = self._store(account_id, values, if_match, if_none_match)
+        except BaseException:
+            self.blobs.delete(blob)
+            raise
+        self._delete_blobs(replaced)
+        return ObjectInfo(**values)
+
+    def _store(self, account_id: str, values: dict, if_match: str | None, if_none_match: str | None) -> list[str]:
+        """Insert or replace an object row; the blobs of the object it replaced."""
+        with self.engine.begin() as conn:
+            self.bucket(account_id, values["bucket"], conn)
+            where = (s3_objects.c.bucket == values["bucket"], s3_objects.c.key == values["key"])
+            old = conn.execute(sa.select(s3_objects).where(*where)).first()
+            self._write_conditions(old, values["key"], if_match, if_none_match)
+            if old is None:
+                conn.execute(s3_objects.insert().values(**values))
+                return []
+            conn.execute(s3_objects.update().where(*where).values(**values))
+            return [blob for blob, _ in old.segments]
+
+    @staticmethod
+    def _write_conditions(old, key: str, if_match: str | None, if_none_match: str | None) -> None:
+        if if_none_match is not None and old is not None and _etag_matches(if_none_match, old.etag):
+            raise ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                               412, Condition="If-None-Match")
+        if if_match is not None:
+            if old is None:
+                raise no_such_key(key)
+            if not _etag_matches(if_match, old.etag):
+                raise ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not "
+                                   "hold", 412, Condition="If-Match")
+
+    def delete(self, account_id: str, bucket: str, key: str) -> bool:
+        """Remove an object; whether it existed (deleting a missing key is not an error in S3)."""
+        with self.engine.begin() as conn:
+            self.bucket(account_id, bucket, conn)
+            where = (s3_objects.c.bucket == bucket, s3_objects.c.key == key)
+            old = conn.execute(sa.select(s3_objects.c.segments).where(*where)).first()
+            if old is None:
+                return False
+            conn.execute(s3_objects.delete().where(*where))
+        self._delete_blobs([blob for blob, _ in old.segments])
+        return True
+
+    def copy(self, account_id: str, source: ObjectInfo, bucket: str, key: str, *, headers: dict,
+             user_metadata: dict, tags: dict, if_match=None, if_none_match=None) -> ObjectInfo:
+        check_key(key)
+        self.bucket(account_id, bucket)
+        segments = []
+        try:
+            for blob, size in source.segments:
+                segments.append([self.blobs.copy(blob), size])
+            values = dict(bucket=bucket, key=key, size=source.size, etag=source.etag, segments=segments,
+                          headers=headers, user_metadata=user_metadata, checksum=source.checksum, tags=tags,
+                          last_modified=time.time())
+            replaced = self._store(account_id, values, if_match, if_none_match)
+        except BaseException:
+            self._delete_blobs([blob for blob, _ in segments])
+            raise
+        self._delete_blobs(replaced)
+        return ObjectInfo(**values)
+
+    def set_tags(self, account_id: str, bucket: str, key: str, tags: dict) -> None:
+        with self.engine.begin() as conn:
+            self.bucket(account_id, bucket, conn)
+            done = conn.execute(s3_objects.update().where(s3_objects.c.bucket == bucket, s3_objects.c.key == key)
+                                .values(tags=tags))
+            if done.rowcount == 0:
+                raise no_such_key(key)
+
+    def list(self, account_id: str, bucket: str, *, prefix: str = "", delimiter: str = "", after: str = "",
+             resume: str | None = None, max_keys: int = 1000) -> Listing:
+        """Keys after ``after`` (or from a resume token), grouped by delimiter into common prefixes."""
+        self.bucket(account_id, bucket)
+        cursor, inclusive = after, False
+        if resume is not None:
+            key, skip_prefix = decode_resume(resume)
+            cursor, inclusive = (_successor(key), True) if skip_prefix else (key, False)
+        contents, prefixes = [], []
+        if max_keys <= 0:
+            return Listing(contents, prefixes, False, None)
+        last = None
+        with self.engine.connect() as conn:
+            while True:
+                query = sa.select(s3_objects).where(s3_objects.c.bucket == bucket)
+                if prefix:
+                    query = query.where(s3_objects.c.key >= prefix, s3_objects.c.key < _successor(prefix))
+                if cursor:
+                    query = query.where(s3_objects.c.key >= cursor if inclusive else s3_objects.c.key > cursor)
+                rows = conn.execute(query.order_by(s3_objects.c.key).limit(1000)).all()
+                if not rows:
+                    return Listing(contents, prefixes, False, None)
+                for row in rows:
+                    if len(contents) + len(prefixes) == max_keys:
+                        return Listing(contents, prefixes, True, encode_resume(*last))
+                    cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut >= 0:
+                        common = row.key[:cut + len(delimiter)]
+                        prefixes.append(common)
+                        last = (common, True)
+                        cursor, inclusive = _successor(common), True
+                        break  # query again past every key under this prefix
+                    contents.append(ObjectInfo.from_row(row))
+                    last = (row.key, False)
+                    cursor, inclusive = row.key, False
+
+    # -- multipart uploads -----------------------------------------------------
+
+    def create_upload(self, account_id: str, principal: str, bucket: str, key: str, *, headers: dict,
+                      user_metadata: dict, tags: dict, algorithm: str | None, checksum_type: str | None) -> str:
+        check_key(key)
+        if checksum_type == "FULL_OBJECT" and algorithm and not checksums.supports_full_object(algorithm):
+            raise ServiceError("InvalidRequest", f"The {algorithm} algorithm does not support the FULL_OBJECT "
+                               "checksum type", 400)
+        upload_id = secrets.token_urlsafe(48)
+        with self.engine.begin() as conn:
+            self.bucket(account_id, bucket, conn)
+            conn.execute(s3_uploads.insert().values(
+                upload_id=upload_id, bucket=bucket, key=key, headers=headers, user_metadata=user_metadata,
+                tags=tags, checksum_algorithm=algorithm,
+                checksum_type=(checksum_type or checksums.default_type(algorithm)) if algorithm else None,
+                initiator=principal, initiated=time.time()))
+        return upload_id
+
+    def upload(self, account_id: str, bucket: str, key: str, upload_id: str, conn=None):
+        query = sa.select(s3_uploads).where(s3_uploads.c.upload_id == upload_id)
+        if conn is None:
+            with self.engine.connect() as own:
+                self.bucket(account_id, bucket, own)
+                row = own.execute(query).first()
+        else:
+            self.bucket(account_id, bucket, conn)
+            row = conn.execute(query).first()
+        if row is None or row.bucket != bucket or row.key != key:
+            raise no_such_upload(upload_id)
+        return row
+
+    def put_part(self, account_id: str, bucket: str, key: str, upload_id: str, part_number: int,
+                 body: StagedBody) -> dict:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise ServiceError("InvalidArgument", f"Part number must be an integer between 1 and {MAX_PARTS}, "
+                               "inclusive", 400)
+        upload = self.upload(account_id, bucket, key, upload_id)
+        algorithm = upload.checksum_algorithm
+        if algorithm and algorithm not in body.checksums:
+            body.checksums[algorithm] = self._digest_file(body, algorithm)
+        blob = self.blobs.commit(body.path)
+        values = dict(upload_id=upload_id, part_number=part_number, blob=blob, size=body.size, etag=body.md5,
+                      checksums=body.checksums, last_modified=time.time())
+        try:
+            with self.engine.begin() as conn:
+                self.upload(account_id, bucket, key, upload_id, conn)
+                where = (s3_parts.c.upload_id == upload_id, s3_parts.c.part_number == part_number)
+                old = conn.execute(sa.select(s3_parts.c.blob).where(*where)).first()
+                if old is None:
+                    conn.execute(s3_parts.insert().values(**values))
+                else:
+                    conn.execute(s3_parts.update().where(*where).values(**values))
+        except BaseException:
+            self.blobs.delete(blob)
+            raise
+        if old is not None:
+            self.blobs.delete(old.blob)
+        return values
+
+    @staticmethod
+    def _digest_file(body: StagedBody, algorithm: str) -> str:
+        digest = checksums.new(algorithm)
+        with open(body.path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(chunk)
+        return digest.b64digest()
+
+    def parts(self, upload_id: str, after: int = 0, limit: int = 1000) -> list:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(s3_parts).where(s3_parts.c.upload_id == upload_id,
+                                                          s3_parts.c.part_number > after)
+                                .order_by(s3_parts.c.part_number).limit(limit)).all()
+
+    def complete(self, account_id: str, bucket: str, key: str, upload_id: str, requested: list[dict], *,
+                 whole_checksum: dict | None = None, if_match=None, if_none_match=None) -> ObjectInfo:
+        if not requested:
+            raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate "
+                               "against our published schema", 400)
+        numbers = [part["PartNumber"] for part in requested]
+        if numbers != sorted(set(numbers)):
+            raise ServiceError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be "
+                               "ordered by part number.", 400, UploadId=upload_id)
+        with self.engine.begin() as conn:
+            upload = self.upload(account_id, bucket, key, upload_id, conn)
+            stored = {row.part_number: row for row in conn.execute(
+                sa.select(s3_parts).where(s3_parts.c.upload_id == upload_id))}
+            chosen = [self._requested_part(stored, part, upload) for part in requested]
+            for row in chosen[:-1]:
+                if row.size < MIN_PART_SIZE:
+                    raise ServiceError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed "
+                                       "object size.", 400, ProposedSize=row.size, MinSizeAllowed=MIN_PART_SIZE)
+            md5s = b"".join(bytes.fromhex(row.etag) for row in chosen)
+            etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
+            checksum = self._object_checksum(upload, chosen)
+            if whole_checksum and checksum:
+                for algorithm, value in whole_checksum.items():
+                    if algorithm == checksum["algorithm"]:
+                        checksums.check(algorithm, value, checksum["value"])
+            values = dict(bucket=bucket, key=key, size=sum(row.size for row in chosen), etag=etag,
+                          segments=[[row.blob, row.size] for row in chosen], headers=upload.headers,
+                          user_metadata=upload.user_metadata, checksum=checksum, tags=upload.tags,
+                          last_modified=time.time())
+            where = (s3_objects.c.bucket == bucket, s3_objects.c.key == key)
+            old = conn.execute(sa.select(s3_objects).where(*where)).first()
+            self._write_conditions(old, key, if_match, if_none_match)
+            if old is None:
+                conn.execute(s3_objects.insert().values(**values))
+            else:
+                conn.execute(s3_objects.update().where(*where).values(**values))
+            used = {row.blob for row in chosen}
+            unused = [row.blob for row in stored.values() if row.blob not in used]
+            conn.execute(s3_parts.delete().where(s3_parts.c.upload_id == upload_id))
+            conn.execute(s3_uploads.delete().where(s3_uploads.c.upload_id == upload_id))
+        self._delete_blobs(unused + ([blob for blob, _ in old.segments] if old is not None else []))
+        return ObjectInfo(**values)
+
+    @staticmethod
+    def _requested_part(stored: dict, part: dict, upload):
+        row = stored.get(part["PartNumber"])
+        if row is None or _unquote_etag(part.get("ETag", "")) != row.etag:
+            raise ServiceError("InvalidPart", "One or more of the specified parts could not be found. The part may "
+                               "not have been uploaded, or the specified entity tag may not have matched the part's "
+                               "entity tag.", 400, PartNumber=part["PartNumber"])
+        for algorithm in checksums.ALGORITHMS:
+            given = part.get(checksums.member(algorithm))
+            if given is not None and row.checksums.get(algorithm) != given:
+                raise ServiceError("InvalidPart", f"The {algorithm} checksum of part {part['PartNumber']} does not "
+                                   "match the uploaded part", 400, PartNumber=part["PartNumber"])
+        return row
+
+    @staticmethod
+    def _object_checksum(upload, chosen) -> dict | None:
+        algorithm = upload.checksum_algorithm
+        if algorithm is None:
+            return None
+        values = [row.checksums[algorithm] for row in chosen]
+        if upload.checksum_type == "FULL_OBJECT":
+            value = checksums.combine(algorithm, [(v, row.size) for v, row in zip(values, chosen)])
+        else:
+            value = checksums.composite(algorithm, values)
+        return {"algorithm": algorithm, "value": value, "type": upload.checksum_type}
+
+    def abort(self, account_id: str, bucket: str, key: str, upload_id: str) -> None:
+        with self.engine.begin() as conn:
+            self.upload(account_id, bucket, key, upload_id, conn)
+            blobs = self._drop_uploads(conn, [upload_id])
+        self._delete_blobs(blobs)
+
+    def list_uploads(self, account_id: str, bucket: str, prefix: str = "", limit: int = 1000) -> list:
+        with self.engine.connect() as conn:
+            self.bucket(account_id, bucket, conn)
+            query = sa.select(s3_uploads).where(s3_uploads.c.bucket == bucket)
+            if prefix:
+                query = query.where(s3_uploads.c.key >= prefix, s3_uploads.c.key < _successor(prefix))
+            return conn.execute(query.order_by(s3_uploads.c.key, s3_uploads.c.initiated).limit(limit)).all()
+
+    @staticmethod
+    def _drop_uploads(conn, upload_ids: list[str]) -> list[str]:
+        if not upload_ids:
+            return []
+        blobs = [row.blob for row in conn.execute(sa.select(s3_parts.c.blob)
+                                                   .where(s3_parts.c.upload_id.in_(upload_ids)))]
+        conn.execute(s3_parts.delete().where(s3_parts.c.upload_id.in_(upload_ids)))
+        conn.execute(s3_uploads.delete().where(s3_uploads.c.upload_id.in_(upload_ids)))
+        return blobs
+
+    def _delete_blobs(self, blobs: list[str]) -> None:
+        for blob in blobs:
+            self.blobs.delete(blob)
+
+
+@lru_cache(maxsize=None)
+def _stores(data_dir, object_store, engine) -> ObjectStore:
+    blobs = open_blobs(object_store, data_dir)
+    blobs.sweep_staging()
+    return ObjectStore(engine, blobs)
+
+
+def object_store(settings, engine: sa.Engine) -> ObjectStore:
+    """The one store of a server (its staging area is swept when it is first opened)."""
+    return _stores(settings.data_dir, settings.object_store, engine)

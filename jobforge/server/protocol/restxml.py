@@ -1,0 +1,256 @@
+"""restXml (S3): method + bucket/key path (or virtual host) + query flags, XML bodies.
+
+Several S3 operations share one method and URI template (PutObject,
+UploadPart, CopyObject and UploadPartCopy are all ``PUT /{Bucket}/{Key+}``);
+the model tells them apart only by their required query-string and header
+members, so routing picks the operation whose required members are all
+present, preferring the one that requires the most.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import re
+from urllib.parse import unquote
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from jobforge.core.errors import ServiceError
+from jobforge.server.protocol import models, rest
+from jobforge.server.protocol.http import HttpRequest, HttpResponse
+from jobforge.server.protocol.wire import format_timestamp, from_text, to_xml
+
+XML = "application/xml"
+# Hosts of virtual-hosted-style requests: "<bucket>.localhost" and "<bucket>.s3.<anything>".
+_VIRTUAL_HOST = re.compile(r"(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?:localhost|s3[.-].+)")
+# The model does not name the root element of an output without a payload member.
+ROOT_ELEMENTS = {
+    "ListBuckets": "ListAllMyBucketsResult", "ListObjects": "ListBucketResult", "ListObjectsV2": "ListBucketResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult", "ListParts": "ListPartsResult",
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult", "ListMultipartUploads": "ListMultipartUploadsResult",
+    "DeleteObjects": "DeleteResult", "GetBucketLocation": "LocationConstraint", "GetObjectTagging": "Tagging",
+    "GetBucketTagging": "Tagging",
+}
+
+
+def virtual_bucket(request: HttpRequest) -> str | None:
+    host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else ""
+    found = _VIRTUAL_HOST.fullmatch(host.lower())
+    return found.group("bucket") if found else None
+
+
+def addressed(request: HttpRequest) -> HttpRequest:
+    """The request as if path-style: a virtual host's bucket moves into the path.
+
+    The original keeps its raw path for signature checks (clients sign the path they send).
+    """
+    bucket = virtual_bucket(request)
+    if bucket is None:
+        return request
+    return dataclasses.replace(request, raw_path=f"/{bucket}{request.raw_path or '/'}")
+
+
+def _required_present(service: str, operation: str, request: HttpRequest, query: dict) -> int:
+    """How many required query/header members the request carries; -1 if one is missing."""
+    shape = models.operation(service, operation).input_shape
+    if shape is None:
+        return 0
+    count = 0
+    for name in shape.required_members:
+        serialization = shape.members[name].serialization
+        location, wire = serialization.get("location"), serialization.get("name", name)
+        if location == "querystring":
+            present = wire in query
+        elif location == "header":
+            present = wire.lower() in request.headers
+        else:
+            continue
+        if not present:
+            return -1
+        count += 1
+    return count
+
+
+def match(service: str, request: HttpRequest) -> str | None:
+    target = addressed(request)
+    query = dict(target.query())
+    found, path_matched = [], False
+    for route in rest.routes(service):
+        matched = route.pattern.fullmatch(target.raw_path)
+        if matched is None:
+            continue
+        if any(key not in query or (value is not None and query[key] != value) for key, value in route.query_literals):
+            continue
+        path_matched = True
+        if route.method == request.method:
+            found.append((route, matched))
+    if not found:
+        request.scratch["path_matched"] = path_matched
+        return None
+    best = [item for item in found if item[0].rank == found[0][0].rank]
+    scored = [(_required_present(service, route.operation, request, query), route, matched)
+              for route, matched in best]
+    score, route, matched = max(scored, key=lambda item: item[0])
+    if score < 0:
+        request.scratch["path_matched"] = True
+        return None
+    request.scratch["labels"] = {k[2:]: unquote(v) for k, v in matched.groupdict().items()}
+    return route.operation
+
+
+# -- requests ------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def from_xml(shape, element):
+    """An XML element → Python values, walking the input shape (scalars as text for the validator)."""
+    kind = shape.type_name
+    if kind == "structure":
+        children: dict[str, list] = {}
+        for child in element:
+            children.setdefault(_local(child.tag), []).append(child)
+        out = {}
+        for name, member in shape.members.items():
+            wire = member.serialization.get("name", name)
+            if member.type_name == "list" and member.serialization.get("flattened"):
+                items = children.get(wire, [])
+                if items:
+                    out[name] = [from_xml(member.member, item) for item in items]
+            elif wire in children:
+                out[name] = from_xml(member, children[wire][0])
+        return out
+    if kind == "list":
+        item_name = shape.member.serialization.get("name", "member")
+        return [from_xml(shape.member, child) for child in element if _local(child.tag) == item_name]
+    if kind == "map":
+        return {(entry.findtext("key") or ""): from_xml(shape.value, entry.find("value")) for entry in element}
+    if kind == "blob":
+        return base64.b64decode(element.text or "")
+    return from_text(shape, element.text or "")
+
+
+def _xml_document(body: bytes):
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:  # no DTDs: no entity expansion
+        raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate against "
+                           "our published schema", 400)
+    try:
+        return ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate against "
+                           "our published schema", 400) from None
+
+
+def parse(service: str, operation: str, request: HttpRequest) -> dict:
+    shape = models.operation(service, operation).input_shape
+    params, _ = rest.bound_members(service, operation, request)
+    if shape is None:
+        return params
+    payload = shape.serialization.get("payload")
+    if payload and request.body:
+        member = shape.members[payload]
+        if member.type_name == "structure":
+            params[payload] = from_xml(member, _xml_document(request.body))
+        elif member.type_name == "string":
+            params[payload] = request.body.decode("utf-8", "replace")
+    return params
+
+
+# -- responses -----------------------------------------------------------------
+
+
+def _header_text(member, value) -> str:
+    if member.type_name == "timestamp":
+        return str(format_timestamp(value, member.serialization.get("timestampFormat", "rfc822")))
+    if member.type_name == "boolean":
+        return "true" if value else "false"
+    return str(value)
+
+
+async def _no_body():
+    return
+    yield
+
+
+def _namespace(service: str) -> str:
+    return models.service_model(service).metadata.get("xmlNamespace", "http://s3.amazonaws.com/doc/2006-03-01/")
+
+
+def _document(root: str, inner: str, service: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{_namespace(service)}">{inner}</{root}>').encode()
+
+
+def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
+    op = models.operation(service, operation)
+    response = HttpResponse(op.http.get("responseCode", 200), _request_headers(request_id))
+    shape = op.output_shape
+    if shape is None:
+        return response
+    payload = shape.serialization.get("payload")
+    body_members = {}
+    sized = False
+    for name, member in shape.members.items():
+        value = result.get(name)
+        location = member.serialization.get("location")
+        wire = member.serialization.get("name", name)
+        if location == "header":
+            if value is not None:
+                response.header(wire, _header_text(member, value))
+                sized = sized or wire.lower() == "content-length"
+        elif location == "headers":
+            for key, item in (value or {}).items():
+                response.header(wire + key, str(item))
+        elif location == "statusCode":
+            if value is not None:
+                response.status = int(value)
+        elif name != payload and value is not None:
+            body_members[name] = value
+    if result.get("ContentRange") and response.status == 200:
+        response.status = 206
+    if payload:
+        member = shape.members[payload]
+        value = result.get(payload)
+        if member.type_name == "blob":
+            # A streamed body carries its own Content-Length header; App._send adds one only to bytes bodies.
+            response.body = value if value is not None else (_no_body() if sized else b"")
+        elif value is not None:
+            root = member.serialization.get("name", payload)
+            response.body = _document(root, _inner_xml(member, value), service)
+            response.header("Content-Type", XML)
+    elif body_members:
+        root = ROOT_ELEMENTS.get(operation, f"{operation}Result")
+        if list(body_members) == [root]:  # GetBucketLocation: the root element holds the value itself
+            response.body = _document(root, escape(str(body_members[root])), service)
+        else:
+            response.body = _document(root, _inner_xml(shape, body_members), service)
+        response.header("Content-Type", XML)
+    elif sized:
+        response.body = _no_body()
+    return response
+
+
+def _inner_xml(shape, value) -> str:
+    text = to_xml(shape, value, "r")
+    return text[len("<r>"):-len("</r>")]
+
+
+def _request_headers(request_id: str) -> list[tuple[str, str]]:
+    return [("x-amz-request-id", request_id), ("x-amz-id-2", base64.b64encode(os.urandom(24)).decode())]
+
+
+def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
+    status = err.status or models.error_index(service).get(err.code, (400, None))[0]
+    response = HttpResponse(status, _request_headers(request_id))
+    if status == 304:
+        return response
+    extra = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in err.fields.items())
+    host_id = response.headers[1][1]
+    response.body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(err.code)}</Code>'
+                     f"<Message>{escape(err.message)}</Message>{extra}<RequestId>{request_id}</RequestId>"
+                     f"<HostId>{host_id}</HostId></Error>").encode()
+    response.header("Content-Type", XML)
+    return response
