@@ -92,6 +92,8 @@ class App:
             response = await self.internal.handle(request)
         else:
             response = await self.dispatch(request)
+        if streaming.left_unread(request):
+            response.header("Connection", "close")  # the unread body must not be parsed as the next request
         await self._send(send, response)
 
     async def _read_body(self, receive) -> bytes:

@@ -44,6 +44,12 @@ def streams_body(request) -> bool:
         and "Action=" not in request.query_string
 
 
+def left_unread(request) -> bool:
+    """Whether the request failed before its body was read (so the connection cannot be reused)."""
+    return "receive" in request.scratch and (request.headers.get("content-length", "0") != "0"
+                                             or "transfer-encoding" in request.headers)
+
+
 def _payload_member(service: str, operation: str):
     shape = models.operation(service, operation).input_shape
     payload = shape.serialization.get("payload") if shape is not None else None
@@ -77,9 +83,10 @@ def _signer(ctx, request, trailer: bool) -> ChunkSigner | None:
 
 async def receive_body(ctx, request) -> None:
     """Read the body the app left unread: into ``request.body``, or staged for a streaming payload member."""
-    receive = request.scratch.pop("receive")
+    receive = request.scratch["receive"]  # removed once the whole body is read (see left_unread)
     if ctx.service != "s3":
         request.body = await _read_all(receive, MAX_OTHER_BODY)
+        del request.scratch["receive"]
         return
     headers = request.headers
     payload, member = _payload_member(ctx.service, ctx.operation)
@@ -103,6 +110,7 @@ async def receive_body(ctx, request) -> None:
     loop = asyncio.get_running_loop()
     try:
         await _pump(receive, decoder, sink, None if to_disk else MAX_IN_MEMORY)
+        del request.scratch["receive"]
         staged = await loop.run_in_executor(None, sink.finish)
     except BaseException:
         await loop.run_in_executor(None, sink.abort)

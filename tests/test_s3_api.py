@@ -1,0 +1,315 @@
+"""S3 through boto3 against the real server: buckets, objects, listings, copies, errors, addressing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import uuid
+
+import boto3
+import pytest
+import urllib3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+def _code(err: ClientError) -> str:
+    return err.response["Error"]["Code"]
+
+
+@pytest.fixture(scope="module")
+def s3(server):
+    return server.client("s3")
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"bkt-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def other(server):
+    """A client of a second account."""
+    subprocess.run([sys.executable, "-m", "jobforge.cli", "--data-dir", str(server.data_dir), "accounts", "create",
+                    "s3-other"], check=True, capture_output=True)
+    return server.client("s3", profile="s3-other")
+
+
+def test_bucket_lifecycle_and_errors(s3):
+    name = f"life-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] is None
+    with pytest.raises(ClientError) as err:
+        s3.create_bucket(Bucket=name)
+    assert _code(err.value) == "BucketAlreadyOwnedByYou"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    s3.put_object(Bucket=name, Key="k", Body=b"x")
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket=name)
+    assert _code(err.value) == "BucketNotEmpty"
+    s3.delete_object(Bucket=name, Key="k")
+    s3.delete_bucket(Bucket=name)
+    with pytest.raises(ClientError) as err:
+        s3.head_bucket(Bucket=name)
+    assert _code(err.value) == "404"
+    with pytest.raises(s3.exceptions.NoSuchBucket):
+        s3.list_objects_v2(Bucket=name)
+    for bad in ("ab", "Upper", "bad_name", "192.168.1.1", "-dash"):
+        with pytest.raises(ClientError) as err:
+            s3.create_bucket(Bucket=bad)
+        assert _code(err.value) == "InvalidBucketName", bad
+
+
+def test_object_round_trip_with_metadata(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="dir/file.txt", Body=b"hello world", ContentType="text/plain",
+                        Metadata={"owner": "me"}, CacheControl="no-cache", ContentDisposition="inline",
+                        Tagging="a=1&b=2")
+    assert put["ETag"] == '"5eb63bbbe01eeed093cb22bb8f5acdc3"'  # MD5
+    got = s3.get_object(Bucket=bucket, Key="dir/file.txt", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"hello world"
+    assert got["ContentType"] == "text/plain" and got["Metadata"] == {"owner": "me"}
+    assert got["CacheControl"] == "no-cache" and got["ContentDisposition"] == "inline"
+    assert got["ETag"] == put["ETag"] and got["ContentLength"] == 11 and got["TagCount"] == 2
+    assert got["ChecksumCRC32"] == put["ChecksumCRC32"]
+    head = s3.head_object(Bucket=bucket, Key="dir/file.txt")
+    assert head["ContentLength"] == 11 and head["Metadata"] == {"owner": "me"}
+    assert s3.get_object_tagging(Bucket=bucket, Key="dir/file.txt")["TagSet"] == [
+        {"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]
+    s3.put_object_tagging(Bucket=bucket, Key="dir/file.txt", Tagging={"TagSet": [{"Key": "x", "Value": "y"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="dir/file.txt")["TagSet"] == [{"Key": "x", "Value": "y"}]
+    empty = s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    assert empty["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"'
+    assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+
+
+def test_missing_objects(s3, bucket):
+    with pytest.raises(s3.exceptions.NoSuchKey) as err:
+        s3.get_object(Bucket=bucket, Key="nope")
+    headers = err.value.response["ResponseMetadata"]["HTTPHeaders"]
+    assert "x-amz-request-id" in headers and "x-amz-id-2" in headers
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket=bucket, Key="nope")
+    assert _code(err.value) == "404"  # HEAD errors have no body
+    s3.delete_object(Bucket=bucket, Key="nope")  # deleting a missing key succeeds, as in S3
+
+
+def test_ranges_and_conditions(s3, bucket):
+    data = bytes(range(256)) * 4
+    etag = s3.put_object(Bucket=bucket, Key="r", Body=data)["ETag"]
+    part = s3.get_object(Bucket=bucket, Key="r", Range="bytes=10-19")
+    assert part["Body"].read() == data[10:20]
+    assert part["ContentRange"] == f"bytes 10-19/{len(data)}"
+    assert part["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert s3.get_object(Bucket=bucket, Key="r", Range="bytes=1000-")["Body"].read() == data[1000:]
+    assert s3.get_object(Bucket=bucket, Key="r", Range="bytes=-5")["Body"].read() == data[-5:]
+    assert s3.get_object(Bucket=bucket, Key="r", Range="bytes=1020-5000")["Body"].read() == data[1020:]
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="r", Range="bytes=5000-")
+    assert _code(err.value) == "InvalidRange"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert s3.get_object(Bucket=bucket, Key="r", IfMatch=etag)["Body"].read() == data
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="r", IfMatch='"0000"')
+    assert _code(err.value) == "PreconditionFailed"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="r", IfNoneMatch=etag)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="r", IfModifiedSince=later)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="r", Body=b"new", IfNoneMatch="*")
+    assert _code(err.value) == "PreconditionFailed"
+
+
+def test_listing_v2_pages_prefixes_and_encoding(s3, bucket):
+    keys = [f"logs/2024/{i:03d}.txt" for i in range(25)] + ["logs/readme", "top", "a b+c/d", "zzz/é"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    everything = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, PaginationConfig={"PageSize": 7}) for o in page.get("Contents", [])]
+    assert everything == sorted(keys, key=lambda k: k.encode())
+    top = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a b+c/", "logs/", "zzz/"]
+    assert [o["Key"] for o in top["Contents"]] == ["top"]
+    nested = s3.list_objects_v2(Bucket=bucket, Prefix="logs/", Delimiter="/")
+    assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["logs/2024/"]
+    assert [o["Key"] for o in nested["Contents"]] == ["logs/readme"]
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/",
+                                                               PaginationConfig={"PageSize": 1}))
+    assert [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])] == ["a b+c/", "logs/", "zzz/"]
+    after = s3.list_objects_v2(Bucket=bucket, StartAfter="logs/2024/020.txt", MaxKeys=3)
+    assert [o["Key"] for o in after["Contents"]] == [f"logs/2024/{i:03d}.txt" for i in (21, 22, 23)]
+    assert after["IsTruncated"] and after["KeyCount"] == 3
+    encoded = s3.list_objects_v2(Bucket=bucket, Prefix="a b", EncodingType="url")
+    assert [o["Key"] for o in encoded["Contents"]] == ["a+b%2Bc/d"]  # asked for explicitly: left encoded
+    v1 = [o["Key"] for page in s3.get_paginator("list_objects").paginate(
+        Bucket=bucket, PaginationConfig={"PageSize": 10}) for o in page.get("Contents", [])]
+    assert v1 == everything
+
+
+def test_copy_and_delete_objects(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"copy me", Metadata={"m": "1"}, ContentType="text/x")
+    result = s3.copy_object(Bucket=bucket, Key="dst/copy", CopySource={"Bucket": bucket, "Key": "src"})
+    assert result["CopyObjectResult"]["ETag"] == s3.head_object(Bucket=bucket, Key="src")["ETag"]
+    copied = s3.get_object(Bucket=bucket, Key="dst/copy")
+    assert copied["Body"].read() == b"copy me" and copied["Metadata"] == {"m": "1"}
+    assert copied["ContentType"] == "text/x"
+    s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src", MetadataDirective="REPLACE",
+                   Metadata={"m": "2"})
+    assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"m": "2"}
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src")
+    assert _code(err.value) == "InvalidRequest"
+    s3.delete_object(Bucket=bucket, Key="src")
+    assert s3.get_object(Bucket=bucket, Key="dst/copy")["Body"].read() == b"copy me"  # copies own their bytes
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "dst/copy"}, {"Key": "never"}]})
+    assert sorted(d["Key"] for d in result["Deleted"]) == ["dst/copy", "never"]
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_multipart_upload_api(s3, bucket):
+    mib = 1024 * 1024
+    created = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="SHA256",
+                                         Metadata={"k": "v"})
+    upload = created["UploadId"]
+    assert created["ChecksumAlgorithm"] == "SHA256"
+    parts = []
+    for number, fill in ((1, b"a"), (2, b"b"), (3, b"c")):
+        body = fill * (5 * mib if number < 3 else 1000)
+        part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=number, Body=body,
+                              ChecksumAlgorithm="SHA256")
+        parts.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]})
+    listed = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)
+    assert [p["PartNumber"] for p in listed["Parts"]] == [1, 2, 3]
+    assert upload in [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]]
+    with pytest.raises(ClientError) as err:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
+                                     MultipartUpload={"Parts": [parts[1], parts[0]]})
+    assert _code(err.value) == "InvalidPartOrder"
+    with pytest.raises(ClientError) as err:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
+                                     MultipartUpload={"Parts": [{**parts[0], "ETag": '"00"'}]})
+    assert _code(err.value) == "InvalidPart"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    assert done["ETag"].endswith('-3"') and done["ChecksumSHA256"].endswith("-3")
+    got = s3.get_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    data = got["Body"].read()
+    assert data == b"a" * 5 * mib + b"b" * 5 * mib + b"c" * 1000 and got["Metadata"] == {"k": "v"}
+    assert got["PartsCount"] == 3 and got["ETag"] == done["ETag"]
+    second = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
+    assert second["Body"].read() == b"b" * 5 * mib
+    assert s3.get_object(Bucket=bucket, Key="mp", Range=f"bytes={5 * mib - 2}-{5 * mib + 1}")["Body"].read() \
+        == b"aabb"
+    # UploadPartCopy, and parts too small to complete
+    copy_upload = s3.create_multipart_upload(Bucket=bucket, Key="mp2")["UploadId"]
+    first = s3.upload_part_copy(Bucket=bucket, Key="mp2", UploadId=copy_upload, PartNumber=1,
+                                CopySource={"Bucket": bucket, "Key": "mp"}, CopySourceRange="bytes=0-9")
+    second = s3.upload_part(Bucket=bucket, Key="mp2", UploadId=copy_upload, PartNumber=2, Body=b"tail")
+    with pytest.raises(ClientError) as err:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp2", UploadId=copy_upload, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": second["ETag"]}]})
+    assert _code(err.value) == "EntityTooSmall"
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp2", UploadId=copy_upload)
+    with pytest.raises(s3.exceptions.NoSuchUpload):
+        s3.list_parts(Bucket=bucket, Key="mp2", UploadId=copy_upload)
+
+
+def test_presigned_get_and_put_with_expiry(server, bucket):
+    # boto3 presigns S3 URLs with the legacy SigV2 unless asked for SigV4, as AWS recommends
+    s3 = server.client("s3", signature_version="s3v4")
+    http = urllib3.PoolManager()
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "pre/signed"}, ExpiresIn=60)
+    assert http.request("PUT", put_url, body=b"via presigned put").status == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "pre/signed"}, ExpiresIn=60)
+    response = http.request("GET", get_url)
+    assert response.status == 200 and response.data == b"via presigned put"
+    expired = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "pre/signed"}, ExpiresIn=1)
+    tampered = get_url.replace("pre/signed", "pre/other")
+    import time
+
+    time.sleep(2)
+    response = http.request("GET", expired)
+    assert response.status == 403 and b"<Code>AccessDenied</Code>" in response.data
+    response = http.request("GET", tampered)
+    assert response.status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in response.data
+
+
+def test_keys_never_escape_the_storage_root(server, s3, bucket):
+    root = server.data_dir.resolve()
+    before = {p for p in root.parent.rglob("*")}
+    hostile = ["../../escape.txt", "..%2F..%2Fescape2", "/absolute/key", "a/../../../b", "./.", "..", "~/x",
+               "%2e%2e/%2e%2e/enc", "dir/" + "é" * 300]
+    for key in hostile:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == set(hostile)
+    created = {p for p in root.parent.rglob("*")} - before
+    assert all(root in p.resolve().parents for p in created), created
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="k" * 1025, Body=b"x")
+    assert _code(err.value) == "KeyTooLongError"
+    # a raw path with dot segments is a key in the addressed bucket, never another bucket
+    status, _, _ = _raw_get(server, f"/{bucket}/../{bucket}-other/x")
+    assert status == 404
+    http = urllib3.PoolManager()
+    url = server.client("s3", signature_version="s3v4").generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "nul"}, ExpiresIn=60)
+    assert http.request("PUT", url.replace("/nul?", "/nul%00x?"), body=b"x").status in (400, 403)
+
+
+def _raw_get(server, path):
+    from tests.rawclient import send
+
+    return send(server.endpoint, "GET", path, service="s3", credentials=server.credentials(),
+                headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+
+
+def test_cross_account_access_is_denied(s3, other, bucket):
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"mine")
+    for call in (lambda: other.get_object(Bucket=bucket, Key="secret"),
+                 lambda: other.put_object(Bucket=bucket, Key="x", Body=b"x"),
+                 lambda: other.list_objects_v2(Bucket=bucket),
+                 lambda: other.delete_object(Bucket=bucket, Key="secret"),
+                 lambda: other.delete_bucket(Bucket=bucket),
+                 lambda: other.copy_object(Bucket=bucket, Key="y", CopySource=f"{bucket}/secret")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert _code(err.value) == "AccessDenied"
+    mine = f"mine-{uuid.uuid4().hex[:8]}"
+    other.create_bucket(Bucket=mine)
+    with pytest.raises(ClientError) as err:
+        other.copy_object(Bucket=mine, Key="stolen", CopySource=f"{bucket}/secret")
+    assert _code(err.value) == "AccessDenied"
+    with pytest.raises(ClientError) as err:
+        other.create_bucket(Bucket=bucket)
+    assert _code(err.value) == "BucketAlreadyExists"
+    assert bucket not in [b["Name"] for b in other.list_buckets()["Buckets"]]
+    assert s3.get_object(Bucket=bucket, Key="secret")["Body"].read() == b"mine"
+
+
+def test_virtual_hosted_style(server, bucket):
+    credentials = server.credentials()
+    client = boto3.client("s3", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "virtual"}), **credentials)
+    # <bucket>.localhost resolves to the loopback address on this platform's resolver or not at all;
+    # send the Host header explicitly to stay independent of it.
+    client.meta.events.register("before-send.s3", _to_loopback)
+    client.put_object(Bucket=bucket, Key="v/host", Body=b"virtual")
+    assert client.get_object(Bucket=bucket, Key="v/host")["Body"].read() == b"virtual"
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["v/host"]
+
+
+def _to_loopback(request, **_):
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(request.url)
+    request.headers["Host"] = parts.netloc
+    request.url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port}"))
