@@ -50,17 +50,28 @@ class Identity:
 
 
 def credential_scope(request: HttpRequest) -> Scope | None:
-    """The scope a request claims, for routing, before anything is verified."""
+    """The scope a request claims, for routing, before anything is verified (parsed once per request)."""
+    if "scope" not in request.scratch:
+        request.scratch["scope"] = _parse_scope(request)
+    return request.scratch["scope"]
+
+
+def _parse_scope(request: HttpRequest) -> Scope | None:
     header = request.headers.get("authorization", "")
     if header.startswith(ALGORITHM):
-        fields = _auth_fields(header)
-        credential = fields.get("Credential", "")
+        credential = _header_fields(request).get("Credential", "")
     else:
         credential = next((unquote(v) for k, v in _raw_pairs(request.query_string) if k == "X-Amz-Credential"), "")
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
         return None
     return Scope(*parts[:4])
+
+
+def _header_fields(request: HttpRequest) -> dict[str, str]:
+    if "auth_fields" not in request.scratch:
+        request.scratch["auth_fields"] = _auth_fields(request.headers.get("authorization", ""))
+    return request.scratch["auth_fields"]
 
 
 def _auth_fields(header: str) -> dict[str, str]:
@@ -128,7 +139,7 @@ class Verifier:
         raise AuthError("missing", "Missing Authentication Token")
 
     def _verify_header(self, request, header, now):
-        fields = _auth_fields(header)
+        fields = _header_fields(request)
         scope = credential_scope(request)
         if scope is None or "SignedHeaders" not in fields or "Signature" not in fields:
             raise AuthError("bad_signature", "Authorization header requires Credential, SignedHeaders and Signature")
