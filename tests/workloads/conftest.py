@@ -24,7 +24,7 @@ def corpus(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
 
 
-def build_tokenizer(path: Path, vocab_size: int = 256):
+def build_tokenizer(path: Path, vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,7 +44,7 @@ def build_tokenizer(path: Path, vocab_size: int = 256):
     return fast
 
 
-def build_model(path: Path, kind: str = "llama", vocab_size: int = 256, seed: int = 0, hidden: int = 64):
+def build_model(path: Path, kind: str = "llama", vocab_size: int = 512, seed: int = 0, hidden: int = 64):
     """A random-weight model saved in Hugging Face format, with its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig

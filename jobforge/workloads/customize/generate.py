@@ -123,14 +123,14 @@ class Stream:
             text += piece
             cut = _first_stop(text, self.stop)
             if cut is not None:
+                for _ in streamer:  # drain so generate() can finish
+                    pass
                 break
             # Hold back a tail that could be the start of a stop sequence.
             safe = len(text) - hold
             if safe > sent:
                 yield text[sent:safe]
                 sent = safe
-        for _ in streamer:  # drain so generate() can finish
-            pass
         thread.join()
         if "error" in produced:
             raise produced["error"]
