@@ -1,0 +1,356 @@
+"""Bedrock model customization jobs: FINE_TUNING, CONTINUED_PRE_TRAINING and
+DISTILLATION, trained for real by the ``bedrock-customization`` workload.
+
+Create checks synchronously what Bedrock checks (base model, role, S3 URIs
+and the first record of each dataset, hyperparameters); the workload then
+validates every record, trains, writes Bedrock's metric files and the model.
+The custom model is registered only when the job completes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import sqlalchemy as sa
+
+from jobforge.api import bedrock_objects
+from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.bedrock_models import (ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered,
+                                         when)
+from jobforge.api.roles import require_role
+from jobforge.core import custom_models as cm
+from jobforge.core import jobs
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.store import jobs as jobs_table
+
+WORKLOAD = "bedrock-customization"
+SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
+STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
+            "COMPLETED": "Completed", "FAILED": "Failed", "STOPPED": "Stopped", "TIMED_OUT": "Failed"}
+STATUS_FILTER = {"InProgress": ("QUEUED", "STARTING", "RUNNING"), "Stopping": ("STOPPING",),
+                 "Completed": ("COMPLETED",), "Failed": ("FAILED", "TIMED_OUT"), "Stopped": ("STOPPED",)}
+PHASES = (("Validation", "validationDetails"), ("DataProcessing", "dataProcessingDetails"),
+          ("Training", "trainingDetails"))
+PHASE_END = {"COMPLETED": "Completed", "FAILED": "Failed", "TIMED_OUT": "Failed", "STOPPED": "Stopped",
+             "STOPPING": "Stopping"}
+HEAD_BYTES = 1 << 16
+UNPARSABLE = ("Unable to parse S3 file due to invalid data schema/format. For more information on training "
+              "dataset format requirements, see the Amazon Bedrock User Guide.")
+
+
+def job_arn(region: str, account_id: str, base_model_id: str, job_id: str) -> str:
+    return f"arn:aws:bedrock:{region}:{account_id}:model-customization-job/{base_model_id}/{job_id}"
+
+
+def _arn_from_request(*_):
+    raise TypeError("Bedrock job ARNs embed the base model: jobs.create is given arn=")
+
+
+def _on_terminal(runtime, job: jobs.Job) -> None:
+    if job.state == "COMPLETED":
+        register_model(runtime.engine, job)
+
+
+FAMILY = jobs.register_family(jobs.Family(
+    name="bedrock-customization", service="bedrock", arn=_arn_from_request, statuses=STATUSES,
+    conflict_code="ConflictException", not_found_code="ResourceNotFoundException",
+    resource_label="Model customization job", on_terminal=_on_terminal))
+
+
+# -- the custom model of a completed job -------------------------------------
+def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
+    api = job.spec["api"]
+    result = job.result
+    metrics = {"trainingMetrics": {"trainingLoss": result["trainingLoss"]}} if result.get("trainingLoss") is not None \
+        else {}
+    if result.get("validationMetrics"):
+        metrics["validationMetrics"] = result["validationMetrics"]
+    details = {"jobName": job.name, "jobArn": job.arn, "baseModelArn": api["baseModelArn"],
+               "hyperParameters": job.spec.get("hyperParameters") or {},
+               "trainingDataConfig": job.spec["trainingDataConfig"],
+               "validationDataConfig": job.spec["validationDataConfig"],
+               "outputDataConfig": job.spec["outputDataConfig"], "customizationConfig": api.get("customizationConfig"),
+               **metrics}
+    model = cm.insert_model(engine, cm.CustomModel(
+        id=api["customModelId"], account_id=job.account_id, name=api["customModelName"], arn=api["customModelArn"],
+        base_model_id=job.spec["baseModel"]["identifier"], job_id=job.id,
+        customization_type=job.spec["customizationType"],
+        location=result.get("outputModelUri") or job.spec["outputModelUri"], status="Active",
+        failure_message=None, details=details, created_at=job.ended_at or time.time()))
+    jobs.put_tags(engine, job.account_id, model.arn, api.get("customModelTags") or {})
+    return model
+
+
+def reconcile_models(runtime, account_id: str) -> None:
+    """Register the models of completed jobs whose hook a server crash interrupted."""
+    engine = runtime.engine
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(jobs_table).where(
+            jobs_table.c.account_id == account_id, jobs_table.c.family == FAMILY.name,
+            jobs_table.c.state == "COMPLETED",
+            jobs_table.c.id.not_in(sa.select(cm.custom_models.c.job_id).where(cm.custom_models.c.job_id.is_not(None)))
+        )).all()
+    for row in rows:
+        job = jobs.Job.from_row(row)
+        if not job.result.get("customModelDeleted"):
+            register_model(engine, job)
+
+
+# -- create -------------------------------------------------------------------
+def _customization_type(req: dict) -> str:
+    kind = req.get("customizationType", "FINE_TUNING")
+    if kind == "REINFORCEMENT_FINE_TUNING":
+        raise validation_error("Customization type REINFORCEMENT_FINE_TUNING is not available on this server yet "
+                               "(it needs the agent-RL trainer). Supported: " + ", ".join(SUPPORTED) + ".")
+    if kind not in SUPPORTED:
+        raise validation_error(f"Customization type {kind} cannot be used with CreateModelCustomizationJob. "
+                               f"Supported: {', '.join(SUPPORTED)}.")
+    config = req.get("customizationConfig") or {}
+    if "rftConfig" in config:
+        raise validation_error("customizationConfig.rftConfig applies only to REINFORCEMENT_FINE_TUNING.")
+    if kind == "DISTILLATION" and "distillationConfig" not in config:
+        raise validation_error("DISTILLATION jobs need customizationConfig.distillationConfig.teacherModelConfig.")
+    if kind != "DISTILLATION" and "distillationConfig" in config:
+        raise validation_error(f"customizationConfig.distillationConfig does not apply to {kind} jobs.")
+    if "invocationLogsConfig" in req["trainingDataConfig"] and kind != "DISTILLATION":
+        raise validation_error("trainingDataConfig.invocationLogsConfig is only supported for DISTILLATION jobs.")
+    return kind
+
+
+def _base_model(ctx: RequestContext, identifier: str) -> ResolvedModel:
+    base = resolve_model(ctx, identifier)
+    if base.custom is not None and not base.family_id:
+        raise validation_error(f"{base.arn} was imported; imported models cannot be customized further.")
+    return base
+
+
+def _teacher(ctx: RequestContext, req: dict) -> dict:
+    config = req["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    teacher = foundation(ctx, config["teacherModelIdentifier"])
+    if teacher is None:
+        raise validation_error(unregistered(config["teacherModelIdentifier"]))
+    from jobforge.workloads.customize import customization_support
+
+    if not customization_support(teacher.family_id)["distillationTeacher"]:
+        raise validation_error(f"Model {teacher.family_id} cannot be used as a distillation teacher.")
+    out = {"identifier": teacher.family_id, "path": teacher.location}
+    if config.get("maxResponseLengthForInference") is not None:
+        out["maxResponseLengthForInference"] = config["maxResponseLengthForInference"]
+    return out
+
+
+def _check_dataset(ctx: RequestContext, uri: str, kind: str, family_id: str) -> None:
+    """Bedrock's synchronous checks: a .jsonl object that exists and whose first record parses."""
+    if not uri.endswith(".jsonl"):
+        raise validation_error(f"Provided S3 location is invalid: {uri}. Input data must be in .jsonl format")
+    from jobforge.workloads.customize.data import parse_record
+    from jobforge.workloads.customize.families import family_of
+
+    head = bedrock_objects.read_head(ctx, uri, HEAD_BYTES)
+    lines = head.split(b"\n")
+    complete = lines if len(head) < HEAD_BYTES else lines[:-1]
+    first = next(((n, line) for n, line in enumerate(complete, 1) if line.strip()), None)
+    if first is None:
+        if len(head) < HEAD_BYTES:
+            raise validation_error(f"Provided S3 location is invalid: {uri}. The file has no records.")
+        return  # a first record longer than the probe: left to the validation phase
+    try:
+        record = json.loads(first[1])
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+        parse_record(record, first[0], kind, family_of(family_id))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise validation_error(f"{UNPARSABLE} {uri} line {first[0]}: {err}") from None
+
+
+def _hyperparameters(base: ResolvedModel, kind: str, given: dict | None) -> None:
+    from jobforge.workloads.customize import validate_hyperparameters
+
+    try:
+        validate_hyperparameters(base.family_id, kind, given)
+    except ValueError as err:
+        raise validation_error(str(err)) from None
+
+
+def _resources(ctx: RequestContext) -> dict:
+    capacity = ctx.runtime.scheduler.capacity
+    return {"cpus": max(1, min(8, capacity.cpus // 2 or 1)), "memory_mb": min(4096, capacity.memory_mb),
+            "gpus": 1 if capacity.gpus else 0}
+
+
+def _model_name_reserved(ctx: RequestContext, name: str) -> bool:
+    if cm.name_taken(ctx.engine, ctx.account_id, name):
+        return True
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(jobs_table.c.spec).where(
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family == FAMILY.name,
+            jobs_table.c.state.in_(jobs.ACTIVE))).all()
+    return any(row.spec["api"]["customModelName"] == name for row in rows)
+
+
+@handler("bedrock", "CreateModelCustomizationJob", blocking=True)
+def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
+    token = req.get("clientRequestToken")
+    digest = request_hash(req, exclude=("clientRequestToken",))
+    earlier = replayed(ctx, f"{FAMILY.name}:create", token, digest)
+    if earlier:  # a retry of a request that created a job
+        return {"jobArn": earlier}
+    kind = _customization_type(req)
+    base = _base_model(ctx, req["baseModelIdentifier"])
+    _hyperparameters(base, kind, req.get("hyperParameters"))
+    teacher = _teacher(ctx, req) if kind == "DISTILLATION" else None
+    try:
+        require_role(ctx, req["roleArn"], "ValidationException")
+    except ServiceError:
+        raise validation_error("Could not assume provided IAM role.") from None
+    if _model_name_reserved(ctx, req["customModelName"]):
+        raise ServiceError("ConflictException", f"A custom model named {req['customModelName']} already exists "
+                           "or is being created. Choose a different customModelName.")
+    training = req["trainingDataConfig"]
+    if "s3Uri" not in training and "invocationLogsConfig" not in training:
+        raise validation_error("trainingDataConfig needs s3Uri or invocationLogsConfig.")
+    if "s3Uri" in training:
+        _check_dataset(ctx, training["s3Uri"], kind, base.family_id)
+    for validator in (req.get("validationDataConfig") or {}).get("validators", []):
+        _check_dataset(ctx, validator["s3Uri"], "FINE_TUNING" if kind == "DISTILLATION" else kind, base.family_id)
+
+    job_id = cm.new_resource_id()
+    model_id = cm.new_resource_id()
+    output_prefix = f"{req['outputDataConfig']['s3Uri'].rstrip('/')}/model-customization-job-{job_id}/"
+    from jobforge.core.models_catalog import foundation_model_arn
+
+    spec = {
+        "jobId": job_id, "customizationType": kind,
+        "baseModel": {"identifier": base.family_id, "path": base.location},
+        "trainingDataConfig": training,
+        "validationDataConfig": req.get("validationDataConfig") or {"validators": []},
+        "outputDataConfig": req["outputDataConfig"],
+        "hyperParameters": req.get("hyperParameters") or {},
+        "outputModelUri": output_prefix + "custom-model/",
+        "api": {"customModelName": req["customModelName"], "customModelId": model_id,
+                "customModelArn": cm.custom_model_arn(ctx.region, ctx.account_id, base.family_id, model_id),
+                "customModelTags": {t["key"]: t["value"] for t in req.get("customModelTags", [])},
+                "baseModelArn": foundation_model_arn(ctx.region, base.family_id),
+                "baseModelIdentifierArn": base.arn, "clientRequestToken": token,
+                "customizationConfig": req.get("customizationConfig"), "vpcConfig": req.get("vpcConfig"),
+                "customModelKmsKeyId": req.get("customModelKmsKeyId")},
+    }
+    if teacher is not None:
+        spec["teacherModel"] = teacher
+    job, _ = jobs.create(
+        ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
+        workload=WORKLOAD, spec=spec, resources=_resources(ctx), role_arn=req["roleArn"],
+        tags_={t["key"]: t["value"] for t in req.get("jobTags", [])}, client_token=token, request_hash=digest,
+        job_id=job_id, arn=job_arn(ctx.region, ctx.account_id, base.family_id, job_id))
+    ctx.runtime.scheduler.wake()
+    return {"jobArn": job.arn}
+
+
+# -- read ---------------------------------------------------------------------
+def status_details(job: jobs.Job) -> dict:
+    """Each phase's status from the job's recorded transitions."""
+    names = [p for p in PHASES if p[0] != "DataProcessing" or job.spec.get("customizationType") == "DISTILLATION"]
+    entered: dict[str, float] = {}
+    for item in job.transitions:
+        phase = item.get("secondary")
+        if phase in dict(names) and phase not in entered:
+            entered[phase] = item["at"]
+    reached = [phase for phase, _ in names if phase in entered]
+    current = reached[-1] if reached else None
+    out = {}
+    for index, (phase, key) in enumerate(names):
+        if phase not in entered:
+            if current is None and index == 0 and job.state in PHASE_END:
+                # The job ended (failed at launch, or stopped while queued) before its first phase.
+                out[key] = {"status": PHASE_END[job.state], "creationTime": when(job.created_at),
+                            "lastModifiedTime": when(job.updated_at)}
+            else:
+                out[key] = {"status": "NotStarted"}
+            continue
+        later = [entered[p] for p, _ in names[index + 1:] if p in entered]
+        if later:
+            status, modified = "Completed", min(later)
+        else:
+            status, modified = PHASE_END.get(job.state, "InProgress"), job.updated_at
+        out[key] = {"status": status, "creationTime": when(entered[phase]), "lastModifiedTime": when(modified)}
+    return out
+
+
+def _custom_model_arn(job: jobs.Job) -> str | None:
+    if job.state == "COMPLETED" and not job.result.get("customModelDeleted"):
+        return job.spec["api"]["customModelArn"]
+    return None
+
+
+def _latest_training_loss(ctx: RequestContext, job: jobs.Job) -> float | None:
+    if job.result.get("trainingLoss") is not None:
+        return job.result["trainingLoss"]
+    losses = [m["value"] for m in jobs.metrics(ctx.engine, job.id) if m["name"] == "training_loss"]
+    return losses[-1] if losses else None
+
+
+def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
+    spec, api = job.spec, job.spec["api"]
+    out = {
+        "jobArn": job.arn, "jobName": job.name, "outputModelName": api["customModelName"],
+        "outputModelArn": _custom_model_arn(job), "clientRequestToken": api.get("clientRequestToken"),
+        "roleArn": job.role_arn, "status": job.status, "statusDetails": status_details(job),
+        "creationTime": when(job.created_at), "lastModifiedTime": when(job.updated_at),
+        "endTime": when(job.ended_at), "baseModelArn": api["baseModelArn"],
+        "hyperParameters": spec.get("hyperParameters") or {}, "trainingDataConfig": spec["trainingDataConfig"],
+        "validationDataConfig": spec["validationDataConfig"], "outputDataConfig": spec["outputDataConfig"],
+        "customizationType": spec["customizationType"], "vpcConfig": api.get("vpcConfig"),
+        "customizationConfig": api.get("customizationConfig"),
+    }
+    if job.failure_reason and job.state in ("FAILED", "TIMED_OUT"):
+        out["failureMessage"] = job.failure_reason[:2048]
+    loss = _latest_training_loss(ctx, job)
+    if loss is not None:
+        out["trainingMetrics"] = {"trainingLoss": loss}
+    if job.result.get("validationMetrics"):
+        out["validationMetrics"] = job.result["validationMetrics"]
+    kms = api.get("customModelKmsKeyId") or ""
+    if ":key/" in kms:
+        out["outputModelKmsKeyArn"] = kms
+    return out
+
+
+@handler("bedrock", "GetModelCustomizationJob")
+def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
+    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobIdentifier"])
+    if job.state == "COMPLETED":
+        reconcile_models(ctx.runtime, ctx.account_id)
+    return _describe(ctx, job)
+
+
+@handler("bedrock", "ListModelCustomizationJobs")
+def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
+    page = jobs.list_jobs(
+        ctx.engine, ctx.account_id, FAMILY, name_contains=req.get("nameContains"),
+        states=STATUS_FILTER[req["statusEquals"]] if "statusEquals" in req else None,
+        created_after=epoch(req, "creationTimeAfter"), created_before=epoch(req, "creationTimeBefore"),
+        sort_by=req.get("sortBy", "CreationTime"), ascending=req.get("sortOrder") == "Ascending",
+        limit=req.get("maxResults", 100), token=req.get("nextToken"), bad_token=validation_error)
+    summaries = []
+    for job in page.rows:
+        api = job.spec["api"]
+        summaries.append({
+            "jobArn": job.arn, "baseModelArn": api.get("baseModelIdentifierArn") or api["baseModelArn"],
+            "jobName": job.name, "status": job.status, "statusDetails": status_details(job),
+            "lastModifiedTime": when(job.updated_at), "creationTime": when(job.created_at),
+            "endTime": when(job.ended_at), "customModelArn": _custom_model_arn(job),
+            "customModelName": api["customModelName"], "customizationType": job.spec["customizationType"],
+        })
+    out = {"modelCustomizationJobSummaries": summaries}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out
+
+
+@handler("bedrock", "StopModelCustomizationJob")
+def stop_model_customization_job(ctx: RequestContext, req: dict) -> dict:
+    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobIdentifier"])
+    jobs.request_stop(ctx.engine, job)
+    ctx.runtime.scheduler.wake()
+    return {}

@@ -1,0 +1,367 @@
+"""Bedrock foundation models, custom models, deployments and tags; and the
+resolution of a model identifier to the weights it names (for customization
+jobs and for bedrock-runtime)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from jobforge.api import bedrock_objects
+from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.roles import require_role
+from jobforge.core import custom_models as cm
+from jobforge.core import jobs, models_catalog
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.store import idempotency
+
+UTC = dt.timezone.utc
+INVALID_MODEL = "The provided model identifier is invalid."
+
+
+def when(epoch: float | None):
+    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+def epoch(req: dict, key: str) -> float | None:
+    return req[key].timestamp() if key in req else None
+
+
+# -- resolution ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ResolvedModel:
+    family_id: str  # the foundation-model id whose family rules apply
+    location: str  # local directory or S3 prefix of the Hugging Face model
+    arn: str  # the foundation-model or custom-model ARN
+    custom: cm.CustomModel | None = None
+
+
+def foundation(ctx: RequestContext, identifier: str) -> ResolvedModel | None:
+    model_id = models_catalog.model_id_of(identifier)
+    found = models_catalog.get(ctx.engine, model_id)
+    if found is None:
+        return None
+    return ResolvedModel(found.model_id, found.location, found.arn(ctx.region))
+
+
+def unregistered(identifier: str) -> str:
+    model_id = models_catalog.model_id_of(identifier)
+    return (f"{INVALID_MODEL} Model {model_id} is not registered on this server. "
+            + models_catalog.REGISTER_HINT.format(model_id=model_id))
+
+
+def resolve_model(ctx: RequestContext, identifier: str, custom_allowed: bool = True) -> ResolvedModel:
+    """A foundation model (id or ARN) or, when allowed, an Active custom model (ARN or name)."""
+    found = foundation(ctx, identifier)
+    if found is not None:
+        return found
+    if custom_allowed and ":foundation-model/" not in identifier:
+        model = cm.find_model(ctx.engine, ctx.account_id, identifier)
+        if model is not None:
+            return _custom(model)
+    raise validation_error(unregistered(identifier))
+
+
+def _custom(model: cm.CustomModel) -> ResolvedModel:
+    if model.status != "Active":
+        raise validation_error(f"Custom model {model.name} is {model.status}, not Active.")
+    return ResolvedModel(model.base_model_id or "", model.location, model.arn, model)
+
+
+def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
+    """bedrock-runtime's modelId: a foundation model, a custom model, or a custom-model deployment."""
+    if ":custom-model-deployment/" in model_id or (not model_id.startswith("arn:") and "." not in model_id):
+        deployment = cm.find_deployment(ctx.engine, ctx.account_id, model_id)
+        if deployment is not None:
+            if deployment.status != "Active":
+                raise validation_error(f"Deployment {deployment.name} is {deployment.status}, not Active.")
+            return _custom(cm.get_model(ctx.engine, ctx.account_id, deployment.model_arn))
+    if ":provisioned-model/" in model_id or ":inference-profile/" in model_id:
+        raise validation_error(f"{INVALID_MODEL} Provisioned throughput and inference profiles are not served "
+                               "here; use a foundation model, a custom model or a custom-model deployment.")
+    return resolve_model(ctx, model_id)
+
+
+# -- foundation models ---------------------------------------------------------
+def _fm_summary(ctx: RequestContext, model: models_catalog.FoundationModel) -> dict:
+    from jobforge.workloads.customize import customization_support
+
+    return {
+        "modelArn": model.arn(ctx.region), "modelId": model.model_id, "modelName": model.model_name,
+        "providerName": model.provider_name, "inputModalities": ["TEXT"], "outputModalities": ["TEXT"],
+        "responseStreamingSupported": True,
+        "customizationsSupported": customization_support(model.model_id)["customizationsSupported"],
+        "inferenceTypesSupported": ["ON_DEMAND"],
+        "modelLifecycle": {"status": "ACTIVE", "startOfLifeTime": when(model.created_at)},
+    }
+
+
+@handler("bedrock", "ListFoundationModels")
+def list_foundation_models(ctx: RequestContext, req: dict) -> dict:
+    summaries = [_fm_summary(ctx, m) for m in models_catalog.all_models(ctx.engine)]
+    if "byProvider" in req:
+        summaries = [s for s in summaries if s["providerName"].lower() == req["byProvider"].lower()]
+    if "byCustomizationType" in req:
+        summaries = [s for s in summaries if req["byCustomizationType"] in s["customizationsSupported"]]
+    if "byOutputModality" in req:
+        summaries = [s for s in summaries if req["byOutputModality"] in s["outputModalities"]]
+    if "byInferenceType" in req:
+        summaries = [s for s in summaries if req["byInferenceType"] in s["inferenceTypesSupported"]]
+    return {"modelSummaries": summaries}
+
+
+@handler("bedrock", "GetFoundationModel")
+def get_foundation_model(ctx: RequestContext, req: dict) -> dict:
+    model_id = models_catalog.model_id_of(req["modelIdentifier"])
+    model = models_catalog.get(ctx.engine, model_id)
+    if model is None:
+        raise ServiceError("ResourceNotFoundException", f"Model {model_id} is not registered on this server. "
+                           + models_catalog.REGISTER_HINT.format(model_id=model_id))
+    return {"modelDetails": _fm_summary(ctx, model)}
+
+
+# -- custom models ----------------------------------------------------------------
+def _model_view(ctx: RequestContext, model: cm.CustomModel) -> dict:
+    details = model.details
+    out = {
+        "modelArn": model.arn, "modelName": model.name, "creationTime": when(model.created_at),
+        "customizationType": model.customization_type, "modelStatus": model.status,
+        "baseModelArn": details.get("baseModelArn"), "failureMessage": model.failure_message,
+    }
+    for key in ("jobName", "jobArn", "hyperParameters", "trainingDataConfig", "validationDataConfig",
+                "outputDataConfig", "trainingMetrics", "validationMetrics", "customizationConfig"):
+        if details.get(key) is not None:
+            out[key] = details[key]
+    return out
+
+
+@handler("bedrock", "GetCustomModel")
+def get_custom_model(ctx: RequestContext, req: dict) -> dict:
+    from jobforge.api.bedrock import reconcile_models
+
+    reconcile_models(ctx.runtime, ctx.account_id)
+    return _model_view(ctx, cm.get_model(ctx.engine, ctx.account_id, req["modelIdentifier"]))
+
+
+@handler("bedrock", "ListCustomModels")
+def list_custom_models(ctx: RequestContext, req: dict) -> dict:
+    from jobforge.api.bedrock import reconcile_models
+
+    reconcile_models(ctx.runtime, ctx.account_id)
+    table = cm.custom_models
+    conditions = []
+    if req.get("isOwned") is False:  # every model here belongs to the caller's account
+        conditions.append(sa.false())
+    if "creationTimeAfter" in req:
+        conditions.append(table.c.created_at > epoch(req, "creationTimeAfter"))
+    if "creationTimeBefore" in req:
+        conditions.append(table.c.created_at < epoch(req, "creationTimeBefore"))
+    if "nameContains" in req:
+        conditions.append(table.c.name.contains(req["nameContains"], autoescape=True))
+    if "modelStatus" in req:
+        conditions.append(table.c.status == req["modelStatus"])
+    for key in ("baseModelArnEquals", "foundationModelArnEquals"):
+        if key in req:
+            conditions.append(table.c.base_model_id == models_catalog.model_id_of(req[key]))
+    bind = {k: str(v) for k, v in req.items() if k not in ("maxResults", "nextToken")}
+    page = cm.list_models(ctx.engine, ctx.account_id, conditions=conditions,
+                          ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
+                          token=req.get("nextToken"), bind=bind, bad_token=validation_error)
+    out = {"modelSummaries": [{
+        "modelArn": m.arn, "modelName": m.name, "creationTime": when(m.created_at),
+        "baseModelArn": m.details.get("baseModelArn") or m.arn, "baseModelName": m.base_model_id or "",
+        "customizationType": m.customization_type, "ownerAccountId": m.account_id, "modelStatus": m.status,
+    } for m in page.rows]}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out
+
+
+@handler("bedrock", "DeleteCustomModel")
+def delete_custom_model(ctx: RequestContext, req: dict) -> dict:
+    model = cm.get_model(ctx.engine, ctx.account_id, req["modelIdentifier"])
+    cm.delete_model(ctx.engine, model)
+    if model.job_id:  # the job keeps its record; the model must not be registered again
+        job = jobs.load(ctx.engine, model.job_id)
+        if job is not None:
+            jobs.transition(ctx.engine, job.id, result=dict(job.result, customModelDeleted=True))
+    jobs.remove_tags(ctx.engine, model.arn, list(jobs.get_tags(ctx.engine, model.arn)))
+    return {}
+
+
+def replayed(ctx: RequestContext, scope: str, token: str | None, digest: str) -> str | None:
+    """The ARN created earlier with this token, or a ConflictException for other parameters."""
+    if not token:
+        return None
+    with ctx.engine.connect() as conn:
+        found = conn.execute(sa.select(idempotency).where(
+            idempotency.c.account_id == ctx.account_id, idempotency.c.scope == scope,
+            idempotency.c.token == token)).first()
+    if found is None:
+        return None
+    if found.request_hash != digest:
+        raise ServiceError("ConflictException", "The client token was already used with different request "
+                           "parameters. Use a new client token.")
+    return found.resource_arn
+
+
+def remember(ctx: RequestContext, scope: str, token: str | None, digest: str, arn: str) -> None:
+    if token:
+        with ctx.engine.begin() as conn:
+            conn.execute(idempotency.insert().values(account_id=ctx.account_id, scope=scope, token=token,
+                                                     request_hash=digest, resource_arn=arn,
+                                                     created_at=dt.datetime.now(UTC).timestamp()))
+
+
+@handler("bedrock", "CreateCustomModel", blocking=True)
+def create_custom_model(ctx: RequestContext, req: dict) -> dict:
+    """Import Hugging Face weights from S3 as a custom model."""
+    digest = request_hash(req, exclude=("clientRequestToken",))
+    earlier = replayed(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest)
+    if earlier:
+        return {"modelArn": earlier}
+    source = (req.get("modelSourceConfig") or {}).get("s3DataSource")
+    if source is None:
+        raise validation_error("modelSourceConfig.s3DataSource is required: jobforge imports Hugging Face "
+                               "weights from S3 (SageMaker model packages are not supported).")
+    if req.get("roleArn"):
+        require_role(ctx, req["roleArn"], "ValidationException")
+    if cm.name_taken(ctx.engine, ctx.account_id, req["modelName"]):
+        raise ServiceError("ConflictException", f"A custom model named {req['modelName']} already exists.")
+    prefix = source["s3Uri"].rstrip("/") + "/"
+    raw = bedrock_objects.read_head(ctx, prefix + "config.json", 1 << 20)
+    try:
+        config = json.loads(raw)
+        assert isinstance(config, dict) and config.get("model_type")
+    except (ValueError, AssertionError):
+        raise validation_error(f"{prefix}config.json is not a Hugging Face model configuration.") from None
+    model_id = cm.new_resource_id()
+    model = cm.insert_model(ctx.engine, cm.CustomModel(
+        id=model_id, account_id=ctx.account_id, name=req["modelName"],
+        arn=cm.custom_model_arn(ctx.region, ctx.account_id, None, model_id), base_model_id=None, job_id=None,
+        customization_type="IMPORTED", location=prefix, status="Active", failure_message=None,
+        details={"modelSource": prefix, "architecture": config["model_type"]},
+        created_at=dt.datetime.now(UTC).timestamp()))
+    jobs.put_tags(ctx.engine, ctx.account_id, model.arn, {t["key"]: t["value"] for t in req.get("modelTags", [])})
+    remember(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest, model.arn)
+    return {"modelArn": model.arn}
+
+
+# -- deployments -----------------------------------------------------------------
+def _deployment_view(d: cm.Deployment) -> dict:
+    return {"customModelDeploymentArn": d.arn, "modelDeploymentName": d.name, "modelArn": d.model_arn,
+            "createdAt": when(d.created_at), "status": d.status, "description": d.description,
+            "failureMessage": d.failure_message, "lastUpdatedAt": when(d.updated_at)}
+
+
+@handler("bedrock", "CreateCustomModelDeployment")
+def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
+    digest = request_hash(req, exclude=("clientRequestToken",))
+    earlier = replayed(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest)
+    if earlier:
+        return {"customModelDeploymentArn": earlier}
+    model = cm.get_model(ctx.engine, ctx.account_id, req["modelArn"])
+    if model.status != "Active":
+        raise validation_error(f"Custom model {model.name} is {model.status}; only Active models can be deployed.")
+    deployment_id = cm.new_resource_id()
+    now = dt.datetime.now(UTC).timestamp()
+    # Weights load into the inference process on first use; the deployment is a route to them.
+    deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
+        id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"],
+        arn=cm.deployment_arn(ctx.region, ctx.account_id, deployment_id), model_arn=model.arn, status="Active",
+        description=req.get("description"), failure_message=None, created_at=now, updated_at=now))
+    jobs.put_tags(ctx.engine, ctx.account_id, deployment.arn, {t["key"]: t["value"] for t in req.get("tags", [])})
+    remember(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest, deployment.arn)
+    return {"customModelDeploymentArn": deployment.arn}
+
+
+@handler("bedrock", "GetCustomModelDeployment")
+def get_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
+    return _deployment_view(cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"]))
+
+
+@handler("bedrock", "UpdateCustomModelDeployment")
+def update_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
+    deployment = cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"])
+    model = cm.get_model(ctx.engine, ctx.account_id, req["modelArn"])
+    if model.status != "Active":
+        raise validation_error(f"Custom model {model.name} is {model.status}; only Active models can be deployed.")
+    with ctx.engine.begin() as conn:
+        conn.execute(cm.model_deployments.update().where(cm.model_deployments.c.id == deployment.id).values(
+            model_arn=model.arn, updated_at=dt.datetime.now(UTC).timestamp()))
+    return {"customModelDeploymentArn": deployment.arn}
+
+
+@handler("bedrock", "DeleteCustomModelDeployment")
+def delete_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
+    deployment = cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"])
+    cm.delete_deployment(ctx.engine, deployment)
+    jobs.remove_tags(ctx.engine, deployment.arn, list(jobs.get_tags(ctx.engine, deployment.arn)))
+    return {}
+
+
+@handler("bedrock", "ListCustomModelDeployments")
+def list_custom_model_deployments(ctx: RequestContext, req: dict) -> dict:
+    table = cm.model_deployments
+    conditions = []
+    if "createdAfter" in req:
+        conditions.append(table.c.created_at > epoch(req, "createdAfter"))
+    if "createdBefore" in req:
+        conditions.append(table.c.created_at < epoch(req, "createdBefore"))
+    if "nameContains" in req:
+        conditions.append(table.c.name.contains(req["nameContains"], autoescape=True))
+    if "statusEquals" in req:
+        conditions.append(table.c.status == req["statusEquals"])
+    if "modelArnEquals" in req:
+        conditions.append(table.c.model_arn == req["modelArnEquals"])
+    bind = {k: str(v) for k, v in req.items() if k not in ("maxResults", "nextToken")}
+    page = cm.list_deployments(ctx.engine, ctx.account_id, conditions=conditions,
+                               ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
+                               token=req.get("nextToken"), bind=bind, bad_token=validation_error)
+    out = {"modelDeploymentSummaries": [{
+        "customModelDeploymentArn": d.arn, "customModelDeploymentName": d.name, "modelArn": d.model_arn,
+        "createdAt": when(d.created_at), "status": d.status, "lastUpdatedAt": when(d.updated_at),
+        "failureMessage": d.failure_message,
+    } for d in page.rows]}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out
+
+
+# -- tags ----------------------------------------------------------------------
+def _taggable(ctx: RequestContext, arn: str) -> str:
+    from jobforge.api.bedrock import FAMILY
+
+    if ":model-customization-job/" in arn:
+        return jobs.get(ctx.engine, ctx.account_id, FAMILY, arn).arn
+    if ":custom-model-deployment/" in arn:
+        return cm.get_deployment(ctx.engine, ctx.account_id, arn).arn
+    if ":custom-model/" in arn:
+        return cm.get_model(ctx.engine, ctx.account_id, arn).arn
+    raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.")
+
+
+@handler("bedrock", "TagResource")
+def tag_resource(ctx: RequestContext, req: dict) -> dict:
+    arn = _taggable(ctx, req["resourceARN"])
+    current = jobs.get_tags(ctx.engine, arn)
+    new = {t["key"]: t["value"] for t in req["tags"]}
+    if len(set(current) | set(new)) > 200:
+        raise ServiceError("TooManyTagsException", "A resource can have at most 200 tags.", resourceName=arn)
+    jobs.put_tags(ctx.engine, ctx.account_id, arn, new)
+    return {}
+
+
+@handler("bedrock", "UntagResource")
+def untag_resource(ctx: RequestContext, req: dict) -> dict:
+    jobs.remove_tags(ctx.engine, _taggable(ctx, req["resourceARN"]), req["tagKeys"])
+    return {}
+
+
+@handler("bedrock", "ListTagsForResource")
+def list_tags_for_resource(ctx: RequestContext, req: dict) -> dict:
+    tags = jobs.get_tags(ctx.engine, _taggable(ctx, req["resourceARN"]))
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]}

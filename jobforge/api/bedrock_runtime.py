@@ -1,0 +1,152 @@
+"""bedrock-runtime: InvokeModel, Converse and ConverseStream, generating from
+the real weights of a registered foundation model, a custom model or a
+custom-model deployment.
+
+Generation runs in jobforge's inference process (``engine/inference.py``),
+never in the server process; model directories held in S3 are downloaded
+once, with the caller's credentials, into the data dir's model cache.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from anyio import to_thread
+
+from jobforge.api import bedrock_objects, invoke_formats
+from jobforge.api.base import RequestContext, handler
+from jobforge.api.bedrock_models import ResolvedModel, resolve_for_inference
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.engine.inference import InferenceHost
+
+CONVERSE_DEFAULTS = {"maxTokens": 512, "temperature": 0.7, "topP": 0.9}
+_hosts: dict[int, InferenceHost] = {}
+_hosts_lock = threading.Lock()
+
+
+def _host(ctx: RequestContext) -> InferenceHost:
+    key = id(ctx.runtime)
+    with _hosts_lock:
+        if key not in _hosts:
+            _hosts[key] = InferenceHost(threads=max(1, ctx.runtime.scheduler.capacity.cpus // 2))
+        return _hosts[key]
+
+
+def _target(ctx: RequestContext, model_id: str) -> tuple[ResolvedModel, str]:
+    model = resolve_for_inference(ctx, model_id)
+    return model, str(bedrock_objects.model_dir(ctx, model.location))
+
+
+def _job(model_dir: str, request: invoke_formats.Request) -> dict:
+    return {"model_dir": model_dir, "messages": request.messages, "prompt": request.prompt,
+            "max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
+            "stop": request.stop}
+
+
+def _model_error(reply: dict) -> ServiceError:
+    return ServiceError("ModelErrorException", reply["error"], 424)
+
+
+def _generate(ctx: RequestContext, model_dir: str, request: invoke_formats.Request) -> invoke_formats.Result:
+    text = []
+    for reply in _host(ctx).stream(_job(model_dir, request)):
+        if "error" in reply:
+            raise _model_error(reply)
+        if "text" in reply:
+            text.append(reply["text"])
+        else:
+            stop = request.stop[0] if reply["stop_reason"] == "stop_sequence" and len(request.stop) == 1 else None
+            return invoke_formats.Result("".join(text), reply["input_tokens"], reply["output_tokens"],
+                                         reply["stop_reason"], stop)
+    raise ServiceError("ModelErrorException", "The model produced no answer", 424)
+
+
+@handler("bedrock-runtime", "InvokeModel", blocking=True)
+def invoke_model(ctx: RequestContext, req: dict) -> dict:
+    if req.get("contentType", "application/json").split(";")[0].strip() not in ("application/json", "*/*"):
+        raise validation_error("Only application/json request bodies are supported.")
+    try:
+        body = json.loads(req.get("body") or b"")
+    except ValueError as err:
+        raise validation_error(f"Malformed input request: {err}") from None
+    model, model_dir = _target(ctx, req["modelId"])
+    kind = invoke_formats.family(model.family_id)
+    request = invoke_formats.parse(kind, body)
+    result = _generate(ctx, model_dir, request)
+    rendered = invoke_formats.render(kind, model.family_id or req["modelId"], request, result)
+    return {"body": json.dumps(rendered).encode(), "contentType": "application/json"}
+
+
+# -- Converse -------------------------------------------------------------------
+def _text_blocks(blocks: list[dict], where: str) -> str:
+    parts = []
+    for block in blocks:
+        if "text" in block:
+            parts.append(block["text"])
+        elif "cachePoint" in block:
+            continue
+        else:
+            kind = next(iter(block), "unknown")
+            raise validation_error(f"This model doesn't support the {kind} content block in {where}; "
+                                   "only text is supported.")
+    return "".join(parts)
+
+
+def _converse_request(req: dict) -> invoke_formats.Request:
+    if req.get("toolConfig"):
+        raise validation_error("This model doesn't support tool use.")
+    messages = req.get("messages") or []
+    if not messages:
+        raise validation_error("A conversation must have at least one message.")
+    chat = []
+    system = _text_blocks(req.get("system") or [], "system")
+    if system:
+        chat.append({"role": "system", "content": system})
+    for index, message in enumerate(messages, 1):
+        chat.append({"role": message["role"], "content": _text_blocks(message["content"], f"messages.{index}")})
+    config = {**CONVERSE_DEFAULTS, **(req.get("inferenceConfig") or {})}
+    return invoke_formats.Request(messages=chat, max_tokens=config["maxTokens"], temperature=config["temperature"],
+                                  top_p=config["topP"], stop=list(config.get("stopSequences") or []))
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict:
+    return {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
+
+
+@handler("bedrock-runtime", "Converse", blocking=True)
+def converse(ctx: RequestContext, req: dict) -> dict:
+    started = time.monotonic()
+    request = _converse_request(req)
+    _, model_dir = _target(ctx, req["modelId"])
+    result = _generate(ctx, model_dir, request)
+    return {"output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
+            "stopReason": result.stop_reason, "usage": _usage(result.input_tokens, result.output_tokens),
+            "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+
+
+@handler("bedrock-runtime", "ConverseStream", blocking=True)
+def converse_stream(ctx: RequestContext, req: dict) -> dict:
+    started = time.monotonic()
+    request = _converse_request(req)
+    _, model_dir = _target(ctx, req["modelId"])
+    replies = _host(ctx).submit(_job(model_dir, request))
+
+    async def events():
+        yield "messageStart", {"role": "assistant"}
+        while True:
+            reply = await to_thread.run_sync(replies.get)
+            if "error" in reply:
+                raise ServiceError("ModelStreamErrorException", reply["error"])
+            if "text" in reply:
+                if reply["text"]:
+                    yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": reply["text"]}}
+                continue
+            break
+        yield "contentBlockStop", {"contentBlockIndex": 0}
+        yield "messageStop", {"stopReason": reply["stop_reason"]}
+        yield "metadata", {"usage": _usage(reply["input_tokens"], reply["output_tokens"]),
+                           "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+
+    return {"stream": events()}
