@@ -23,6 +23,7 @@ SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "iam": ("iam",),
     "sts": ("sts",),
     "logs": ("logs",),
+    "ecr": ("ecr",),
     "s3": ("s3",),
 }
 QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}

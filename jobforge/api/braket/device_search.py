@@ -8,7 +8,7 @@ import json
 import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
-from jobforge.api.braket import common, hybrid_jobs
+from jobforge.api.braket import common, hybrid_jobs, task_runner
 from jobforge.api.braket.records import quantum_tasks
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError, validation_error
@@ -42,6 +42,8 @@ def get_device(ctx: RequestContext, req: dict) -> dict:
         arn = devices.resolve(req["deviceArn"])
     except KeyError:
         raise ServiceError("ResourceNotFoundException", f"Device {req['deviceArn']} not found.") from None
+    if devices.is_runnable(arn):
+        task_runner.runner(ctx.runtime).warm()  # clients read a device before they run tasks on it
     return devices.get_device(arn, **_queues(ctx, arn))
 
 

@@ -1,0 +1,235 @@
+"""Braket hybrid jobs end to end through the Braket SDK against a real server.
+
+Jobs are created with ``AwsQuantumJob.create`` and ``@hybrid_job``; inside
+them ``AwsDevice(os.environ["AMZN_BRAKET_DEVICE_ARN"])`` submits quantum tasks
+that this server runs. Covers logs streamed by ``wait_until_complete=True``,
+results and metrics read by the SDK, tasks tied to their job, cancel,
+failures, the runtime limit and a server killed mid-job.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from braket.aws import AwsQuantumJob, AwsSession
+from braket.jobs.config import StoppingCondition
+
+from jobforge.core.store import create_engine, job_metrics
+from jobforge.testing_server import ServerProcess
+
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+
+ALGORITHM = '''
+import os
+import time
+
+from braket.aws import AwsDevice
+from braket.circuits import Circuit
+from braket.jobs import load_job_checkpoint, save_job_checkpoint, save_job_result
+from braket.jobs.metrics import log_metric
+
+
+def bell(shots: int = 100, rounds: int = 3):
+    device = AwsDevice(os.environ["AMZN_BRAKET_DEVICE_ARN"])
+    print(f"running on {device.name}")
+    counts = {}
+    for i in range(rounds):
+        counts = device.run(Circuit().h(0).cnot(0, 1), shots=shots).result().measurement_counts
+        log_metric("p00", counts.get("00", 0) / shots, iteration_number=i)
+    save_job_result({"counts": dict(counts), "tasks": rounds})
+
+
+def slow(steps: int = 60, pause: float = 0.5):
+    try:
+        start = load_job_checkpoint(checkpoint_file_suffix="loop")["next"]
+    except FileNotFoundError:
+        start = 0
+    print(f"starting at {start}", flush=True)
+    for i in range(start, steps):
+        log_metric("step", i, iteration_number=i)
+        save_job_checkpoint({"next": i + 1}, checkpoint_file_suffix="loop")
+        time.sleep(pause)
+    save_job_result({"start": start})
+
+
+def broken():
+    raise ValueError("the ansatz has no parameters")
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(tmp_path_factory.mktemp("braket-sdk") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk_env(server):
+    """Point the SDK (and every boto3 client it makes) at the server."""
+    saved = dict(os.environ)
+    creds = server.credentials()
+    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
+                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def session(sdk_env):
+    return AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("code") / "algo.py"
+    path.write_text(ALGORITHM)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def role(session) -> str:
+    return f"arn:aws:iam::{session.account_id}:role/AmazonBraketJobsExecutionRole"
+
+
+def create(session, role, source, entry, **kwargs) -> AwsQuantumJob:
+    return AwsQuantumJob.create(device=SV1, source_module=source, entry_point=f"algo:{entry}", role_arn=role,
+                                aws_session=session, **kwargs)
+
+
+def wait_for(predicate, timeout=60, interval=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out")
+
+
+def test_job_through_the_sdk(session, role, source, capsys):
+    job = create(session, role, source, "bell", hyperparameters={"shots": "200"}, wait_until_complete=True)
+    streamed = capsys.readouterr().out
+    assert "running on SV1" in streamed and "Metrics - " in streamed  # the job's log, streamed by the SDK
+    assert job.state() == "COMPLETED"
+    result = job.result()
+    assert result["tasks"] == 3 and sum(result["counts"].values()) == 200
+    assert set(result["counts"]) <= {"00", "11"}
+    metrics = job.metrics()
+    assert metrics["iteration_number"] == [0, 1, 2] and all(0 < p < 1 for p in metrics["p00"])
+    events = [e["eventType"] for e in job.metadata()["events"]]
+    assert events == ["QUEUED_FOR_EXECUTION", "STARTING_INSTANCE", "DOWNLOADING_DATA", "RUNNING",
+                      "UPLOADING_RESULTS", "COMPLETED"]
+    tasks = job.get_tasks()  # SearchQuantumTasks filtered by jobArn
+    assert len(tasks) == 3
+    assert {session.get_quantum_task(t.id)["jobArn"] for t in tasks} == {job.arn}
+    assert all(t.state() == "COMPLETED" for t in tasks)
+    queue = session.braket_client.get_quantum_task(quantumTaskArn=tasks[0].id,
+                                                   additionalAttributeNames=["QueueInfo"])["queueInfo"]
+    assert queue["queuePriority"] == "Priority"  # tasks of a job are queued at priority
+
+
+def test_hybrid_job_decorator(session, role):
+    from braket.jobs import hybrid_job
+
+    @hybrid_job(device=SV1, aws_session=session, role_arn=role, wait_until_complete=False)
+    def expectation(theta: float = 0.3):
+        import math
+
+        from braket.aws import AwsDevice
+        from braket.circuits import Circuit, Observable
+        from braket.jobs import get_job_device_arn
+
+        device = AwsDevice(get_job_device_arn())
+        circuit = Circuit().ry(0, theta).expectation(Observable.Z(), target=[0])
+        value = device.run(circuit, shots=0).result().values[0]
+        return {"expectation": value, "exact": math.cos(theta)}
+
+    job = expectation(0.7)
+    wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=120)
+    assert job.state() == "COMPLETED", job.metadata().get("failureReason")
+    result = job.result()
+    assert result["expectation"] == pytest.approx(result["exact"], abs=1e-12)
+
+
+def test_cancel_mid_run(session, role, source):
+    job = create(session, role, source, "slow", hyperparameters={"steps": "600"})
+    wait_for(lambda: job.state() == "RUNNING" and "Metrics - " in _log(session, job), timeout=90)
+    assert session.cancel_job(job.arn)["cancellationStatus"] == "CANCELLING"
+    wait_for(lambda: job.state() == "CANCELLED", timeout=30)
+    events = [e["eventType"] for e in job.metadata()["events"]]
+    assert events[-1] == "CANCELLED" and "RUNNING" in events
+
+
+def test_user_exception_fails_the_job(session, role, source):
+    job = create(session, role, source, "broken")
+    wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=90)
+    metadata = job.metadata()
+    assert metadata["status"] == "FAILED"
+    assert "ValueError: the ansatz has no parameters" in metadata["failureReason"]
+    assert metadata["events"][-1]["eventType"] == "FAILED"
+    assert "Traceback" in _log(session, job)
+
+
+def test_max_runtime_is_enforced(session, role, source):
+    job = create(session, role, source, "slow", hyperparameters={"steps": "600"},
+                 stopping_condition=StoppingCondition(maxRuntimeInSeconds=8))
+    wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=90)
+    metadata = job.metadata()
+    assert metadata["status"] == "FAILED" and "MaxRuntimeInSeconds" in metadata["failureReason"]
+    assert "MAX_RUNTIME_EXCEEDED" in [e["eventType"] for e in metadata["events"]]
+
+
+def _log(session, job) -> str:
+    prefix = f"{job.name}/{job.arn.rsplit('/', 1)[1]}/"
+    logs = session.logs_client
+    streams = logs.describe_log_streams(logGroupName="/aws/braket/jobs", logStreamNamePrefix=prefix)["logStreams"]
+    if not streams:
+        return ""
+    events = logs.get_log_events(logGroupName="/aws/braket/jobs", logStreamName=streams[0]["logStreamName"],
+                                 startFromHead=True)["events"]
+    return "\n".join(e["message"] for e in events)
+
+
+def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
+    data = tmp_path / "data"
+    first = ServerProcess(data).start()
+    saved = dict(os.environ)
+    creds = first.credentials()
+    os.environ.update(AWS_ENDPOINT_URL=first.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
+                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    second = None
+    try:
+        session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
+        role = f"arn:aws:iam::{session.account_id}:role/AmazonBraketJobsExecutionRole"
+        job = AwsQuantumJob.create(device="local:braket/braket_sv", source_module=source, entry_point="algo:slow",
+                                   hyperparameters={"steps": "8", "pause": "0.5"}, role_arn=role,
+                                   aws_session=session)
+        engine = create_engine(f"sqlite:///{data / 'jobforge.db'}")
+        wait_for(lambda: _steps(engine) >= 3, timeout=90)
+        first.kill()
+        second = ServerProcess(data, port=first.port).start()
+        wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=120)
+        assert job.state() == "COMPLETED", job.metadata().get("failureReason")
+        assert job.result()["start"] >= 3  # continued from its checkpoint, not from the beginning
+        assert "QUEUED_FOR_EXECUTION" in [e["eventType"] for e in job.metadata()["events"][2:]]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for srv in (second, first):
+            if srv is not None:
+                srv.stop()
+
+
+def _steps(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(job_metrics)).scalar_one()
