@@ -25,7 +25,7 @@ from jobforge.server.runtime import Runtime
 
 log = logging.getLogger("jobforge.server")
 
-API_MODULES = ("iam", "sts", "sagemaker_jobs", "bedrock_models", "bedrock", "bedrock_runtime", "logs", "braket", "s3")
+API_MODULES = ("iam", "sts", "sagemaker_jobs", "bedrock_models", "bedrock", "bedrock_runtime", "logs", "braket", "s3", "ecr")
 MAX_BODY = 64 * 1024 * 1024
 
 # Authentication failures per protocol family: (code, HTTP status).
