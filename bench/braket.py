@@ -1,0 +1,143 @@
+"""Braket on jobforge, measured end to end against a real server.
+
+(a) Hybrid-job start latency: from the CreateJob call to the first line of the
+    user's entry function, p50 over 10 jobs (target: under 1 s; the Braket
+    SDK's local mode starts a Docker container instead). The entry module
+    imports only ``time``, so this is the platform's own overhead; the code's
+    imports come on top, as they would anywhere.
+(b) A 10-qubit, 1000-shot circuit (H on every qubit, 3 layers of RY and a CNOT
+    ladder, fresh angles each time) run as a quantum task through the Braket
+    SDK's ``AwsDevice(SV1).run(...).result()`` against jobforge (create, poll,
+    results.json from S3, parse), versus ``LocalSimulator().run(...).result()``
+    called directly in the same process, alternated; medians and their ratio
+    (target: at most 1.5). The SDK polls every 5 ms here (its
+    ``poll_interval_seconds``) so that the figure is the service's latency,
+    not the polling period.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import numpy as np
+
+# This file is named like the Braket SDK's package: keep its folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from jobforge.testing_server import ServerProcess  # noqa: E402
+
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+QUBITS, LAYERS, SHOTS = 10, 3, 1000
+ENTRY = 'import time\n\n\ndef main():\n    print(f"function-start {time.time():.6f}", flush=True)\n'
+
+
+def job_start_latency(server: ServerProcess, account: str, jobs: int = 10) -> list[float]:
+    braket, s3, logs = server.client("braket"), server.client("s3"), server.client("logs")
+    bucket = f"amazon-braket-us-east-1-{account}"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("entry.py")
+        info.size = len(ENTRY)
+        tar.addfile(info, io.BytesIO(ENTRY.encode()))
+    s3.put_object(Bucket=bucket, Key="bench/source.tar.gz", Body=archive.getvalue())
+    latencies = []
+    for i in range(jobs):
+        name = f"bench-start-{i}-{uuid.uuid4().hex[:6]}"
+        created = time.time()
+        arn = braket.create_job(
+            clientToken=str(uuid.uuid4()), jobName=name,
+            roleArn=f"arn:aws:iam::{account}:role/AmazonBraketJobsExecutionRole",
+            algorithmSpecification={"scriptModeConfig": {"entryPoint": "entry:main", "compressionType": "GZIP",
+                                                         "s3Uri": f"s3://{bucket}/bench/source.tar.gz"}},
+            outputDataConfig={"s3Path": f"s3://{bucket}/bench/{name}"},
+            instanceConfig={"instanceType": "ml.m5.large", "volumeSizeInGb": 30},
+            deviceConfig={"device": "local:braket/braket_sv"})["jobArn"]
+        while (status := braket.get_job(jobArn=arn)["status"]) not in ("COMPLETED", "FAILED", "CANCELLED"):
+            time.sleep(0.05)
+        if status != "COMPLETED":
+            raise RuntimeError(f"{name} ended {status}: {braket.get_job(jobArn=arn).get('failureReason')}")
+        events = logs.filter_log_events(logGroupName="/aws/braket/jobs", logStreamNamePrefix=f"{name}/",
+                                        filterPattern="function-start")["events"]
+        latencies.append(float(events[0]["message"].split()[1]) - created)
+    return latencies
+
+
+def layered_circuit(angles):
+    from braket.circuits import Circuit
+
+    circuit = Circuit().h(range(QUBITS))
+    for layer in angles:
+        for qubit, angle in enumerate(layer):
+            circuit.ry(qubit, float(angle))
+        for qubit in range(QUBITS - 1):
+            circuit.cnot(qubit, qubit + 1)
+    return circuit
+
+
+def task_latency(server: ServerProcess, repeats: int = 15, seed: int = 7) -> tuple[float, float]:
+    from braket.aws import AwsDevice, AwsSession
+    from braket.devices import LocalSimulator
+
+    device = AwsDevice(SV1, aws_session=AwsSession(boto_session=boto3.Session(region_name="us-east-1")))
+    simulator = LocalSimulator()
+    rng = np.random.default_rng(seed)
+
+    def through_jobforge(circuit):
+        return device.run(circuit, shots=SHOTS, poll_interval_seconds=0.005).result()
+
+    def direct(circuit):
+        return simulator.run(circuit, shots=SHOTS).result()
+
+    for _ in range(3):  # imports, JIT compilation, connections
+        warm = layered_circuit(rng.uniform(0, np.pi, (LAYERS, QUBITS)))
+        through_jobforge(warm), direct(warm)
+    ours, anchor = [], []
+    for _ in range(repeats):
+        circuit = layered_circuit(rng.uniform(0, np.pi, (LAYERS, QUBITS)))
+        started = time.perf_counter()
+        result = through_jobforge(circuit)
+        ours.append(time.perf_counter() - started)
+        assert sum(result.measurement_counts.values()) == SHOTS
+        started = time.perf_counter()
+        direct(circuit)
+        anchor.append(time.perf_counter() - started)
+    return statistics.median(ours), statistics.median(anchor)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="jobforge-bench-braket-") as tmp:
+        server = ServerProcess(Path(tmp) / "data").start()
+        saved = dict(os.environ)
+        try:
+            creds = server.credentials()
+            os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+                              AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
+                              AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+            account = server.client("sts").get_caller_identity()["Account"]
+            server.client("s3").create_bucket(Bucket=f"amazon-braket-us-east-1-{account}")
+            latencies = job_start_latency(server, account)
+            p50 = statistics.median(latencies)
+            print(f"braket hybrid job, CreateJob to user function start: p50 {p50:.2f} s, "
+                  f"min {min(latencies):.2f} s, max {max(latencies):.2f} s over {len(latencies)} jobs "
+                  f"(target < 1 s)", flush=True)
+            ours, direct = task_latency(server)
+            print(f"braket quantum task, {QUBITS} qubits, {SHOTS} shots: through jobforge {ours * 1000:.1f} ms, "
+                  f"LocalSimulator directly {direct * 1000:.1f} ms, ratio {ours / direct:.2f} (target <= 1.5)")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
