@@ -10,9 +10,7 @@ failures, the runtime limit and a server killed mid-job.
 from __future__ import annotations
 
 import os
-import textwrap
 import time
-from pathlib import Path
 
 import boto3
 import pytest

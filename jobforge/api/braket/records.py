@@ -36,7 +36,6 @@ quantum_tasks = sa.Table(
     sa.Index("ix_braket_quantum_tasks_account_created", "account_id", "created_at"),
 )
 
-ACTIVE = ("CREATED", "QUEUED", "RUNNING", "CANCELLING")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
