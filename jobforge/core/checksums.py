@@ -1,7 +1,7 @@
 """S3's flexible checksums: compute, compare, and combine over parts.
 
-The digests are botocore's own checksum classes (CRT-backed for the CRCs, so
-``awscrt`` is required); CRC combination of whole-object multipart checksums
+The digests are botocore's own checksum classes (zlib's CRC32, which is the
+fastest here; CRT-backed CRC32C and CRC64NVME, so ``awscrt`` is required); CRC combination of whole-object multipart checksums
 uses ``awscrt.checksums.combine_*``. Only what S3 defines on top — the
 composite "checksum of checksums" and the header and member names — is here.
 """
@@ -12,12 +12,11 @@ import base64
 import binascii
 
 from awscrt import checksums as crt
-from botocore.httpchecksum import (CrtCrc32cChecksum, CrtCrc32Checksum, CrtCrc64NvmeChecksum, Sha1Checksum,
-                                   Sha256Checksum)
+from botocore.httpchecksum import Crc32Checksum, CrtCrc32cChecksum, CrtCrc64NvmeChecksum, Sha1Checksum, Sha256Checksum
 
 from jobforge.core.errors import ServiceError
 
-CLASSES = {"CRC32": CrtCrc32Checksum, "CRC32C": CrtCrc32cChecksum, "CRC64NVME": CrtCrc64NvmeChecksum,
+CLASSES = {"CRC32": Crc32Checksum, "CRC32C": CrtCrc32cChecksum, "CRC64NVME": CrtCrc64NvmeChecksum,
            "SHA1": Sha1Checksum, "SHA256": Sha256Checksum}
 ALGORITHMS = tuple(CLASSES)
 DEFAULT = "CRC64NVME"  # what S3 computes when the client sends no checksum
