@@ -55,7 +55,7 @@ def job_start_latency(server: ServerProcess, account: str, jobs: int = 10) -> li
         created = time.time()
         arn = braket.create_job(
             clientToken=str(uuid.uuid4()), jobName=name,
-            roleArn=f"arn:aws:iam::{account}:role/AmazonBraketJobsExecutionRole",
+            roleArn=f"arn:aws:iam::{account}:role/service-role/AmazonBraketJobsExecutionRole",
             algorithmSpecification={"scriptModeConfig": {"entryPoint": "entry:main", "compressionType": "GZIP",
                                                          "s3Uri": f"s3://{bucket}/bench/source.tar.gz"}},
             outputDataConfig={"s3Path": f"s3://{bucket}/bench/{name}"},

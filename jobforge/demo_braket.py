@@ -81,7 +81,7 @@ def qaoa_hybrid_job(server) -> None:
             session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
             job = AwsQuantumJob.create(
                 device=SV1, source_module=str(source), entry_point="qaoa:main", aws_session=session,
-                role_arn=f"arn:aws:iam::{session.account_id}:role/AmazonBraketJobsExecutionRole",
+                role_arn=f"arn:aws:iam::{session.account_id}:role/service-role/AmazonBraketJobsExecutionRole",
                 hyperparameters={"steps": "12", "rate": "0.05"})
             print(f"   created {job.arn}")
             state = None

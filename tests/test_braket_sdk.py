@@ -95,10 +95,11 @@ def source(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def role(session) -> str:
-    return f"arn:aws:iam::{session.account_id}:role/AmazonBraketJobsExecutionRole"
+    return f"arn:aws:iam::{session.account_id}:role/service-role/AmazonBraketJobsExecutionRole"
 
 
 def create(session, role, source, entry, **kwargs) -> AwsQuantumJob:
+    """role=None leaves the SDK to find its default role (AmazonBraketJobsExecutionRole under /service-role/)."""
     return AwsQuantumJob.create(device=SV1, source_module=source, entry_point=f"algo:{entry}", role_arn=role,
                                 aws_session=session, **kwargs)
 
@@ -114,7 +115,8 @@ def wait_for(predicate, timeout=60, interval=0.2):
 
 
 def test_job_through_the_sdk(session, role, source, capsys):
-    job = create(session, role, source, "bell", hyperparameters={"shots": "200"}, wait_until_complete=True)
+    job = create(session, None, source, "bell", hyperparameters={"shots": "200"}, wait_until_complete=True)
+    assert job.metadata()["roleArn"] == role
     streamed = capsys.readouterr().out
     assert "running on SV1" in streamed and "Metrics - " in streamed  # the job's log, streamed by the SDK
     assert job.state() == "COMPLETED"
@@ -208,7 +210,7 @@ def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
     second = None
     try:
         session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-        role = f"arn:aws:iam::{session.account_id}:role/AmazonBraketJobsExecutionRole"
+        role = f"arn:aws:iam::{session.account_id}:role/service-role/AmazonBraketJobsExecutionRole"
         job = AwsQuantumJob.create(device="local:braket/braket_sv", source_module=source, entry_point="algo:slow",
                                    hyperparameters={"steps": "8", "pause": "0.5"}, role_arn=role,
                                    aws_session=session)

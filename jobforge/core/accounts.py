@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from jobforge.core.store import access_keys, accounts, reading, roles
 
 _KEY_CHARS = string.ascii_uppercase + string.digits
-DEFAULT_ROLES = (
+DEFAULT_ROLES = (  # (path, name, description)
     # The generic execution role every job family accepts.
-    ("JobforgeExecutionRole", "Default execution role for jobforge jobs"),
-    # The Braket SDK looks a role up by this name prefix when none is given.
-    ("AmazonBraketJobsExecutionRole", "Default role of Braket hybrid jobs"),
+    ("/", "JobforgeExecutionRole", "Default execution role for jobforge jobs"),
+    # The Braket SDK looks for a role with this name prefix under /service-role/ when none is given.
+    ("/service-role/", "AmazonBraketJobsExecutionRole", "Default role of Braket hybrid jobs"),
 )
 TRUST_POLICY = json.dumps({
     "Version": "2012-10-17",
@@ -65,8 +65,9 @@ def create_account(engine: sa.Engine, name: str) -> Credential:
         conn.execute(access_keys.insert().values(
             access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
             principal_arn=credential.principal_arn, created_at=now))
-        for role_name, description in DEFAULT_ROLES:
-            conn.execute(roles.insert().values(role_row(account_id, role_name, "/", TRUST_POLICY, description, 3600, now)))
+        for path, role_name, description in DEFAULT_ROLES:
+            conn.execute(roles.insert().values(role_row(account_id, role_name, path, TRUST_POLICY, description, 3600,
+                                                        now)))
     return credential
 
 

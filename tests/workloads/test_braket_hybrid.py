@@ -25,7 +25,7 @@ from jobforge.workloads.braket.hybrid import parse_metrics
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/AmazonBraketJobsExecutionRole"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/AmazonBraketJobsExecutionRole"
 DEVICE = "local:braket/braket_sv"
 
 ALGORITHM = '''
