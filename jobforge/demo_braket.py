@@ -11,6 +11,7 @@ demo then reads the convergence with ``job.metrics()`` and the result with
 from __future__ import annotations
 
 import os
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -97,7 +98,8 @@ def qaoa_hybrid_job(server) -> None:
             print("   convergence (expected cut per gradient step, from job.metrics()):")
             for step, cut in zip(metrics["iteration_number"], metrics["cut"]):
                 print(f"     step {int(step):2d}  cut {cut:.4f}")
-            result = job.result()
+            with contextlib.chdir(tmp):  # the SDK downloads model.tar.gz into the working directory
+                result = job.result()
             print(f"   result: expected cut {result['expected_cut']:.4f} (the best single cut is 4) at gamma {result['gamma']:.3f}, "
                   f"beta {result['beta']:.3f}; most frequent bitstrings {result['most_frequent']}")
             print(f"   {len(job.get_tasks())} quantum tasks ran on SV1 for this job")

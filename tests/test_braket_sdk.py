@@ -61,6 +61,12 @@ def broken():
 '''
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    """AwsQuantumJob.result() downloads model.tar.gz into the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = ServerProcess(tmp_path_factory.mktemp("braket-sdk") / "data").start()
