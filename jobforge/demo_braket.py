@@ -10,8 +10,8 @@ demo then reads the convergence with ``job.metrics()`` and the result with
 
 from __future__ import annotations
 
-import os
 import contextlib
+import os
 import tempfile
 import time
 from pathlib import Path
