@@ -6,6 +6,7 @@ from conftest import losses, make_ctx, make_spec, prompt_completion_records, wri
 
 from jobforge.engine.context import JobStopped, WorkloadError
 from jobforge.workloads.customize import run
+from jobforge.workloads.customize.attention import use_packed_attention
 from jobforge.workloads.customize.data import Record
 from jobforge.workloads.customize.packing import loss_sum, pack
 from jobforge.workloads.customize.prompting import Encoded, encode, ensure_chat_template
@@ -28,12 +29,15 @@ def stop_after(ctx, calls: int):
     ctx.should_stop = should_stop
 
 
-def test_packed_rows_match_separate_sequences(tiny_llama, tiny_gpt2):
+@pytest.mark.parametrize("per_sequence_attention", [False, True])
+def test_packed_rows_match_separate_sequences(tiny_llama, tiny_gpt2, per_sequence_attention):
     from transformers import AutoModelForCausalLM
 
     examples = [Encoded(list(range(3, 3 + n)), [True] * n, 0) for n in (6, 1, 9, 2)]
     for path in (tiny_llama, tiny_gpt2):
-        model = AutoModelForCausalLM.from_pretrained(path).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
+        if per_sequence_attention:
+            assert use_packed_attention(model)
         with torch.no_grad():
             packed = loss_sum(model, pack(examples))
             separate = sum(loss_sum(model, pack([e])) for e in examples)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .attention import use_packed_attention, use_sdpa
+
 
 def quiet_transformers() -> None:
     from transformers.utils import logging
@@ -29,6 +31,9 @@ def load_tokenizer(model_dir: Path):
 def load_for_training(model_dir: Path, device: torch.device, full: bool, lora_rank: int, lora_alpha: int):
     """The model ready to train: LoRA on every linear projection, or all weights.
 
+    Attention runs per packed sequence (attention.py) where the architecture
+    allows it, else through SDPA's block-diagonal mask.
+
     On a GPU a LoRA base is held in bf16 (adapters stay fp32); full
     fine-tuning keeps fp32 master weights. Compute runs under bf16 autocast
     there, and in fp32 on CPU.
@@ -39,6 +44,7 @@ def load_for_training(model_dir: Path, device: torch.device, full: bool, lora_ra
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
     model.config.use_cache = False
     model.to(device)
+    use_packed_attention(model)
     if full:
         model.train()
         return model
@@ -85,6 +91,7 @@ def export(model, tokenizer, out_dir: Path) -> tuple[Path, Path | None]:
     training afterwards (adapters are merged in place).
     """
     merged_dir, adapter_dir = out_dir / "model", None
+    use_sdpa(model)
     if is_lora(model):
         adapter_dir = out_dir / "adapter"
         model.save_pretrained(adapter_dir, safe_serialization=True)

@@ -7,7 +7,9 @@ logits are thrown away. Here the row carries ``position_ids`` that restart at
 0 for each sequence (transformers then builds a block-diagonal attention mask,
 so sequences never see each other, as long as ``attention_mask`` is None and
 no KV cache is used), and ``keep`` lists only the positions whose next token
-is trained on, passed to the model as ``logits_to_keep``.
+is trained on, passed to the model as ``logits_to_keep``. With the
+per-sequence attention of attention.py, the row's sequence bounds go along
+and no mask is built at all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .attention import NAME as PACKED
 from .prompting import Encoded
 
 
@@ -26,6 +29,7 @@ class PackedBatch:
     keep: torch.Tensor  # [n_targets] positions whose logits predict a trained token
     targets: torch.Tensor  # [n_targets] the token each kept position must predict
     tokens: int  # real tokens in the row
+    bounds: tuple[int, ...]  # start of each sequence, then the row's end
 
     def to(self, device) -> "PackedBatch":
         return PackedBatch(
@@ -34,6 +38,7 @@ class PackedBatch:
             self.keep.to(device),
             self.targets.to(device),
             self.tokens,
+            self.bounds,
         )
 
 
@@ -42,8 +47,10 @@ def pack(examples: list[Encoded]) -> PackedBatch:
     positions: list[int] = []
     keep: list[int] = []
     targets: list[int] = []
+    bounds = [0]
     for example in examples:
         offset = len(ids)
+        bounds.append(offset + len(example.input_ids))
         ids.extend(example.input_ids)
         positions.extend(range(len(example.input_ids)))
         # Position i predicts token i+1; the first token of a sequence is never a target.
@@ -57,16 +64,19 @@ def pack(examples: list[Encoded]) -> PackedBatch:
         torch.tensor(keep, dtype=torch.long),
         torch.tensor(targets, dtype=torch.long),
         len(ids),
+        tuple(bounds),
     )
 
 
 def loss_sum(model, batch: PackedBatch) -> torch.Tensor:
     """Summed cross-entropy over the batch's trained tokens."""
+    extra = {"packed_bounds": batch.bounds} if model.config._attn_implementation == PACKED else {}
     out = model(
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
         logits_to_keep=batch.keep,
         use_cache=False,
+        **extra,
     )
     logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
     return torch.nn.functional.cross_entropy(logits, batch.targets, reduction="sum")
