@@ -1,9 +1,10 @@
 """S3's flexible checksums: compute, compare, and combine over parts.
 
-The digests are botocore's own checksum classes (zlib's CRC32, which is the
-fastest here; CRT-backed CRC32C and CRC64NVME, so ``awscrt`` is required); CRC combination of whole-object multipart checksums
-uses ``awscrt.checksums.combine_*``. Only what S3 defines on top — the
-composite "checksum of checksums" and the header and member names — is here.
+The digests are botocore's own checksum classes (zlib's CRC32, the fastest
+here; CRT-backed CRC32C and CRC64NVME, so ``awscrt`` is required); combining
+the CRCs of parts into a whole-object CRC uses ``awscrt.checksums.combine_*``.
+Only what S3 defines on top (the composite "checksum of checksums", header and
+member names) is written here.
 """
 
 from __future__ import annotations

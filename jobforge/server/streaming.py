@@ -68,7 +68,7 @@ def requested_algorithms(headers: dict) -> list[str]:
     return found
 
 
-def _signer(ctx, request, trailer: bool) -> ChunkSigner | None:
+def _signer(ctx, request) -> ChunkSigner | None:
     if ctx.runtime.settings.auth == "none":
         return None
     from jobforge.server.auth import _signing_key
@@ -94,7 +94,7 @@ async def receive_body(ctx, request) -> None:
     content_sha256 = headers.get("x-amz-content-sha256", "")
     decoder = None
     if content_sha256 in SIGNED_STREAMING:
-        decoder = AwsChunkedDecoder(_signer(ctx, request, SIGNED_STREAMING[content_sha256]),
+        decoder = AwsChunkedDecoder(_signer(ctx, request),
                                     signed_trailer=SIGNED_STREAMING[content_sha256])
     elif content_sha256 in UNSIGNED_STREAMING or "aws-chunked" in headers.get("content-encoding", ""):
         decoder = AwsChunkedDecoder()

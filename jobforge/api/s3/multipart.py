@@ -6,7 +6,6 @@ from jobforge.api.base import handler
 from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store
 from jobforge.api.s3.objects import byte_range, check_read_conditions, copy_source
 from jobforge.core import checksums
-from jobforge.core.errors import ServiceError
 from jobforge.core.objects import quoted
 
 MAX_LISTED = 1000
@@ -38,11 +37,6 @@ def upload_part(ctx, req):
     try:
         objects = store(ctx)
         upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
-        if upload.checksum_algorithm and body.checksums and upload.checksum_algorithm not in body.checksums \
-                and any(algorithm != checksums.DEFAULT for algorithm in body.checksums):
-            raise ServiceError("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
-                               f"{upload.checksum_algorithm.lower()}, actual checksum Type: "
-                               f"{next(iter(body.checksums)).lower()}", 400)
         part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
     finally:
         body.discard()

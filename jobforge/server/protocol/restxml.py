@@ -248,7 +248,7 @@ def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
     if status == 304:
         return response
     extra = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in err.fields.items())
-    host_id = response.headers[1][1]
+    host_id = dict(response.headers)["x-amz-id-2"]
     response.body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(err.code)}</Code>'
                      f"<Message>{escape(err.message)}</Message>{extra}<RequestId>{request_id}</RequestId>"
                      f"<HostId>{host_id}</HostId></Error>").encode()
