@@ -14,9 +14,9 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -493,13 +493,16 @@ class ObjectStore:
             self.blobs.delete(blob)
 
 
-@lru_cache(maxsize=None)
-def _stores(data_dir, object_store, engine) -> ObjectStore:
-    blobs = open_blobs(object_store, data_dir)
-    blobs.sweep_staging()
-    return ObjectStore(engine, blobs)
+_STORES: dict = {}
+_STORES_LOCK = threading.Lock()
 
 
 def object_store(settings, engine: sa.Engine) -> ObjectStore:
-    """The one store of a server (its staging area is swept when it is first opened)."""
-    return _stores(settings.data_dir, settings.object_store, engine)
+    """The one store of a server; its staging area is swept when it is first opened, before any upload."""
+    key = (settings.data_dir, settings.object_store, engine)
+    with _STORES_LOCK:
+        if key not in _STORES:
+            blobs = open_blobs(settings.object_store, settings.data_dir)
+            blobs.sweep_staging()
+            _STORES[key] = ObjectStore(engine, blobs)
+        return _STORES[key]
