@@ -176,11 +176,13 @@ def test_stop_mid_training_saves_nothing(tmp_path, tiny_llama):
     assert not (tmp_path / OUT).exists()
 
 
-def test_resume_continues_from_checkpoint(tmp_path, tiny_llama):
+@pytest.mark.parametrize("full", ["true", "false"])
+def test_resume_continues_from_checkpoint(tmp_path, tiny_llama, full):
     write_jsonl(tmp_path / "full/s3/data/train.jsonl", prompt_completion_records(64))
     write_jsonl(tmp_path / "cut/s3/data/train.jsonl", prompt_completion_records(64))
     spec = make_spec(tiny_llama)
-    spec["hyperParameters"].update(checkpointInterval="3", learningRateWarmupSteps="2")
+    spec["hyperParameters"].update(checkpointInterval="3", learningRateWarmupSteps="2", fullFineTuning=full)
+    spec["hyperParameters"]["learningRate"] = "0.003" if full == "true" else "0.02"
 
     reference = make_ctx(tmp_path / "full")
     run(reference, spec)

@@ -29,12 +29,11 @@ def run(ctx: JobContext, spec: dict) -> None:
     customization = spec["customizationType"]
     base_id = spec["baseModel"]["identifier"]
     family = family_of(base_id)
+    ctx.status("Validation", "Validating hyperparameters and training data")
     try:
         hp = validate_hyperparameters(base_id, customization, spec.get("hyperParameters"))
     except ValueError as exc:
         raise WorkloadError(str(exc)) from None
-
-    ctx.status("Validation", "Validating the training data")
     base_dir = fetch_model(ctx, spec["baseModel"], "base")
     tokenizer = load_tokenizer(base_dir)
     ensure_chat_template(tokenizer)
@@ -57,6 +56,7 @@ def run(ctx: JobContext, spec: dict) -> None:
 
     ctx.status("Training", "Loading the base model")
     device = pick_device(ctx.resources)
+    torch.manual_seed(hp["seed"])  # LoRA initialization: the same job trains the same weights
     model = load_for_training(base_dir, device, hp["fullFineTuning"], hp["loraRank"], hp["loraAlpha"])
     settings = TrainSettings.from_hyperparameters(hp)
     progress = train(ctx, model, train_set, valid_set, settings, device, _fingerprint(spec, hp, train_set, valid_set))
@@ -92,7 +92,6 @@ def run(ctx: JobContext, spec: dict) -> None:
         ctx.upload(adapter_dir, model_prefix + "adapter/")
         result["adapterUri"] = model_prefix + "adapter/"
     ctx.result(result)
-    ctx.status("Training", "Completed")
 
 
 def fetch_model(ctx: JobContext, model: dict, name: str) -> Path:
