@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from jobforge.demo_bedrock import bedrock_fine_tuning
 from jobforge.demo_braket import qaoa_hybrid_job
 from jobforge.testing_server import ServerProcess
 
@@ -25,7 +26,7 @@ def identity_and_roles(server: ServerProcess) -> None:
     print(f"   created {role['Role']['Arn']}")
 
 
-SECTIONS = [identity_and_roles, qaoa_hybrid_job]
+SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning]
 
 
 def run(args) -> None:

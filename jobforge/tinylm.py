@@ -18,6 +18,9 @@ def build(path: Path, texts: list[str], vocab_size: int = 384, hidden: int = 64,
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -174,8 +174,9 @@ def _hyperparameters(base: ResolvedModel, kind: str, given: dict | None) -> None
 
 
 def _resources(ctx: RequestContext) -> dict:
+    """Up to 4 CPU threads (more gain little for small models on CPU), or one GPU."""
     capacity = ctx.runtime.scheduler.capacity
-    return {"cpus": max(1, min(8, capacity.cpus // 2 or 1)), "memory_mb": min(4096, capacity.memory_mb),
+    return {"cpus": max(1, min(4, capacity.cpus)), "memory_mb": min(4096, capacity.memory_mb),
             "gpus": 1 if capacity.gpus else 0}
 
 
