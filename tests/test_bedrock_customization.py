@@ -329,3 +329,74 @@ def test_server_killed_mid_training_resumes_from_checkpoint(tmp_path, base_model
         assert bedrock.get_custom_model(modelIdentifier="resumed")["modelArn"] == job["outputModelArn"]
     finally:
         server.stop()
+
+
+def test_list_jobs_filters_sorts_and_pages(bedrock, started):
+    names = {"ft-job", "bad-data-job", "cpt-job", "distill-job"}
+    paginator = bedrock.get_paginator("list_model_customization_jobs")
+    pages = list(paginator.paginate(PaginationConfig={"PageSize": 1}))
+    paged = [s["jobName"] for p in pages for s in p["modelCustomizationJobSummaries"]]
+    assert names <= set(paged) and len(paged) == len(set(paged))
+    ascending = [s["jobName"] for s in bedrock.list_model_customization_jobs(
+        sortBy="CreationTime", sortOrder="Ascending", maxResults=1000)["modelCustomizationJobSummaries"]]
+    assert ascending == paged[::-1]
+    summary = next(s for p in pages for s in p["modelCustomizationJobSummaries"] if s["jobName"] == "cpt-job")
+    assert summary["customizationType"] == "CONTINUED_PRE_TRAINING" and summary["customModelName"] == "cpt-job-model"
+    assert bedrock.list_model_customization_jobs(nameContains="distill")["modelCustomizationJobSummaries"][0][
+        "jobArn"] == started["distill"]
+    wait(bedrock, started["bad"])
+    failed = bedrock.list_model_customization_jobs(statusEquals="Failed")["modelCustomizationJobSummaries"]
+    assert [s["jobName"] for s in failed] == ["bad-data-job"]
+    future = bedrock.list_model_customization_jobs(creationTimeAfter="2100-01-01T00:00:00Z")
+    assert future["modelCustomizationJobSummaries"] == []
+    with pytest.raises(ClientError) as err:
+        bedrock.list_model_customization_jobs(statusEquals="Bogus")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_invoke_model_speaks_each_family_native_body(registered):
+    runtime = registered.client("bedrock-runtime")
+    llama = json.loads(runtime.invoke_model(modelId=LLAMA31, body=json.dumps(
+        {"prompt": "red green ->", "max_gen_len": 4, "temperature": 0}))["body"].read())
+    assert set(llama) == {"generation", "prompt_token_count", "generation_token_count", "stop_reason"}
+    assert llama["generation_token_count"] <= 4 and llama["stop_reason"] in ("stop", "length")
+    titan = json.loads(runtime.invoke_model(modelId=TITAN, contentType="application/json", body=json.dumps(
+        {"inputText": "red green", "textGenerationConfig": {"maxTokenCount": 3, "temperature": 0}}))["body"].read())
+    assert titan["results"][0]["tokenCount"] <= 3 and titan["inputTextTokenCount"] > 0
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_model(modelId=LLAMA31, body=b"{not json")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as err:
+        runtime.converse(modelId="meta.llama3-3-70b-instruct-v1:0",
+                         messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    assert "jobforge models add meta.llama3-3-70b-instruct-v1:0" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        runtime.converse_stream(modelId=LLAMA31, messages=[{"role": "user", "content": [
+            {"image": {"format": "png", "source": {"bytes": b"x"}}}]}])
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_imported_weights_from_s3_serve_through_a_deployment(bedrock, s3, registered, base_model):
+    for path in sorted(base_model.iterdir()):
+        s3.upload_file(str(path), BUCKET, f"imports/tiny/{path.name}")
+    arn = bedrock.create_custom_model(modelName="imported-tiny", clientRequestToken="import-1",
+                                      modelSourceConfig={"s3DataSource": {"s3Uri": f"s3://{BUCKET}/imports/tiny/"}}
+                                      )["modelArn"]
+    assert ":custom-model/imported/" in arn
+    assert bedrock.create_custom_model(modelName="imported-tiny", clientRequestToken="import-1", modelSourceConfig={
+        "s3DataSource": {"s3Uri": f"s3://{BUCKET}/imports/tiny/"}})["modelArn"] == arn
+    model = bedrock.get_custom_model(modelIdentifier="imported-tiny")
+    assert model["modelStatus"] == "Active" and model["customizationType"] == "IMPORTED"
+    with pytest.raises(ClientError) as err:
+        bedrock.create_custom_model(modelName="missing", modelSourceConfig={
+            "s3DataSource": {"s3Uri": f"s3://{BUCKET}/imports/nothing/"}})
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    deployment = bedrock.create_custom_model_deployment(modelDeploymentName="imported", modelArn=arn)[
+        "customModelDeploymentArn"]
+    listed = bedrock.list_custom_model_deployments(modelArnEquals=arn)["modelDeploymentSummaries"]
+    assert [d["customModelDeploymentArn"] for d in listed] == [deployment]
+    runtime = registered.client("bedrock-runtime")
+    question = [{"role": "user", "content": [{"text": "red ->"}]}]
+    imported = runtime.converse(modelId=deployment, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
+    foundation = runtime.converse(modelId=LLAMA31, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
+    assert imported["output"] == foundation["output"]  # the same weights, read back from S3
