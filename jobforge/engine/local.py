@@ -3,6 +3,11 @@
 Executors share one interface so the scheduler works unchanged with a Ray
 executor: ``submit(job, env) -> handle``, ``stop(job_id, force)``,
 ``poll() -> [(job_id, exit_code)]``, ``kill_orphan(job)``.
+
+Workers are forked by a warm fork server (``jobforge.engine.zygote``) that has
+already imported what they need; when it cannot answer at once, a worker is
+started cold as ``python -m jobforge.engine.worker <job-id>``. Either way the
+worker leads its own session, so its pid is its process group.
 """
 
 from __future__ import annotations
@@ -13,23 +18,42 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jobforge.engine.zygote import PID_FILE, process_start_time
+from jobforge.engine.zygote_client import ZygoteClient
+from jobforge.workloads import WORKLOADS
+
 
 class LocalExecutor:
     def __init__(self, jobs_dir: Path):
         self.jobs_dir = jobs_dir
         self.processes: dict[str, subprocess.Popen] = {}
+        self._zygote: ZygoteClient | None = None
 
     def log_path(self, job_id: str) -> Path:
         return self.jobs_dir / job_id / "worker.log"
 
+    def warm(self, env: dict) -> None:
+        """Start the fork server (again, if it died) with env, which must hold no secrets."""
+        if self._zygote is None or not self._zygote.alive:
+            if self._zygote is not None:
+                self._zygote.close()
+            self._zygote = ZygoteClient(env)
+
     def submit(self, job, env: dict) -> int:
         work = self.jobs_dir / job.id
         work.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path(job.id), "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "jobforge.engine.worker", job.id],
-                env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        (work / PID_FILE).unlink(missing_ok=True)
+        workload = WORKLOADS.get(job.workload)
+        process = None
+        if self._zygote is not None:
+            process = self._zygote.fork(job.id, workload.preload if workload else (), str(work),
+                                        str(self.log_path(job.id)), env)
+        if process is None:
+            with open(self.log_path(job.id), "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "jobforge.engine.worker", job.id],
+                    env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
         self.processes[job.id] = process
         return process.pid
 
@@ -51,12 +75,28 @@ class LocalExecutor:
 
     def kill_orphan(self, job) -> None:
         """Kill a worker left by a server that died, if it is still alive."""
-        if job.pid and _is_worker_of(job.pid, job.id):
+        if job.pid and self._is_worker_of(job.pid, job.id):
             _signal_group(job.pid, signal.SIGKILL)
 
     def shutdown(self) -> None:
         for job_id in list(self.processes):
             self.stop(job_id, force=True)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+
+    def _is_worker_of(self, pid: int, job_id: str) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if b"jobforge.engine.worker" in cmdline and job_id.encode() in cmdline:
+            return True
+        try:  # a forked worker shares the fork server's command line; its pid file names it
+            recorded_pid, start_time = (self.jobs_dir / job_id / PID_FILE).read_text().split()
+        except (OSError, ValueError):
+            return False
+        return int(recorded_pid) == pid and process_start_time(pid) == start_time
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -64,11 +104,3 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _is_worker_of(pid: int, job_id: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"jobforge.engine.worker" in cmdline and job_id.encode() in cmdline

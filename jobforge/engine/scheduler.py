@@ -32,11 +32,14 @@ class Scheduler:
         self.granted: dict[str, dict] = {}  # job id → resources (with "gpu_ids")
         self.term_sent: dict[str, float] = {}  # job id → when SIGTERM was sent
         self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
+        self._loop = loop
+        self.executor.warm(self._base_environment())
         self.recover()
         self._task = loop.create_task(self._run())
 
@@ -46,8 +49,9 @@ class Scheduler:
         self.executor.shutdown()
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        # Blocking handlers call this from worker threads: an Event set there would not wake the loop.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
         while True:
@@ -107,6 +111,7 @@ class Scheduler:
                                                     f"arn:aws:iam::{job.account_id}:role/JobforgeExecutionRole",
                                                     job.id)
         env = self._environment(started, credential, token, grant)
+        self.executor.warm(self._base_environment())
         try:
             pid = self.executor.submit(started, env)
         except OSError as err:
@@ -115,9 +120,14 @@ class Scheduler:
         self.granted[job.id] = grant
         jobs.transition(self.engine, job.id, pid=pid)
 
+    @staticmethod
+    def _base_environment() -> dict:
+        """The server's environment without its own AWS and jobforge settings."""
+        return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBFORGE_"))}
+
     def _environment(self, job, credential, token, grant) -> dict:
         settings = self.runtime.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBFORGE_"))}
+        env = self._base_environment()
         endpoint = settings.endpoint_url
         env.update({
             "JOBFORGE_ENDPOINT": endpoint, "JOBFORGE_JOB_ID": job.id, "JOBFORGE_WORKER_TOKEN": token,

@@ -26,8 +26,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from braket.jobs.metrics_data.log_metrics_parser import LogMetricsParser
-
 from jobforge.engine.context import JobContext, JobStopped, WorkloadError, split_s3_uri
 from jobforge.workloads.braket.checkpoints import CheckpointSync
 from jobforge.workloads.braket.process import Stopped, supervise
@@ -263,6 +261,9 @@ class _JobLog:
 
 def parse_metrics(line: str) -> list[tuple[str, float, int | None]]:
     """(name, value, iteration) of each metric on a ``log_metric`` line, parsed as the SDK does."""
+    # Importing the SDK takes seconds: only jobs that log metrics pay for it, and not before their code starts.
+    from braket.jobs.metrics_data.log_metrics_parser import LogMetricsParser
+
     parser = LogMetricsParser()
     parser.parse_log_message("", line)
     metrics = []
