@@ -244,6 +244,10 @@ def test_fine_tuning_trains_registers_the_model_and_serves_it(bedrock, s3, start
     bedrock.delete_custom_model_deployment(customModelDeploymentIdentifier=deployment)
     bedrock.delete_custom_model(modelIdentifier=job["outputModelArn"])
     assert bedrock.list_custom_models(nameContains="ft-job")["modelSummaries"] == []
+    assert bedrock.get_model_customization_job(jobIdentifier=arn)["outputModelArn"] == job["outputModelArn"]
+    with pytest.raises(ClientError) as err:
+        bedrock.get_custom_model(modelIdentifier=job["outputModelArn"])
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def test_bad_records_fail_validation_with_line_numbers(bedrock, started):

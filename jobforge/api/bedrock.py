@@ -279,9 +279,8 @@ def status_details(job: jobs.Job) -> dict:
 
 
 def _custom_model_arn(job: jobs.Job) -> str | None:
-    if job.state == "COMPLETED" and not job.result.get("customModelDeleted"):
-        return job.spec["api"]["customModelArn"]
-    return None
+    """The model a completed job produced (still named after DeleteCustomModel, as on Bedrock)."""
+    return job.spec["api"]["customModelArn"] if job.state == "COMPLETED" else None
 
 
 def _latest_training_loss(ctx: RequestContext, job: jobs.Job) -> float | None:
