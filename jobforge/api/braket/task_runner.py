@@ -16,7 +16,6 @@ restart re-queues what was queued or running.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import threading
@@ -52,9 +51,9 @@ def _init_simulator_process() -> None:
 
 def simulate(device_arn: str, action: str, shots: int, device_parameters: str | None, task_arn: str) -> bytes:
     """In a simulator process: the task's results.json document."""
-    from jobforge.workloads.braket.tasks import run_task
+    from jobforge.workloads.braket.tasks import results_json
 
-    return json.dumps(run_task(device_arn, action, shots, device_parameters, task_arn=task_arn)).encode()
+    return results_json(device_arn, action, shots, device_parameters, task_arn=task_arn).encode()
 
 
 def update(engine: sa.Engine, task_id: str, status: str, only_from: tuple[str, ...], **values) -> QuantumTask | None:

@@ -58,6 +58,19 @@ def run_task(
     ``inputs`` are merged into an OpenQASM program's inputs, as
     ``LocalSimulator.run(..., inputs=...)`` does.
     """
+    return json.loads(results_json(device_arn, action_json, shots, device_parameters, inputs, task_arn=task_arn))
+
+
+def results_json(
+    device_arn: str,
+    action_json: str,
+    shots: int,
+    device_parameters: str | None = None,
+    inputs: dict | None = None,
+    *,
+    task_arn: str | None = None,
+) -> str:
+    """``run_task``'s document as the JSON text of results.json, serialised once."""
     if not devices.is_runnable(device_arn):
         try:
             reason = devices.unavailable_reason(device_arn)
@@ -88,14 +101,14 @@ def run_task(
     metadata.deviceParameters = parameters
     metadata.status = "COMPLETED"
     if not isinstance(result, GateModelTaskResult):
-        return json.loads(result.json(exclude_none=True, encoder=_encode))
+        return result.json(exclude_none=True, encoder=_encode)
     _complete_gate_model_result(result, program, duration_ms)
     # pydantic walks every element of a list; shots x qubits measurements are added apart.
     measurements, result.measurements = result.measurements, None
-    document = json.loads(result.json(exclude_none=True, encoder=_encode))
-    if measurements is not None:
-        document["measurements"] = measurements
-    return document
+    document = result.json(exclude_none=True, encoder=_encode)
+    if measurements is None:
+        return document
+    return f'{document[:-1]}, "measurements": {json.dumps(measurements, separators=(",", ":"))}}}'
 
 
 def output_directory(key_prefix: str, task_id: str) -> str:
