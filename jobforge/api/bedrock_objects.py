@@ -1,6 +1,6 @@
 """Reading S3 from Bedrock handlers: dataset checks at create time and model
-directories for inference, both with the caller's own credentials, so a
-request can read exactly what its account may."""
+directories for inference, straight from jobforge's object store with the
+caller's account, so a request reads exactly what its account may."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from jobforge.api.base import RequestContext
+from jobforge.core import objects
 from jobforge.core.errors import ServiceError, validation_error
 
 _download_lock = threading.Lock()
@@ -23,70 +24,64 @@ def split(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def client(ctx: RequestContext):
-    import boto3
-    from botocore.config import Config
-
-    credential = ctx.runtime.keys.get(ctx.access_key_id)
-    if credential is None:
-        raise ServiceError("AccessDeniedException", "The request's credentials are no longer valid.")
-    return boto3.client("s3", endpoint_url=ctx.settings.endpoint_url, region_name=ctx.region,
-                        aws_access_key_id=credential.access_key_id, aws_secret_access_key=credential.secret_key,
-                        aws_session_token=credential.session_token,
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+def _store(ctx: RequestContext) -> objects.ObjectStore:
+    return objects.object_store(ctx.settings, ctx.engine)
 
 
 def read_head(ctx: RequestContext, uri: str, max_bytes: int) -> bytes:
-    """The first bytes of an object; the Bedrock error when it cannot be read."""
-    from botocore.exceptions import ClientError
-
+    """The first bytes of an object; Bedrock's error when it cannot be read."""
     bucket, key = split(uri)
+    store = _store(ctx)
     try:
-        return client(ctx).get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes - 1}")["Body"].read()
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "NoSuchBucket", "404", "InvalidRange"):
-            if code == "InvalidRange":
-                return b""
+        info = store.head(ctx.account_id, bucket, key)
+    except ServiceError as err:
+        if err.code in ("NoSuchKey", "NoSuchBucket"):
             raise validation_error(f"Provided S3 location is invalid: {uri}. The object does not exist.") from None
-        raise validation_error(f"Could not read {uri}: {code or err}") from None
+        raise validation_error(f"Could not read {uri}: {err.message}") from None
+    return b"".join(store.read(info, 0, min(max_bytes, info.size)))
 
 
 def model_dir(ctx: RequestContext, location: str) -> Path:
-    """A local directory holding the model at location (a path, or an S3 prefix downloaded once)."""
+    """A local directory holding the model at location (a path, or an S3 prefix copied once)."""
     if not location.startswith("s3://"):
         return Path(location)
-    cache = ctx.settings.data_dir / "model-cache" / hashlib.sha256(location.encode()).hexdigest()[:24]
+    cache = ctx.settings.data_dir / "model-cache" / hashlib.sha256(
+        f"{ctx.account_id}:{location}".encode()).hexdigest()[:24]
     if (cache / "config.json").is_file():
         return cache
     with _download_lock:
         if not (cache / "config.json").is_file():
-            _download_prefix(ctx, location, cache)
+            _copy_prefix(ctx, location, cache)
     return cache
 
 
-def _download_prefix(ctx: RequestContext, location: str, target: Path) -> None:
-    from botocore.exceptions import ClientError
-
+def _copy_prefix(ctx: RequestContext, location: str, target: Path) -> None:
     bucket, prefix = split(location.rstrip("/") + "/")
-    s3 = client(ctx)
+    store = _store(ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=target.parent))
     try:
-        found = False
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(prefix):]
+        resume = None
+        while True:
+            listing = store.list(ctx.account_id, bucket, prefix=prefix, resume=resume)
+            for info in listing.contents:
+                relative = info.key[len(prefix):]
                 if not relative or relative.startswith("adapter/"):
                     continue
                 path = staging / relative
                 path.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, item["Key"], str(path))
-                found = True
-        if not found or not (staging / "config.json").is_file():
+                with open(path, "wb") as handle:
+                    for chunk in store.read(info, 0, info.size):
+                        handle.write(chunk)
+            if not listing.truncated:
+                break
+            resume = listing.resume
+        if not (staging / "config.json").is_file():
             raise validation_error(f"No Hugging Face model (config.json) under {location}.")
         os.replace(staging, target)  # visible only once complete
-    except ClientError as err:
-        raise validation_error(f"Could not read the model at {location}: {err}") from None
+    except ServiceError as err:
+        if err.code == "ValidationException":
+            raise
+        raise validation_error(f"Could not read the model at {location}: {err.message}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
