@@ -404,3 +404,39 @@ def test_imported_weights_from_s3_serve_through_a_deployment(bedrock, s3, regist
     imported = runtime.converse(modelId=deployment, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
     foundation = runtime.converse(modelId=LLAMA31, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
     assert imported["output"] == foundation["output"]  # the same weights, read back from S3
+
+
+def test_distillation_from_invocation_logs_filtered_by_request_metadata(bedrock, s3, registered, role_arn):
+    s3.create_bucket(Bucket="bedrock-invocation-logs")
+    bedrock.put_model_invocation_logging_configuration(loggingConfig={
+        "s3Config": {"bucketName": "bedrock-invocation-logs", "keyPrefix": "runtime"},
+        "textDataDeliveryEnabled": True})
+    assert bedrock.get_model_invocation_logging_configuration()["loggingConfig"]["s3Config"]["keyPrefix"] == "runtime"
+    runtime = registered.client("bedrock-runtime")
+    prompts = [s + " ->" for s in sentences(6, 11)]
+    for index, prompt in enumerate(prompts):
+        runtime.converse(modelId=LLAMA31, messages=[{"role": "user", "content": [{"text": prompt}]}],
+                         inferenceConfig={"maxTokens": 3}, requestMetadata={"project": "pd" if index % 2 else "other"})
+    runtime.invoke_model(modelId=LLAMA31, body=json.dumps({"prompt": "red river ->", "max_gen_len": 3}),
+                         requestMetadata=json.dumps({"project": "pd"}))
+    bedrock.delete_model_invocation_logging_configuration()
+    runtime.converse(modelId=LLAMA31, messages=[{"role": "user", "content": [{"text": "not logged"}]}],
+                     inferenceConfig={"maxTokens": 2}, requestMetadata={"project": "pd"})
+    logs = s3.list_objects_v2(Bucket="bedrock-invocation-logs", Prefix="runtime/AWSLogs/")["Contents"]
+    assert len(logs) == 7 and all(item["Key"].endswith(".json.gz") for item in logs)
+
+    arn = create(bedrock, role_arn, "logs-distill-job", base=LLAMA32, customizationType="DISTILLATION",
+                 trainingDataConfig={"invocationLogsConfig": {
+                     "invocationLogSource": {"s3Uri": "s3://bedrock-invocation-logs/runtime/"},
+                     "usePromptResponse": False, "requestMetadataFilters": {"equals": {"project": "pd"}}}},
+                 hyperParameters={"epochCount": "1"},
+                 customizationConfig={"distillationConfig": {"teacherModelConfig": {
+                     "teacherModelIdentifier": LLAMA31, "maxResponseLengthForInference": 6}}})
+    job = wait(bedrock, arn)
+    assert job["status"] == "Completed", job.get("failureMessage")
+    prefix = f"output/model-customization-job-{arn.rsplit('/', 1)[1]}/distillation_artifacts/"
+    read = lambda name: s3.get_object(Bucket=BUCKET, Key=prefix + name)["Body"].read().decode().splitlines()  # noqa
+    synthetic = [json.loads(line) for line in read("synthetic_data.jsonl")]
+    assert len(synthetic) + len(read("prompt_insights.jsonl")) == 4  # 3 Converse + 1 InvokeModel with project=pd
+    asked = {m["content"][0]["text"] for r in synthetic for m in r["messages"] if m["role"] == "user"}
+    assert asked <= {prompts[1], prompts[3], prompts[5], "red river ->"}

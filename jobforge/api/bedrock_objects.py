@@ -24,21 +24,37 @@ def split(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _store(ctx: RequestContext) -> objects.ObjectStore:
+def store(ctx: RequestContext) -> objects.ObjectStore:
     return objects.object_store(ctx.settings, ctx.engine)
+
+
+def write_object(ctx: RequestContext, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    target = store(ctx)
+    staging = target.blobs.staging()
+    try:
+        staging.write(data)
+        body = staging.finish()
+    except BaseException:
+        staging.abort()
+        raise
+    try:
+        target.put(ctx.account_id, bucket, key, body, headers={"Content-Type": content_type}, user_metadata={},
+                   tags={}, checksum=None)
+    finally:
+        body.discard()
 
 
 def read_head(ctx: RequestContext, uri: str, max_bytes: int) -> bytes:
     """The first bytes of an object; Bedrock's error when it cannot be read."""
     bucket, key = split(uri)
-    store = _store(ctx)
+    source = store(ctx)
     try:
-        info = store.head(ctx.account_id, bucket, key)
+        info = source.head(ctx.account_id, bucket, key)
     except ServiceError as err:
         if err.code in ("NoSuchKey", "NoSuchBucket"):
             raise validation_error(f"Provided S3 location is invalid: {uri}. The object does not exist.") from None
         raise validation_error(f"Could not read {uri}: {err.message}") from None
-    return b"".join(store.read(info, 0, min(max_bytes, info.size)))
+    return b"".join(source.read(info, 0, min(max_bytes, info.size)))
 
 
 def model_dir(ctx: RequestContext, location: str) -> Path:
@@ -57,13 +73,13 @@ def model_dir(ctx: RequestContext, location: str) -> Path:
 
 def _copy_prefix(ctx: RequestContext, location: str, target: Path) -> None:
     bucket, prefix = split(location.rstrip("/") + "/")
-    store = _store(ctx)
+    source = store(ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=target.parent))
     try:
         resume = None
         while True:
-            listing = store.list(ctx.account_id, bucket, prefix=prefix, resume=resume)
+            listing = source.list(ctx.account_id, bucket, prefix=prefix, resume=resume)
             for info in listing.contents:
                 relative = info.key[len(prefix):]
                 if not relative or relative.startswith("adapter/"):
@@ -71,7 +87,7 @@ def _copy_prefix(ctx: RequestContext, location: str, target: Path) -> None:
                 path = staging / relative
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as handle:
-                    for chunk in store.read(info, 0, info.size):
+                    for chunk in source.read(info, 0, info.size):
                         handle.write(chunk)
             if not listing.truncated:
                 break

@@ -16,6 +16,7 @@ import time
 from anyio import to_thread
 
 from jobforge.api import bedrock_objects, invoke_formats
+from jobforge.api.bedrock_logging import log_invocation
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.bedrock_models import ResolvedModel, resolve_for_inference
 from jobforge.core.errors import ServiceError, validation_error
@@ -71,12 +72,28 @@ def invoke_model(ctx: RequestContext, req: dict) -> dict:
         body = json.loads(req.get("body") or b"")
     except ValueError as err:
         raise validation_error(f"Malformed input request: {err}") from None
+    metadata = _header_metadata(req.get("requestMetadata"))
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
     request = invoke_formats.parse(kind, body)
     result = _generate(ctx, model_dir, request)
     rendered = invoke_formats.render(kind, model.family_id or req["modelId"], request, result)
+    log_invocation(ctx, operation="InvokeModel", model_id=req["modelId"], input_body=body, output_body=rendered,
+                   input_tokens=result.input_tokens, output_tokens=result.output_tokens, request_metadata=metadata)
     return {"body": json.dumps(rendered).encode(), "contentType": "application/json"}
+
+
+def _header_metadata(raw: str | None) -> dict | None:
+    """X-Amzn-Bedrock-Request-Metadata: a JSON object of strings, kept in invocation logs."""
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise validation_error("X-Amzn-Bedrock-Request-Metadata must be a JSON object of string values.")
+    return found
 
 
 # -- Converse -------------------------------------------------------------------
@@ -121,9 +138,19 @@ def converse(ctx: RequestContext, req: dict) -> dict:
     request = _converse_request(req)
     _, model_dir = _target(ctx, req["modelId"])
     result = _generate(ctx, model_dir, request)
-    return {"output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
-            "stopReason": result.stop_reason, "usage": _usage(result.input_tokens, result.output_tokens),
-            "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+    out = {"output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
+           "stopReason": result.stop_reason, "usage": _usage(result.input_tokens, result.output_tokens),
+           "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+    _log_converse(ctx, "Converse", req, out)
+    return out
+
+
+def _log_converse(ctx: RequestContext, operation: str, req: dict, out: dict) -> None:
+    body = {k: req[k] for k in ("messages", "system", "inferenceConfig") if k in req}
+    log_invocation(ctx, operation=operation, model_id=req["modelId"], input_body=body,
+                   output_body={k: out[k] for k in ("output", "stopReason", "usage")},
+                   input_tokens=out["usage"]["inputTokens"], output_tokens=out["usage"]["outputTokens"],
+                   request_metadata=req.get("requestMetadata"))
 
 
 @handler("bedrock-runtime", "ConverseStream", blocking=True)
@@ -135,18 +162,23 @@ def converse_stream(ctx: RequestContext, req: dict) -> dict:
 
     async def events():
         yield "messageStart", {"role": "assistant"}
+        text = []
         while True:
             reply = await to_thread.run_sync(replies.get)
             if "error" in reply:
                 raise ServiceError("ModelStreamErrorException", reply["error"])
             if "text" in reply:
                 if reply["text"]:
+                    text.append(reply["text"])
                     yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": reply["text"]}}
                 continue
             break
+        usage = _usage(reply["input_tokens"], reply["output_tokens"])
         yield "contentBlockStop", {"contentBlockIndex": 0}
         yield "messageStop", {"stopReason": reply["stop_reason"]}
-        yield "metadata", {"usage": _usage(reply["input_tokens"], reply["output_tokens"]),
-                           "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+        yield "metadata", {"usage": usage, "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
+        out = {"output": {"message": {"role": "assistant", "content": [{"text": "".join(text)}]}},
+               "stopReason": reply["stop_reason"], "usage": usage}
+        await to_thread.run_sync(_log_converse, ctx, "ConverseStream", req, out)
 
     return {"stream": events()}
