@@ -1,0 +1,93 @@
+"""Bedrock pieces that need no server: statusDetails from a job's transitions,
+and InvokeModel bodies per model family."""
+
+import datetime as dt
+
+import pytest
+
+from jobforge.api import invoke_formats
+from jobforge.api.bedrock import status_details
+from jobforge.core.errors import ServiceError
+from jobforge.core.jobs import Job
+
+
+def job(state, phases, kind="FINE_TUNING"):
+    transitions = [{"state": "QUEUED", "secondary": None, "at": 100.0}]
+    transitions += [{"state": "RUNNING", "secondary": phase, "at": 110.0 + i} for i, phase in enumerate(phases)]
+    return Job(id="x", account_id="1", family="bedrock-customization", name="j", arn="a", state=state,
+               secondary_status=None, status_message=None, failure_reason=None, workload="w",
+               spec={"customizationType": kind}, result={}, resources={}, transitions=transitions, role_arn=None,
+               max_runtime=None, stop_reason=None, attempt=1, pid=None, created_at=100.0, updated_at=200.0,
+               started_at=105.0, ended_at=None)
+
+
+def statuses(details):
+    return {key: value["status"] for key, value in details.items()}
+
+
+def test_phases_follow_the_workload_reports():
+    assert statuses(status_details(job("RUNNING", ["Validation"]))) == {
+        "validationDetails": "InProgress", "trainingDetails": "NotStarted"}
+    details = status_details(job("COMPLETED", ["Validation", "Training"]))
+    assert statuses(details) == {"validationDetails": "Completed", "trainingDetails": "Completed"}
+    assert details["validationDetails"]["lastModifiedTime"] == dt.datetime.fromtimestamp(111.0, dt.timezone.utc)
+    assert statuses(status_details(job("FAILED", ["Validation"]))) == {
+        "validationDetails": "Failed", "trainingDetails": "NotStarted"}
+    assert statuses(status_details(job("STOPPING", ["Validation", "Training"]))) == {
+        "validationDetails": "Completed", "trainingDetails": "Stopping"}
+
+
+def test_distillation_reports_data_processing():
+    assert statuses(status_details(job("RUNNING", ["Validation", "DataProcessing"], "DISTILLATION"))) == {
+        "validationDetails": "Completed", "dataProcessingDetails": "InProgress", "trainingDetails": "NotStarted"}
+
+
+def test_a_job_that_ends_before_any_phase_reports_it_on_validation():
+    assert statuses(status_details(job("STOPPED", []))) == {
+        "validationDetails": "Stopped", "trainingDetails": "NotStarted"}
+
+
+@pytest.mark.parametrize("model_id, body, expected", [
+    ("meta.llama3-1-8b-instruct-v1:0", {"prompt": "hi", "max_gen_len": 7, "temperature": 0.1},
+     dict(prompt="hi", max_tokens=7, temperature=0.1, top_p=0.9)),
+    ("amazon.titan-text-lite-v1", {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 9, "stopSequences": ["|"]}},
+     dict(prompt="hi", max_tokens=9, stop=["|"])),
+    ("anthropic.claude-3-haiku-20240307-v1:0",
+     {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "system": "be brief",
+      "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+     dict(messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}], max_tokens=5)),
+    ("amazon.nova-lite-v1:0", {"schemaVersion": "messages-v1", "system": [{"text": "s"}],
+                               "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                               "inferenceConfig": {"maxTokens": 4, "topP": 0.5}},
+     dict(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], max_tokens=4, top_p=0.5)),
+    ("myorg.chat-v1", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+     dict(messages=[{"role": "user", "content": "hi"}], max_tokens=3)),
+])
+def test_native_bodies_parse(model_id, body, expected):
+    request = invoke_formats.parse(invoke_formats.family(model_id), body)
+    for key, value in expected.items():
+        assert getattr(request, key) == value
+
+
+def test_native_bodies_render():
+    result = invoke_formats.Result("Paris.", 5, 2, "max_tokens")
+    llama = invoke_formats.Request(prompt="q")
+    assert invoke_formats.render("llama", "m", llama, result) == {
+        "generation": "Paris.", "prompt_token_count": 5, "generation_token_count": 2, "stop_reason": "length"}
+    titan = invoke_formats.render("titan", "m", llama, invoke_formats.Result("x", 1, 1, "end_turn"))
+    assert titan["results"][0]["completionReason"] == "FINISH"
+    claude = invoke_formats.render("anthropic", "m", invoke_formats.Request(messages=[]), result)
+    assert claude["content"] == [{"type": "text", "text": "Paris."}] and claude["usage"] == {
+        "input_tokens": 5, "output_tokens": 2}
+
+
+@pytest.mark.parametrize("model_id, body", [
+    ("meta.llama3-1-8b-instruct-v1:0", {"inputText": "wrong family"}),
+    ("anthropic.claude-3-haiku-20240307-v1:0", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("myorg.chat-v1", {"messages": [{"role": "user", "content": [{"image": {}}]}]}),
+    ("meta.llama3-1-8b-instruct-v1:0", {"prompt": "hi", "max_gen_len": "many"}),
+])
+def test_malformed_bodies_are_validation_errors(model_id, body):
+    with pytest.raises(ServiceError) as err:
+        invoke_formats.parse(invoke_formats.family(model_id), body)
+    assert err.value.code == "ValidationException"
