@@ -367,6 +367,13 @@ def test_invoke_model_speaks_each_family_native_body(registered):
     titan = json.loads(runtime.invoke_model(modelId=TITAN, contentType="application/json", body=json.dumps(
         {"inputText": "red green", "textGenerationConfig": {"maxTokenCount": 3, "temperature": 0}}))["body"].read())
     assert titan["results"][0]["tokenCount"] <= 3 and titan["inputTextTokenCount"] > 0
+    body = json.dumps({"prompt": "blue city ->", "max_gen_len": 6, "temperature": 0})
+    whole = json.loads(runtime.invoke_model(modelId=LLAMA31, body=body)["body"].read())
+    chunks = [json.loads(event["chunk"]["bytes"])
+              for event in runtime.invoke_model_with_response_stream(modelId=LLAMA31, body=body)["body"]]
+    assert "".join(c["generation"] for c in chunks) == whole["generation"]
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    assert metrics["outputTokenCount"] == whole["generation_token_count"] and metrics["invocationLatency"] > 0
     with pytest.raises(ClientError) as err:
         runtime.invoke_model(modelId=LLAMA31, body=b"{not json")
     assert err.value.response["Error"]["Code"] == "ValidationException"

@@ -91,3 +91,15 @@ def test_malformed_bodies_are_validation_errors(model_id, body):
     with pytest.raises(ServiceError) as err:
         invoke_formats.parse(invoke_formats.family(model_id), body)
     assert err.value.code == "ValidationException"
+
+
+@pytest.mark.parametrize("kind", ["llama", "titan", "anthropic", "nova", "cohere", "mistral", "generic"])
+def test_stream_chunks_end_with_invocation_metrics(kind):
+    request = invoke_formats.Request(messages=[{"role": "user", "content": "hi"}])
+    chunks = invoke_formats.stream_start(kind, "m") + [invoke_formats.stream_piece(kind, request, "Pa", 0)]
+    chunks += invoke_formats.stream_end(kind, request, invoke_formats.Result("Pa", 3, 1, "end_turn"), 12, 5)
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"] == {
+        "inputTokenCount": 3, "outputTokenCount": 1, "invocationLatency": 12, "firstByteLatency": 5}
+    if kind == "anthropic":
+        assert [c["type"] for c in chunks] == ["message_start", "content_block_start", "content_block_delta",
+                                               "content_block_stop", "message_delta", "message_stop"]

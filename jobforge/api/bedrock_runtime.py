@@ -66,12 +66,7 @@ def _generate(ctx: RequestContext, model_dir: str, request: invoke_formats.Reque
 
 @handler("bedrock-runtime", "InvokeModel", blocking=True)
 def invoke_model(ctx: RequestContext, req: dict) -> dict:
-    if req.get("contentType", "application/json").split(";")[0].strip() not in ("application/json", "*/*"):
-        raise validation_error("Only application/json request bodies are supported.")
-    try:
-        body = json.loads(req.get("body") or b"")
-    except ValueError as err:
-        raise validation_error(f"Malformed input request: {err}") from None
+    body = _json_body(req)
     metadata = _header_metadata(req.get("requestMetadata"))
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
@@ -81,6 +76,56 @@ def invoke_model(ctx: RequestContext, req: dict) -> dict:
     log_invocation(ctx, operation="InvokeModel", model_id=req["modelId"], input_body=body, output_body=rendered,
                    input_tokens=result.input_tokens, output_tokens=result.output_tokens, request_metadata=metadata)
     return {"body": json.dumps(rendered).encode(), "contentType": "application/json"}
+
+
+@handler("bedrock-runtime", "InvokeModelWithResponseStream", blocking=True)
+def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
+    started = time.monotonic()
+    body = _json_body(req)
+    metadata = _header_metadata(req.get("requestMetadata"))
+    model, model_dir = _target(ctx, req["modelId"])
+    kind = invoke_formats.family(model.family_id)
+    request = invoke_formats.parse(kind, body)
+    replies = _host(ctx).submit(_job(model_dir, request))
+    model_name = model.family_id or req["modelId"]
+
+    def chunk(value: dict):
+        return "chunk", {"bytes": json.dumps(value).encode()}
+
+    async def events():
+        for value in invoke_formats.stream_start(kind, model_name):
+            yield chunk(value)
+        text, first_byte = [], None
+        while True:
+            reply = await to_thread.run_sync(replies.get)
+            if "error" in reply:
+                raise ServiceError("ModelStreamErrorException", reply["error"])
+            if "done" in reply:
+                break
+            if reply["text"]:
+                first_byte = first_byte or int((time.monotonic() - started) * 1000)
+                yield chunk(invoke_formats.stream_piece(kind, request, reply["text"], len(text)))
+                text.append(reply["text"])
+        result = invoke_formats.Result("".join(text), reply["input_tokens"], reply["output_tokens"],
+                                       reply["stop_reason"])
+        latency = int((time.monotonic() - started) * 1000)
+        for value in invoke_formats.stream_end(kind, request, result, latency, first_byte or latency):
+            yield chunk(value)
+        await to_thread.run_sync(lambda: log_invocation(
+            ctx, operation="InvokeModelWithResponseStream", model_id=req["modelId"], input_body=body,
+            output_body=invoke_formats.render(kind, model_name, request, result), input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, request_metadata=metadata))
+
+    return {"body": events(), "contentType": "application/json"}
+
+
+def _json_body(req: dict) -> dict:
+    if req.get("contentType", "application/json").split(";")[0].strip() not in ("application/json", "*/*"):
+        raise validation_error("Only application/json request bodies are supported.")
+    try:
+        return json.loads(req.get("body") or b"")
+    except ValueError as err:
+        raise validation_error(f"Malformed input request: {err}") from None
 
 
 def _header_metadata(raw: str | None) -> dict | None:

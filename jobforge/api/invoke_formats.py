@@ -161,3 +161,66 @@ def render(kind: str, model_id: str, request: Request, result: Result) -> dict:
                          "finish_reason": "length" if length else "stop"}],
             "usage": {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens,
                       "total_tokens": result.input_tokens + result.output_tokens}}
+
+
+# -- InvokeModelWithResponseStream: each family's chunk sequence ---------------------
+def stream_start(kind: str, model_id: str) -> list[dict]:
+    if kind == "anthropic":
+        return [{"type": "message_start", "message": {
+                    "id": f"msg_bdrk_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+                    "model": model_id, "content": [], "stop_reason": None, "stop_sequence": None}},
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}]
+    if kind == "nova":
+        return [{"messageStart": {"role": "assistant"}}]
+    return []
+
+
+def stream_piece(kind: str, request: Request, text: str, produced: int) -> dict:
+    """One chunk of generated text; ``produced`` counts the pieces sent before it."""
+    if kind == "llama" or (kind == "generic" and request.prompt is not None):
+        return {"generation": text, "prompt_token_count": None, "generation_token_count": produced + 1,
+                "stop_reason": None}
+    if kind == "titan":
+        return {"outputText": text, "index": 0, "totalOutputTextTokenCount": None, "completionReason": None}
+    if kind == "anthropic":
+        return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+    if kind == "nova":
+        return {"contentBlockDelta": {"delta": {"text": text}, "contentBlockIndex": 0}}
+    if kind == "cohere":
+        return {"text": text, "is_finished": False}
+    if kind == "mistral":
+        return {"outputs": [{"text": text, "stop_reason": None}]}
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def stream_end(kind: str, request: Request, result: Result, latency_ms: int, first_byte_ms: int) -> list[dict]:
+    """The closing chunks; the last carries Bedrock's ``amazon-bedrock-invocationMetrics``."""
+    metrics = {"amazon-bedrock-invocationMetrics": {
+        "inputTokenCount": result.input_tokens, "outputTokenCount": result.output_tokens,
+        "invocationLatency": latency_ms, "firstByteLatency": first_byte_ms}}
+    length = result.stop_reason == "max_tokens"
+    if kind == "llama" or (kind == "generic" and request.prompt is not None):
+        chunks = [{"generation": "", "prompt_token_count": result.input_tokens,
+                   "generation_token_count": result.output_tokens, "stop_reason": "length" if length else "stop"}]
+    elif kind == "titan":
+        reason = "LENGTH" if length else "STOP_CRITERIA_MET" if result.stop_reason == "stop_sequence" else "FINISH"
+        chunks = [{"outputText": "", "index": 0, "totalOutputTextTokenCount": result.output_tokens,
+                   "completionReason": reason, "inputTextTokenCount": result.input_tokens}]
+    elif kind == "anthropic":
+        chunks = [{"type": "content_block_stop", "index": 0},
+                  {"type": "message_delta", "delta": {"stop_reason": result.stop_reason,
+                                                      "stop_sequence": result.stop_sequence},
+                   "usage": {"output_tokens": result.output_tokens}},
+                  {"type": "message_stop"}]
+    elif kind == "nova":
+        chunks = [{"contentBlockStop": {"contentBlockIndex": 0}}, {"messageStop": {"stopReason": result.stop_reason}},
+                  {"metadata": {"usage": {"inputTokens": result.input_tokens, "outputTokens": result.output_tokens}}}]
+    elif kind == "cohere":
+        chunks = [{"is_finished": True, "finish_reason": "MAX_TOKENS" if length else "COMPLETE",
+                   "response": {"generations": [{"text": result.text}]}}]
+    elif kind == "mistral":
+        chunks = [{"outputs": [{"text": "", "stop_reason": "length" if length else "stop"}]}]
+    else:
+        chunks = [{"choices": [{"index": 0, "delta": {}, "finish_reason": "length" if length else "stop"}]}]
+    chunks[-1].update(metrics)
+    return chunks
