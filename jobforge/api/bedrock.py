@@ -22,6 +22,7 @@ from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.models_catalog import foundation_model_arn
 from jobforge.core.store import jobs as jobs_table
 
 WORKLOAD = "bedrock-customization"
@@ -180,7 +181,8 @@ def _resources(ctx: RequestContext) -> dict:
             "gpus": 1 if capacity.gpus else 0}
 
 
-def _model_name_reserved(ctx: RequestContext, name: str) -> bool:
+def model_name_reserved(ctx: RequestContext, name: str) -> bool:
+    """A custom model has the name, or a job in progress will create one with it."""
     if cm.name_taken(ctx.engine, ctx.account_id, name):
         return True
     with ctx.engine.connect() as conn:
@@ -205,7 +207,7 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
         require_role(ctx, req["roleArn"], "ValidationException")
     except ServiceError:
         raise validation_error("Could not assume provided IAM role.") from None
-    if _model_name_reserved(ctx, req["customModelName"]):
+    if model_name_reserved(ctx, req["customModelName"]):
         raise ServiceError("ConflictException", f"A custom model named {req['customModelName']} already exists "
                            "or is being created. Choose a different customModelName.")
     training = req["trainingDataConfig"]
@@ -219,8 +221,6 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
     job_id = cm.new_resource_id()
     model_id = cm.new_resource_id()
     output_prefix = f"{req['outputDataConfig']['s3Uri'].rstrip('/')}/model-customization-job-{job_id}/"
-    from jobforge.core.models_catalog import foundation_model_arn
-
     spec = {
         "jobId": job_id, "customizationType": kind,
         "baseModel": {"identifier": base.family_id, "path": base.location},

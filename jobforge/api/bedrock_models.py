@@ -229,8 +229,11 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
                                "weights from S3 (SageMaker model packages are not supported).")
     if req.get("roleArn"):
         require_role(ctx, req["roleArn"], "ValidationException")
-    if cm.name_taken(ctx.engine, ctx.account_id, req["modelName"]):
-        raise ServiceError("ConflictException", f"A custom model named {req['modelName']} already exists.")
+    from jobforge.api.bedrock import model_name_reserved
+
+    if model_name_reserved(ctx, req["modelName"]):
+        raise ServiceError("ConflictException", f"A custom model named {req['modelName']} already exists "
+                           "or is being created by a customization job.")
     prefix = source["s3Uri"].rstrip("/") + "/"
     raw = bedrock_objects.read_head(ctx, prefix + "config.json", 1 << 20)
     try:
