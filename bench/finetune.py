@@ -5,8 +5,10 @@ same prompt/completion data, LoRA r=16 on every linear projection,
 completion-only loss, batch 16, max length 128, AdamW with linear decay,
 gradient clipping 1.0, one epoch of 150 steps. Each trainer runs in its own
 process (so peak memory is its own); tokens/s counts real tokens only.
+CPU timings need an otherwise idle machine: with more busy threads than
+cores, OpenMP threads wait on preempted peers and every number collapses.
 
-    python bench/finetune.py [--steps 150] [--threads 2] [--device cpu|cuda]
+    python bench/finetune.py [--steps 150] [--threads 2] [--device cpu|cuda] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per trainer; the best is reported")
     parser.add_argument("--child", choices=("jobforge", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,15 +200,20 @@ def main() -> None:
         root = Path(tmp)
         prepare(root, args.steps * BATCH)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        results = {}
-        for which in ("trl", "jobforge"):
-            cmd = [sys.executable, __file__, "--child", which, "--root", str(root), "--threads", str(args.threads), "--device", args.device]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{which} failed:\n{out.stderr[-4000:]}")
-            results[which] = json.loads(out.stdout.strip().splitlines()[-1])
+        results: dict[str, dict] = {}
+        # Alternate the trainers and keep each one's best run, so a burst of
+        # load from other processes does not decide the ratio.
+        for _ in range(args.repeats):
+            for which in ("trl", "jobforge"):
+                cmd = [sys.executable, __file__, "--child", which, "--root", str(root), "--threads", str(args.threads), "--device", args.device]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"{which} failed:\n{out.stderr[-4000:]}")
+                run = json.loads(out.stdout.strip().splitlines()[-1])
+                if which not in results or run["seconds"] < results[which]["seconds"]:
+                    results[which] = run
 
-    print(f"device={args.device} threads={args.threads} batch={BATCH} max_length={MAX_LEN} LoRA r=16")
+    print(f"device={args.device} threads={args.threads} batch={BATCH} max_length={MAX_LEN} LoRA r=16, best of {args.repeats}")
     print(f"{'trainer':<10}{'steps':>6}{'tokens':>9}{'seconds':>9}{'tok/s':>9}{'peak RSS MB':>13}{'loss first→last':>20}")
     for name, r in results.items():
         r["tok_s"] = r["tokens"] / r["seconds"]
