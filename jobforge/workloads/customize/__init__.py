@@ -32,6 +32,12 @@ defaults, plus extras accepted for every family: ``loraRank`` (16),
 linearly over ``learningRateWarmupSteps`` and then decays linearly to zero.
 Validation loss is measured after every epoch; early stopping compares those.
 
+Checkpoints (trainable weights, optimizer, scheduler, data position, metric
+rows) go to ``ctx.checkpoint_dir`` every ``checkpointInterval`` steps and at
+each epoch end; a rerun of the same job continues from the newest one, and a
+distillation job also reuses the teacher's answers. On ``ctx.should_stop()``
+the job raises ``JobStopped`` and writes no metrics files and no model.
+
 Phases reported with ``ctx.status(phase, message)``, matching
 statusDetails: ``Validation`` (hyperparameters, data format, record counts,
 token limits), ``DataProcessing`` (distillation only: teacher generation),
