@@ -447,3 +447,15 @@ def test_distillation_from_invocation_logs_filtered_by_request_metadata(bedrock,
     assert len(synthetic) + len(read("prompt_insights.jsonl")) == 4  # 3 Converse + 1 InvokeModel with project=pd
     asked = {m["content"][0]["text"] for r in synthetic for m in r["messages"] if m["role"] == "user"}
     assert asked <= {prompts[1], prompts[3], prompts[5], "red river ->"}
+
+
+def test_a_custom_model_can_be_customized_again(bedrock, s3, started, role_arn):
+    parent = wait(bedrock, started["cpt"])["outputModelArn"]
+    arn = create(bedrock, role_arn, "second-stage-job", base=parent, train="ft/train.jsonl",
+                 hyperParameters={"epochCount": "1", "batchSize": "8", "learningRate": "0.003"})
+    assert f":model-customization-job/{TITAN}/" in arn
+    job = wait(bedrock, arn)
+    assert job["status"] == "Completed", job.get("failureMessage")
+    assert job["baseModelArn"] == f"arn:aws:bedrock:us-east-1::foundation-model/{TITAN}"
+    summary = bedrock.list_model_customization_jobs(nameContains="second-stage")["modelCustomizationJobSummaries"][0]
+    assert summary["baseModelArn"] == parent
