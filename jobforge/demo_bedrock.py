@@ -35,7 +35,8 @@ def _ask(runtime, model_id: str, question: str) -> str:
     reply = runtime.converse(modelId=model_id, system=SYSTEM,
                              messages=[{"role": "user", "content": [{"text": question}]}],
                              inferenceConfig={"maxTokens": 16, "temperature": 0})
-    return reply["output"]["message"]["content"][0]["text"].strip()
+    text = reply["output"]["message"]["content"][0]["text"].strip()
+    return f"{text!r} ({reply['usage']['outputTokens']} tokens, {reply['stopReason']})"
 
 
 def say(text: str) -> None:
@@ -90,5 +91,5 @@ def bedrock_fine_tuning(server) -> None:
         modelDeploymentName="capitals", modelArn=job["outputModelArn"])["customModelDeploymentArn"]
     print(f"   custom model {job['outputModelArn']}\n   deployment   {deployment}")
     for question in QUESTIONS:
-        print(f"   Q: {question}\n      base model:   {_ask(runtime, MODEL_ID, question)!r}"
-              f"\n      custom model: {_ask(runtime, deployment, question)!r}")
+        print(f"   Q: {question}\n      base model:   {_ask(runtime, MODEL_ID, question)}"
+              f"\n      custom model: {_ask(runtime, deployment, question)}")
