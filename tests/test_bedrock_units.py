@@ -103,3 +103,28 @@ def test_stream_chunks_end_with_invocation_metrics(kind):
     if kind == "anthropic":
         assert [c["type"] for c in chunks] == ["message_start", "content_block_start", "content_block_delta",
                                                "content_block_stop", "message_delta", "message_stop"]
+
+
+def test_a_completed_job_whose_hook_was_lost_gets_its_model(tmp_path):
+    """A server killed between a job's completion and its model's registration registers it on the next read."""
+    from types import SimpleNamespace
+
+    from jobforge.api.bedrock import FAMILY, reconcile_models
+    from jobforge.core import custom_models, jobs
+    from jobforge.core.store import open_store
+
+    engine = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    api = {"customModelName": "m1", "customModelId": "abcdefabcdef", "baseModelArn": "arn:fm",
+           "customModelArn": "arn:aws:bedrock:us-east-1:111111111111:custom-model/a.b-v1/abcdefabcdef"}
+    spec = {"customizationType": "FINE_TUNING", "baseModel": {"identifier": "a.b-v1", "path": "/m"},
+            "trainingDataConfig": {"s3Uri": "s3://b/t.jsonl"}, "validationDataConfig": {"validators": []},
+            "outputDataConfig": {"s3Uri": "s3://b/o"}, "outputModelUri": "s3://b/o/m/", "api": api}
+    job, _ = jobs.create(engine, account_id="111111111111", region="us-east-1", family=FAMILY, name="j",
+                         workload="bedrock-customization", spec=spec, resources={}, arn="arn:job")
+    jobs.transition(engine, job.id, "COMPLETED", result={"trainingLoss": 0.5})
+    runtime = SimpleNamespace(engine=engine)
+    reconcile_models(runtime, "111111111111")
+    reconcile_models(runtime, "111111111111")  # once only
+    model = custom_models.get_model(engine, "111111111111", "m1")
+    assert model.arn == api["customModelArn"] and model.status == "Active"
+    assert model.details["trainingMetrics"] == {"trainingLoss": 0.5}
