@@ -411,6 +411,8 @@ def test_imported_weights_from_s3_serve_through_a_deployment(bedrock, s3, regist
     imported = runtime.converse(modelId=deployment, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
     foundation = runtime.converse(modelId=LLAMA31, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
     assert imported["output"] == foundation["output"]  # the same weights, read back from S3
+    by_name = runtime.converse(modelId="imported-tiny", messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
+    assert by_name["output"] == imported["output"]
 
 
 def test_distillation_from_invocation_logs_filtered_by_request_metadata(bedrock, s3, registered, role_arn):
