@@ -57,7 +57,8 @@ def bedrock_fine_tuning(server) -> None:
     s3.create_bucket(Bucket=BUCKET)
     s3.upload_file(str(DATASET), BUCKET, "train.jsonl")
     arn = bedrock.create_model_customization_job(
-        jobName="demo-capitals", customModelName="capitals", roleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
+        jobName="demo-capitals", customModelName="capitals",
+        roleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
         baseModelIdentifier=MODEL_ID, customizationType="FINE_TUNING",
         trainingDataConfig={"s3Uri": f"s3://{BUCKET}/train.jsonl"}, outputDataConfig={"s3Uri": f"s3://{BUCKET}/output"},
         hyperParameters={"epochCount": "40", "batchSize": "8", "learningRate": "0.003", "fullFineTuning": "true"}

@@ -315,7 +315,8 @@ def test_server_killed_mid_training_resumes_from_checkpoint(tmp_path, base_model
         account = server.client("sts").get_caller_identity()["Account"]
         bedrock = server.client("bedrock")
         arn = bedrock.create_model_customization_job(
-            jobName="resume-job", customModelName="resumed", roleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
+            jobName="resume-job", customModelName="resumed",
+            roleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
             baseModelIdentifier=LLAMA31, trainingDataConfig={"s3Uri": f"s3://{BUCKET}/train.jsonl"},
             outputDataConfig={"s3Uri": f"s3://{BUCKET}/output"},
             hyperParameters={"epochCount": "2", "learningRate": "0.01", "checkpointInterval": "20"})["jobArn"]
@@ -408,10 +409,11 @@ def test_imported_weights_from_s3_serve_through_a_deployment(bedrock, s3, regist
     assert [d["customModelDeploymentArn"] for d in listed] == [deployment]
     runtime = registered.client("bedrock-runtime")
     question = [{"role": "user", "content": [{"text": "red ->"}]}]
-    imported = runtime.converse(modelId=deployment, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
-    foundation = runtime.converse(modelId=LLAMA31, messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
+    greedy = {"maxTokens": 5, "temperature": 0}
+    imported = runtime.converse(modelId=deployment, messages=question, inferenceConfig=greedy)
+    foundation = runtime.converse(modelId=LLAMA31, messages=question, inferenceConfig=greedy)
     assert imported["output"] == foundation["output"]  # the same weights, read back from S3
-    by_name = runtime.converse(modelId="imported-tiny", messages=question, inferenceConfig={"maxTokens": 5, "temperature": 0})
+    by_name = runtime.converse(modelId="imported-tiny", messages=question, inferenceConfig=greedy)
     assert by_name["output"] == imported["output"]
 
 

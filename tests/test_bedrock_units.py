@@ -50,7 +50,8 @@ def test_a_job_that_ends_before_any_phase_reports_it_on_validation():
 @pytest.mark.parametrize("model_id, body, expected", [
     ("meta.llama3-1-8b-instruct-v1:0", {"prompt": "hi", "max_gen_len": 7, "temperature": 0.1},
      dict(prompt="hi", max_tokens=7, temperature=0.1, top_p=0.9)),
-    ("amazon.titan-text-lite-v1", {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 9, "stopSequences": ["|"]}},
+    ("amazon.titan-text-lite-v1",
+     {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 9, "stopSequences": ["|"]}},
      dict(prompt="hi", max_tokens=9, stop=["|"])),
     ("anthropic.claude-3-haiku-20240307-v1:0",
      {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "system": "be brief",
