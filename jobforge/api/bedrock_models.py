@@ -208,12 +208,12 @@ def replayed(ctx: RequestContext, scope: str, token: str | None, digest: str) ->
     return found.resource_arn
 
 
-def remember(ctx: RequestContext, scope: str, token: str | None, digest: str, arn: str) -> None:
-    if token:
-        with ctx.engine.begin() as conn:
-            conn.execute(idempotency.insert().values(account_id=ctx.account_id, scope=scope, token=token,
-                                                     request_hash=digest, resource_arn=arn,
-                                                     created_at=dt.datetime.now(UTC).timestamp()))
+def token_row(ctx: RequestContext, scope: str, token: str | None, digest: str, arn: str) -> dict | None:
+    """The idempotency record to write with the resource it created."""
+    if not token:
+        return None
+    return dict(account_id=ctx.account_id, scope=scope, token=token, request_hash=digest, resource_arn=arn,
+                created_at=dt.datetime.now(UTC).timestamp())
 
 
 @handler("bedrock", "CreateCustomModel", blocking=True)
@@ -242,14 +242,14 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
     except (ValueError, AssertionError):
         raise validation_error(f"{prefix}config.json is not a Hugging Face model configuration.") from None
     model_id = cm.new_resource_id()
+    arn = cm.custom_model_arn(ctx.region, ctx.account_id, None, model_id)
     model = cm.insert_model(ctx.engine, cm.CustomModel(
-        id=model_id, account_id=ctx.account_id, name=req["modelName"],
-        arn=cm.custom_model_arn(ctx.region, ctx.account_id, None, model_id), base_model_id=None, job_id=None,
+        id=model_id, account_id=ctx.account_id, name=req["modelName"], arn=arn, base_model_id=None, job_id=None,
         customization_type="IMPORTED", location=prefix, status="Active", failure_message=None,
         details={"modelSource": prefix, "architecture": config["model_type"]},
-        created_at=dt.datetime.now(UTC).timestamp()))
-    jobs.put_tags(ctx.engine, ctx.account_id, model.arn, {t["key"]: t["value"] for t in req.get("modelTags", [])})
-    remember(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest, model.arn)
+        created_at=dt.datetime.now(UTC).timestamp()),
+        token_row(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest, arn))
+    jobs.put_tags(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("modelTags", [])})
     return {"modelArn": model.arn}
 
 
@@ -272,12 +272,12 @@ def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
     deployment_id = cm.new_resource_id()
     now = dt.datetime.now(UTC).timestamp()
     # Weights load into the inference process on first use; the deployment is a route to them.
+    arn = cm.deployment_arn(ctx.region, ctx.account_id, deployment_id)
     deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
-        id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"],
-        arn=cm.deployment_arn(ctx.region, ctx.account_id, deployment_id), model_arn=model.arn, status="Active",
-        description=req.get("description"), failure_message=None, created_at=now, updated_at=now))
-    jobs.put_tags(ctx.engine, ctx.account_id, deployment.arn, {t["key"]: t["value"] for t in req.get("tags", [])})
-    remember(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest, deployment.arn)
+        id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"], arn=arn, model_arn=model.arn,
+        status="Active", description=req.get("description"), failure_message=None, created_at=now, updated_at=now),
+        token_row(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest, arn))
+    jobs.put_tags(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("tags", [])})
     return {"customModelDeploymentArn": deployment.arn}
 
 

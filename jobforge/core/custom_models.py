@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import metadata
+from jobforge.core.store import idempotency, metadata
 
 custom_models = sa.Table(
     "custom_models", metadata,
@@ -98,11 +98,14 @@ def name_taken(engine: sa.Engine, account_id: str, name: str) -> bool:
             custom_models.c.account_id == account_id, custom_models.c.name == name)).first() is not None
 
 
-def insert_model(engine: sa.Engine, model: CustomModel) -> CustomModel:
-    """Insert once: a model already recorded for the same job (or id) is returned as it is."""
+def insert_model(engine: sa.Engine, model: CustomModel, token: dict | None = None) -> CustomModel:
+    """Insert once: a model already recorded for the same job (or id) is returned as it is.
+    ``token`` is an idempotency row written in the same transaction."""
     try:
         with engine.begin() as conn:
             conn.execute(custom_models.insert().values(vars(model)))
+            if token:
+                conn.execute(idempotency.insert().values(token))
     except sa.exc.IntegrityError:
         with engine.connect() as conn:
             row = conn.execute(sa.select(custom_models).where(sa.or_(
@@ -163,10 +166,12 @@ def list_models(engine: sa.Engine, account_id: str, *, conditions: list, ascendi
     return page
 
 
-def insert_deployment(engine: sa.Engine, deployment: Deployment) -> Deployment:
+def insert_deployment(engine: sa.Engine, deployment: Deployment, token: dict | None = None) -> Deployment:
     try:
         with engine.begin() as conn:
             conn.execute(model_deployments.insert().values(vars(deployment)))
+            if token:
+                conn.execute(idempotency.insert().values(token))
     except sa.exc.IntegrityError:
         raise ServiceError("ConflictException", f"A custom model deployment named {deployment.name} already "
                            "exists. Choose a different name.") from None
