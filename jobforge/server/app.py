@@ -94,7 +94,8 @@ class App:
             response = await self.dispatch(request)
         if streaming.left_unread(request):
             response.header("Connection", "close")  # the unread body must not be parsed as the next request
-        await self._send(send, response)
+            receive = None  # what is left to receive is body, not a disconnect notice
+        await self._send(send, response, receive)
 
     async def _read_body(self, receive) -> bytes:
         chunks, size = [], 0
@@ -108,7 +109,7 @@ class App:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _send(self, send, response: HttpResponse) -> None:
+    async def _send(self, send, response: HttpResponse, receive=None) -> None:
         headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
         if isinstance(response.body, (bytes, bytearray)):
             headers.append((b"content-length", str(len(response.body)).encode()))
@@ -116,9 +117,35 @@ class App:
             await send({"type": "http.response.body", "body": bytes(response.body)})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        async for chunk in response.body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await self._send_stream(send, response.body, receive)
+
+    async def _send_stream(self, send, body, receive) -> None:
+        """Stream a body, stopping as soon as the client goes away.
+
+        The server drops what is sent after a disconnect without raising, so
+        without watching ``receive`` an abandoned multi-GB GET would be read to
+        its end for nobody.
+        """
+        gone = asyncio.Event()
+
+        async def watch():
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch()) if receive is not None else None
+        try:
+            async for chunk in body:
+                if gone.is_set():
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _lifespan(self, receive, send):
         while True:

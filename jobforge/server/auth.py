@@ -87,7 +87,7 @@ def _raw_pairs(query_string: str) -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=1024)
-def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     key = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -208,7 +208,7 @@ class Verifier:
         string_to_sign = "\n".join([
             ALGORITHM, amz_date, f"{scope.date}/{scope.region}/{scope.service}/aws4_request",
             hashlib.sha256(canonical.encode()).hexdigest()])
-        key = _signing_key(credential.secret_key, scope.date, scope.region, scope.service)
+        key = signing_key(credential.secret_key, scope.date, scope.region, scope.service)
         return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
     @staticmethod

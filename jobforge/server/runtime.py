@@ -53,7 +53,7 @@ def write_profile(settings: Settings, profile: str, credential: accounts.Credent
     config.read(config_file)
     section = "default" if profile == "default" else f"profile {profile}"
     config[section] = {"region": settings.region, "endpoint_url": settings.endpoint_url,
-                       "s3": "\naddressing_style = path"}
+                       "s3": "\naddressing_style = path\nsignature_version = s3v4"}
     _write_private(config_file, config)
 
 

@@ -21,7 +21,7 @@ from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody, StagingFile
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import object_store
-from jobforge.server.auth import credential_scope
+from jobforge.server.auth import credential_scope, signing_key
 from jobforge.server.aws_chunked import AwsChunkedDecoder, ChunkSigner
 from jobforge.server.protocol import models
 
@@ -71,12 +71,10 @@ def requested_algorithms(headers: dict) -> list[str]:
 def _signer(ctx, request) -> ChunkSigner | None:
     if ctx.runtime.settings.auth == "none":
         return None
-    from jobforge.server.auth import _signing_key
-
     scope = credential_scope(request)
     credential = ctx.runtime.keys.get(ctx.access_key_id)
     seed = request.headers.get("authorization", "").rpartition("Signature=")[2].strip()
-    return ChunkSigner(_signing_key(credential.secret_key, scope.date, scope.region, scope.service),
+    return ChunkSigner(signing_key(credential.secret_key, scope.date, scope.region, scope.service),
                        request.headers.get("x-amz-date", ""),
                        f"{scope.date}/{scope.region}/{scope.service}/aws4_request", seed)
 
