@@ -89,5 +89,5 @@ def log_invocation(ctx: RequestContext, *, operation: str, model_id: str, input_
     prefix = s3.get("keyPrefix", "").strip("/")
     key = (f"{prefix + '/' if prefix else ''}AWSLogs/{ctx.account_id}/BedrockModelInvocationLogs/{ctx.region}/"
            f"{now:%Y/%m/%d/%H}/{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z_{uuid.uuid4().hex[:16]}.json.gz")
-    bedrock_objects.write_object(ctx, s3["bucketName"], key, gzip.compress((json.dumps(record) + "\n").encode()),
-                                 "application/json")
+    data = gzip.compress((json.dumps(record) + "\n").encode())
+    bedrock_objects.store(ctx).put_bytes(ctx.account_id, s3["bucketName"], key, data, "application/json")

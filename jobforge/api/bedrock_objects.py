@@ -28,22 +28,6 @@ def store(ctx: RequestContext) -> objects.ObjectStore:
     return objects.object_store(ctx.settings, ctx.engine)
 
 
-def write_object(ctx: RequestContext, bucket: str, key: str, data: bytes, content_type: str) -> None:
-    target = store(ctx)
-    staging = target.blobs.staging()
-    try:
-        staging.write(data)
-        body = staging.finish()
-    except BaseException:
-        staging.abort()
-        raise
-    try:
-        target.put(ctx.account_id, bucket, key, body, headers={"Content-Type": content_type}, user_metadata={},
-                   tags={}, checksum=None)
-    finally:
-        body.discard()
-
-
 def read_head(ctx: RequestContext, uri: str, max_bytes: int) -> bytes:
     """The first bytes of an object; Bedrock's error when it cannot be read."""
     bucket, key = split(uri)

@@ -10,6 +10,7 @@ and only that account may use it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -17,7 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -129,6 +130,11 @@ def decode_resume(token: str) -> tuple[str, bool]:
         raise ServiceError("InvalidArgument", "The continuation token provided is incorrect", 400) from None
 
 
+def full_object_checksum(body: StagedBody, algorithm: str = checksums.DEFAULT) -> dict:
+    """The checksum record of a body staged with ``algorithm``, as S3 reports it for a single-part object."""
+    return {"algorithm": algorithm, "type": "FULL_OBJECT", "value": body.checksums[algorithm]}
+
+
 class ObjectStore:
     def __init__(self, engine: sa.Engine, blobs):
         self.engine = engine
@@ -205,6 +211,28 @@ class ObjectStore:
                 length -= take
                 start = offset + begin + take
             offset += size
+
+    @contextlib.contextmanager
+    def staged(self, chunks: Iterable[bytes], algorithms=()) -> Iterator[StagedBody]:
+        """A body staged from chunks, discarded once used (or aborted if staging fails)."""
+        staging = self.blobs.staging(algorithms)
+        try:
+            for chunk in chunks:
+                staging.write(chunk)
+            body = staging.finish()
+        except BaseException:
+            staging.abort()
+            raise
+        try:
+            yield body
+        finally:
+            body.discard()
+
+    def put_bytes(self, account_id: str, bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        """Store a small object written by the server itself (a task's results, an invocation log)."""
+        with self.staged([data], [checksums.DEFAULT]) as body:
+            return self.put(account_id, bucket, key, body, headers={"ContentType": content_type}, user_metadata={},
+                            tags={}, checksum=full_object_checksum(body))
 
     def put(self, account_id: str, bucket: str, key: str, body: StagedBody, *, headers: dict, user_metadata: dict,
             tags: dict, checksum: dict | None, if_match: str | None = None,

@@ -69,22 +69,12 @@ class LocalObjects:
 
     def upload(self, path: Path, bucket: str, key: str) -> None:
         from jobforge.core import checksums
+        from jobforge.core.objects import full_object_checksum
 
-        staging = self.store.blobs.staging([checksums.DEFAULT])
-        try:
-            with open(path, "rb") as source:
-                for chunk in iter(lambda: source.read(COPY_CHUNK), b""):
-                    staging.write(chunk)
-            body = staging.finish()
-        except BaseException:
-            staging.abort()
-            raise
-        try:
+        with open(path, "rb") as source, \
+                self.store.staged(iter(lambda: source.read(COPY_CHUNK), b""), [checksums.DEFAULT]) as body:
             self.store.put(self.account_id, bucket, key, body, headers={"ContentType": "binary/octet-stream"},
-                           user_metadata={}, tags={}, checksum={"algorithm": checksums.DEFAULT, "type": "FULL_OBJECT",
-                                                                "value": body.checksums[checksums.DEFAULT]})
-        finally:
-            body.discard()
+                           user_metadata={}, tags={}, checksum=full_object_checksum(body))
 
 
 class S3Transfer:

@@ -83,7 +83,7 @@ class App:
             if streaming.streams_body(request):
                 request.scratch["receive"] = receive  # S3: the body is read once the request is authenticated
             else:
-                request.body = await self._read_body(receive)
+                request.body = await streaming.read_all(receive, MAX_BODY)
         except ServiceError as err:
             service = router.candidates_or_default(getattr(credential_scope(request), "service", None))
             await self._send(send, router.protocol_of(service).error(service, err, str(uuid.uuid4())))
@@ -96,18 +96,6 @@ class App:
             response.header("Connection", "close")  # the unread body must not be parsed as the next request
             receive = None  # what is left to receive is body, not a disconnect notice
         await self._send(send, response, receive)
-
-    async def _read_body(self, receive) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise ServiceError("RequestEntityTooLarge", "Request body too large", 413)
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
 
     async def _send(self, send, response: HttpResponse, receive=None) -> None:
         headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]

@@ -83,7 +83,7 @@ async def receive_body(ctx, request) -> None:
     """Read the body the app left unread: into ``request.body``, or staged for a streaming payload member."""
     receive = request.scratch["receive"]  # removed once the whole body is read (see left_unread)
     if ctx.service != "s3":
-        request.body = await _read_all(receive, MAX_OTHER_BODY)
+        request.body = await read_all(receive, MAX_OTHER_BODY)
         del request.scratch["receive"]
         return
     headers = request.headers
@@ -179,7 +179,8 @@ def _verify(staged: StagedBody, headers: dict, decoder, algorithms: list[str], c
         checksums.check(algorithm, expected, staged.checksums[algorithm])
 
 
-async def _read_all(receive, limit: int) -> bytes:
+async def read_all(receive, limit: int) -> bytes:
+    """A whole request body held in memory, refused beyond limit bytes."""
     chunks, size = [], 0
     while True:
         message = await receive()

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from jobforge.api.braket import records
 from jobforge.api.braket.records import QuantumTask, quantum_tasks
+from jobforge.core import objects
 
 log = logging.getLogger("jobforge.braket.tasks")
 RESULTS_FILENAME = "results.json"
@@ -137,8 +138,9 @@ class TaskRunner:
         if update(self.engine, task.id, "CANCELLED", ("CANCELLING",)):
             return
         try:
-            put_object(self.runtime, task.account_id, task.output_bucket,
-                       f"{task.output_directory}/{RESULTS_FILENAME}", document)
+            objects.object_store(self.runtime.settings, self.engine).put_bytes(
+                task.account_id, task.output_bucket, f"{task.output_directory}/{RESULTS_FILENAME}", document,
+                "application/json")
         except Exception as err:
             self._fail(task, f"Could not write the result to s3://{task.output_bucket}/{task.output_directory}/: "
                              f"{getattr(err, 'message', err)}")
@@ -149,24 +151,6 @@ class TaskRunner:
     def _fail(self, task: QuantumTask, reason: str) -> None:
         if update(self.engine, task.id, "FAILED", ("RUNNING",), failure_reason=reason[:1024]) is None:
             update(self.engine, task.id, "CANCELLED", ("CANCELLING",))
-
-
-def put_object(runtime, account_id: str, bucket: str, key: str, data: bytes) -> None:
-    from jobforge.core import objects
-
-    store = objects.object_store(runtime.settings, runtime.engine)
-    staging = store.blobs.staging()
-    try:
-        staging.write(data)
-        body = staging.finish()
-    except BaseException:
-        staging.abort()
-        raise
-    try:
-        store.put(account_id, bucket, key, body, headers={"Content-Type": "application/json"}, user_metadata={},
-                  tags={}, checksum=None)
-    finally:
-        body.discard()
 
 
 _RUNNERS: dict[int, TaskRunner] = {}

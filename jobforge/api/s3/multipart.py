@@ -51,18 +51,8 @@ def upload_part_copy(ctx, req):
     check_read_conditions(source, req, prefix="CopySource")
     selected = byte_range(req.get("CopySourceRange"), source.size) or (0, source.size)
     algorithms = [upload.checksum_algorithm] if upload.checksum_algorithm else []
-    staging = objects.blobs.staging(algorithms)
-    try:
-        for chunk in objects.read(source, *selected):
-            staging.write(chunk)
-        body = staging.finish()
-    except BaseException:
-        staging.abort()
-        raise
-    try:
+    with objects.staged(objects.read(source, *selected), algorithms) as body:
         part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
-    finally:
-        body.discard()
     result = _part_result(part, upload.checksum_algorithm)
     result["LastModified"] = part["last_modified"]
     return {"CopyPartResult": result}
