@@ -21,7 +21,7 @@ from braket.task_result import GateModelTaskResult, SimulatorMetadata
 from braket.tasks import GateModelQuantumTaskResult
 
 from jobforge.engine.context import JobContext, JobStopped, WorkloadError
-from jobforge.workloads.braket import devices
+from jobforge.workloads.braket import devices, parse_cache
 
 RESULTS_FILENAME = "results.json"
 
@@ -133,6 +133,7 @@ def _simulator(backend: str):
 
 @functools.cache
 def _simulator_class(backend: str):
+    parse_cache.install()
     return entry_points(group="braket.simulators")[backend].load()
 
 
