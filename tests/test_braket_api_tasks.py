@@ -77,6 +77,20 @@ def test_exact_results_equal_local_simulator(session):
                        LocalSimulator("braket_dm").run(noisy, shots=0).result().values[0], atol=1e-12)
 
 
+def test_one_shape_with_new_angles_equals_local_simulator(session):
+    """The server parses a program shape once; every later program of that shape still simulates as itself."""
+    device, local = AwsDevice(SV1, aws_session=session), LocalSimulator("braket_sv")
+    for seed in (11, 12, 13):
+        circuit = ansatz(4, seed).state_vector()
+        remote = run(device, circuit, 0)
+        assert np.array_equal(remote.values[0], local.run(circuit, shots=0).result().values[0])
+    task = remote.task_metadata.id
+    directory = session.braket_client.get_quantum_task(quantumTaskArn=task)["outputS3Directory"]
+    bucket = session.braket_client.get_quantum_task(quantumTaskArn=task)["outputS3Bucket"]
+    head = session.boto_session.client("s3").head_object(Bucket=bucket, Key=f"{directory}/results.json")
+    assert head["ContentType"] == "application/json"
+
+
 def test_sampled_results_are_consistent(session):
     circuit = ansatz(3, seed=11)
     shots = 4000
