@@ -23,7 +23,7 @@ from jobforge.core import custom_models as cm
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
-from jobforge.core.store import jobs as jobs_table
+from jobforge.core.store import jobs as jobs_table, reading
 
 WORKLOAD = "bedrock-customization"
 SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
@@ -86,7 +86,7 @@ def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
 def reconcile_models(runtime, account_id: str) -> None:
     """Register the models of completed jobs whose hook a server crash interrupted."""
     engine = runtime.engine
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(jobs_table).where(
             jobs_table.c.account_id == account_id, jobs_table.c.family == FAMILY.name,
             jobs_table.c.state == "COMPLETED",
@@ -185,7 +185,7 @@ def model_name_reserved(ctx: RequestContext, name: str) -> bool:
     """A custom model has the name, or a job in progress will create one with it."""
     if cm.name_taken(ctx.engine, ctx.account_id, name):
         return True
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(sa.select(jobs_table.c.spec).where(
             jobs_table.c.account_id == ctx.account_id, jobs_table.c.family == FAMILY.name,
             jobs_table.c.state.in_(jobs.ACTIVE))).all()

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, handler
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import metadata
+from jobforge.core.store import metadata, reading
 
 invocation_logging = sa.Table(
     "invocation_logging", metadata,
@@ -27,7 +27,7 @@ invocation_logging = sa.Table(
 
 
 def _config(ctx: RequestContext) -> dict | None:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = conn.execute(sa.select(invocation_logging.c.config)
                            .where(invocation_logging.c.account_id == ctx.account_id)).first()
     return row.config if row else None

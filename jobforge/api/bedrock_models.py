@@ -16,7 +16,7 @@ from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs, models_catalog
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import idempotency
+from jobforge.core.store import idempotency, reading
 
 UTC = dt.timezone.utc
 INVALID_MODEL = "The provided model identifier is invalid."
@@ -196,7 +196,7 @@ def replayed(ctx: RequestContext, scope: str, token: str | None, digest: str) ->
     """The ARN created earlier with this token, or a ConflictException for other parameters."""
     if not token:
         return None
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         found = conn.execute(sa.select(idempotency).where(
             idempotency.c.account_id == ctx.account_id, idempotency.c.scope == scope,
             idempotency.c.token == token)).first()

@@ -28,7 +28,7 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
 from jobforge.core.jobs import Job
-from jobforge.core.store import job_logs, jobs as jobs_table, metadata
+from jobforge.core.store import job_logs, jobs as jobs_table, metadata, reading
 
 UTC = dt.timezone.utc
 MAX_EVENTS = 10_000
@@ -74,12 +74,12 @@ def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_pr
         query = query.where(jobs_table.c.name == name)
     if name_prefix:
         query = query.where(jobs_table.c.name.startswith(name_prefix, autoescape=True))
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return [Job.from_row(row) for row in conn.execute(query.order_by(jobs_table.c.created_at))]
 
 
 def _exists(ctx: RequestContext, group: LogGroup) -> bool:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return conn.execute(sa.select(jobs_table.c.id).where(
             jobs_table.c.account_id == ctx.account_id, jobs_table.c.family.in_(group.families)).limit(1)).first() \
             is not None
@@ -133,7 +133,7 @@ def _stream_stats(ctx: RequestContext, job_ids: list[str]) -> dict[str, tuple]:
     """job id → (first event time, last event time, bytes) for jobs that have log lines."""
     if not job_ids:
         return {}
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(sa.select(job_logs.c.job_id, sa.func.min(job_logs.c.timestamp),
                                       sa.func.max(job_logs.c.timestamp),
                                       sa.func.sum(sa.func.length(job_logs.c.message)))
@@ -234,7 +234,7 @@ def get_log_events(ctx: RequestContext, req: dict) -> dict:
         if line is not None:
             query = query.where(job_logs.c.id < line)
         query = query.order_by(job_logs.c.id.desc()).limit(limit)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(query).all()
     if not forward:
         rows.reverse()
@@ -285,7 +285,7 @@ def _insights_events(ctx: RequestContext, group: LogGroup, start: int, end: int)
     jobs = {job.id: job for job in _jobs(ctx, group)}
     if not jobs:
         return []
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(sa.select(job_logs).where(job_logs.c.job_id.in_(list(jobs)),
                                                       job_logs.c.timestamp >= start,
                                                       job_logs.c.timestamp < end + 1)
@@ -332,7 +332,7 @@ def start_query(ctx: RequestContext, req: dict) -> dict:
 
 
 def _query(ctx: RequestContext, query_id: str):
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = conn.execute(sa.select(log_queries).where(log_queries.c.query_id == query_id,
                                                         log_queries.c.account_id == ctx.account_id)).first()
     if row is None:

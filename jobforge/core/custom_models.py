@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import idempotency, metadata
+from jobforge.core.store import idempotency, metadata, reading
 
 custom_models = sa.Table(
     "custom_models", metadata,
@@ -93,7 +93,7 @@ class Deployment:
 
 
 def name_taken(engine: sa.Engine, account_id: str, name: str) -> bool:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(sa.select(custom_models.c.id).where(
             custom_models.c.account_id == account_id, custom_models.c.name == name)).first() is not None
 
@@ -107,7 +107,7 @@ def insert_model(engine: sa.Engine, model: CustomModel, token: dict | None = Non
             if token:
                 conn.execute(idempotency.insert().values(token))
     except sa.exc.IntegrityError:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             row = conn.execute(sa.select(custom_models).where(sa.or_(
                 custom_models.c.id == model.id,
                 custom_models.c.job_id == model.job_id if model.job_id else sa.false()))).first()
@@ -120,7 +120,7 @@ def insert_model(engine: sa.Engine, model: CustomModel, token: dict | None = Non
 
 def find_model(engine: sa.Engine, account_id: str, identifier: str) -> CustomModel | None:
     column = custom_models.c.arn if identifier.startswith("arn:") else custom_models.c.name
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(sa.select(custom_models).where(custom_models.c.account_id == account_id,
                                                           column == identifier)).first()
     return CustomModel(**row._mapping) if row else None
@@ -136,7 +136,7 @@ def get_model(engine: sa.Engine, account_id: str, identifier: str) -> CustomMode
 def models_with_jobs(engine: sa.Engine, job_ids: list[str]) -> dict[str, CustomModel]:
     if not job_ids:
         return {}
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(custom_models).where(custom_models.c.job_id.in_(job_ids))).all()
     return {r.job_id: CustomModel(**r._mapping) for r in rows}
 
@@ -180,7 +180,7 @@ def insert_deployment(engine: sa.Engine, deployment: Deployment, token: dict | N
 
 def find_deployment(engine: sa.Engine, account_id: str, identifier: str) -> Deployment | None:
     column = model_deployments.c.arn if identifier.startswith("arn:") else model_deployments.c.name
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(sa.select(model_deployments).where(model_deployments.c.account_id == account_id,
                                                               column == identifier)).first()
     return Deployment(**row._mapping) if row else None

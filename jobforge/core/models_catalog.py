@@ -15,7 +15,7 @@ from pathlib import Path
 import regex
 import sqlalchemy as sa
 
-from jobforge.core.store import metadata
+from jobforge.core.store import metadata, reading
 
 foundation_models = sa.Table(
     "foundation_models", metadata,
@@ -100,13 +100,13 @@ def remove(engine: sa.Engine, model_id: str) -> bool:
 
 
 def get(engine: sa.Engine, model_id: str) -> FoundationModel | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(sa.select(foundation_models).where(foundation_models.c.model_id == model_id)).first()
     return FoundationModel(**{k: v for k, v in row._mapping.items() if k != "updated_at"}) if row else None
 
 
 def all_models(engine: sa.Engine) -> list[FoundationModel]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(foundation_models).order_by(foundation_models.c.model_id)).all()
     return [FoundationModel(**{k: v for k, v in r._mapping.items() if k != "updated_at"}) for r in rows]
 

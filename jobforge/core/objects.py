@@ -26,6 +26,7 @@ from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody, open_blobs
 from jobforge.core.errors import ServiceError
 from jobforge.core.object_tables import s3_buckets, s3_objects, s3_parts, s3_uploads
+from jobforge.core.store import reading
 
 MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -160,7 +161,7 @@ class ObjectStore:
         """The bucket's row, if it exists and belongs to the account."""
         query = sa.select(s3_buckets).where(s3_buckets.c.name == name)
         if conn is None:
-            with self.engine.connect() as own:
+            with reading(self.engine) as own:
                 row = own.execute(query).first()
         else:
             row = conn.execute(query).first()
@@ -171,7 +172,7 @@ class ObjectStore:
         return row
 
     def list_buckets(self, account_id: str) -> list:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(sa.select(s3_buckets).where(s3_buckets.c.account_id == account_id)
                                 .order_by(s3_buckets.c.name)).all()
 
@@ -190,7 +191,7 @@ class ObjectStore:
     # -- objects ---------------------------------------------------------------
 
     def head(self, account_id: str, bucket: str, key: str) -> ObjectInfo:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             self.bucket(account_id, bucket, conn)
             row = conn.execute(sa.select(s3_objects).where(s3_objects.c.bucket == bucket,
                                                            s3_objects.c.key == key)).first()
@@ -326,7 +327,7 @@ class ObjectStore:
         if max_keys <= 0:
             return Listing(contents, prefixes, False, None)
         last = None
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             while True:
                 query = sa.select(s3_objects).where(s3_objects.c.bucket == bucket)
                 if prefix:
@@ -371,7 +372,7 @@ class ObjectStore:
     def upload(self, account_id: str, bucket: str, key: str, upload_id: str, conn=None):
         query = sa.select(s3_uploads).where(s3_uploads.c.upload_id == upload_id)
         if conn is None:
-            with self.engine.connect() as own:
+            with reading(self.engine) as own:
                 self.bucket(account_id, bucket, own)
                 row = own.execute(query).first()
         else:
@@ -418,7 +419,7 @@ class ObjectStore:
         return digest.b64digest()
 
     def parts(self, upload_id: str, after: int = 0, limit: int = 1000) -> list:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(sa.select(s3_parts).where(s3_parts.c.upload_id == upload_id,
                                                           s3_parts.c.part_number > after)
                                 .order_by(s3_parts.c.part_number).limit(limit)).all()
@@ -499,7 +500,7 @@ class ObjectStore:
         self._delete_blobs(blobs)
 
     def list_uploads(self, account_id: str, bucket: str, prefix: str = "", limit: int = 1000) -> list:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             self.bucket(account_id, bucket, conn)
             query = sa.select(s3_uploads).where(s3_uploads.c.bucket == bucket)
             if prefix:

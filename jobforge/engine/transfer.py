@@ -34,13 +34,13 @@ class LocalObjects:
 
         from jobforge.core.blobs import LocalBlobs, backend_of
         from jobforge.core.objects import ObjectStore
-        from jobforge.core.store import access_keys, create_engine
+        from jobforge.core.store import access_keys, create_engine, reading
 
         database = Path(data_dir) / "jobforge.db"
         if not access_key_id or not database.exists() or backend_of(data_dir) != "local":
             return None
         engine = create_engine(f"sqlite:///{database}")
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             key = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
         # The job's key is in the database only if it is the live server's: anything else uses the API.
         if key is None or (key.expires_at is not None and key.expires_at < time.time()):

@@ -7,6 +7,7 @@ spec: {"steps": int, "sleep": float seconds per step, "fail_at": int|None, "fail
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from jobforge.engine.context import JobContext, JobStopped, WorkloadError
@@ -28,5 +29,7 @@ def run(ctx: JobContext, spec: dict) -> None:
         time.sleep(pause)
         ctx.metric("progress", (step + 1) / steps, step + 1)
         ctx.event(f"step {step + 1}/{steps}")
-        state_file.write_text(json.dumps({"next": step + 1}))
+        staged = state_file.with_suffix(".tmp")  # a checkpoint is replaced whole, never seen half-written
+        staged.write_text(json.dumps({"next": step + 1}))
+        os.replace(staged, state_file)
     ctx.result({"steps": steps, "resumed_from": start, "attempt": ctx.attempt})

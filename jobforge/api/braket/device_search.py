@@ -12,12 +12,12 @@ from jobforge.api.braket import common, hybrid_jobs, task_runner
 from jobforge.api.braket.records import quantum_tasks
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import jobs as jobs_table
+from jobforge.core.store import jobs as jobs_table, reading
 
 
 def _queues(ctx: RequestContext, device_arn: str) -> dict:
     """Queued tasks (normal and priority, i.e. from hybrid jobs) and queued hybrid jobs on a device."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         counts = dict(conn.execute(
             sa.select(quantum_tasks.c.job_arn.is_not(None), sa.func.count()).where(
                 quantum_tasks.c.device_arn == device_arn, quantum_tasks.c.status == "QUEUED")

@@ -23,7 +23,7 @@ from jobforge.api.braket import common, task_runner
 from jobforge.api.roles import require_role
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import jobs as jobs_table
+from jobforge.core.store import jobs as jobs_table, reading
 
 WORKLOAD = "braket-hybrid"
 LOG_GROUP = "/aws/braket/jobs"
@@ -153,7 +153,7 @@ def _queue_info(ctx: RequestContext, job: jobs.Job) -> dict:
     if current != "QUEUED":
         return {"queue": "JOBS_QUEUE", "position": "None",
                 "message": f"Job is in {current} status. AmazonBraket does not show queue position for this status."}
-    with ctx.engine.connect() as conn:  # the scheduler admits every family first in, first out
+    with reading(ctx.engine) as conn:  # the scheduler admits every family first in, first out
         ahead = conn.execute(sa.select(sa.func.count()).select_from(jobs_table).where(
             jobs_table.c.state == "QUEUED", jobs_table.c.created_at < job.created_at)).scalar_one()
     position = ahead + 1 if job.state == "QUEUED" else 1

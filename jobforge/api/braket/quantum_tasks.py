@@ -22,7 +22,7 @@ from jobforge.api.braket import common, hybrid_jobs, task_runner
 from jobforge.api.braket.records import QuantumTask, quantum_tasks
 from jobforge.core import jobs, paging
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import idempotency, tags as tags_table
+from jobforge.core.store import idempotency, tags as tags_table, reading
 
 IDEMPOTENCY_SCOPE = "braket-quantum-task:create"
 QUEUE_POSITION_CAP = 2000
@@ -85,7 +85,7 @@ def _replayed(conn, ctx: RequestContext, token: str, digest: str) -> str | None:
 def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
     device_arn = common.require_usable_device(req["deviceArn"])
     digest = request_hash(req, ("clientToken",))
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         replayed = _replayed(conn, ctx, req["clientToken"], digest)
     if replayed:
         return {"quantumTaskArn": replayed}
@@ -113,7 +113,7 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
                 conn.execute(tags_table.insert().values(resource_arn=arn, key=key, value=value,
                                                         account_id=ctx.account_id))
     except sa.exc.IntegrityError:  # the same token, concurrently
-        with ctx.engine.connect() as conn:
+        with reading(ctx.engine) as conn:
             replayed = _replayed(conn, ctx, req["clientToken"], digest)
         if replayed:
             return {"quantumTaskArn": replayed}
@@ -123,7 +123,7 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
 
 
 def find(ctx: RequestContext, arn: str) -> QuantumTask:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = conn.execute(sa.select(quantum_tasks).where(quantum_tasks.c.arn == arn,
                                                           quantum_tasks.c.account_id == ctx.account_id)).first()
     if row is None:
@@ -137,7 +137,7 @@ def _queue_info(ctx: RequestContext, task: QuantumTask) -> dict:
         return {"queue": "QUANTUM_TASKS_QUEUE", "position": "None", "queuePriority": priority,
                 "message": f"Task is in {task.status} status. AmazonBraket does not show queue position for this "
                            "status."}
-    with ctx.engine.connect() as conn:  # the runner takes tasks first in, first out
+    with reading(ctx.engine) as conn:  # the runner takes tasks first in, first out
         ahead = conn.execute(sa.select(sa.func.count()).select_from(quantum_tasks).where(
             quantum_tasks.c.status == "QUEUED", quantum_tasks.c.created_at < task.created_at)).scalar_one()
     position = ahead + 1

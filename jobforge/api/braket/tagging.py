@@ -9,7 +9,7 @@ from jobforge.api.braket import hybrid_jobs
 from jobforge.api.braket.records import quantum_tasks
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import jobs as jobs_table
+from jobforge.core.store import jobs as jobs_table, reading
 
 
 def _require_resource(ctx: RequestContext, arn: str) -> None:
@@ -19,7 +19,7 @@ def _require_resource(ctx: RequestContext, arn: str) -> None:
         table, condition = quantum_tasks, sa.true()
     else:
         raise ServiceError("ValidationException", f"{arn} is not the ARN of a Braket hybrid job or quantum task.")
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         found = conn.execute(sa.select(table.c.arn).where(table.c.arn == arn, table.c.account_id == ctx.account_id,
                                                           condition)).first()
     if found is None:
