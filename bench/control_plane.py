@@ -129,18 +129,29 @@ def start_bare():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, dict[int, dict]] = {}
+    runs: dict[str, dict[int, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, starter in (("jobforge", lambda: start_jobforge(Path(tmp))), ("moto", start_moto),
-                              ("bare-asgi", start_bare)):
-            stop, endpoint, request = starter()
-            try:
-                results[name] = {t: replay(endpoint, request, t, args.seconds) for t in (1, 4)}
-            finally:
+        servers = {}
+        try:
+            for name, starter in (("jobforge", lambda: start_jobforge(Path(tmp))), ("moto", start_moto),
+                                  ("bare-asgi", start_bare)):
+                servers[name] = starter()
+            # Rounds alternate the servers, so that drifts in the machine's load hit all of them alike.
+            for _ in range(args.rounds):
+                for name, (_, endpoint, request) in servers.items():
+                    for threads in (1, 4):
+                        runs.setdefault(name, {}).setdefault(threads, []).append(
+                            replay(endpoint, request, threads, args.seconds))
+        finally:
+            for stop, _, _ in servers.values():
                 stop()
-    print(f"\nIAM GetRole, {args.seconds:g} s per run, {os.cpu_count()} cores\n")
+    # Each figure is the round with the median throughput.
+    results = {name: {threads: sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+                      for threads, rounds in by_threads.items()} for name, by_threads in runs.items()}
+    print(f"\nIAM GetRole, median of {args.rounds} rounds of {args.seconds:g} s, {os.cpu_count()} cores\n")
     print(f"{'server':10} {'threads':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, by_threads in results.items():
         for threads, r in by_threads.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -35,14 +36,17 @@ _PR_SET_PDEATHSIG = 1
 _WARM_UP = 'OPENQASM 3.0;\nqubit[2] q;\nbit[2] b;\nh q[0];\ncnot q[0], q[1];\nb = measure q;'
 
 
-def _init_simulator_process() -> None:
+def _init_simulator_process(server_pid: int) -> None:
     """Die with the server; import the simulator and compile its kernels now rather than on the first task."""
     import ctypes
+    import os
     import signal
     import sys
 
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server_pid:  # the server died while this process was starting
+        os._exit(1)
     from braket.ir.openqasm import Program
 
     from jobforge.workloads.braket.tasks import run_task
@@ -86,12 +90,17 @@ class TaskRunner:
         with self._lock:
             if self._processes is None:
                 self._processes = ProcessPoolExecutor(self.size, multiprocessing.get_context("spawn"),
-                                                      initializer=_init_simulator_process)
+                                                      initializer=_init_simulator_process,
+                                                      initargs=(os.getpid(),))
             return self._processes
 
     def warm(self) -> None:
-        """Start the simulator processes ahead of the first task."""
-        self._pool().submit(int)
+        """Start a simulator process ahead of the first task.
+
+        From one of the runner's own threads, which live as long as the server: a simulator process
+        is killed when the thread that started it ends (PR_SET_PDEATHSIG), and a request thread may end.
+        """
+        self._threads.submit(lambda: self._pool().submit(int))
 
     def _discard_pool(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
