@@ -26,7 +26,7 @@ class HttpRequest:
         return self.headers.get("host", "")
 
     def query(self) -> list[tuple[str, str]]:
-        return parse_qsl(self.query_string, keep_blank_values=True)
+        return parse_qsl(self.query_string, keep_blank_values=True) if self.query_string else []
 
 
 @dataclass
