@@ -146,18 +146,23 @@ def reading(engine: sa.Engine):
         yield conn
 
 
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 def create_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine, reader = (sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-                          for _ in range(2))
-        for each in (engine, reader):
-            sa.event.listen(each, "connect", _sqlite_pragmas)
+        engine = _sqlite_engine(url)
         sa.event.listen(engine, "begin", _sqlite_begin)
-        sa.event.listen(engine, "engine_disposed", lambda _: reader.dispose())
-        _READERS[engine] = reader
+        if path and path != ":memory:":  # an in-memory database cannot be shared by a second engine
+            reader = _sqlite_engine(url)
+            sa.event.listen(engine, "engine_disposed", lambda _: reader.dispose())
+            _READERS[engine] = reader
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
