@@ -129,3 +129,19 @@ def test_a_completed_job_whose_hook_was_lost_gets_its_model(tmp_path):
     model = custom_models.get_model(engine, "111111111111", "m1")
     assert model.arn == api["customModelArn"] and model.status == "Active"
     assert model.details["trainingMetrics"] == {"trainingLoss": 0.5}
+
+
+def test_runtime_model_ids_follow_bedrocks_pattern():
+    """Bedrock's own modelId pattern refuses a custom-model ARN (its base id carries ':0'): a custom model is
+    called through its deployment ARN or its name, as the README says."""
+    import botocore.session
+    import regex
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    custom = "arn:aws:bedrock:us-east-1:111111111111:custom-model/meta.llama3-1-8b-instruct-v1:0/abcdefabcdef"
+    deployment = "arn:aws:bedrock:us-east-1:111111111111:custom-model-deployment/abcdefabcdef"
+    for operation in ("InvokeModel", "InvokeModelWithResponseStream", "Converse", "ConverseStream"):
+        pattern = regex.compile(model.operation_model(operation).input_shape.members["modelId"].metadata["pattern"])
+        assert pattern.fullmatch(custom) is None
+        assert pattern.fullmatch(deployment) and pattern.fullmatch("my-custom-model-name")
+        assert pattern.fullmatch("meta.llama3-1-8b-instruct-v1:0")
