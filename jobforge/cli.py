@@ -11,7 +11,7 @@ from jobforge.config import Settings
 
 
 def _settings(args) -> Settings:
-    return Settings(data_dir=args.data_dir, database_url=getattr(args, "database_url", None),
+    return Settings(data_dir=args.data_dir, database_url=args.database_url,
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
@@ -52,13 +52,13 @@ def accounts_create(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="jobforge", description=__doc__)
-    parser.add_argument("--data-dir", default=".jobforge", help="state, objects and credentials (default ./.jobforge)")
+    for flag, default, text in STORE_OPTIONS:
+        parser.add_argument(flag, default=default, help=text)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4566)
-    p.add_argument("--database-url", help="e.g. postgresql://user@host/db (default: SQLite under the data dir)")
     p.add_argument("--object-store", help="s3://bucket/prefix?endpoint=URL (default: a directory under the data dir)")
     p.add_argument("--auth", choices=["sigv4", "none"], default="sigv4",
                    help="'none' turns off request authentication: only for trusted, local use")
@@ -71,7 +71,6 @@ def main(argv=None) -> None:
     asub = p.add_subparsers(dest="accounts_command", required=True)
     q = asub.add_parser("create", help="add an account and write its keys as a new profile")
     q.add_argument("name")
-    q.add_argument("--database-url")
     q.set_defaults(func=accounts_create)
 
     from jobforge import jobs_cli, demo, models_cli
@@ -83,8 +82,31 @@ def main(argv=None) -> None:
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=lambda _args: print(f"jobforge {__version__}"))
 
+    _store_options_after_commands(parser)
     args = parser.parse_args(argv)
     args.func(args)
+
+
+STORE_OPTIONS = (
+    ("--data-dir", ".jobforge", "state, objects and credentials (default ./.jobforge)"),
+    ("--database-url", None, "e.g. postgresql://user@host/db (default: SQLite under the data dir)"),
+)
+
+
+def _store_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """Accept the store options after any command too (`jobforge serve --data-dir DIR`).
+
+    argparse keeps a command's own options apart from the main parser's, so each
+    command gets them again, defaulting to "not given" so that a value given
+    before the command still counts.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                for flag, _, text in STORE_OPTIONS:
+                    if flag not in command._option_string_actions:
+                        command.add_argument(flag, default=argparse.SUPPRESS, help=text)
+                _store_options_after_commands(command)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,6 @@ def watch_cmd(args) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("jobs", help="inspect jobs of every family")
-    p.add_argument("--database-url")
     jsub = p.add_subparsers(dest="jobs_command", required=True)
     q = jsub.add_parser("list", help="recent jobs")
     q.add_argument("--family", help="e.g. braket-job, bedrock-customization, sagemaker-job")

@@ -6,7 +6,6 @@ reads the catalog on every request.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from jobforge.config import Settings
@@ -44,18 +43,14 @@ def remove_cmd(args) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="register base models (Hugging Face directories) under Bedrock ids")
     msub = p.add_subparsers(dest="models_command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    # Accepted after the subcommand too: `jobforge models add ID PATH --data-dir DIR`.
-    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="the server's data dir")
-    common.add_argument("--database-url", help="the server's database, when not SQLite in the data dir")
-    q = msub.add_parser("add", parents=[common], help="register or re-point a base model")
+    q = msub.add_parser("add", help="register or re-point a base model")
     q.add_argument("identifier", help="Bedrock model id, e.g. meta.llama3-2-1b-instruct-v1:0")
     q.add_argument("location", help="a local Hugging Face model directory or an s3:// prefix")
     q.add_argument("--name", help="model name shown by ListFoundationModels (max 20 characters)")
     q.add_argument("--provider", help="provider name (default: from the identifier)")
     q.set_defaults(func=add_cmd)
-    q = msub.add_parser("list", parents=[common], help="registered base models")
+    q = msub.add_parser("list", help="registered base models")
     q.set_defaults(func=list_cmd)
-    q = msub.add_parser("remove", parents=[common], help="unregister a base model")
+    q = msub.add_parser("remove", help="unregister a base model")
     q.add_argument("identifier")
     q.set_defaults(func=remove_cmd)

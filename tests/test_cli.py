@@ -52,6 +52,17 @@ def test_accounts_create_writes_a_profile(tmp_path):
     assert cli("accounts", "create", "research", data_dir=data, check=False).returncode != 0
 
 
+def test_store_options_work_before_and_after_the_command(tmp_path):
+    data = tmp_path / "data"
+    cli("accounts", "create", "after", "--data-dir", str(data))
+    cli("--data-dir", str(data), "accounts", "create", "before")
+    creds = configparser.ConfigParser()
+    creds.read(data / "credentials")
+    assert {"after", "before"} <= set(creds.sections())
+    assert "NAME" in cli("jobs", "list", "--data-dir", str(data)).stdout
+    assert "MODEL ID" in cli("models", "list", "--data-dir", str(data)).stdout
+
+
 def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
     from jobforge.server.runtime import Runtime
 
