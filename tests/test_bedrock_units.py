@@ -145,3 +145,31 @@ def test_runtime_model_ids_follow_bedrocks_pattern():
         assert pattern.fullmatch(custom) is None
         assert pattern.fullmatch(deployment) and pattern.fullmatch("my-custom-model-name")
         assert pattern.fullmatch("meta.llama3-1-8b-instruct-v1:0")
+
+
+def test_a_missing_deployment_or_custom_model_is_an_invalid_identifier(tmp_path):
+    """Only foundation-model ids get the hint to register them; an unknown or deleted deployment, or an unknown
+    custom-model name, is Bedrock's plain invalid identifier."""
+    from types import SimpleNamespace
+
+    from jobforge.api.bedrock_models import INVALID_MODEL, resolve_for_inference
+    from jobforge.core import custom_models as cm
+    from jobforge.core.store import open_store
+
+    ctx = SimpleNamespace(engine=open_store(f"sqlite:///{tmp_path / 'db.sqlite'}"), account_id="111111111111",
+                          region="us-east-1")
+    arn = cm.deployment_arn("us-east-1", "111111111111", "abcdefabcdef")
+    deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
+        id="abcdefabcdef", account_id="111111111111", name="dep", arn=arn, model_arn="arn:gone", status="Active",
+        description=None, failure_message=None, created_at=1.0, updated_at=1.0), None)
+    cm.delete_deployment(ctx.engine, deployment)
+    for model_id in (arn, "arn:aws:bedrock:us-east-1:111111111111:custom-model-deployment/zzzzzzzzzzzz",
+                     "no-such-model"):
+        with pytest.raises(ServiceError) as err:
+            resolve_for_inference(ctx, model_id)
+        assert (err.value.code, err.value.message) == ("ValidationException", INVALID_MODEL)
+    for model_id in ("meta.llama3-3-70b-instruct-v1:0",
+                     "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3-3-70b-instruct-v1:0"):
+        with pytest.raises(ServiceError) as err:
+            resolve_for_inference(ctx, model_id)
+        assert "jobforge models add meta.llama3-3-70b-instruct-v1:0" in err.value.message

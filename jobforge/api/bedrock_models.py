@@ -47,7 +47,17 @@ def foundation(ctx: RequestContext, identifier: str) -> ResolvedModel | None:
     return ResolvedModel(found.model_id, found.location, found.arn(ctx.region))
 
 
+def is_foundation_identifier(identifier: str) -> bool:
+    """A foundation-model id (``provider.name-v1:0``) or ARN, not a custom model, deployment or name."""
+    if identifier.startswith("arn:"):
+        return ":foundation-model/" in identifier
+    return "." in identifier
+
+
 def unregistered(identifier: str) -> str:
+    """Bedrock's wording for a model that does not exist; the way to register one only for foundation models."""
+    if not is_foundation_identifier(identifier):
+        return INVALID_MODEL
     model_id = models_catalog.model_id_of(identifier)
     return (f"{INVALID_MODEL} Model {model_id} is not registered on this server. "
             + models_catalog.REGISTER_HINT.format(model_id=model_id))
@@ -78,7 +88,12 @@ def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
         if deployment is not None:
             if deployment.status != "Active":
                 raise validation_error(f"Deployment {deployment.name} is {deployment.status}, not Active.")
-            return _custom(cm.get_model(ctx.engine, ctx.account_id, deployment.model_arn))
+            model = cm.find_model(ctx.engine, ctx.account_id, deployment.model_arn)
+            if model is None:
+                raise validation_error(INVALID_MODEL)
+            return _custom(model)
+        if model_id.startswith("arn:"):  # a deployment that does not exist (or was deleted)
+            raise validation_error(INVALID_MODEL)
     if ":provisioned-model/" in model_id or ":inference-profile/" in model_id:
         raise validation_error(f"{INVALID_MODEL} Provisioned throughput and inference profiles are not served "
                                "here; use a foundation model, a custom model or a custom-model deployment.")
