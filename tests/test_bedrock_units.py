@@ -173,3 +173,28 @@ def test_a_missing_deployment_or_custom_model_is_an_invalid_identifier(tmp_path)
         with pytest.raises(ServiceError) as err:
             resolve_for_inference(ctx, model_id)
         assert "jobforge models add meta.llama3-3-70b-instruct-v1:0" in err.value.message
+
+
+@pytest.mark.parametrize("roles, message", [
+    (["assistant"], "A conversation must start with a user message. Try again with a conversation that starts with "
+                    "a user message."),
+    (["assistant", "user"], "A conversation must start with a user message."),
+    (["user", "user"], "A conversation must alternate between user and assistant roles. Make sure the conversation "
+                       "alternates between user and assistant roles and try again."),
+    (["user", "assistant", "assistant"], "A conversation must alternate between user and assistant roles."),
+])
+def test_converse_checks_role_order(roles, message):
+    from jobforge.api.bedrock_runtime import _converse_request
+
+    messages = [{"role": role, "content": [{"text": "hi"}]} for role in roles]
+    with pytest.raises(ServiceError) as err:
+        _converse_request({"modelId": "m", "messages": messages})
+    assert err.value.code == "ValidationException" and err.value.message.startswith(message)
+
+
+def test_converse_accepts_alternating_turns_and_an_assistant_prefill():
+    from jobforge.api.bedrock_runtime import _converse_request
+
+    roles = ["user", "assistant", "user", "assistant"]
+    request = _converse_request({"modelId": "m", "messages": [{"role": r, "content": [{"text": r}]} for r in roles]})
+    assert [m["role"] for m in request.messages] == roles
