@@ -60,3 +60,6 @@ def test_cli_errors_are_the_services_own(server, role_arn, tmp_path):
                                else line for line in creds))
     denied = aws(server, "sts", "get-caller-identity", credentials=wrong)
     assert denied.returncode == 255 and "SignatureDoesNotMatch" in denied.stderr
+
+    unsigned = aws(server, "iam", "list-roles", "--no-sign-request")
+    assert unsigned.returncode == 255 and "MissingAuthenticationToken" in unsigned.stderr

@@ -219,3 +219,42 @@ def test_iam_role_lifecycle(server):
     with pytest.raises(ClientError) as err:
         iam.get_role(RoleName="temp-role")
     assert err.value.response["Error"]["Code"] == "NoSuchEntity"
+
+
+def _s3_error(url: str) -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+    from xml.etree import ElementTree
+
+    try:
+        urllib.request.urlopen(url, timeout=30)
+    except urllib.error.HTTPError as err:
+        root = ElementTree.fromstring(err.read())
+        return err.code, root.findtext("Code"), root.findtext("Message")
+    raise AssertionError(f"{url} was answered with success")
+
+
+def test_s3_authentication_errors_speak_s3(server):
+    import boto3
+
+    s3 = server.client("s3")
+    s3.create_bucket(Bucket="auth-errors")
+    s3.put_object(Bucket="auth-errors", Key="k", Body=b"x")
+    assert _s3_error(f"{server.endpoint}/auth-errors/k") == (403, "AccessDenied", "Access Denied")  # anonymous
+
+    sigv2 = server.client("s3", signature_version="s3")
+    status, code, message = _s3_error(sigv2.generate_presigned_url(
+        "get_object", Params={"Bucket": "auth-errors", "Key": "k"}, ExpiresIn=60))
+    assert status == 403 and code == "SignatureDoesNotMatch" and "Signature Version 4" in message
+
+    sigv4 = server.client("s3", signature_version="s3v4")
+    status, code, message = _s3_error(sigv4.generate_presigned_url(
+        "get_object", Params={"Bucket": "auth-errors", "Key": "k"}, ExpiresIn=604801))
+    assert (status, code) == (400, "AuthorizationQueryParametersError") and "604800" in message
+
+    stranger = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                            aws_access_key_id="AKIANOTAREALKEY00000", aws_secret_access_key="s" * 40)
+    with pytest.raises(ClientError) as err:
+        stranger.get_object(Bucket="auth-errors", Key="k")
+    assert err.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    assert err.value.response["Error"]["Message"] == "The AWS Access Key Id you provided does not exist in our records."

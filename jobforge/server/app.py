@@ -28,26 +28,30 @@ log = logging.getLogger("jobforge.server")
 API_MODULES = ("iam", "sts", "sagemaker_jobs", "bedrock_models", "bedrock", "bedrock_runtime", "logs", "braket", "s3", "ecr")
 MAX_BODY = 64 * 1024 * 1024
 
-# Authentication failures per protocol family: (code, HTTP status).
+# Authentication failures per protocol family: (code, HTTP status[, the service's own message]).
 AUTH_ERRORS = {
     "json": {"missing": ("MissingAuthenticationTokenException", 403),
              "unknown_key": ("UnrecognizedClientException", 403),
              "bad_signature": ("InvalidSignatureException", 403),
              "expired": ("InvalidSignatureException", 403),
              "expired_token": ("ExpiredTokenException", 403),
-             "access_denied": ("AccessDeniedException", 403)},
+             "access_denied": ("AccessDeniedException", 403),
+             "bad_query": ("InvalidSignatureException", 403)},
     "query": {"missing": ("MissingAuthenticationToken", 403),
               "unknown_key": ("InvalidClientTokenId", 403),
               "bad_signature": ("SignatureDoesNotMatch", 403),
               "expired": ("SignatureDoesNotMatch", 403),
               "expired_token": ("ExpiredToken", 403),
-              "access_denied": ("AccessDenied", 403)},
-    "rest-xml": {"missing": ("AccessDenied", 403),
-                 "unknown_key": ("InvalidAccessKeyId", 403),
+              "access_denied": ("AccessDenied", 403),
+              "bad_query": ("SignatureDoesNotMatch", 403)},
+    "rest-xml": {"missing": ("AccessDenied", 403, "Access Denied"),
+                 "unknown_key": ("InvalidAccessKeyId", 403,
+                                 "The AWS Access Key Id you provided does not exist in our records."),
                  "bad_signature": ("SignatureDoesNotMatch", 403),
                  "expired": ("RequestTimeTooSkewed", 403),
                  "expired_token": ("ExpiredToken", 400),
-                 "access_denied": ("AccessDenied", 403)},
+                 "access_denied": ("AccessDenied", 403),
+                 "bad_query": ("AuthorizationQueryParametersError", 400)},
 }
 AUTH_ERRORS["rest-json"] = AUTH_ERRORS["json"]
 
@@ -85,7 +89,7 @@ class App:
             else:
                 request.body = await streaming.read_all(receive, MAX_BODY)
         except ServiceError as err:
-            service = router.candidates_or_default(getattr(credential_scope(request), "service", None))
+            service = router.candidates_or_default(getattr(credential_scope(request), "service", None), request)
             await self._send(send, router.protocol_of(service).error(service, err, str(uuid.uuid4())))
             return
         if raw_path.startswith("/_jobforge/"):
@@ -150,7 +154,7 @@ class App:
         request_id = str(uuid.uuid4())
         scope = credential_scope(request)
         scope_service = scope.service if scope else None
-        fallback = router.candidates_or_default(scope_service)
+        fallback = router.candidates_or_default(scope_service, request)
         try:
             identity = self._authenticate(request, fallback)
             service, operation = router.route(scope_service, request)
@@ -191,8 +195,8 @@ class App:
         try:
             who, scope = runtime.verifier.verify(request)
         except AuthError as err:
-            code, status = AUTH_ERRORS.get(router.protocol_name(service), AUTH_ERRORS["json"])[err.kind]
-            raise ServiceError(code, err.message, status) from None
+            code, status, *message = AUTH_ERRORS.get(router.protocol_name(service), AUTH_ERRORS["json"])[err.kind]
+            raise ServiceError(code, message[0] if message else err.message, status) from None
         return who.account_id, who.principal_arn, who.access_key_id, scope.region
 
 

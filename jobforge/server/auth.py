@@ -25,7 +25,7 @@ UNSIGNED_QUERY_KEYS = {"X-Amz-Signature"}
 
 
 class AuthError(Exception):
-    """kind: missing | unknown_key | bad_signature | expired | expired_token | access_denied."""
+    """kind: missing | unknown_key | bad_signature | bad_query | expired | expired_token | access_denied."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -134,8 +134,9 @@ class Verifier:
             return self._verify_header(request, header, now)
         if "X-Amz-Signature=" in request.query_string:
             return self._verify_presigned(request, now)
-        if header:
-            raise AuthError("bad_signature", "Only AWS4-HMAC-SHA256 signatures are supported")
+        if header or "AWSAccessKeyId=" in request.query_string:
+            raise AuthError("bad_signature", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported: sign "
+                            "with signature_version 's3v4' (the profile jobforge writes does)")
         raise AuthError("missing", "Missing Authentication Token")
 
     def _verify_header(self, request, header, now):
@@ -171,9 +172,9 @@ class Verifier:
         try:
             expires = int(params.get("X-Amz-Expires", "604800"))
         except ValueError:
-            raise AuthError("bad_signature", "X-Amz-Expires must be a number of seconds") from None
+            raise AuthError("bad_query", "X-Amz-Expires should be a number") from None
         if not 1 <= expires <= 604800:
-            raise AuthError("bad_signature", "X-Amz-Expires must be between 1 and 604800 seconds")
+            raise AuthError("bad_query", "X-Amz-Expires must be less than a week (in seconds) that is 604800")
         if now > when + dt.timedelta(seconds=expires):
             raise AuthError("access_denied", "Request has expired")
         if when - now > MAX_SKEW:

@@ -76,10 +76,16 @@ def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
 
 
 
-def candidates_or_default(scope_service: str | None) -> str:
+def candidates_or_default(scope_service: str | None, request: HttpRequest | None = None) -> str:
     """The service whose error shape answers a request that routed nowhere."""
     if scope_service in SERVICES_BY_SCOPE:
         return SERVICES_BY_SCOPE[scope_service][0]
+    if request is not None and scope_service is None:
+        content_type = request.headers.get("content-type", "")
+        if "x-www-form-urlencoded" in content_type:
+            return "iam"  # an awsQuery form
+        if "x-amz-target" not in request.headers and "json" not in content_type:
+            return "s3"  # unsigned and not JSON: a browser, curl or an old presigned URL, all S3's callers
     return "sagemaker"  # a JSON error, never an HTML page
 
 
