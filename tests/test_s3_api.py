@@ -313,3 +313,30 @@ def _to_loopback(request, **_):
     parts = urlsplit(request.url)
     request.headers["Host"] = parts.netloc
     request.url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port}"))
+
+
+def test_list_multipart_uploads_pages_and_prefixes(s3, bucket):
+    keys = ["a/1", "a/2", "b", "b", "b", "c/x/y", "d"]
+    created = [(key, s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]) for key in keys]
+    pages = list(s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket,
+                                                                      PaginationConfig={"PageSize": 2}))
+    listed = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+    assert sorted(listed) == sorted(created) and [k for k, _ in listed] == sorted(keys)
+    assert [u for k, u in listed if k == "b"] == [u for k, u in created if k == "b"]  # by initiation
+    first = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=3)
+    assert first["IsTruncated"] and first["NextKeyMarker"] == "b" and len(first["Uploads"]) == 3
+    rest = s3.list_multipart_uploads(Bucket=bucket, KeyMarker=first["NextKeyMarker"],
+                                     UploadIdMarker=first["NextUploadIdMarker"])
+    assert [u["Key"] for u in rest["Uploads"]] == ["b", "b", "c/x/y", "d"] and not rest["IsTruncated"]
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, KeyMarker="b")["Uploads"]] == ["c/x/y", "d"]
+    grouped = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/", "c/"]
+    assert [u["Key"] for u in grouped["Uploads"]] == ["b", "b", "b", "d"]
+    paged = list(s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Delimiter="/",
+                                                                     PaginationConfig={"PageSize": 1}))
+    assert [p["Prefix"] for page in paged for p in page.get("CommonPrefixes", [])] == ["a/", "c/"]
+    assert [u["Key"] for page in paged for u in page.get("Uploads", [])] == ["b", "b", "b", "d"]
+    nested = s3.list_multipart_uploads(Bucket=bucket, Prefix="c/", Delimiter="/")
+    assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["c/x/"] and "Uploads" not in nested
+    for key, upload_id in created:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

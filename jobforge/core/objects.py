@@ -114,6 +114,20 @@ class Listing:
     resume: str | None  # opaque: where the next page starts
 
 
+@dataclass(frozen=True)
+class UploadListing:
+    uploads: list  # s3_uploads rows
+    common_prefixes: list[str]
+    truncated: bool
+
+    @property
+    def last(self) -> tuple[str, str | None] | None:
+        """(key, upload id) of the last entry, (prefix, None) when it is a common prefix."""
+        if self.common_prefixes and (not self.uploads or self.common_prefixes[-1] > self.uploads[-1].key):
+            return self.common_prefixes[-1], None
+        return (self.uploads[-1].key, self.uploads[-1].upload_id) if self.uploads else None
+
+
 def _successor(prefix: str) -> str:
     """The smallest string greater than every string that starts with prefix."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -134,6 +148,13 @@ def decode_resume(token: str) -> tuple[str, bool]:
 def full_object_checksum(body: StagedBody, algorithm: str = checksums.DEFAULT) -> dict:
     """The checksum record of a body staged with ``algorithm``, as S3 reports it for a single-part object."""
     return {"algorithm": algorithm, "type": "FULL_OBJECT", "value": body.checksums[algorithm]}
+
+
+def _after_upload(row):
+    """Uploads listed after this one: by key, then initiation, then id."""
+    c = s3_uploads.c
+    return sa.or_(c.key > row.key, sa.and_(c.key == row.key, sa.or_(
+        c.initiated > row.initiated, sa.and_(c.initiated == row.initiated, c.upload_id > row.upload_id))))
 
 
 class ObjectStore:
@@ -499,13 +520,48 @@ class ObjectStore:
             blobs = self._drop_uploads(conn, [upload_id])
         self._delete_blobs(blobs)
 
-    def list_uploads(self, account_id: str, bucket: str, prefix: str = "", limit: int = 1000) -> list:
+    def list_uploads(self, account_id: str, bucket: str, *, prefix: str = "", delimiter: str = "",
+                     key_marker: str = "", upload_id_marker: str = "", limit: int = 1000) -> UploadListing:
+        """Uploads by key, then by initiation, after the markers, grouped by delimiter into common prefixes.
+
+        An upload id marker places the listing after that upload of ``key_marker`` (after the ids greater than
+        it, as S3 documents, once that upload is gone); a key marker inside a common prefix skips the prefix.
+        """
+        uploads, prefixes = [], []
+        c = s3_uploads.c
         with reading(self.engine) as conn:
             self.bucket(account_id, bucket, conn)
-            query = sa.select(s3_uploads).where(s3_uploads.c.bucket == bucket)
+            if limit <= 0:
+                return UploadListing(uploads, prefixes, False)
+            base = sa.select(s3_uploads).where(c.bucket == bucket)
             if prefix:
-                query = query.where(s3_uploads.c.key >= prefix, s3_uploads.c.key < _successor(prefix))
-            return conn.execute(query.order_by(s3_uploads.c.key, s3_uploads.c.initiated).limit(limit)).all()
+                base = base.where(c.key >= prefix, c.key < _successor(prefix))
+            after = c.key > key_marker if key_marker else None
+            cut = key_marker.find(delimiter, len(prefix)) if delimiter and key_marker.startswith(prefix) else -1
+            if cut >= 0:
+                after = c.key >= _successor(key_marker[:cut + len(delimiter)])
+            elif key_marker and upload_id_marker:
+                marker = conn.execute(sa.select(s3_uploads).where(c.upload_id == upload_id_marker,
+                                                                  c.bucket == bucket, c.key == key_marker)).first()
+                if marker is not None:
+                    after = _after_upload(marker)
+                else:
+                    after = sa.or_(c.key > key_marker, sa.and_(c.key == key_marker, c.upload_id > upload_id_marker))
+            while True:
+                query = base if after is None else base.where(after)
+                rows = conn.execute(query.order_by(c.key, c.initiated, c.upload_id).limit(1000)).all()
+                if not rows:
+                    return UploadListing(uploads, prefixes, False)
+                for row in rows:
+                    if len(uploads) + len(prefixes) == limit:
+                        return UploadListing(uploads, prefixes, True)
+                    cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut >= 0:
+                        prefixes.append(row.key[:cut + len(delimiter)])
+                        after = c.key >= _successor(prefixes[-1])
+                        break  # query again past every upload under this prefix
+                    uploads.append(row)
+                    after = _after_upload(row)
 
     @staticmethod
     def _drop_uploads(conn, upload_ids: list[str]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobforge.api.base import handler
-from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store
+from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store, url_encoded
 from jobforge.api.s3.objects import byte_range, check_read_conditions, copy_source
 from jobforge.core import checksums
 from jobforge.core.objects import quoted
@@ -102,15 +102,20 @@ def list_parts(ctx, req):
 
 @handler("s3", "ListMultipartUploads", blocking=True)
 def list_multipart_uploads(ctx, req):
-    limit = min(req.get("MaxUploads", MAX_LISTED), MAX_LISTED)
-    rows = store(ctx).list_uploads(ctx.account_id, req["Bucket"], prefix=req.get("Prefix") or "", limit=limit + 1)
-    truncated = len(rows) > limit
-    rows = rows[:limit]
-    return {"Bucket": req["Bucket"], "Prefix": req.get("Prefix"), "MaxUploads": limit, "IsTruncated": truncated,
-            "NextKeyMarker": rows[-1].key if truncated else None,
-            "NextUploadIdMarker": rows[-1].upload_id if truncated else None,
-            "Uploads": [{"UploadId": row.upload_id, "Key": row.key, "Initiated": row.initiated,
+    encoding = req.get("EncodingType")
+    limit = min(max(req.get("MaxUploads", MAX_LISTED), 0), MAX_LISTED)
+    listing = store(ctx).list_uploads(ctx.account_id, req["Bucket"], prefix=req.get("Prefix") or "",
+                                      delimiter=req.get("Delimiter") or "", key_marker=req.get("KeyMarker") or "",
+                                      upload_id_marker=req.get("UploadIdMarker") or "", limit=limit)
+    next_key, next_upload_id = listing.last if listing.truncated else (None, None)
+    return {"Bucket": req["Bucket"], "Prefix": url_encoded(req.get("Prefix"), encoding),
+            "Delimiter": url_encoded(req.get("Delimiter"), encoding), "EncodingType": encoding,
+            "KeyMarker": url_encoded(req.get("KeyMarker"), encoding), "UploadIdMarker": req.get("UploadIdMarker"),
+            "MaxUploads": limit, "IsTruncated": listing.truncated, "NextKeyMarker": url_encoded(next_key, encoding),
+            "NextUploadIdMarker": next_upload_id,
+            "Uploads": [{"UploadId": row.upload_id, "Key": url_encoded(row.key, encoding), "Initiated": row.initiated,
                          "StorageClass": "STANDARD", "Owner": owner(ctx.account_id),
                          "Initiator": {"ID": row.initiator, "DisplayName": ctx.account_id},
                          "ChecksumAlgorithm": row.checksum_algorithm, "ChecksumType": row.checksum_type}
-                        for row in rows] or None}
+                        for row in listing.uploads] or None,
+            "CommonPrefixes": [{"Prefix": url_encoded(p, encoding)} for p in listing.common_prefixes] or None}
