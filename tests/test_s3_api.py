@@ -340,3 +340,31 @@ def test_list_multipart_uploads_pages_and_prefixes(s3, bucket):
     assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["c/x/"] and "Uploads" not in nested
     for key, upload_id in created:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def test_upload_part_copy_accepts_only_ranges_inside_the_source(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"0123456789")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="dst")["UploadId"]
+    source = {"Bucket": bucket, "Key": "src"}
+    for bad in ("bytes=-5", "bytes=5-", "bytes=0-10", "bytes=4-3", "bytes=a-b", "0-3"):
+        with pytest.raises(ClientError) as err:
+            s3.upload_part_copy(Bucket=bucket, Key="dst", UploadId=upload, PartNumber=1, CopySource=source,
+                                CopySourceRange=bad)
+        assert _code(err.value) == "InvalidArgument", bad
+        assert err.value.response["Error"]["Message"] == "Range specified is not valid for source object of size: 10"
+    good = s3.upload_part_copy(Bucket=bucket, Key="dst", UploadId=upload, PartNumber=1, CopySource=source,
+                               CopySourceRange="bytes=2-9")
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="dst", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": good["CopyPartResult"]["ETag"]}]})
+    assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"23456789" and done["ETag"].endswith('-1"')
+
+
+def test_range_with_part_number_is_refused(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-1", PartNumber=1)
+    assert _code(err.value) == "InvalidRequest"
+    assert err.value.response["Error"]["Message"] == "Cannot specify both Range header and partNumber query parameter"
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket=bucket, Key="k", Range="bytes=0-1", PartNumber=1)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

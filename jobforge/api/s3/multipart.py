@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jobforge.api.base import handler
 from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store, url_encoded
-from jobforge.api.s3.objects import byte_range, check_read_conditions, copy_source
+from jobforge.api.s3.objects import check_read_conditions, copy_range, copy_source
 from jobforge.core import checksums
 from jobforge.core.objects import quoted
 
@@ -49,7 +49,7 @@ def upload_part_copy(ctx, req):
     upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
     source = copy_source(ctx, req["CopySource"])
     check_read_conditions(source, req, prefix="CopySource")
-    selected = byte_range(req.get("CopySourceRange"), source.size) or (0, source.size)
+    selected = copy_range(req.get("CopySourceRange"), source.size)
     algorithms = [upload.checksum_algorithm] if upload.checksum_algorithm else []
     with objects.staged(objects.read(source, *selected), algorithms) as body:
         part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)

@@ -15,6 +15,7 @@ from jobforge.core.objects import ObjectInfo, quoted
 from jobforge.server.streaming import ThreadedStream
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 RESPONSE_OVERRIDES = {"ResponseContentType": "ContentType", "ResponseContentDisposition": "ContentDisposition",
                       "ResponseContentEncoding": "ContentEncoding", "ResponseContentLanguage": "ContentLanguage",
                       "ResponseCacheControl": "CacheControl", "ResponseExpires": "Expires"}
@@ -47,6 +48,17 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end - start + 1
 
 
+def copy_range(header: str | None, size: int) -> tuple[int, int]:
+    """(start, length) of x-amz-copy-source-range: only "bytes=first-last" inside the source is valid."""
+    if header is None:
+        return 0, size
+    found = _COPY_RANGE.fullmatch(header.strip())
+    if found is None or int(found[1]) > int(found[2]) or int(found[2]) >= size:
+        raise ServiceError("InvalidArgument", f"Range specified is not valid for source object of size: {size}", 400,
+                           ArgumentName="x-amz-copy-source-range", ArgumentValue=header)
+    return int(found[1]), int(found[2]) - int(found[1]) + 1
+
+
 def _etag_matches(condition: str, etag: str) -> bool:
     return any(item.strip() in ("*", quoted(etag), etag) for item in condition.split(","))
 
@@ -71,9 +83,11 @@ def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None
 
 
 def _read_view(ctx, req) -> tuple[ObjectInfo, dict, tuple[int, int] | None]:
+    part = req.get("PartNumber")
+    if part is not None and req.get("Range") is not None:
+        raise ServiceError("InvalidRequest", "Cannot specify both Range header and partNumber query parameter", 400)
     info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
     check_read_conditions(info, req)
-    part = req.get("PartNumber")
     if part is not None:
         selected = info.part_range(part)
     else:
