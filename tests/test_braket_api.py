@@ -128,6 +128,7 @@ def test_job_record_idempotency_and_conflicts(braket, account):
     assert job["jobName"] == "gpu-job" and job["hyperParameters"] == {"shots": "100"}
     assert job["deviceConfig"] == {"device": SV1} and job["tags"] == {"team": "quantum"}
     assert job["stoppingCondition"] == {"maxRuntimeInSeconds": 432000}
+    assert job["instanceConfig"] == {"instanceType": "ml.g4dn.xlarge", "volumeSizeInGb": 30, "instanceCount": 1}
     assert [e["eventType"] for e in job["events"]] == ["QUEUED_FOR_EXECUTION", "FAILED"]
     assert job["createdAt"] <= job["endedAt"]
     queue = braket.get_job(jobArn=arn, additionalAttributeNames=["QueueInfo"])["queueInfo"]

@@ -194,6 +194,27 @@ def test_max_runtime_is_enforced(session, role, source):
     assert "MAX_RUNTIME_EXCEEDED" in [e["eventType"] for e in metadata["events"]]
 
 
+def test_job_created_without_optional_settings_reads_back_their_defaults(session, role, source, capsys):
+    """GetJob fills in the modelled defaults, so the SDK can stream the logs of a job boto3 created."""
+    bucket = session.default_bucket()
+    session.s3_client.upload_file(source, bucket, "plain/algo.py")
+    arn = session.braket_client.create_job(
+        clientToken=str(time.time_ns()), jobName=f"bare-{time.time_ns() % 10**9}", roleArn=role,
+        algorithmSpecification={"scriptModeConfig": {"entryPoint": "algo:broken",
+                                                     "s3Uri": f"s3://{bucket}/plain/algo.py"}},
+        outputDataConfig={"s3Path": f"s3://{bucket}/plain/out"}, deviceConfig={"device": SV1},
+        instanceConfig={"instanceType": "ml.m5.large", "volumeSizeInGb": 30}, stoppingCondition={})["jobArn"]
+    job = AwsQuantumJob(arn, aws_session=session)
+    metadata = job.metadata()
+    assert metadata["instanceConfig"] == {"instanceType": "ml.m5.large", "volumeSizeInGb": 30, "instanceCount": 1}
+    assert metadata["stoppingCondition"] == {"maxRuntimeInSeconds": 432000}
+    assert "compressionType" not in metadata["algorithmSpecification"]["scriptModeConfig"]  # no modelled default
+    capsys.readouterr()
+    job.logs(wait=True, poll_interval_seconds=0.2)  # KeyError 'instanceCount' before the default was returned
+    assert "ValueError: the ansatz has no parameters" in capsys.readouterr().out
+    assert job.state() == "FAILED"
+
+
 def _log(session, job) -> str:
     prefix = f"{job.name}/{job.arn.rsplit('/', 1)[1]}/"
     logs = session.logs_client

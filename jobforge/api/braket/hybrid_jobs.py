@@ -27,7 +27,8 @@ from jobforge.core.store import jobs as jobs_table, reading
 
 WORKLOAD = "braket-hybrid"
 LOG_GROUP = "/aws/braket/jobs"
-DEFAULT_MAX_RUNTIME = 432_000
+DEFAULT_MAX_RUNTIME = 432_000  # the SDK's default and the model's maximum: what jobforge enforces when unset
+DEFAULT_INSTANCE_COUNT = 1  # InstanceConfig.instanceCount: "The default value is 1."
 MAX_EVENTS = 20
 QUEUE_POSITION_CAP = 15
 
@@ -82,17 +83,33 @@ def _check_request(ctx: RequestContext, req: dict) -> None:
     require_role(ctx, req["roleArn"], "ValidationException")
 
 
+def _with_defaults(spec: dict) -> dict:
+    """The job's settings with the defaults it runs under filled in, as GetJob returns them.
+
+    ``instanceConfig.instanceCount`` is modelled with the default 1 (the SDK's
+    ``AwsQuantumJob.logs()`` reads it); ``stoppingCondition.maxRuntimeInSeconds``
+    is the limit jobforge enforces when none was sent. ``volumeSizeInGb`` is
+    required, and ``compressionType`` and ``checkpointConfig.localPath`` are
+    echoed only when sent: the first has no modelled default, and jobforge keeps
+    checkpoints in its own directory rather than at the modelled default path.
+    """
+    spec = dict(spec)
+    spec["instanceConfig"] = {"instanceCount": DEFAULT_INSTANCE_COUNT, **spec["instanceConfig"]}
+    spec["stoppingCondition"] = {"maxRuntimeInSeconds": DEFAULT_MAX_RUNTIME, **(spec.get("stoppingCondition") or {})}
+    return spec
+
+
 @handler("braket", "CreateJob", blocking=True)
 def create_job(ctx: RequestContext, req: dict) -> dict:
     _check_request(ctx, req)
     job_id = str(uuid.uuid4())
     arn = FAMILY.arn(ctx.region, ctx.account_id, req["jobName"], job_id)
-    spec = {k: v for k, v in req.items() if k not in ("clientToken", "tags")}
+    spec = _with_defaults({k: v for k, v in req.items() if k not in ("clientToken", "tags")})
     spec.update(jobArn=arn, jobToken=f"{job_id}.{secrets.token_urlsafe(24)}")
     job, created = jobs.create(
         ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
         workload=WORKLOAD, spec=spec, resources=_resources(ctx, req["instanceConfig"]), role_arn=req["roleArn"],
-        max_runtime=(req.get("stoppingCondition") or {}).get("maxRuntimeInSeconds", DEFAULT_MAX_RUNTIME),
+        max_runtime=spec["stoppingCondition"]["maxRuntimeInSeconds"],
         tags_=req.get("tags"), client_token=req["clientToken"], request_hash=request_hash(req, ("clientToken",)),
         job_id=job_id, secondary_status="QUEUED_FOR_EXECUTION")
     if created:
@@ -161,7 +178,7 @@ def _queue_info(ctx: RequestContext, job: jobs.Job) -> dict:
 
 
 def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> dict:
-    spec = job.spec
+    spec = _with_defaults(job.spec)  # also for jobs recorded before the defaults were stored
     out = {key: spec[key] for key in ("jobName", "roleArn", "algorithmSpecification", "inputDataConfig",
                                       "outputDataConfig", "checkpointConfig", "stoppingCondition",
                                       "instanceConfig", "hyperParameters", "deviceConfig", "associations")
@@ -169,7 +186,6 @@ def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> di
     out.update(jobArn=job.arn, status=status(job), createdAt=common.to_time(job.created_at),
                startedAt=common.to_time(job.started_at), endedAt=common.to_time(job.ended_at),
                events=_events(job), tags=jobs.get_tags(ctx.engine, job.arn), failureReason=_failure_reason(job))
-    out.setdefault("stoppingCondition", {"maxRuntimeInSeconds": int(job.max_runtime or DEFAULT_MAX_RUNTIME)})
     if out["failureReason"]:
         out["failureReason"] = out["failureReason"][:1024]
     if job.started_at and job.ended_at:
