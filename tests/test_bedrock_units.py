@@ -198,3 +198,74 @@ def test_converse_accepts_alternating_turns_and_an_assistant_prefill():
     roles = ["user", "assistant", "user", "assistant"]
     request = _converse_request({"modelId": "m", "messages": [{"role": r, "content": [{"text": r}]} for r in roles]})
     assert [m["role"] for m in request.messages] == roles
+
+
+LLAMA_ID, TITAN_ID = "meta.llama3-1-8b-instruct-v1:0", "amazon.titan-text-lite-v1:0:4k"
+CLAUDE_ID, NOVA_ID = "anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-lite-v1:0:300k"
+COHERE_ID = "cohere.command-light-text-v14:7:4k"
+CLAUDE_BODY = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
+               "messages": [{"role": "user", "content": "hi"}]}
+NOVA_BODY = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+
+
+@pytest.mark.parametrize("model_id, body, message", [
+    (LLAMA_ID, {"prompt": "x", "max_gen_len": 0}, "#/max_gen_len: 0 is not greater or equal to 1"),
+    (LLAMA_ID, {"prompt": "x", "max_gen_len": 2049}, "#/max_gen_len: 2049 is not less or equal to 2048"),
+    (LLAMA_ID, {"prompt": "x", "temperature": 5}, "#/temperature: 5 is not less or equal to 1"),
+    (LLAMA_ID, {"prompt": "x", "top_p": -0.1}, "#/top_p: -0.1 is not greater or equal to 0"),
+    (LLAMA_ID, {"prompt": "x", "foo": 1}, "#: extraneous key [foo] is not permitted"),
+    (LLAMA_ID, {"max_gen_len": 5}, "#: required key [prompt] not found"),
+    (LLAMA_ID, {"prompt": "x", "max_gen_len": 2.5}, "#/max_gen_len: expected type: Integer, found: Double"),
+    (TITAN_ID, {"prompt": "red"}, "#: extraneous key [prompt] is not permitted"),
+    (TITAN_ID, {"inputText": "x", "textGenerationConfig": {"maxTokenCount": 4097}},
+     "#/textGenerationConfig/maxTokenCount: 4097 is not less or equal to 4096"),
+    (TITAN_ID, {"inputText": "x", "textGenerationConfig": {"topP": 1.5}},
+     "#/textGenerationConfig/topP: 1.5 is not less or equal to 1"),
+    (TITAN_ID, {"inputText": "x", "textGenerationConfig": {"top_p": 0.5}},
+     "#/textGenerationConfig: extraneous key [top_p] is not permitted"),
+    (CLAUDE_ID, {k: v for k, v in CLAUDE_BODY.items() if k != "max_tokens"}, "#: required key [max_tokens] not found"),
+    (CLAUDE_ID, {k: v for k, v in CLAUDE_BODY.items() if k != "anthropic_version"},
+     "#: required key [anthropic_version] not found"),
+    (CLAUDE_ID, {**CLAUDE_BODY, "max_tokens": 0}, "#/max_tokens: 0 is not greater or equal to 1"),
+    (CLAUDE_ID, {**CLAUDE_BODY, "temperature": 1.5}, "#/temperature: 1.5 is not less or equal to 1"),
+    (CLAUDE_ID, {**CLAUDE_BODY, "top_k": 501}, "#/top_k: 501 is not less or equal to 500"),
+    (CLAUDE_ID, {**CLAUDE_BODY, "messages": [{"role": "assistant", "content": "a"}]},
+     'messages: first message must use the "user" role'),
+    (CLAUDE_ID, {**CLAUDE_BODY, "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+     'messages: roles must alternate between "user" and "assistant"'),
+    (NOVA_ID, {**NOVA_BODY, "inferenceConfig": {"maxTokens": 10_001}},
+     "#/inferenceConfig/maxTokens: 10001 is not less or equal to 10000"),
+    (NOVA_ID, {**NOVA_BODY, "inferenceConfig": {"temperature": 2}},
+     "#/inferenceConfig/temperature: 2 is not less or equal to 1"),
+    (NOVA_ID, {**NOVA_BODY, "extra": True}, "#: extraneous key [extra] is not permitted"),
+    (COHERE_ID, {"prompt": "x", "temperature": 5.5}, "#/temperature: 5.5 is not less or equal to 5"),
+    (COHERE_ID, {"prompt": "x", "max_tokens": 4097}, "#/max_tokens: 4097 is not less or equal to 4096"),
+    (COHERE_ID, {"prompt": "x", "stop_sequences": ["a", "b", "c", "d", "e"]},
+     "#/stop_sequences: expected maximum item count: 4, found: 5"),
+    (COHERE_ID, {"prompt": "x", "num_generations": 2}, "num_generations is not supported"),
+])
+def test_native_bodies_are_checked_against_bedrocks_ranges(model_id, body, message):
+    with pytest.raises(ServiceError) as err:
+        invoke_formats.parse(invoke_formats.family(model_id), body, model_id)
+    assert err.value.code == "ValidationException" and err.value.status == 400
+    assert message in err.value.message
+    if message.startswith("#"):
+        assert err.value.message == f"Malformed input request: {message}, please reformat your input and try again."
+
+
+def test_native_bodies_accept_bedrocks_bounds():
+    request = invoke_formats.parse("llama", {"prompt": "x", "max_gen_len": 2048, "temperature": 1, "top_p": 0}, LLAMA_ID)
+    assert (request.max_tokens, request.temperature, request.top_p) == (2048, 1, 0)
+    titan = invoke_formats.parse("titan", {"inputText": "x", "textGenerationConfig": {"maxTokenCount": 0}}, TITAN_ID)
+    assert titan.max_tokens == 0
+    express = "amazon.titan-text-express-v1"
+    assert invoke_formats.parse("titan", {"inputText": "x", "textGenerationConfig": {"maxTokenCount": 8192}},
+                                express).max_tokens == 8192
+    cohere = invoke_formats.parse("cohere", {"prompt": "x", "temperature": 5, "k": 0, "num_generations": 1}, COHERE_ID)
+    assert cohere.temperature == 5
+    claude = invoke_formats.parse("anthropic", {**CLAUDE_BODY, "system": [{"type": "text", "text": "s"}], "messages": [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}, CLAUDE_ID)
+    assert [m["role"] for m in claude.messages] == ["system", "user", "assistant"]
+    generic = invoke_formats.parse("generic", {"messages": [{"role": "system", "content": "s"},
+                                                            {"role": "user", "content": "q"}]}, "myorg.chat-v1")
+    assert [m["role"] for m in generic.messages] == ["system", "user"]

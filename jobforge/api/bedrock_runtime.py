@@ -74,7 +74,7 @@ def invoke_model(ctx: RequestContext, req: dict) -> dict:
     metadata = _header_metadata(req.get("requestMetadata"))
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
-    request = invoke_formats.parse(kind, body)
+    request = invoke_formats.parse(kind, body, model.family_id)
     result = _generate(ctx, model_dir, request)
     rendered = invoke_formats.render(kind, model.family_id or req["modelId"], request, result)
     log_invocation(ctx, operation="InvokeModel", model_id=req["modelId"], input_body=body, output_body=rendered,
@@ -89,7 +89,7 @@ def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
     metadata = _header_metadata(req.get("requestMetadata"))
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
-    request = invoke_formats.parse(kind, body)
+    request = invoke_formats.parse(kind, body, model.family_id)
     replies = _host(ctx).submit(_job(model_dir, request))
     model_name = model.family_id or req["modelId"]
 

@@ -33,6 +33,150 @@ class Result:
     stop_sequence: str | None = None
 
 
+# -- validation of native bodies (Bedrock checks each provider's JSON schema) -----------
+@dataclass(frozen=True)
+class Field:
+    kind: str  # number | integer | string | strings | object | array | boolean | any
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+    max_items: int | None = None
+    fields: dict | None = None  # an object's members
+    enum: tuple | None = None
+    # Documented by Bedrock but not served here: allowed only at this no-op value (None: never).
+    unsupported: bool = False
+    noop: object = None
+
+
+def _malformed(where: str, problem: str):
+    return validation_error(f"Malformed input request: {where}: {problem}, please reformat your input and try again.")
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int):
+        return "Integer"
+    if isinstance(value, float):
+        return "Double"
+    return {str: "String", list: "JSONArray", dict: "JSONObject"}.get(type(value), type(value).__name__)
+
+
+def _type_ok(kind: str, value) -> bool:
+    if kind == "any":
+        return True
+    if isinstance(value, bool):
+        return kind == "boolean"
+    if kind == "number":
+        return isinstance(value, (int, float))
+    if kind == "integer":
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return isinstance(value, {"string": str, "strings": list, "array": list, "object": dict,
+                              "boolean": bool}[kind])
+
+
+_KIND_NAMES = {"number": "Number", "integer": "Integer", "string": "String", "strings": "JSONArray",
+               "array": "JSONArray", "object": "JSONObject", "boolean": "Boolean"}
+
+
+def check_body(obj, schema: dict, where: str = "#") -> None:
+    """Bedrock's schema check of a native body: required and extraneous keys, types, ranges, enums."""
+    if not isinstance(obj, dict):
+        raise _malformed(where, f"expected type: JSONObject, found: {_type_name(obj)}")
+    for key in obj:
+        if key not in schema:
+            raise _malformed(where, f"extraneous key [{key}] is not permitted")
+    for key, spec in schema.items():
+        if key not in obj:
+            if spec.required:
+                raise _malformed(where, f"required key [{key}] not found")
+            continue
+        value, path = obj[key], f"{where}/{key}"
+        if not _type_ok(spec.kind, value):
+            raise _malformed(path, f"expected type: {_KIND_NAMES[spec.kind]}, found: {_type_name(value)}")
+        if spec.kind in ("number", "integer"):
+            if spec.minimum is not None and value < spec.minimum:
+                raise _malformed(path, f"{value} is not greater or equal to {_plain(spec.minimum)}")
+            if spec.maximum is not None and value > spec.maximum:
+                raise _malformed(path, f"{value} is not less or equal to {_plain(spec.maximum)}")
+        if spec.kind == "strings":
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise _malformed(f"{path}/{index}", f"expected type: String, found: {_type_name(item)}")
+        if spec.max_items is not None and isinstance(value, list) and len(value) > spec.max_items:
+            raise _malformed(path, f"expected maximum item count: {spec.max_items}, found: {len(value)}")
+        if spec.enum is not None and value not in spec.enum:
+            raise _malformed(path, f"{value} is not a valid enum value")
+        if spec.fields is not None:
+            check_body(value, spec.fields, path)
+        if spec.unsupported and value != spec.noop:
+            raise validation_error(f"{path[2:]} is not supported by the models this server runs; leave it out.")
+
+
+def _plain(number: float):
+    return int(number) if float(number).is_integer() else number
+
+
+def _unit(**extra) -> Field:
+    return Field("number", 0, 1, **extra)
+
+
+LLAMA = {"prompt": Field("string", required=True), "temperature": _unit(), "top_p": _unit(),
+         "max_gen_len": Field("integer", 1, 2048),
+         "images": Field("array", unsupported=True)}  # Llama 3.2 vision: text models only here
+# Models registered outside Bedrock's families take the Llama-style body without Llama's length cap.
+GENERIC_PROMPT = {**LLAMA, "max_gen_len": Field("integer", 1)}
+TITAN_MAX_TOKENS = {"amazon.titan-text-lite": 4096, "amazon.titan-text-express": 8192,
+                    "amazon.titan-text-premier": 3072, "amazon.titan-tg1-large": 8192}
+
+
+def _titan(model_id: str) -> dict:
+    maximum = next((v for prefix, v in TITAN_MAX_TOKENS.items() if model_id.startswith(prefix)), 8192)
+    config = {"temperature": _unit(), "topP": _unit(), "maxTokenCount": Field("integer", 0, maximum),
+              "stopSequences": Field("strings")}
+    return {"inputText": Field("string", required=True), "textGenerationConfig": Field("object", fields=config)}
+
+
+ANTHROPIC = {
+    "anthropic_version": Field("string", required=True, enum=("bedrock-2023-05-31",)),
+    "max_tokens": Field("integer", 1, required=True), "messages": Field("array", required=True),
+    "system": Field("any"), "temperature": _unit(), "top_p": _unit(),
+    "top_k": Field("integer", 0, 500, unsupported=True), "stop_sequences": Field("strings", max_items=8191),
+    "tools": Field("array", unsupported=True), "tool_choice": Field("object", unsupported=True),
+    "anthropic_beta": Field("strings", unsupported=True), "thinking": Field("object", unsupported=True),
+    "metadata": Field("object"),
+}
+NOVA = {
+    "schemaVersion": Field("string", enum=("messages-v1",)), "messages": Field("array", required=True),
+    "system": Field("array"),
+    "inferenceConfig": Field("object", fields={
+        "maxTokens": Field("integer", 1, 10_000), "max_new_tokens": Field("integer", 1, 10_000),
+        "temperature": _unit(), "topP": _unit(), "topK": Field("integer", 0, 128, unsupported=True),
+        "stopSequences": Field("strings")}),
+    "toolConfig": Field("object", unsupported=True),
+}
+COHERE = {
+    "prompt": Field("string", required=True), "temperature": Field("number", 0, 5), "p": _unit(),
+    "k": Field("integer", 0, 500, unsupported=True, noop=0), "max_tokens": Field("integer", 1, 4096),
+    "stop_sequences": Field("strings", max_items=4),
+    "return_likelihoods": Field("string", enum=("GENERATION", "ALL", "NONE"), unsupported=True, noop="NONE"),
+    "stream": Field("boolean"), "num_generations": Field("integer", 1, 5, unsupported=True, noop=1),
+    "logit_bias": Field("object", unsupported=True, noop={}),
+    "truncate": Field("string", enum=("NONE", "START", "END")),
+}
+MISTRAL = {
+    "prompt": Field("string", required=True), "max_tokens": Field("integer", 1, 8192),
+    "stop": Field("strings", max_items=10), "temperature": _unit(), "top_p": _unit(),
+    "top_k": Field("integer", 1, 200, unsupported=True),
+}
+GENERIC_CHAT = {
+    "messages": Field("array", required=True), "max_tokens": Field("integer", 1), "temperature": Field("number", 0, 2),
+    "top_p": _unit(), "stop": Field("any"), "model": Field("string"),
+}
+
+
 def _text_of(content) -> str:
     """A message's content: a string, or text blocks ({"text"} or {"type": "text", "text"})."""
     if isinstance(content, str):
@@ -47,30 +191,36 @@ def _text_of(content) -> str:
     raise validation_error("Message content must be a string or a list of text blocks.")
 
 
-def _chat(messages, system=None) -> list[dict]:
+def _chat(messages, system=None, anthropic: bool = False, system_turns: bool = False) -> list[dict]:
+    """Chat turns; ``system_turns`` admits OpenAI-style system messages before the conversation."""
     if not isinstance(messages, list) or not messages:
         raise validation_error("messages must be a non-empty list.")
     out = [{"role": "system", "content": system}] if system else []
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
-            raise validation_error("Each message needs a role of user or assistant.")
+    turns = list(messages)
+    while system_turns and turns and isinstance(turns[0], dict) and turns[0].get("role") == "system":
+        out.append({"role": "system", "content": _text_of(turns.pop(0).get("content"))})
+    if not turns:
+        raise validation_error("messages must hold at least one user message.")
+    previous = None
+    for index, message in enumerate(turns):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise validation_error(f"Malformed input request: messages.{index}.role must be user or assistant, "
+                                   "please reformat your input and try again.")
+        if anthropic:
+            if index == 0 and message["role"] != "user":
+                raise validation_error('messages: first message must use the "user" role')
+            if message["role"] == previous:
+                raise validation_error('messages: roles must alternate between "user" and "assistant", but found '
+                                       f'multiple "{previous}" roles in a row')
+        elif index == 0 and message["role"] != "user":
+            raise validation_error("A conversation must start with a user message. Try again with a conversation "
+                                   "that starts with a user message.")
+        elif message["role"] == previous:
+            raise validation_error("A conversation must alternate between user and assistant roles. Make sure the "
+                                   "conversation alternates between user and assistant roles and try again.")
+        previous = message["role"]
         out.append({"role": message["role"], "content": _text_of(message.get("content"))})
     return out
-
-
-def _number(body: dict, key: str, default, kind=float):
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise validation_error(f"{key} must be a number.")
-    return kind(value)
-
-
-def _prompt(body: dict, key: str = "prompt") -> str:
-    if not isinstance(body.get(key), str):
-        raise validation_error(f"Malformed input request: required key [{key}] not found or not a string.")
-    return body[key]
 
 
 def _stops(value) -> list[str]:
@@ -92,41 +242,49 @@ def family(model_id: str) -> str:
     return "generic"
 
 
-def parse(kind: str, body: dict) -> Request:
+def parse(kind: str, body: dict, model_id: str = "") -> Request:
+    """Validate a native body against its family's schema (Bedrock's ranges), then read it."""
     if not isinstance(body, dict):
         raise validation_error("Malformed input request: the body must be a JSON object.")
     if kind == "llama" or (kind == "generic" and "prompt" in body):
-        return Request(prompt=_prompt(body), max_tokens=_number(body, "max_gen_len", 512, int),
-                       temperature=_number(body, "temperature", 0.5), top_p=_number(body, "top_p", 0.9))
+        check_body(body, LLAMA if kind == "llama" else GENERIC_PROMPT)
+        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_gen_len", 512)),
+                       temperature=body.get("temperature", 0.5), top_p=body.get("top_p", 0.9))
     if kind == "titan":
+        check_body(body, _titan(model_id))
         config = body.get("textGenerationConfig") or {}
-        return Request(prompt=_prompt(body, "inputText"), max_tokens=_number(config, "maxTokenCount", 512, int),
-                       temperature=_number(config, "temperature", 0.7), top_p=_number(config, "topP", 0.9),
-                       stop=_stops(config.get("stopSequences")))
+        return Request(prompt=body["inputText"], max_tokens=int(config.get("maxTokenCount", 512)),
+                       temperature=config.get("temperature", 0.7), top_p=config.get("topP", 0.9),
+                       stop=config.get("stopSequences", []))
     if kind == "nova":
+        check_body(body, NOVA)
         config = body.get("inferenceConfig") or {}
         system = "".join(_text_of([s]) for s in body.get("system") or [])
-        return Request(messages=_chat(body.get("messages"), system),
-                       max_tokens=_number(config, "maxTokens", _number(config, "max_new_tokens", 512, int), int),
-                       temperature=_number(config, "temperature", 0.7), top_p=_number(config, "topP", 0.9),
-                       stop=_stops(config.get("stopSequences")))
+        return Request(messages=_chat(body["messages"], system),
+                       max_tokens=int(config.get("maxTokens", config.get("max_new_tokens", 512))),
+                       temperature=config.get("temperature", 0.7), top_p=config.get("topP", 0.9),
+                       stop=config.get("stopSequences", []))
     if kind == "anthropic":
-        if "max_tokens" not in body:
-            raise validation_error("Malformed input request: required key [max_tokens] not found.")
+        check_body(body, ANTHROPIC)
         system = body.get("system")
-        return Request(messages=_chat(body.get("messages"), _text_of(system) if system else None),
-                       max_tokens=_number(body, "max_tokens", 512, int), temperature=_number(body, "temperature", 1.0),
-                       top_p=_number(body, "top_p", 0.999), stop=_stops(body.get("stop_sequences")))
+        if system is not None and not isinstance(system, (str, list)):
+            raise _malformed("#/system", f"expected type: String or JSONArray, found: {_type_name(system)}")
+        return Request(messages=_chat(body["messages"], _text_of(system) if system else None, anthropic=True),
+                       max_tokens=int(body["max_tokens"]), temperature=body.get("temperature", 1.0),
+                       top_p=body.get("top_p", 0.999), stop=body.get("stop_sequences", []))
     if kind == "cohere":
-        return Request(prompt=_prompt(body), max_tokens=_number(body, "max_tokens", 20, int),
-                       temperature=_number(body, "temperature", 0.9), top_p=_number(body, "p", 0.75),
-                       stop=_stops(body.get("stop_sequences")))
+        check_body(body, COHERE)
+        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 20)),
+                       temperature=body.get("temperature", 0.9), top_p=body.get("p", 0.75),
+                       stop=body.get("stop_sequences", []))
     if kind == "mistral":
-        return Request(prompt=_prompt(body), max_tokens=_number(body, "max_tokens", 512, int),
-                       temperature=_number(body, "temperature", 0.5), top_p=_number(body, "top_p", 0.9),
-                       stop=_stops(body.get("stop")))
-    return Request(messages=_chat(body.get("messages")), max_tokens=_number(body, "max_tokens", 512, int),
-                   temperature=_number(body, "temperature", 1.0), top_p=_number(body, "top_p", 1.0),
+        check_body(body, MISTRAL)
+        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 512)),
+                       temperature=body.get("temperature", 0.5), top_p=body.get("top_p", 0.9),
+                       stop=body.get("stop", []))
+    check_body(body, GENERIC_CHAT)
+    return Request(messages=_chat(body["messages"], system_turns=True), max_tokens=int(body.get("max_tokens", 512)),
+                   temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
                    stop=_stops(body.get("stop")))
 
 

@@ -103,3 +103,9 @@ def test_generate_and_stream(teacher):
     assert capped[2] <= 3 and capped[3] in ("end_turn", "max_tokens")
     stopped = generate(teacher, prompt="delta ->", max_tokens=6, temperature=0, stop=["ho f"])
     assert stopped[0] == " ec" and stopped[3] == "stop_sequence"
+
+
+def test_zero_max_tokens_generates_nothing(tiny_llama):
+    """Titan admits maxTokenCount 0: the prompt is counted and nothing is generated."""
+    text, input_tokens, output_tokens, reason = generate(tiny_llama, prompt="delta ->", max_tokens=0)
+    assert (text, output_tokens, reason) == ("", 0, "max_tokens") and input_tokens >= 2

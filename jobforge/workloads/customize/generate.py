@@ -97,6 +97,9 @@ class Stream:
     def __iter__(self):
         from transformers import TextIteratorStreamer
 
+        if self.max_tokens <= 0:  # Titan admits maxTokenCount 0: nothing to generate
+            self.stop_reason = "max_tokens"
+            return
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         produced = {}
         kwargs = _sampling(self.tokenizer, self.max_tokens, self.temperature, self.top_p)
