@@ -135,6 +135,25 @@ def test_tampered_body(server):
     assert status == 403 and b"SignatureDoesNotMatch" in body
 
 
+def test_a_claimed_payload_hash_cannot_stand_for_another_body(server):
+    """Outside S3 the signature covers the body received, whatever x-amz-content-sha256 claims."""
+    iam = server.client("iam")
+    iam.create_role(RoleName="KeepMe", AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}')
+
+    def swap(body, headers):
+        other = b"Action=DeleteRole&Version=2010-05-08&RoleName=KeepMe"
+        return other, dict(headers, **{"Content-Length": str(len(other))})
+
+    for claim in ("UNSIGNED-PAYLOAD", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"):
+        status, _, body = rawclient.send(
+            server.endpoint, "POST", "/", service="iam", credentials=server.credentials(),
+            body=b"Action=ListRoles&Version=2010-05-08", mutate=swap,
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                     "X-Amz-Content-SHA256": claim})
+        assert status == 403 and b"SignatureDoesNotMatch" in body, body
+    assert iam.get_role(RoleName="KeepMe")["Role"]["RoleName"] == "KeepMe"
+
+
 def test_expired_date(server):
     import datetime as dt
     from unittest import mock

@@ -154,13 +154,30 @@ class Verifier:
                             if when < now else f"Signature not yet current: {amz_date} is still later than "
                             f"{(now + MAX_SKEW).strftime('%Y%m%dT%H%M%SZ')}")
         credential = self._credential(scope, request.headers.get("x-amz-security-token"), now)
-        payload = request.headers.get("x-amz-content-sha256") or hashlib.sha256(request.body).hexdigest()
+        payload = self._payload_hash(request, scope)
         signed = fields["SignedHeaders"]
         expected = self._signature(request, credential, scope, amz_date, signed, payload, set())
         if not hmac.compare_digest(expected, fields["Signature"]):
             raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
                             "provided. Check your AWS Secret Access Key and signing method.")
         return self._identity(credential), scope
+
+    @staticmethod
+    def _payload_hash(request, scope: Scope) -> str:
+        """The payload hash the signature covers.
+
+        S3 alone takes the client's x-amz-content-sha256 (UNSIGNED-PAYLOAD and
+        streaming forms included): its body is checked against that claim as it
+        streams in. Every other service signs the hash of the body as received.
+        """
+        claimed = request.headers.get("x-amz-content-sha256")
+        if scope.service == "s3" and claimed:
+            return claimed
+        actual = hashlib.sha256(request.body).hexdigest()
+        if claimed is not None and claimed != actual:
+            raise AuthError("bad_signature", "The provided 'x-amz-content-sha256' header does not match what was "
+                            "computed.")
+        return actual
 
     def _verify_presigned(self, request, now):
         params = {k: unquote(v) for k, v in _raw_pairs(request.query_string)}
