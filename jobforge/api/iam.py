@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
-from jobforge.core.accounts import role_row
+from jobforge.core.accounts import ROLE_BY_NAME, role_row
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs, reading, roles
 
@@ -34,10 +34,6 @@ def _role(row) -> dict:
     if m["description"]:
         role["Description"] = m["description"]
     return role
-
-
-ROLE_BY_NAME = sa.select(roles).where(roles.c.account_id == sa.bindparam("account"),
-                                      roles.c.role_name == sa.bindparam("name"))
 
 
 def _get(ctx: RequestContext, name: str):
@@ -86,13 +82,13 @@ def list_roles(ctx: RequestContext, req: dict) -> dict:
 
 @handler("iam", "DeleteRole")
 def delete_role(ctx: RequestContext, req: dict) -> dict:
-    row = _get(ctx, req["RoleName"])
+    row = _get(ctx, req["RoleName"])  # the name as created, whatever the case asked for
     with ctx.engine.begin() as conn:
-        running = conn.execute(sa.select(jobs.c.id).where(
-            jobs.c.account_id == ctx.account_id, jobs.c.role_arn == row.arn,
+        running = conn.execute(sa.select(jobs.c.id).where(  # a job may name the role in another case
+            jobs.c.account_id == ctx.account_id, sa.func.lower(jobs.c.role_arn) == sa.func.lower(row.arn),
             jobs.c.state.in_(("QUEUED", "STARTING", "RUNNING", "STOPPING"))).limit(1)).first()
         if running:
             raise ServiceError("DeleteConflict", "Cannot delete a role that running jobs use.")
         conn.execute(roles.delete().where(roles.c.account_id == ctx.account_id,
-                                          roles.c.role_name == req["RoleName"]))
+                                          roles.c.role_name == row.role_name))
     return {}

@@ -93,9 +93,23 @@ def _credential(row) -> Credential:
                       m["session_token"], m["job_id"], m["expires_at"])
 
 
+# IAM role names are not distinguished by case; the unique index on (account_id,
+# lower(role_name)) serves this lookup, and lower() on both sides keeps it the database's own folding.
+ROLE_BY_NAME = sa.select(roles).where(roles.c.account_id == sa.bindparam("account"),
+                                      sa.func.lower(roles.c.role_name) == sa.func.lower(sa.bindparam("name")))
+
+
 def find_role(engine: sa.Engine, account_id: str, role_arn: str):
+    """The role an ARN of this account names (its name in any case, its path as created), or None."""
+    prefix = f"arn:aws:iam::{account_id}:role/"
+    if not role_arn.startswith(prefix):
+        return None
+    path, _, name = role_arn[len(prefix) - 1:].rpartition("/")
+    if not name:
+        return None
     with reading(engine) as conn:
-        return conn.execute(sa.select(roles).where(roles.c.account_id == account_id, roles.c.arn == role_arn)).first()
+        row = conn.execute(ROLE_BY_NAME, {"account": account_id, "name": name}).first()
+    return row if row is not None and row.path == path + "/" else None
 
 
 def issue_job_credentials(engine: sa.Engine, account_id: str, role_arn: str, job_id: str,

@@ -48,6 +48,9 @@ roles = sa.Table(
     sa.Column("max_session_duration", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+# IAM does not distinguish role names by case: one name per account whatever its case
+# (migration 0004_roles_ci); lookups go through lower(role_name) and so use this index.
+sa.Index("uq_roles_account_lower_name", roles.c.account_id, sa.func.lower(roles.c.role_name), unique=True)
 
 jobs = sa.Table(
     "jobs", metadata,
