@@ -159,6 +159,11 @@ def test_catalog_lists_registered_models_with_their_customizations(bedrock, regi
     ({"trainingDataConfig": {"s3Uri": f"s3://{BUCKET}/bad-first/train.jsonl"}}, "Unable to parse S3 file"),
     ({"roleArn": "arn:aws:iam::123456789012:role/Other"}, "Could not assume provided IAM role."),
     ({"trainingDataConfig": {"s3Uri": "s3://Bad_Bucket/x.jsonl"}}, "Member must satisfy regular expression"),
+    ({"outputDataConfig": {"s3Uri": "s3://no-such-output-bucket/out"}},
+     "Provided S3 location is invalid: s3://no-such-output-bucket/out. The bucket no-such-output-bucket does not "
+     "exist."),
+    ({"trainingDataConfig": {"s3Uri": f"s3://{BUCKET}/ft/train.jsonl", "invocationLogsConfig": {
+        "invocationLogSource": {"s3Uri": f"s3://{BUCKET}/logs/"}}}}, "either s3Uri or invocationLogsConfig, not both"),
 ])
 def test_create_validates_synchronously(bedrock, s3, role_arn, change, message):
     with pytest.raises(ClientError) as err:

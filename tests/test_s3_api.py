@@ -305,6 +305,30 @@ def test_virtual_hosted_style(server, bucket):
     client.put_object(Bucket=bucket, Key="v/host", Body=b"virtual")
     assert client.get_object(Bucket=bucket, Key="v/host")["Body"].read() == b"virtual"
     assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["v/host"]
+    fresh = f"virt-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=fresh)  # "PUT /" on the host of a bucket that does not exist yet
+    client.put_object(Bucket=fresh, Key=bucket, Body=b"a key named like a bucket")
+    assert client.get_object(Bucket=fresh, Key=bucket)["Body"].read() == b"a key named like a bucket"
+    client.delete_object(Bucket=fresh, Key=bucket)
+    client.delete_bucket(Bucket=fresh)
+
+
+@pytest.mark.parametrize("host", ["s3.localhost", "minio-s3.localhost", "storage.s3.example.com"])
+def test_path_style_on_hosts_that_look_virtual(server, host):
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{server.port}", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}), **server.credentials())
+    client.meta.events.register("before-send.s3", _to_loopback)
+    name = f"path-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    assert name in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    client.put_object(Bucket=name, Key="dir/obj", Body=b"path style")
+    assert client.get_object(Bucket=name, Key="dir/obj")["Body"].read() == b"path style"
+    assert client.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=name)["Contents"]] == ["dir/obj"]
+    with pytest.raises(client.exceptions.NoSuchKey):
+        client.get_object(Bucket=name, Key="missing")
+    client.delete_object(Bucket=name, Key="dir/obj")
+    client.delete_bucket(Bucket=name)
 
 
 def _to_loopback(request, **_):

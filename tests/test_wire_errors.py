@@ -105,6 +105,17 @@ def test_rest_json_routing_errors(server):
     assert json.loads(body)["__type"] == "UnknownOperationException"
 
 
+def test_deeply_nested_bodies_are_client_errors(server):
+    creds = server.credentials()
+    nested = b'{"JobCategory":"%s","NameContains":' % TEST_CATEGORY.encode() + b"[" * 5000 + b"]" * 5000 + b"}"
+    status, _, body = rawclient.sagemaker(server.endpoint, creds, "ListJobs", nested)
+    assert status == 400 and json.loads(body)["__type"] == "SerializationException"
+    status, _, body = rawclient.send(server.endpoint, "POST", "/model-customization-jobs", service="bedrock",
+                                     credentials=creds, body=b'{"jobName":' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                     headers={"Content-Type": "application/json"})
+    assert 400 <= status < 500
+
+
 # -- SigV4 ---------------------------------------------------------------------
 
 def _identity_status(server, credentials, mutate=None, **kw):

@@ -114,6 +114,8 @@ def _customization_type(req: dict) -> str:
         raise validation_error("DISTILLATION jobs need customizationConfig.distillationConfig.teacherModelConfig.")
     if kind != "DISTILLATION" and "distillationConfig" in config:
         raise validation_error(f"customizationConfig.distillationConfig does not apply to {kind} jobs.")
+    if "s3Uri" in req["trainingDataConfig"] and "invocationLogsConfig" in req["trainingDataConfig"]:
+        raise validation_error("trainingDataConfig takes either s3Uri or invocationLogsConfig, not both.")
     if "invocationLogsConfig" in req["trainingDataConfig"] and kind != "DISTILLATION":
         raise validation_error("trainingDataConfig.invocationLogsConfig is only supported for DISTILLATION jobs.")
     return kind
@@ -217,6 +219,7 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
         _check_dataset(ctx, training["s3Uri"], kind, base.family_id)
     for validator in (req.get("validationDataConfig") or {}).get("validators", []):
         _check_dataset(ctx, validator["s3Uri"], "FINE_TUNING" if kind == "DISTILLATION" else kind, base.family_id)
+    bedrock_objects.check_output_location(ctx, req["outputDataConfig"]["s3Uri"])
 
     job_id = cm.new_resource_id()
     model_id = cm.new_resource_id()

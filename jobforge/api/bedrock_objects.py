@@ -41,6 +41,19 @@ def read_head(ctx: RequestContext, uri: str, max_bytes: int) -> bytes:
     return b"".join(source.read(info, 0, min(max_bytes, info.size)))
 
 
+def check_output_location(ctx: RequestContext, uri: str) -> None:
+    """An output S3 URI must name a bucket of the caller's account, checked before the job is created."""
+    bucket, _ = split(uri)
+    try:
+        store(ctx).bucket(ctx.account_id, bucket)
+    except ServiceError as err:
+        if err.code == "NoSuchBucket":
+            raise validation_error(f"Provided S3 location is invalid: {uri}. The bucket {bucket} does not "
+                                   "exist.") from None
+        raise validation_error(f"Provided S3 location is invalid: {uri}. Access to the bucket {bucket} is "
+                               "denied.") from None
+
+
 def model_dir(ctx: RequestContext, location: str) -> Path:
     """A local directory holding the model at location (a path, or an S3 prefix copied once)."""
     if not location.startswith("s3://"):

@@ -48,9 +48,13 @@ def no_such_upload(upload_id: str) -> ServiceError:
                         "upload may have been aborted or completed.", 404, UploadId=upload_id)
 
 
+def valid_bucket_name(name: str) -> bool:
+    return bool(_BUCKET_NAME.fullmatch(name)) and ".." not in name and not _IP_ADDRESS.fullmatch(name) \
+        and not name.startswith("xn--") and not name.endswith("-s3alias")
+
+
 def check_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.fullmatch(name) or ".." in name or _IP_ADDRESS.fullmatch(name) \
-            or name.startswith("xn--") or name.endswith("-s3alias"):
+    if not valid_bucket_name(name):
         raise ServiceError("InvalidBucketName", "The specified bucket is not valid.", 400, BucketName=name)
 
 
@@ -191,6 +195,11 @@ class ObjectStore:
         if row.account_id != account_id:
             raise ServiceError("AccessDenied", "Access Denied", 403)
         return row
+
+    def bucket_exists(self, name: str) -> bool:
+        """Whether any account has a bucket of this name (the namespace is shared by all accounts)."""
+        with reading(self.engine) as conn:
+            return conn.execute(sa.select(s3_buckets.c.name).where(s3_buckets.c.name == name)).first() is not None
 
     def list_buckets(self, account_id: str) -> list:
         with reading(self.engine) as conn:
@@ -591,3 +600,10 @@ def object_store(settings, engine: sa.Engine) -> ObjectStore:
             blobs.sweep_staging()
             _STORES[key] = ObjectStore(engine, blobs)
         return _STORES[key]
+
+
+def bucket_exists(name: str) -> bool | None:
+    """Whether a bucket of this name exists in the stores this process has opened; None before it opened one."""
+    with _STORES_LOCK:
+        stores = list(_STORES.values())
+    return any(store.bucket_exists(name) for store in stores) if stores else None

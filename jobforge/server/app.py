@@ -170,8 +170,11 @@ class App:
                 raise not_implemented(service, operation)
             if "receive" in request.scratch:
                 await streaming.receive_body(ctx, request)
-            params = check_input(models.operation(service, operation).input_shape,
-                                 protocol.parse(service, operation, request))
+            try:
+                params = check_input(models.operation(service, operation).input_shape,
+                                     protocol.parse(service, operation, request))
+            except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
+                raise ServiceError("SerializationException", "The request body is nested too deeply", 400) from None
             params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation
             if found.blocking:
                 result = await to_thread.run_sync(found.fn, ctx, params)

@@ -8,6 +8,7 @@ that needs it, so servers that never see Braket never pay for it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -35,6 +36,32 @@ def require_usable_device(device: str) -> str:
     if status in OFFLINE_CODES:
         raise ServiceError(OFFLINE_CODES[status], f"Device {device} is {status}: {devices.unavailable_reason(device)}")
     return devices.resolve(device)
+
+
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def rfc3339_interval(name: str, value: str) -> tuple[float, float]:
+    """The epoch-seconds interval ``[start, end)`` an RFC 3339 date-time names, at the precision it is written in.
+
+    ``2026-11-23T17:45:34Z`` is that whole second and ``…34.123Z`` that
+    millisecond (the precision GetJob writes ``createdAt`` in), so comparing a
+    job's ``createdAt`` with a value copied from GetJob gives the expected answer.
+    """
+    match = _RFC3339.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise validation_error(f"Invalid value {value} for filter {name}: values must be in RFC 3339 date-time "
+                               "format, for example 2024-01-01T00:00:00Z.")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        zone = UTC if offset in ("Z", "z") else dt.timezone(
+            (1 if offset[0] == "+" else -1) * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+        start = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                            int((fraction or "")[:6].ljust(6, "0")), tzinfo=zone)
+    except ValueError:
+        raise validation_error(f"Invalid value {value} for filter {name}: not a valid date-time.") from None
+    step = 10.0 ** -min(len(fraction or ""), 6)
+    return start.timestamp(), start.timestamp() + step
 
 
 def to_time(epoch: float | None):

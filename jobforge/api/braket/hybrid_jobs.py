@@ -213,13 +213,56 @@ def cancel_job(ctx: RequestContext, req: dict) -> dict:
     return {"jobArn": job.arn, "cancellationStatus": "CANCELLED" if job.state == "STOPPED" else "CANCELLING"}
 
 
-SEARCH_FIELDS = {"jobArn": common.Field(jobs_table.c.arn, "string"),
-                 "createdAt": common.Field(jobs_table.c.created_at, "time")}
+# SearchJobsFilter.name: the filters and operators the model documents for each.
+SEARCH_OPERATORS = {"jobArn": ("EQUAL",), "jobName": ("EQUAL", "CONTAINS"), "deviceArn": ("EQUAL",),
+                    "createdAt": ("EQUAL", "GT", "GTE", "LT", "LTE", "BETWEEN")}
+
+
+def _search_conditions(filters: list[dict]) -> list:
+    """SQL conditions for SearchJobs filters, checked as the SearchJobsFilter documentation describes them."""
+    names = [item["name"] for item in filters]
+    if "jobArn" in names and len(filters) > 1:
+        raise validation_error("The jobArn filter cannot be combined with other filters.")
+    conditions = []
+    for item in filters:
+        name, operator, values = item["name"], item["operator"], item["values"]
+        if name not in SEARCH_OPERATORS:
+            raise validation_error(f"Invalid filter name {name}. Supported filter names are: "
+                                   f"{', '.join(SEARCH_OPERATORS)}.")
+        allowed = SEARCH_OPERATORS[name]
+        if operator not in allowed:
+            raise validation_error(f"Invalid operator {operator} for filter {name}. Supported operators for {name} "
+                                   f"are: {', '.join(allowed)}.")
+        if name == "createdAt":
+            conditions.append(_created_at(operator, values))
+        elif name == "deviceArn":  # as the job was created with it: a device ARN or a local simulator id
+            device = jobs_table.c.spec[("deviceConfig", "device")].as_string()
+            conditions.append(device.in_(values))
+        else:
+            column = jobs_table.c.arn if name == "jobArn" else jobs_table.c.name
+            conditions.append(column.in_(values) if operator == "EQUAL" else
+                              sa.or_(*(column.contains(value, autoescape=True) for value in values)))
+    return conditions
+
+
+def _created_at(operator: str, values: list[str]):
+    """A createdAt condition; each value stands for the interval its precision names (see rfc3339_interval)."""
+    wanted = 2 if operator == "BETWEEN" else 1
+    if len(values) != wanted:
+        raise validation_error(f"The {operator} operator for filter createdAt requires exactly {wanted} "
+                               f"value{'s' if wanted > 1 else ''}.")
+    intervals = [common.rfc3339_interval("createdAt", value) for value in values]
+    created = jobs_table.c.created_at
+    if operator == "BETWEEN":  # both ends included, whichever is written first
+        return sa.and_(created >= min(i[0] for i in intervals), created < max(i[1] for i in intervals))
+    start, end = intervals[0]
+    return {"EQUAL": sa.and_(created >= start, created < end), "GT": created >= end, "GTE": created >= start,
+            "LT": created < start, "LTE": created < end}[operator]
 
 
 @handler("braket", "SearchJobs")
 def search_jobs(ctx: RequestContext, req: dict) -> dict:
-    conditions = common.filter_conditions(req["filters"], SEARCH_FIELDS)
+    conditions = _search_conditions(req["filters"])
     page = jobs.list_jobs(ctx.engine, ctx.account_id, FAMILY, extra=conditions, limit=req.get("maxResults", 100),
                           token=req.get("nextToken"), bad_token=validation_error)
     summaries = [{"status": status(job), "jobArn": job.arn, "jobName": job.name,
