@@ -269,3 +269,22 @@ def test_native_bodies_accept_bedrocks_bounds():
     generic = invoke_formats.parse("generic", {"messages": [{"role": "system", "content": "s"},
                                                             {"role": "user", "content": "q"}]}, "myorg.chat-v1")
     assert [m["role"] for m in generic.messages] == ["system", "user"]
+
+
+@pytest.mark.parametrize("code, message", [
+    ("NoSuchBucket", "Provided S3 location is invalid: s3://out-bucket/o. The bucket out-bucket does not exist."),
+    ("AccessDenied", "Provided S3 location is invalid: s3://out-bucket/o. Access to the bucket out-bucket is denied."),
+])
+def test_the_output_bucket_must_be_the_callers(monkeypatch, code, message):
+    from types import SimpleNamespace
+
+    from jobforge.api import bedrock_objects
+
+    def bucket(account_id, name):
+        assert (account_id, name) == ("111111111111", "out-bucket")
+        raise ServiceError(code, "from S3", 404)
+
+    monkeypatch.setattr(bedrock_objects, "store", lambda ctx: SimpleNamespace(bucket=bucket))
+    with pytest.raises(ServiceError) as err:
+        bedrock_objects.check_output_location(SimpleNamespace(account_id="111111111111"), "s3://out-bucket/o")
+    assert (err.value.code, err.value.message) == ("ValidationException", message)
