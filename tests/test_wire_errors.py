@@ -84,7 +84,7 @@ def test_query_protocol_errors(server):
     form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
     status, _, body = rawclient.send(server.endpoint, "POST", "/", service="iam", credentials=creds,
                                      body=b"Action=GetRole&Version=2010-05-08", headers=form)
-    assert status == 400 and b"<Code>ValidationException</Code>" in body
+    assert status == 400 and b"<Code>ValidationError</Code>" in body
     assert b"Value null at 'roleName'" in body
     status, _, body = rawclient.send(server.endpoint, "POST", "/", service="iam", credentials=creds,
                                      body=b"Action=Explode&Version=2010-05-08", headers=form)
@@ -262,6 +262,16 @@ def _s3_error(url: str) -> tuple[int, str, str]:
         root = ElementTree.fromstring(err.read())
         return err.code, root.findtext("Code"), root.findtext("Message")
     raise AssertionError(f"{url} was answered with success")
+
+
+def test_s3_input_errors_are_invalid_argument(server):
+    s3 = server.client("s3", parameter_validation=False)
+    s3.create_bucket(Bucket="arg-errors")
+    s3.put_object(Bucket="arg-errors", Key="k", Body=b"x")
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="arg-errors", Key="k2", CopySource="arg-errors/k", MetadataDirective="BOGUS")
+    assert err.value.response["Error"]["Code"] == "InvalidArgument"
+    assert "Member must satisfy enum value set: [COPY, REPLACE]" in err.value.response["Error"]["Message"]
 
 
 def test_s3_authentication_errors_speak_s3(server):

@@ -172,7 +172,7 @@ class App:
                 await streaming.receive_body(ctx, request)
             try:
                 params = check_input(models.operation(service, operation).input_shape,
-                                     protocol.parse(service, operation, request))
+                                     protocol.parse(service, operation, request), router.protocol_name(service))
             except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
                 raise ServiceError("SerializationException", "The request body is nested too deeply", 400) from None
             params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation

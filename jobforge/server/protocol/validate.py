@@ -199,18 +199,26 @@ class Checker:
         return data
 
 
-def check_input(shape: Shape | None, params: dict) -> dict:
+# The error codes of a request that fails its input shape: (wrong types, broken constraints) per protocol.
+# The JSON protocols say SerializationException / ValidationException; IAM and STS say ValidationError,
+# S3 says InvalidArgument.
+ERROR_CODES = {"query": ("ValidationError", "ValidationError"), "rest-xml": ("InvalidArgument", "InvalidArgument")}
+JSON_ERROR_CODES = ("SerializationException", "ValidationException")
+
+
+def check_input(shape: Shape | None, params: dict, protocol: str = "json") -> dict:
     """Validate and convert request parameters, or raise the AWS error."""
     if shape is None:
         return {}
     checker = Checker()
     out = checker.check(shape, params, "")
+    type_code, constraint_code = ERROR_CODES.get(protocol, JSON_ERROR_CODES)
     if checker.type_errors:
-        raise ServiceError("SerializationException", "; ".join(checker.type_errors), 400)
+        raise ServiceError(type_code, "; ".join(checker.type_errors), 400)
     if checker.violations:
         count = len(checker.violations)
         noun = "error" if count == 1 else "errors"
         raise ServiceError(
-            "ValidationException", f"{count} validation {noun} detected: " + "; ".join(checker.violations), 400
+            constraint_code, f"{count} validation {noun} detected: " + "; ".join(checker.violations), 400
         )
     return out
