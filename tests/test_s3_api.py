@@ -123,6 +123,15 @@ def test_ranges_and_conditions(s3, bucket):
     with pytest.raises(ClientError) as err:
         s3.get_object(Bucket=bucket, Key="r", IfModifiedSince=later)
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    head = s3.head_object(Bucket=bucket, Key="r")
+    for call in (lambda: s3.get_object(Bucket=bucket, Key="r", IfNoneMatch=etag),
+                 lambda: s3.head_object(Bucket=bucket, Key="r", IfModifiedSince=later),
+                 lambda: s3.get_object(Bucket=bucket, Key="r", IfMatch='"0000"')):
+        with pytest.raises(ClientError) as err:
+            call()
+        headers = err.value.response["ResponseMetadata"]["HTTPHeaders"]  # 304 and 412 describe the object
+        assert headers["etag"] == etag
+        assert headers["last-modified"] == head["ResponseMetadata"]["HTTPHeaders"]["last-modified"]
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket=bucket, Key="r", Body=b"new", IfNoneMatch="*")
     assert _code(err.value) == "PreconditionFailed"
@@ -217,6 +226,11 @@ def test_multipart_upload_api(s3, bucket):
             {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": second["ETag"]}]})
     assert _code(err.value) == "EntityTooSmall"
     s3.abort_multipart_upload(Bucket=bucket, Key="mp2", UploadId=copy_upload)
+    with pytest.raises(ClientError) as err:  # CRC64NVME is a full-object checksum only
+        s3.create_multipart_upload(Bucket=bucket, Key="mp3", ChecksumAlgorithm="CRC64NVME", ChecksumType="COMPOSITE")
+    assert _code(err.value) == "InvalidRequest"
+    assert s3.create_multipart_upload(Bucket=bucket, Key="mp3", ChecksumAlgorithm="CRC64NVME",
+                                      ChecksumType="FULL_OBJECT")["ChecksumType"] == "FULL_OBJECT"
     with pytest.raises(s3.exceptions.NoSuchUpload):
         s3.list_parts(Bucket=bucket, Key="mp2", UploadId=copy_upload)
 

@@ -386,6 +386,9 @@ class ObjectStore:
     def create_upload(self, account_id: str, principal: str, bucket: str, key: str, *, headers: dict,
                       user_metadata: dict, tags: dict, algorithm: str | None, checksum_type: str | None) -> str:
         check_key(key)
+        if checksum_type == "COMPOSITE" and algorithm == "CRC64NVME":
+            raise ServiceError("InvalidRequest", "The COMPOSITE checksum type is not supported by the CRC64NVME "
+                               "checksum algorithm; CRC64NVME supports only the FULL_OBJECT checksum type", 400)
         if checksum_type == "FULL_OBJECT" and algorithm and not checksums.supports_full_object(algorithm):
             raise ServiceError("InvalidRequest", f"The {algorithm} algorithm does not support the FULL_OBJECT "
                                "checksum type", 400)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from email.utils import formatdate
 from urllib.parse import unquote
 
 from jobforge.api.base import handler
@@ -69,12 +70,15 @@ def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None
     if_match, if_none_match = req.get(prefix + "IfMatch"), req.get(prefix + "IfNoneMatch")
     unmodified_since, modified_since = req.get(prefix + "IfUnmodifiedSince"), req.get(prefix + "IfModifiedSince")
     failed = ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412)
+    not_modified = ServiceError("NotModified", "Not Modified", 304) if not prefix else failed
+    if not prefix:  # S3 describes the object it did not send, as a GET would (never the copy source)
+        failed.headers = not_modified.headers = {"ETag": quoted(info.etag),
+                                                 "Last-Modified": formatdate(info.last_modified, usegmt=True)}
     if if_match is not None:
         if not _etag_matches(if_match, info.etag):
             raise failed
     elif unmodified_since is not None and modified > unmodified_since.timestamp():
         raise failed
-    not_modified = ServiceError("NotModified", "Not Modified", 304) if not prefix else failed
     if if_none_match is not None:
         if _etag_matches(if_none_match, info.etag):
             raise not_modified
