@@ -139,20 +139,65 @@ def test_job_record_idempotency_and_conflicts(braket, account):
     assert code_of(lambda: braket.cancel_job(jobArn=missing)) == ("ResourceNotFoundException", 404)
 
 
+def rfc3339(when: dt.datetime, seconds_only: bool = False) -> str:
+    text = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[:-7] if seconds_only else text[:-3]) + "Z"
+
+
 def test_search_jobs(braket, account):
-    arns = [braket.create_job(**job_request(account, f"search-{i}"))["jobArn"] for i in range(3)]
+    devices = [SV1, DM1, "local:braket/braket_sv"]
+    arns = []
+    for i, device in enumerate(devices):
+        arns.append(braket.create_job(**job_request(account, f"search-{i}", deviceConfig={"device": device}))["jobArn"])
+        time.sleep(0.01)  # distinct createdAt milliseconds
     for arn in arns:
         wait_status(braket, arn)
+    created = [braket.get_job(jobArn=arn)["createdAt"] for arn in arns]
+
+    def search(*filters) -> set[str]:
+        return {j["jobArn"] for j in braket.search_jobs(filters=[dict(zip(("name", "operator", "values"), f))
+                                                                   for f in filters])["jobs"]}
+
+    def refused(*filters) -> str:
+        with pytest.raises(ClientError) as err:
+            search(*filters)
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        return err.value.response["Error"]["Message"]
+
     found = braket.search_jobs(filters=[{"name": "jobArn", "operator": "EQUAL", "values": arns[:2]}])["jobs"]
     assert sorted(j["jobArn"] for j in found) == sorted(arns[:2])
-    assert {j["device"] for j in found} == {SV1} and found[0]["tags"] == {"team": "quantum"}
-    created = braket.get_job(jobArn=arns[1])["createdAt"]
-    later = braket.search_jobs(filters=[{"name": "createdAt", "operator": "GTE",
-                                         "values": [created.astimezone(dt.timezone.utc).isoformat()]}])["jobs"]
-    assert {j["jobArn"] for j in later} >= set(arns[1:]) and arns[0] not in {j["jobArn"] for j in later}
-    contains = braket.search_jobs(filters=[{"name": "jobArn", "operator": "CONTAINS",
-                                            "values": [arns[2].rsplit("/", 1)[1][:12]]}])["jobs"]
-    assert [j["jobArn"] for j in contains] == [arns[2]]
+    assert {j["device"] for j in found} == {SV1, DM1} and found[0]["tags"] == {"team": "quantum"}
+    # jobName: EQUAL and CONTAINS
+    assert search(("jobName", "EQUAL", ["search-1"])) == {arns[1]}
+    assert search(("jobName", "CONTAINS", ["earch-"])) >= set(arns)
+    assert search(("jobName", "CONTAINS", ["earch-"]), ("deviceArn", "EQUAL", [DM1])) == {arns[1]}
+    # deviceArn: EQUAL, an ARN or a local simulator id
+    assert search(("deviceArn", "EQUAL", ["local:braket/braket_sv"])) == {arns[2]}
+    assert arns[0] in search(("deviceArn", "EQUAL", [SV1])) and arns[1] not in search(("deviceArn", "EQUAL", [SV1]))
+    # createdAt: RFC 3339 values, compared at the precision they are written in
+    same_names = ("jobName", "CONTAINS", ["search-"])
+    assert search(same_names, ("createdAt", "EQUAL", [rfc3339(created[1])])) == {arns[1]}
+    assert arns[1] in search(("createdAt", "EQUAL", [rfc3339(created[1], seconds_only=True)]))
+    assert search(same_names, ("createdAt", "GT", [rfc3339(created[1])])) == {arns[2]}
+    assert search(same_names, ("createdAt", "GTE", [rfc3339(created[1])])) == set(arns[1:])
+    assert search(same_names, ("createdAt", "LT", [rfc3339(created[1])])) == {arns[0]}
+    assert search(same_names, ("createdAt", "LTE", [rfc3339(created[1])])) == set(arns[:2])
+    assert search(same_names, ("createdAt", "BETWEEN", [rfc3339(created[0]), rfc3339(created[1])])) == set(arns[:2])
+    offset = created[2].astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat()  # +02:00, microseconds
+    assert search(same_names, ("createdAt", "GTE", [offset])) == {arns[2]}
+    # what the documentation rules out
+    assert "cannot be combined" in refused(("jobArn", "EQUAL", [arns[0]]), ("jobName", "EQUAL", ["search-0"]))
+    assert "operator" in refused(("jobArn", "CONTAINS", [arns[2].rsplit("/", 1)[1][:12]]))
+    assert "operator" in refused(("jobName", "GT", ["search-0"]))
+    assert "operator" in refused(("deviceArn", "CONTAINS", ["sv1"]))
+    assert "operator" in refused(("createdAt", "CONTAINS", [rfc3339(created[0])]))
+    assert "filter name" in refused(("status", "EQUAL", ["FAILED"]))
+    assert "RFC 3339" in refused(("createdAt", "LT", ["yesterday"]))
+    assert "RFC 3339" in refused(("createdAt", "LT", [str(int(time.time()))]))  # epoch seconds are not RFC 3339
+    assert "RFC 3339" in refused(("createdAt", "LT", ["2026-01-01T00:00:00"]))  # no time zone
+    assert "exactly 2" in refused(("createdAt", "BETWEEN", [rfc3339(created[0])]))
+    assert "exactly 1" in refused(("createdAt", "GT", [rfc3339(created[0]), rfc3339(created[1])]))
     pages, token = [], None
     while True:
         page = braket.search_jobs(filters=[], maxResults=2, **({"nextToken": token} if token else {}))
@@ -162,10 +207,11 @@ def test_search_jobs(braket, account):
             break
     everything = [j["jobArn"] for page in pages for j in page]
     assert set(arns) <= set(everything) and len(everything) == len(set(everything))
-    assert code_of(lambda: braket.search_jobs(filters=[{"name": "status", "operator": "EQUAL",
-                                                        "values": ["FAILED"]}])) == ("ValidationException", 400)
-    assert code_of(lambda: braket.search_jobs(filters=[{"name": "createdAt", "operator": "LT",
-                                                        "values": ["yesterday"]}])) == ("ValidationException", 400)
+    first = braket.search_jobs(filters=[{"name": "deviceArn", "operator": "EQUAL", "values": [SV1, DM1]}],
+                               maxResults=1)
+    second = braket.search_jobs(filters=[{"name": "deviceArn", "operator": "EQUAL", "values": [SV1, DM1]}],
+                                maxResults=1, nextToken=first["nextToken"])
+    assert first["jobs"][0]["jobArn"] != second["jobs"][0]["jobArn"]
 
 
 def test_tags(braket, account):

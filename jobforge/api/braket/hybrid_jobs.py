@@ -236,7 +236,7 @@ def _search_conditions(filters: list[dict]) -> list:
         if name == "createdAt":
             conditions.append(_created_at(operator, values))
         elif name == "deviceArn":  # as the job was created with it: a device ARN or a local simulator id
-            device = jobs_table.c.spec[("deviceConfig", "device")].as_string()
+            device = jobs_table.c.spec["deviceConfig"]["device"].as_string()
             conditions.append(device.in_(values))
         else:
             column = jobs_table.c.arn if name == "jobArn" else jobs_table.c.name
