@@ -158,3 +158,34 @@ def test_invocation_logs(tmp_path):
     assert len(rejected) == 1 and "unreadable" in rejected[0]["reason"]
     prompts_only, _ = read_invocation_logs(tmp_path, {"notEquals": {"project": "math"}}, use_prompt_response=False)
     assert len(prompts_only) == 1 and prompts_only[0].messages[-1]["role"] == "user"
+
+
+CLAUDE = family_of("anthropic.claude-3-haiku-20240307-v1:0:200k")
+
+
+def test_distillation_prompts_are_single_turn_for_anthropic_and_meta_students(tmp_path):
+    multi = conv(("user", "a"), ("assistant", "b"), ("user", "c"))
+    path = write_jsonl(tmp_path / "d.jsonl", [conv(("user", "q")), multi, conv(("user", "q"), ("assistant", "gold"))])
+    for family in (LLAMA32, family_of("meta.llama3-1-8b-instruct-v1:0"), CLAUDE):
+        with pytest.raises(DataValidationError) as error:
+            load_records(path, "s", "DISTILLATION", family)
+        assert [line for line, _ in error.value.problems] == [2]
+        assert "Line 2: Distillation prompts for this student model must be a single user turn" in str(error.value)
+    claude = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "a"},
+                                                              {"role": "assistant", "content": "b"},
+                                                              {"role": "user", "content": "c"}]}])
+    with pytest.raises(DataValidationError, match="Line 1: Distillation prompts"):
+        load_records(claude, "s", "DISTILLATION", CLAUDE)
+    assert len(load_records(path, "s", "DISTILLATION", NOVA)) == 3  # Nova students take multi-turn prompts
+
+
+def test_llama_system_holds_one_element(tmp_path):
+    two = conv(("user", "q"), ("assistant", "a"))
+    two["system"] = [{"text": "one"}, {"text": "two"}]
+    path = write_jsonl(tmp_path / "s.jsonl", [conv(("user", "q"), ("assistant", "a"), system="one"), two])
+    with pytest.raises(DataValidationError) as error:
+        load_records(path, "s", "FINE_TUNING", LLAMA32)
+    assert error.value.problems == [(2, '"system" may hold at most 1 element for this base model; found 2.')]
+    with pytest.raises(DataValidationError, match='Line 2: "system" may hold at most 1 element'):
+        load_records(path, "s", "DISTILLATION", LLAMA32)
+    assert len(load_records(path, "s", "FINE_TUNING", GENERIC)) == 2

@@ -127,10 +127,10 @@ def parse_record(obj: dict, line: int, customization_type: str, family: Family) 
     distill = customization_type == DISTILLATION
     if "schemaVersion" in obj:
         _require_format(CONVERSATION, family, distill)
-        record = _conversation(obj, line, distill)
+        record = _conversation(obj, line, distill, family)
     elif "messages" in obj:
         _require_format(MESSAGES, family, distill)
-        record = _messages(obj, line, distill)
+        record = _messages(obj, line, distill, family)
     elif "prompt" in obj:
         _require_format(PROMPT_COMPLETION, family, distill)
         _only_keys(obj, {"prompt", "completion"}, 'Records must be {"prompt": "...", "completion": "..."}.')
@@ -159,7 +159,7 @@ def _expected(family: Family, distill: bool) -> str:
     return " or ".join(names[f] for f in formats)
 
 
-def _conversation(obj: dict, line: int, distill: bool) -> Record:
+def _conversation(obj: dict, line: int, distill: bool, family: Family) -> Record:
     _only_keys(obj, {"schemaVersion", "system", "messages"}, "Unexpected key in bedrock-conversation-2024 record.")
     if obj["schemaVersion"] not in SCHEMA_VERSIONS:
         raise ValueError(f"schemaVersion must be bedrock-conversation-2024, got {obj['schemaVersion']!r}.")
@@ -168,6 +168,9 @@ def _conversation(obj: dict, line: int, distill: bool) -> Record:
     if system is not None:
         if not isinstance(system, list) or not all(isinstance(b, dict) for b in system):
             raise ValueError('"system" must be a list of {"text": "..."} blocks.')
+        if family.max_system_blocks is not None and len(system) > family.max_system_blocks:
+            raise ValueError(f'"system" may hold at most {family.max_system_blocks} element for this base model; '
+                             f"found {len(system)}.")
         text = "\n".join(_block_text(b, "system") for b in system)
         if text:
             turns.append({"role": "system", "content": text})
@@ -182,7 +185,7 @@ def _conversation(obj: dict, line: int, distill: bool) -> Record:
             raise ValueError(f"messages[{index}].content must be a non-empty list of content blocks.")
         text = "\n".join(_block_text(b, f"messages[{index}]") for b in content)
         turns.append({"role": message["role"], "content": text})
-    _check_turns(turns, distill)
+    _check_turns(turns, distill, family)
     return Record(line, messages=turns)
 
 
@@ -196,7 +199,7 @@ def _block_text(block, where: str) -> str:
     return block["text"]
 
 
-def _messages(obj: dict, line: int, distill: bool) -> Record:
+def _messages(obj: dict, line: int, distill: bool, family: Family) -> Record:
     _only_keys(obj, {"system", "messages"}, 'Records must have only "system" (optional) and "messages".')
     turns = []
     if "system" in obj:
@@ -213,11 +216,11 @@ def _messages(obj: dict, line: int, distill: bool) -> Record:
         if not isinstance(message["content"], str) or not message["content"].strip():
             raise ValueError(f"messages[{index}].content must be a non-empty string.")
         turns.append(dict(message))
-    _check_turns(turns, distill)
+    _check_turns(turns, distill, family)
     return Record(line, messages=turns)
 
 
-def _check_turns(turns: list[dict], distill: bool) -> None:
+def _check_turns(turns: list[dict], distill: bool, family: Family) -> None:
     chat = [t for t in turns if t["role"] != "system"]
     for index, turn in enumerate(chat):
         expected = "user" if index % 2 == 0 else "assistant"
@@ -225,6 +228,10 @@ def _check_turns(turns: list[dict], distill: bool) -> None:
             raise ValueError(f"messages[{index}].role must be user or assistant, got {turn['role']!r}.")
         if turn["role"] != expected:
             raise ValueError("Roles must alternate between user and assistant, starting with user.")
+    if distill and family.single_turn_prompts and len(chat) > 2:
+        raise ValueError("Distillation prompts for this student model must be a single user turn, optionally "
+                         "followed by one assistant turn as a golden answer; multi-turn conversations are "
+                         "supported for Amazon Nova students only.")
     if not distill and (len(chat) < 2 or chat[-1]["role"] != "assistant"):
         raise ValueError("A conversation needs at least one user and one assistant message and must end with assistant.")
 

@@ -52,6 +52,11 @@ class Family:
     # Markers Bedrock's validator rejects in text (they break its prompt template).
     forbidden_substrings: tuple[str, ...] = ()
     extras: dict[str, Param] = field(default_factory=dict)
+    # Distillation prompts: a single user turn (plus an optional golden assistant turn) for Anthropic and Meta
+    # students; Nova students take multi-turn conversations.
+    single_turn_prompts: bool = False
+    # Meta's validator: the bedrock-conversation-2024 "system" array holds at most one element.
+    max_system_blocks: int | None = None
 
 
 def _titan_express_lite() -> dict[str, Param]:
@@ -120,6 +125,7 @@ FAMILIES: tuple[Family, ...] = (
             **_early_stopping(0.001, 2),
         },
         (MESSAGES,),
+        single_turn_prompts=True,
     ),
     Family(
         "claude",
@@ -128,6 +134,7 @@ FAMILIES: tuple[Family, ...] = (
         {},
         (MESSAGES,),
         distillation_teacher=True,
+        single_turn_prompts=True,
     ),
     Family(
         "cohere-command-light",
@@ -165,6 +172,8 @@ FAMILIES: tuple[Family, ...] = (
             "learningRate": Param(5e-6, 0.1, 1e-4),
         },
         (CONVERSATION,),
+        single_turn_prompts=True,
+        max_system_blocks=1,
     ),
     Family(
         "llama3-1",
@@ -177,6 +186,8 @@ FAMILIES: tuple[Family, ...] = (
         },
         (PROMPT_COMPLETION,),
         distillation_teacher=True,
+        single_turn_prompts=True,
+        max_system_blocks=1,
     ),
     Family(
         "llama2",
@@ -188,6 +199,8 @@ FAMILIES: tuple[Family, ...] = (
             "learningRate": Param(5e-6, 0.1, 1e-4),
         },
         (PROMPT_COMPLETION,),
+        single_turn_prompts=True,
+        max_system_blocks=1,
     ),
 )
 
