@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import subprocess
 import sys
 import uuid
@@ -176,6 +178,13 @@ def test_copy_and_delete_objects(s3, bucket):
     with pytest.raises(ClientError) as err:
         s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src")
     assert _code(err.value) == "InvalidRequest"
+    sha = s3.copy_object(Bucket=bucket, Key="dst/sha", CopySource=f"{bucket}/src", ChecksumAlgorithm="SHA256")
+    expected = base64.b64encode(hashlib.sha256(b"copy me").digest()).decode()
+    assert sha["CopyObjectResult"]["ChecksumSHA256"] == expected
+    assert sha["CopyObjectResult"]["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=bucket, Key="dst/sha", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == expected and "ChecksumCRC64NVME" not in head
+    s3.delete_object(Bucket=bucket, Key="dst/sha")
     s3.delete_object(Bucket=bucket, Key="src")
     assert s3.get_object(Bucket=bucket, Key="dst/copy")["Body"].read() == b"copy me"  # copies own their bytes
     result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "dst/copy"}, {"Key": "never"}]})

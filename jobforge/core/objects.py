@@ -319,8 +319,16 @@ class ObjectStore:
         self._delete_blobs([blob for blob, _ in old.segments])
         return True
 
+    def digest(self, info: ObjectInfo, algorithm: str) -> str:
+        """The checksum of a stored object's bytes, read back from its blobs."""
+        digest = checksums.new(algorithm)
+        for chunk in self.read(info, 0, info.size):
+            digest.update(chunk)
+        return digest.b64digest()
+
     def copy(self, account_id: str, source: ObjectInfo, bucket: str, key: str, *, headers: dict,
-             user_metadata: dict, tags: dict, if_match=None, if_none_match=None) -> ObjectInfo:
+             user_metadata: dict, tags: dict, checksum: dict | None, if_match=None,
+             if_none_match=None) -> ObjectInfo:
         check_key(key)
         self.bucket(account_id, bucket)
         segments = []
@@ -328,7 +336,7 @@ class ObjectStore:
             for blob, size in source.segments:
                 segments.append([self.blobs.copy(blob), size])
             values = dict(bucket=bucket, key=key, size=source.size, etag=source.etag, segments=segments,
-                          headers=headers, user_metadata=user_metadata, checksum=source.checksum, tags=tags,
+                          headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
                           last_modified=time.time())
             replaced = self._store(account_id, values, if_match, if_none_match)
         except BaseException:

@@ -167,6 +167,16 @@ def copy_source(ctx, header: str) -> ObjectInfo:
     return store(ctx).head(ctx.account_id, bucket, key)
 
 
+def _copy_checksum(ctx, source: ObjectInfo, req: dict) -> dict | None:
+    """The source's checksum, or a full-object checksum of the algorithm the copy asks for, over the data."""
+    if not req.get("ChecksumAlgorithm"):
+        return source.checksum
+    algorithm = checksums.algorithm_of(req["ChecksumAlgorithm"])
+    if source.checksum and source.checksum["algorithm"] == algorithm and source.checksum["type"] == "FULL_OBJECT":
+        return source.checksum
+    return {"algorithm": algorithm, "value": store(ctx).digest(source, algorithm), "type": "FULL_OBJECT"}
+
+
 @handler("s3", "CopyObject", blocking=True)
 def copy_object(ctx, req):
     source = copy_source(ctx, req["CopySource"])
@@ -180,8 +190,8 @@ def copy_object(ctx, req):
     metadata = (req.get("Metadata") or {}) if replace else source.user_metadata
     tags = parse_tagging(req.get("Tagging")) if req.get("TaggingDirective") == "REPLACE" else source.tags
     info = store(ctx).copy(ctx.account_id, source, req["Bucket"], req["Key"], headers=headers,
-                           user_metadata=metadata, tags=tags, if_match=req.get("IfMatch"),
-                           if_none_match=req.get("IfNoneMatch"))
+                           user_metadata=metadata, tags=tags, checksum=_copy_checksum(ctx, source, req),
+                           if_match=req.get("IfMatch"), if_none_match=req.get("IfNoneMatch"))
     result = {"ETag": quoted(info.etag), "LastModified": info.last_modified}
     if info.checksum:
         result[checksums.member(info.checksum["algorithm"])] = info.checksum["value"]
