@@ -22,10 +22,12 @@ def serve(args) -> None:
     import uvicorn
 
     from jobforge.server.app import create_app
+    from jobforge.server.runtime import point_profiles_at
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
     app = create_app(settings)
+    point_profiles_at(settings)
     print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"
           f"  data dir     {settings.data_dir}\n"
           f"  credentials  {settings.credentials_file} (profile 'default')\n"

@@ -63,6 +63,23 @@ def test_store_options_work_before_and_after_the_command(tmp_path):
     assert "MODEL ID" in cli("models", "list", "--data-dir", str(data)).stdout
 
 
+def test_profiles_follow_the_server_of_their_data_dir(tmp_path):
+    from jobforge.testing_server import ServerProcess
+
+    data = tmp_path / "data"
+    first = ServerProcess(data).start()
+    first.stop()
+    cli("accounts", "create", "later", "--data-dir", str(data))  # no server running
+    second = ServerProcess(data).start()  # another free port
+    try:
+        config = configparser.ConfigParser()
+        config.read(data / "config")
+        assert config["default"]["endpoint_url"] == config["profile later"]["endpoint_url"] == second.endpoint
+        assert second.client("sts", profile="later").get_caller_identity()["Account"]
+    finally:
+        second.stop()
+
+
 def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
     from jobforge.server.runtime import Runtime
 

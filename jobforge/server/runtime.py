@@ -52,9 +52,24 @@ def write_profile(settings: Settings, profile: str, credential: accounts.Credent
     config = configparser.ConfigParser()
     config.read(config_file)
     section = "default" if profile == "default" else f"profile {profile}"
-    config[section] = {"region": settings.region, "endpoint_url": settings.endpoint_url,
+    # An account made while no server runs goes to the server its data dir was last served by.
+    endpoint = config.get("default", "endpoint_url", fallback=settings.endpoint_url)
+    config[section] = {"region": settings.region, "endpoint_url": endpoint,
                        "s3": "\naddressing_style = path\nsignature_version = s3v4"}
     _write_private(config_file, config)
+
+
+def point_profiles_at(settings: Settings) -> None:
+    """Point every profile in DIR/config at this server, which may have served the data dir on another port."""
+    config_file = settings.data_dir / "config"
+    config = configparser.ConfigParser()
+    config.read(config_file)
+    stale = [section for section in config.sections()
+             if config[section].get("endpoint_url") != settings.endpoint_url]
+    for section in stale:
+        config[section]["endpoint_url"] = settings.endpoint_url
+    if stale:
+        _write_private(config_file, config)
 
 
 def _write_private(path, parser: configparser.ConfigParser) -> None:
