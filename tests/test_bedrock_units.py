@@ -288,3 +288,30 @@ def test_the_output_bucket_must_be_the_callers(monkeypatch, code, message):
     with pytest.raises(ServiceError) as err:
         bedrock_objects.check_output_location(SimpleNamespace(account_id="111111111111"), "s3://out-bucket/o")
     assert (err.value.code, err.value.message) == ("ValidationException", message)
+
+
+def test_foundation_model_names_are_readable_and_whole(tmp_path):
+    from jobforge.core import models_catalog
+    from jobforge.core.store import open_store
+
+    engine = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    names = {}
+    for model_id in ("anthropic.claude-3-haiku-20240307-v1:0:200k", "meta.llama3-2-1b-instruct-v1:0",
+                     "amazon.titan-text-lite-v1:0:4k", "myorg.a-rather-long-model-name-v1:0"):
+        model = models_catalog.add(engine, model_id, str(tmp_path / "m"))
+        names[model_id] = (model.model_name, model.provider_name)
+    assert names == {"anthropic.claude-3-haiku-20240307-v1:0:200k": ("Claude 3 Haiku", "Anthropic"),
+                     "meta.llama3-2-1b-instruct-v1:0": ("Llama 3.2 1B Instruct", "Meta"),
+                     "amazon.titan-text-lite-v1:0:4k": ("Titan Text G1 - Lite", "Amazon"),
+                     "myorg.a-rather-long-model-name-v1:0": ("a-rather-long-model-name-v1", "Myorg")}
+    assert models_catalog.add(engine, "myorg.chat-v1", str(tmp_path / "m"), "Chat One").model_name == "Chat One"
+    with pytest.raises(ValueError, match="1 to 20 characters"):
+        models_catalog.add(engine, "myorg.chat-v1", str(tmp_path / "m"), "A name longer than twenty")
+    # A row registered before names were derived holds the id cut at 20 characters: read it whole.
+    with engine.begin() as conn:
+        conn.execute(models_catalog.foundation_models.update().where(
+            models_catalog.foundation_models.c.model_id == "anthropic.claude-3-haiku-20240307-v1:0:200k").values(
+            model_name="claude-3-haiku-20240"))
+    assert models_catalog.get(engine, "anthropic.claude-3-haiku-20240307-v1:0:200k").model_name == "Claude 3 Haiku"

@@ -30,6 +30,23 @@ foundation_models = sa.Table(
 PROVIDERS = {"amazon": "Amazon", "meta": "Meta", "anthropic": "Anthropic", "cohere": "Cohere",
              "mistral": "Mistral AI", "ai21": "AI21 Labs", "deepseek": "DeepSeek", "qwen": "Qwen"}
 REGISTER_HINT = "Register it with: jobforge models add {model_id} PATH_OR_S3_URI --data-dir DIR"
+NAME_LIMIT = 20  # Bedrock's BrandedName, for names given at registration
+# Bedrock's display names of the models it customizes (ListFoundationModels' modelName), by id prefix.
+DISPLAY_NAMES = (
+    ("anthropic.claude-3-5-sonnet", "Claude 3.5 Sonnet"), ("anthropic.claude-3-haiku", "Claude 3 Haiku"),
+    ("anthropic.claude-3-sonnet", "Claude 3 Sonnet"), ("anthropic.claude-3-opus", "Claude 3 Opus"),
+    ("meta.llama3-2-1b-instruct", "Llama 3.2 1B Instruct"), ("meta.llama3-2-3b-instruct", "Llama 3.2 3B Instruct"),
+    ("meta.llama3-2-11b-instruct", "Llama 3.2 11B Instruct"),
+    ("meta.llama3-2-90b-instruct", "Llama 3.2 90B Instruct"),
+    ("meta.llama3-1-8b-instruct", "Llama 3.1 8B Instruct"), ("meta.llama3-1-70b-instruct", "Llama 3.1 70B Instruct"),
+    ("meta.llama3-3-70b-instruct", "Llama 3.3 70B Instruct"),
+    ("meta.llama2-13b-chat", "Llama 2 Chat 13B"), ("meta.llama2-70b-chat", "Llama 2 Chat 70B"),
+    ("amazon.titan-text-lite", "Titan Text G1 - Lite"), ("amazon.titan-text-express", "Titan Text G1 - Express"),
+    ("amazon.titan-text-premier", "Titan Text G1 - Premier"),
+    ("amazon.nova-micro", "Nova Micro"), ("amazon.nova-lite", "Nova Lite"), ("amazon.nova-pro", "Nova Pro"),
+    ("amazon.nova-premier", "Nova Premier"),
+    ("cohere.command-light-text", "Command Light"), ("cohere.command-text", "Command"),
+)
 
 
 @dataclass(frozen=True)
@@ -74,14 +91,53 @@ def check_location(location: str) -> str:
     return str(path)
 
 
+def display_name(model_id: str) -> str:
+    """Bedrock's name for a model it serves, else the id's model part (``my-model-v1``), whole."""
+    for prefix, name in DISPLAY_NAMES:
+        if model_id.startswith(prefix):
+            return name
+    return model_id.partition(".")[2].split(":")[0]
+
+
+def provider_display_name(model_id: str) -> str:
+    provider = model_id.partition(".")[0]
+    return PROVIDERS.get(provider, provider.capitalize())
+
+
+def _legacy_default(model_id: str) -> tuple[str, str]:
+    """What registration stored before names were derived on reading: cut at 20 characters."""
+    return model_id.partition(".")[2].split(":")[0][:NAME_LIMIT], provider_display_name(model_id)[:NAME_LIMIT]
+
+
+def _model(row) -> "FoundationModel":
+    """A catalog row; a name not given at registration (stored empty) is derived from the id."""
+    values = {k: v for k, v in row._mapping.items() if k != "updated_at"}
+    legacy_name, legacy_provider = _legacy_default(values["model_id"])
+    if values["model_name"] in ("", legacy_name):
+        values["model_name"] = display_name(values["model_id"])
+    if values["provider_name"] in ("", legacy_provider):
+        values["provider_name"] = provider_display_name(values["model_id"])
+    return FoundationModel(**values)
+
+
+def _given_name(value: str | None, what: str) -> str:
+    if value is None:
+        return ""
+    if not value.strip() or len(value) > NAME_LIMIT:
+        raise ValueError(f"A {what} has 1 to {NAME_LIMIT} characters (Bedrock's limit); got {value!r}.")
+    return value
+
+
 def add(engine: sa.Engine, model_id: str, location: str, model_name: str | None = None,
         provider_name: str | None = None) -> FoundationModel:
-    """Register (or re-point) a base model. Raises ValueError on a bad id or location."""
+    """Register (or re-point) a base model. Raises ValueError on a bad id, location or name.
+
+    Names not given are derived from the id when the catalog is read (``display_name``), never cut short.
+    """
     check_identifier(model_id)
     location = check_location(location)
-    provider, _, rest = model_id.partition(".")
-    model_name = (model_name or rest.split(":")[0])[:20]
-    provider_name = (provider_name or PROVIDERS.get(provider, provider.capitalize()))[:20]
+    model_name = _given_name(model_name, "model name")
+    provider_name = _given_name(provider_name, "provider name")
     now = time.time()
     with engine.begin() as conn:
         existing = conn.execute(sa.select(foundation_models.c.created_at)
@@ -102,13 +158,13 @@ def remove(engine: sa.Engine, model_id: str) -> bool:
 def get(engine: sa.Engine, model_id: str) -> FoundationModel | None:
     with reading(engine) as conn:
         row = conn.execute(sa.select(foundation_models).where(foundation_models.c.model_id == model_id)).first()
-    return FoundationModel(**{k: v for k, v in row._mapping.items() if k != "updated_at"}) if row else None
+    return _model(row) if row else None
 
 
 def all_models(engine: sa.Engine) -> list[FoundationModel]:
     with reading(engine) as conn:
         rows = conn.execute(sa.select(foundation_models).order_by(foundation_models.c.model_id)).all()
-    return [FoundationModel(**{k: v for k, v in r._mapping.items() if k != "updated_at"}) for r in rows]
+    return [_model(r) for r in rows]
 
 
 def model_id_of(identifier: str) -> str:
