@@ -415,3 +415,36 @@ def test_range_with_part_number_is_refused(s3, bucket):
     with pytest.raises(ClientError) as err:
         s3.head_object(Bucket=bucket, Key="k", Range="bytes=0-1", PartNumber=1)
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_metadata_limit_and_storage_class(s3, bucket):
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="big", Body=b"x", Metadata={"k": "v" * 2048})
+    assert _code(err.value) == "MetadataTooLarge"
+    with pytest.raises(ClientError) as err:
+        s3.create_multipart_upload(Bucket=bucket, Key="big", Metadata={"key": "v" * 2046})  # keys count too
+    assert _code(err.value) == "MetadataTooLarge"
+    s3.put_object(Bucket=bucket, Key="fits", Body=b"x", Metadata={"k": "v" * 2047})
+    s3.put_object(Bucket=bucket, Key="ia", Body=b"x", StorageClass="STANDARD_IA")
+    s3.put_object(Bucket=bucket, Key="std", Body=b"x", StorageClass="STANDARD")
+    assert s3.head_object(Bucket=bucket, Key="ia")["StorageClass"] == "STANDARD_IA"
+    assert s3.get_object(Bucket=bucket, Key="ia")["StorageClass"] == "STANDARD_IA"
+    assert "x-amz-storage-class" not in s3.head_object(Bucket=bucket, Key="std")["ResponseMetadata"]["HTTPHeaders"]
+    listed = {o["Key"]: o["StorageClass"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == {"fits": "STANDARD", "ia": "STANDARD_IA", "std": "STANDARD"}
+    assert {o["Key"]: o["StorageClass"] for o in s3.list_objects(Bucket=bucket)["Contents"]} == listed
+    s3.copy_object(Bucket=bucket, Key="ia", CopySource=f"{bucket}/ia", StorageClass="GLACIER_IR")  # a change
+    assert s3.head_object(Bucket=bucket, Key="ia")["StorageClass"] == "GLACIER_IR"
+    s3.copy_object(Bucket=bucket, Key="copied", CopySource=f"{bucket}/ia")
+    assert "StorageClass" not in s3.head_object(Bucket=bucket, Key="copied")  # copies are STANDARD unless asked
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket=bucket, Key="copied", CopySource=f"{bucket}/ia", MetadataDirective="REPLACE",
+                       Metadata={"k": "v" * 2048})
+    assert _code(err.value) == "MetadataTooLarge"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", StorageClass="ONEZONE_IA")["UploadId"]
+    assert s3.list_multipart_uploads(Bucket=bucket)["Uploads"][0]["StorageClass"] == "ONEZONE_IA"
+    assert s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)["StorageClass"] == "ONEZONE_IA"
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert s3.head_object(Bucket=bucket, Key="mp")["StorageClass"] == "ONEZONE_IA"

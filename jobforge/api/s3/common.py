@@ -13,7 +13,9 @@ from jobforge.core.objects import ObjectInfo, ObjectStore, object_store, quoted
 CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                    "WebsiteRedirectLocation")
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+DEFAULT_STORAGE_CLASS = "STANDARD"  # never stored, never sent as x-amz-storage-class
 MAX_TAGS = 10
+MAX_METADATA_BYTES = 2048
 
 
 def store(ctx) -> ObjectStore:
@@ -31,7 +33,23 @@ def content_headers(req: dict) -> dict:
     if req.get("Expires") is not None:
         headers["Expires"] = req["Expires"].timestamp()
     headers.setdefault("ContentType", DEFAULT_CONTENT_TYPE)
+    if req.get("StorageClass") not in (None, DEFAULT_STORAGE_CLASS):
+        headers["StorageClass"] = req["StorageClass"]  # kept with the headers, returned as they are
     return headers
+
+
+def storage_class(headers: dict) -> str:
+    return headers.get("StorageClass", DEFAULT_STORAGE_CLASS)
+
+
+def user_metadata(req: dict) -> dict:
+    """x-amz-meta-* of a request, at most 2 KB as S3 counts it (UTF-8 bytes of every key and value)."""
+    metadata = req.get("Metadata") or {}
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
+    if size > MAX_METADATA_BYTES:
+        raise ServiceError("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.", 400,
+                           Size=size, MaxSizeAllowed=MAX_METADATA_BYTES)
+    return metadata
 
 
 def owner(account_id: str) -> dict:

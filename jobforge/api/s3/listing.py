@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobforge.api.base import handler
-from jobforge.api.s3.common import checksum_members, owner, store, url_encoded
+from jobforge.api.s3.common import checksum_members, owner, storage_class, store, url_encoded
 from jobforge.core.objects import encode_resume, quoted
 from jobforge.core.errors import ServiceError
 
@@ -19,7 +19,8 @@ def _max_keys(req) -> int:
 
 def _entry(info, encoding, fetch_owner: bool, account_id: str) -> dict:
     entry = {"Key": url_encoded(info.key, encoding), "LastModified": info.last_modified,
-             "ETag": quoted(info.etag), "Size": info.size, "StorageClass": "STANDARD"}
+             "ETag": quoted(info.etag), "Size": info.size,
+             "StorageClass": storage_class(info.headers)}
     if info.checksum:
         entry["ChecksumAlgorithm"] = [info.checksum["algorithm"]]
         entry["ChecksumType"] = checksum_members(info.checksum)["ChecksumType"]

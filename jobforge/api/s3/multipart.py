@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jobforge.api.base import handler
-from jobforge.api.s3.common import checksum_members, content_headers, owner, parse_tagging, store, url_encoded
+from jobforge.api.s3.common import (checksum_members, content_headers, owner, parse_tagging, storage_class, store,
+                                    url_encoded, user_metadata)
 from jobforge.api.s3.objects import check_read_conditions, copy_range, copy_source
 from jobforge.core import checksums
 from jobforge.core.objects import quoted
@@ -16,7 +17,7 @@ def create_multipart_upload(ctx, req):
     algorithm = checksums.algorithm_of(req["ChecksumAlgorithm"]) if req.get("ChecksumAlgorithm") else None
     upload_id = store(ctx).create_upload(
         ctx.account_id, ctx.principal_arn, req["Bucket"], req["Key"], headers=content_headers(req),
-        user_metadata=req.get("Metadata") or {}, tags=parse_tagging(req.get("Tagging")), algorithm=algorithm,
+        user_metadata=user_metadata(req), tags=parse_tagging(req.get("Tagging")), algorithm=algorithm,
         checksum_type=req.get("ChecksumType"))
     upload = store(ctx).upload(ctx.account_id, req["Bucket"], req["Key"], upload_id)
     return {"Bucket": req["Bucket"], "Key": req["Key"], "UploadId": upload_id,
@@ -96,7 +97,7 @@ def list_parts(ctx, req):
             "NextPartNumberMarker": rows[-1].part_number if truncated else None, "MaxParts": limit,
             "IsTruncated": truncated, "Parts": parts or None,
             "Initiator": {"ID": upload.initiator, "DisplayName": ctx.account_id}, "Owner": owner(ctx.account_id),
-            "StorageClass": "STANDARD", "ChecksumAlgorithm": upload.checksum_algorithm,
+            "StorageClass": storage_class(upload.headers), "ChecksumAlgorithm": upload.checksum_algorithm,
             "ChecksumType": upload.checksum_type}
 
 
@@ -114,7 +115,7 @@ def list_multipart_uploads(ctx, req):
             "MaxUploads": limit, "IsTruncated": listing.truncated, "NextKeyMarker": url_encoded(next_key, encoding),
             "NextUploadIdMarker": next_upload_id,
             "Uploads": [{"UploadId": row.upload_id, "Key": url_encoded(row.key, encoding), "Initiated": row.initiated,
-                         "StorageClass": "STANDARD", "Owner": owner(ctx.account_id),
+                         "StorageClass": storage_class(row.headers), "Owner": owner(ctx.account_id),
                          "Initiator": {"ID": row.initiator, "DisplayName": ctx.account_id},
                          "ChecksumAlgorithm": row.checksum_algorithm, "ChecksumType": row.checksum_type}
                         for row in listing.uploads] or None,

@@ -8,8 +8,8 @@ from email.utils import formatdate
 from urllib.parse import unquote
 
 from jobforge.api.base import handler
-from jobforge.api.s3.common import (check_tags, checksum_members, content_headers, object_headers, parse_tagging,
-                                    store)
+from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_tags, checksum_members, content_headers,
+                                    object_headers, parse_tagging, store, user_metadata)
 from jobforge.core import checksums
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import ObjectInfo, quoted
@@ -125,7 +125,7 @@ def put_object(ctx, req):
     body = req["Body"]
     try:
         info = store(ctx).put(ctx.account_id, req["Bucket"], req["Key"], body, headers=content_headers(req),
-                              user_metadata=req.get("Metadata") or {}, tags=parse_tagging(req.get("Tagging")),
+                              user_metadata=user_metadata(req), tags=parse_tagging(req.get("Tagging")),
                               checksum=object_checksum(body), if_match=req.get("IfMatch"),
                               if_none_match=req.get("IfNoneMatch"))
     finally:
@@ -182,12 +182,15 @@ def copy_object(ctx, req):
     source = copy_source(ctx, req["CopySource"])
     check_read_conditions(source, req, prefix="CopySource")
     replace = req.get("MetadataDirective", "COPY") == "REPLACE"
-    if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and not replace:
+    if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and not replace and not req.get("StorageClass"):
         raise ServiceError("InvalidRequest", "This copy request is illegal because it is trying to copy an object "
                            "to itself without changing the object's metadata, storage class, website redirect "
                            "location or encryption attributes.", 400)
-    headers = content_headers(req) if replace else source.headers
-    metadata = (req.get("Metadata") or {}) if replace else source.user_metadata
+    headers = content_headers(req) if replace else {name: value for name, value in source.headers.items()
+                                                    if name != "StorageClass"}  # a copy is STANDARD unless asked
+    if not replace and req.get("StorageClass") not in (None, DEFAULT_STORAGE_CLASS):
+        headers["StorageClass"] = req["StorageClass"]
+    metadata = user_metadata(req) if replace else source.user_metadata
     tags = parse_tagging(req.get("Tagging")) if req.get("TaggingDirective") == "REPLACE" else source.tags
     info = store(ctx).copy(ctx.account_id, source, req["Bucket"], req["Key"], headers=headers,
                            user_metadata=metadata, tags=tags, checksum=_copy_checksum(ctx, source, req),
