@@ -243,6 +243,10 @@ def test_quantum_task_requests_are_checked(server, braket, account):
                                                                              "version": "1"}}))) == \
         ("ValidationException", 400)
     assert code_of(lambda: create(outputS3Bucket="no-such-bucket-here")) == ("ValidationException", 400)
+    for device in (SV1, DM1, "braket_sv"):  # SV1 and DM1 take at most 100,000 shots, as on AWS
+        assert code_of(lambda: create(deviceArn=device, shots=100_001)) == ("ValidationException", 400)
+        assert json.loads(braket.get_device(deviceArn=device)["deviceCapabilities"])["service"]["shotsRange"] == \
+            [0, 100000]
     assert code_of(lambda: create(jobToken="not-a-job-token")) == ("ValidationException", 400)
     token = str(uuid.uuid4())
     arn = braket.create_quantum_task(clientToken=token, **base)["quantumTaskArn"]

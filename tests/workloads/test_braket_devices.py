@@ -42,7 +42,8 @@ def test_simulators_are_online_with_the_default_simulator_capabilities(arn, back
     assert isinstance(capabilities, GateModelSimulatorDeviceCapabilities)
     local = LocalSimulator(backend).properties
     assert capabilities.action == local.action
-    assert capabilities.paradigm == local.paradigm
+    assert capabilities.paradigm == local.paradigm  # qubits: what this host's simulator runs
+    assert capabilities.service.shotsRange == (0, 100_000)  # AWS's SV1/DM1 range, not the local one
     assert capabilities.deviceParameters == local.deviceParameters
     assert DeviceActionType.OPENQASM in capabilities.action and DeviceActionType.JAQCD in capabilities.action
     assert devices.is_runnable(arn) and devices.simulator_backend(arn) == backend

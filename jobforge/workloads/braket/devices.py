@@ -48,6 +48,10 @@ _PROVIDERS = {
     "Xanadu": "Xanadu",
 }
 
+# Shots per task SV1 and DM1 take on AWS ("Compare simulators" in the Braket developer guide):
+# advertised and enforced here instead of the local simulators' [0, 2**63 - 1].
+_SIMULATOR_SHOTS_RANGE = (0, 100_000)
+
 # How often the SDK should poll GetQuantumTask; local simulations finish in milliseconds.
 _POLL_INTERVAL_MS = 100
 
@@ -179,6 +183,11 @@ def capabilities_json(arn: str) -> str:
     if device.status == ONLINE:
         document = json.loads(LocalSimulator(_SIMULATOR_BACKENDS[arn]).properties.json())
         service = document["service"]
+        service["shotsRange"] = list(_SIMULATOR_SHOTS_RANGE)
+        # paradigm.qubitCount stays the local backend's own limit (braket_sv and braket_dm
+        # hold the full state vector / density matrix in this host's memory), not AWS's 34
+        # (SV1) and 17 (DM1) qubits: advertising more qubits than this host can simulate
+        # would only turn a refusal at CreateQuantumTask into a failed task.
         service["getTaskPollIntervalMillis"] = _POLL_INTERVAL_MS
         service["deviceDocumentation"] = {
             "summary": (
