@@ -22,7 +22,7 @@ def aws(server, *args, credentials=None):
 
 def test_identity_roles_and_a_job_through_the_cli(server, account_id, role_arn):
     identity = json.loads(aws(server, "sts", "get-caller-identity").stdout)
-    assert identity["Account"] == account_id
+    assert identity["Account"] == account_id and identity["UserId"] == account_id  # the account's root
 
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                                  "Principal": {"Service": "sagemaker.amazonaws.com"}}]})

@@ -193,6 +193,8 @@ def test_jobs_run_with_revocable_temporary_credentials(server, role_arn):
 
     who = sts(row.session_token).get_caller_identity()
     assert who["Arn"].startswith(f"arn:aws:sts::{who['Account']}:assumed-role/JobforgeExecutionRole/")
+    role_id = server.client("iam").get_role(RoleName="JobforgeExecutionRole")["Role"]["RoleId"]
+    assert who["UserId"] == f"{role_id}:{who['Arn'].rsplit('/', 1)[1]}"
     with pytest.raises(ClientError) as err:  # the session token is part of the credential
         sts("forged-token").get_caller_identity()
     assert err.value.response["Error"]["Code"] == "InvalidClientTokenId"
