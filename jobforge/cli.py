@@ -26,6 +26,7 @@ def serve(args) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
+    _check_port_free(settings.host, settings.port)
     app = create_app(settings)
     point_profiles_at(settings)
     print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"
@@ -38,6 +39,18 @@ def serve(args) -> None:
         print("  WARNING: --auth none: requests are not authenticated", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                 lifespan="on", timeout_graceful_shutdown=5)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Say so before anything else when the port is taken (the banner would otherwise promise a server)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            sys.exit(f"jobforge: cannot serve on {host}:{port}: {err.strerror}")
 
 
 def accounts_create(args) -> None:

@@ -80,6 +80,18 @@ def test_profiles_follow_the_server_of_their_data_dir(tmp_path):
         second.stop()
 
 
+def test_serve_on_a_taken_port_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), data_dir=tmp_path / "data", check=False)
+    assert result.returncode != 0 and f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "serving on" not in result.stdout
+
+
 def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
     from jobforge.server.runtime import Runtime
 
