@@ -175,3 +175,132 @@ def test_migration_refuses_names_differing_only_in_case_then_adds_the_index(stor
                 conn.execute(roles.insert().values(role_row("111111111111", "DUP", "/", POLICY, None, 3600, 0.0)))
     finally:
         engine.dispose()
+
+
+# --- 2. role tags ----------------------------------------------------------------------------------
+
+def _tags(*pairs) -> list[dict]:
+    return [{"Key": k, "Value": v} for k, v in pairs]
+
+
+def test_create_role_keeps_its_tags(iam):
+    created = iam.create_role(RoleName="TaggedRole", AssumeRolePolicyDocument=POLICY,
+                              Tags=_tags(("team", "qa"), ("Cost Center", "41200"), ("empty", "")))["Role"]
+    expected = _tags(("Cost Center", "41200"), ("empty", ""), ("team", "qa"))
+    assert created["Tags"] == expected
+    assert iam.get_role(RoleName="taggedrole")["Role"]["Tags"] == expected
+    assert iam.list_role_tags(RoleName="TAGGEDROLE")["Tags"] == expected
+    listed = next(r for r in iam.list_roles()["Roles"] if r["RoleName"] == "TaggedRole")
+    assert "Tags" not in listed  # ListRoles does not return tags, as in AWS
+    plain = iam.create_role(RoleName="UntaggedRole", AssumeRolePolicyDocument=POLICY)["Role"]
+    assert "Tags" not in plain and "Tags" not in iam.get_role(RoleName="UntaggedRole")["Role"]
+    empty = iam.list_role_tags(RoleName="UntaggedRole")
+    assert empty["Tags"] == [] and empty["IsTruncated"] is False
+    iam.delete_role(RoleName="TaggedRole")
+    iam.delete_role(RoleName="UntaggedRole")
+    again = iam.create_role(RoleName="taggedrole", AssumeRolePolicyDocument=POLICY)["Role"]
+    assert "Tags" not in again  # the deleted role's tags went with it
+    iam.delete_role(RoleName="taggedrole")
+
+
+def test_tag_keys_are_not_distinguished_by_case(iam):
+    with pytest.raises(ClientError) as err:
+        iam.create_role(RoleName="DupTagRole", AssumeRolePolicyDocument=POLICY,
+                        Tags=_tags(("Department", "a"), ("department", "b")))
+    assert _error(err) == ("InvalidInput", 400,
+                           "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName="DupTagRole")  # nothing was created
+    iam.create_role(RoleName="DupTagRole", AssumeRolePolicyDocument=POLICY, Tags=_tags(("Department", "finance")))
+    iam.tag_role(RoleName="duptagrole", Tags=_tags(("department", "hr"), ("Project", "x")))
+    assert iam.list_role_tags(RoleName="DupTagRole")["Tags"] == _tags(("Project", "x"), ("department", "hr"))
+    with pytest.raises(ClientError) as err:
+        iam.tag_role(RoleName="DupTagRole", Tags=_tags(("a", "1"), ("A", "2")))
+    assert _error(err)[0:2] == ("InvalidInput", 400)
+    iam.untag_role(RoleName="DupTagRole", TagKeys=["DEPARTMENT", "no-such-key"])
+    assert iam.get_role(RoleName="DupTagRole")["Role"]["Tags"] == _tags(("Project", "x"))
+    iam.untag_role(RoleName="DupTagRole", TagKeys=["project"])
+    assert "Tags" not in iam.get_role(RoleName="DupTagRole")["Role"]
+    iam.delete_role(RoleName="DupTagRole")
+
+
+def test_tag_limits_and_validation(server, iam):
+    unchecked = server.client("iam", parameter_validation=False)  # what botocore would refuse itself
+    iam.create_role(RoleName="LimitRole", AssumeRolePolicyDocument=POLICY,
+                    Tags=_tags(*[(f"k{i:02d}", str(i)) for i in range(48)]))
+    iam.tag_role(RoleName="LimitRole", Tags=_tags(("k00", "overwritten"), ("K01", "x"), ("n48", ""), ("n49", "")))
+    tags = iam.list_role_tags(RoleName="LimitRole")["Tags"]
+    assert len(tags) == 50 and {"Key": "k00", "Value": "overwritten"} in tags and {"Key": "K01", "Value": "x"} in tags
+    with pytest.raises(ClientError) as err:
+        iam.tag_role(RoleName="LimitRole", Tags=_tags(("one-too-many", "v")))
+    assert _error(err) == ("LimitExceeded", 409, "Cannot exceed quota for TagsPerRole: 50.")
+    assert len(iam.list_role_tags(RoleName="LimitRole")["Tags"]) == 50  # nothing was added
+    with pytest.raises(ClientError) as err:
+        iam.create_role(RoleName="TooManyTags", AssumeRolePolicyDocument=POLICY,
+                        Tags=_tags(*[(f"k{i}", "v") for i in range(51)]))
+    code, status, message = _error(err)
+    assert (code, status) == ("ValidationError", 400) and "less than or equal to 50" in message
+    for bad in (_tags(("k" * 129, "v")), _tags(("k", "v" * 257)), _tags(("", "v")), _tags(("bad*key", "v"))):
+        with pytest.raises(ClientError) as err:
+            unchecked.tag_role(RoleName="LimitRole", Tags=bad)
+        assert _error(err)[0:2] == ("ValidationError", 400)
+    iam.tag_role(RoleName="LimitRole", Tags=_tags(("k02", "v" * 256)))  # the longest value there is
+    iam.untag_role(RoleName="LimitRole", TagKeys=[f"k{i:02d}" for i in range(2, 48)] + ["n48", "n49"])
+    iam.tag_role(RoleName="LimitRole", Tags=_tags(("k" * 128, "")))  # the longest key there is
+    assert [t["Key"] for t in iam.list_role_tags(RoleName="LimitRole")["Tags"]] == ["K01", "k00", "k" * 128]
+    iam.delete_role(RoleName="LimitRole")
+
+
+def test_list_role_tags_pages_in_key_order(iam):
+    long_key = "\u00e9\u6f22" * 64  # 128 characters that UTF-8 makes 320 bytes
+    keys = ["b", "a", "d", "c", "e", long_key, "f"]
+    iam.create_role(RoleName="PagedTags", AssumeRolePolicyDocument=POLICY, Tags=_tags(*[(k, k[:3]) for k in keys]))
+    seen, marker = [], None
+    while True:
+        page = iam.list_role_tags(RoleName="PagedTags", MaxItems=2, **({"Marker": marker} if marker else {}))
+        seen += [t["Key"] for t in page["Tags"]]
+        if not page["IsTruncated"]:
+            assert "Marker" not in page
+            break
+        marker = page["Marker"]
+        assert len(marker) <= 320
+    assert seen == sorted(keys)
+    first = iam.list_role_tags(RoleName="PagedTags", MaxItems=3)
+    iam.untag_role(RoleName="PagedTags", TagKeys=["c"])  # the last key handed out goes; the next page still follows
+    rest = iam.list_role_tags(RoleName="PagedTags", Marker=first["Marker"])
+    assert [t["Key"] for t in rest["Tags"]] == ["d", "e", "f", long_key]
+    with pytest.raises(ClientError) as err:
+        iam.list_role_tags(RoleName="PagedTags", Marker="not a marker")
+    assert _error(err)[0:2] == ("InvalidInput", 400)
+    iam.delete_role(RoleName="PagedTags")
+
+
+def test_tag_operations_on_a_missing_role(iam):
+    calls = [(iam.tag_role, {"Tags": _tags(("a", "b"))}), (iam.untag_role, {"TagKeys": ["a"]}),
+             (iam.list_role_tags, {})]
+    for call, args in calls:
+        with pytest.raises(ClientError) as err:
+            call(RoleName="NoSuchTaggedRole", **args)
+        assert _error(err) == ("NoSuchEntity", 404, "The role with name NoSuchTaggedRole cannot be found.")
+
+
+def test_concurrent_tagging_keeps_the_quota(iam):
+    iam.create_role(RoleName="RaceTags", AssumeRolePolicyDocument=POLICY,
+                    Tags=_tags(*[(f"k{i}", "v") for i in range(40)]))
+    results = []
+
+    def attempt(i):
+        try:
+            iam.tag_role(RoleName="RaceTags", Tags=_tags(*[(f"t{i}-{j}", "v") for j in range(4)]))
+            results.append("ok")
+        except ClientError as err:
+            results.append(err.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 2 and results.count("LimitExceeded") == 4
+    assert len(iam.list_role_tags(RoleName="RaceTags")["Tags"]) == 48
+    iam.delete_role(RoleName="RaceTags")

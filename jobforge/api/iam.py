@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import time
 from functools import lru_cache
@@ -14,7 +16,9 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.accounts import ROLE_BY_NAME, role_row
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import jobs, reading, roles
+from jobforge.core.store import jobs, reading, roles, tags
+
+MAX_TAGS = 50  # IAM's quota of tags per role
 
 
 @lru_cache(maxsize=1024)
@@ -23,7 +27,7 @@ def _url_encoded(policy: str) -> str:
     return quote(policy, safe="")
 
 
-def _role(row) -> dict:
+def _role(row, role_tags: list[dict] | None = None) -> dict:
     m = row._mapping
     role = {
         "Path": m["path"], "RoleName": m["role_name"], "RoleId": m["role_id"], "Arn": m["arn"],
@@ -33,7 +37,52 @@ def _role(row) -> dict:
     }
     if m["description"]:
         role["Description"] = m["description"]
+    if role_tags:
+        role["Tags"] = role_tags
     return role
+
+
+# A role and its tags in one query (GetRole is the call a client makes most).
+ROLE_WITH_TAGS = (sa.select(roles, tags.c.key.label("tag_key"), tags.c.value.label("tag_value"))
+                  .select_from(roles.outerjoin(tags, tags.c.resource_arn == roles.c.arn))
+                  .where(roles.c.account_id == sa.bindparam("account"),
+                         sa.func.lower(roles.c.role_name) == sa.func.lower(sa.bindparam("name"))))
+
+
+def _requested_tags(tag_list: list[dict]) -> dict[str, str]:
+    """Tag keys of an IAM role are not distinguished by case (the case given is kept)."""
+    requested: dict[str, str] = {}
+    seen: set[str] = set()
+    for tag in tag_list:
+        folded = tag["Key"].lower()
+        if folded in seen:
+            raise ServiceError("InvalidInput",
+                               "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+        seen.add(folded)
+        requested[tag["Key"]] = tag["Value"]
+    return requested
+
+
+def _put_tags(conn, account_id: str, arn: str, requested: dict[str, str]) -> None:
+    """Add or overwrite tags (a key in another case replaces the old one), within IAM's quota."""
+    existing = [r.key for r in conn.execute(sa.select(tags.c.key).where(tags.c.resource_arn == arn))]
+    folded = {key.lower() for key in requested}
+    replaced = [key for key in existing if key.lower() in folded]
+    if len(existing) - len(replaced) + len(requested) > MAX_TAGS:
+        raise ServiceError("LimitExceeded", f"Cannot exceed quota for TagsPerRole: {MAX_TAGS}.")
+    if replaced:
+        conn.execute(tags.delete().where(tags.c.resource_arn == arn, tags.c.key.in_(replaced)))
+    if requested:
+        conn.execute(tags.insert(), [dict(resource_arn=arn, key=key, value=value, account_id=account_id)
+                                     for key, value in requested.items()])
+
+
+def _locked(conn, ctx: RequestContext, name: str):
+    """The role's row, locked until the transaction ends (PostgreSQL; SQLite's write lock is held already)."""
+    row = conn.execute(ROLE_BY_NAME.with_for_update(), {"account": ctx.account_id, "name": name}).first()
+    if row is None:
+        raise ServiceError("NoSuchEntity", f"The role with name {name} cannot be found.")
+    return row
 
 
 def _get(ctx: RequestContext, name: str):
@@ -51,20 +100,28 @@ def create_role(ctx: RequestContext, req: dict) -> dict:
         json.loads(unquote(policy) if policy.lstrip().startswith("%") else policy)
     except ValueError:
         raise ServiceError("MalformedPolicyDocument", "This policy contains invalid Json") from None
+    requested = _requested_tags(req.get("Tags", []))
     path = req.get("Path", "/")
     row = role_row(ctx.account_id, req["RoleName"], path, policy, req.get("Description"),
                    req.get("MaxSessionDuration", 3600), time.time())
     try:
         with ctx.engine.begin() as conn:
             conn.execute(roles.insert().values(row))
+            conn.execute(tags.delete().where(tags.c.resource_arn == row["arn"]))  # none may outlive a role
+            _put_tags(conn, ctx.account_id, row["arn"], requested)
     except sa.exc.IntegrityError:
         raise ServiceError("EntityAlreadyExists", f"Role with name {req['RoleName']} already exists.") from None
-    return {"Role": _role(_get(ctx, req["RoleName"]))}
+    return get_role(ctx, req)
 
 
 @handler("iam", "GetRole")
 def get_role(ctx: RequestContext, req: dict) -> dict:
-    return {"Role": _role(_get(ctx, req["RoleName"]))}
+    with reading(ctx.engine) as conn:
+        rows = conn.execute(ROLE_WITH_TAGS, {"account": ctx.account_id, "name": req["RoleName"]}).all()
+    if not rows:
+        raise ServiceError("NoSuchEntity", f"The role with name {req['RoleName']} cannot be found.")
+    role_tags = sorted((r.tag_key, r.tag_value) for r in rows if r.tag_key is not None)
+    return {"Role": _role(rows[0], [{"Key": key, "Value": value} for key, value in role_tags])}
 
 
 @handler("iam", "ListRoles")
@@ -89,6 +146,75 @@ def delete_role(ctx: RequestContext, req: dict) -> dict:
             jobs.c.state.in_(("QUEUED", "STARTING", "RUNNING", "STOPPING"))).limit(1)).first()
         if running:
             raise ServiceError("DeleteConflict", "Cannot delete a role that running jobs use.")
+        # The role's row first: on PostgreSQL this waits for a TagRole holding it, whose tags then go too.
         conn.execute(roles.delete().where(roles.c.account_id == ctx.account_id,
                                           roles.c.role_name == row.role_name))
+        conn.execute(tags.delete().where(tags.c.resource_arn == row.arn))
     return {}
+
+
+@handler("iam", "TagRole")
+def tag_role(ctx: RequestContext, req: dict) -> dict:
+    requested = _requested_tags(req["Tags"])
+    with ctx.engine.begin() as conn:
+        row = _locked(conn, ctx, req["RoleName"])
+        _put_tags(conn, ctx.account_id, row.arn, requested)
+    return {}
+
+
+@handler("iam", "UntagRole")
+def untag_role(ctx: RequestContext, req: dict) -> dict:
+    folded = {key.lower() for key in req["TagKeys"]}
+    with ctx.engine.begin() as conn:
+        row = _locked(conn, ctx, req["RoleName"])
+        existing = [r.key for r in conn.execute(sa.select(tags.c.key).where(tags.c.resource_arn == row.arn))]
+        doomed = [key for key in existing if key.lower() in folded]  # keys absent are no error
+        if doomed:
+            conn.execute(tags.delete().where(tags.c.resource_arn == row.arn, tags.c.key.in_(doomed)))
+    return {}
+
+
+MARKER_KEY_BYTES = 210  # base64 of these, a dot and a digest stay within the model's 320 characters
+
+
+def _tag_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _tag_marker(key: str) -> str:
+    prefix = key.encode()[:MARKER_KEY_BYTES].decode(errors="ignore")
+    return base64.urlsafe_b64encode(prefix.encode()).decode() + "." + _tag_digest(key)
+
+
+def _after_marker(keys: list[str], marker: str) -> int:
+    """Where the next page starts: after the key the marker names; should that key have been removed
+    meanwhile, at the first key after it (after the part of it the marker holds, for a key too long to
+    hold whole: a few keys may then come again, none is skipped)."""
+    try:
+        encoded, digest = marker.split(".")
+        prefix = base64.urlsafe_b64decode(encoded.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceError("InvalidInput", "Invalid Marker.") from None
+    for i, key in enumerate(keys):
+        if _tag_digest(key) == digest:
+            return i + 1
+    return next((i for i, key in enumerate(keys) if key > prefix), len(keys))
+
+
+@handler("iam", "ListRoleTags")
+def list_role_tags(ctx: RequestContext, req: dict) -> dict:
+    """Sorted by key; a Marker names the last key handed out."""
+    with reading(ctx.engine) as conn:
+        row = conn.execute(ROLE_BY_NAME, {"account": ctx.account_id, "name": req["RoleName"]}).first()
+        if row is None:
+            raise ServiceError("NoSuchEntity", f"The role with name {req['RoleName']} cannot be found.")
+        keyed = sorted(((r.key, r.value) for r in conn.execute(
+            sa.select(tags.c.key, tags.c.value).where(tags.c.resource_arn == row.arn))))
+    start = _after_marker([key for key, _ in keyed], req["Marker"]) if "Marker" in req else 0
+    limit = req.get("MaxItems", 100)
+    chosen = keyed[start:start + limit]
+    result = {"Tags": [{"Key": key, "Value": value} for key, value in chosen],
+              "IsTruncated": start + limit < len(keyed)}
+    if result["IsTruncated"]:
+        result["Marker"] = _tag_marker(chosen[-1][0])
+    return result
