@@ -26,13 +26,17 @@ def _engine(args) -> sa.Engine:
 
 
 def _find(engine, ident: str) -> jobs.Job:
+    """The job an id, ARN or name names; a name used by jobs of several accounts or families is refused."""
     with reading(engine) as conn:
-        row = conn.execute(sa.select(jobs_table).where(sa.or_(
+        rows = conn.execute(sa.select(jobs_table).where(sa.or_(
             jobs_table.c.id == ident, jobs_table.c.arn == ident, jobs_table.c.name == ident))
-            .order_by(jobs_table.c.created_at.desc())).first()
-    if row is None:
+            .order_by(jobs_table.c.created_at.desc())).all()
+    if not rows:
         sys.exit(f"No job {ident!r}")
-    return jobs.Job.from_row(row)
+    if len({(row.account_id, row.family) for row in rows}) > 1:
+        sys.exit(f"{ident!r} names jobs of several accounts or families; use one of their ARNs:\n"
+                 + "\n".join(f"  {row.arn}" for row in rows))
+    return jobs.Job.from_row(rows[0])
 
 
 def _when(epoch):
@@ -46,9 +50,10 @@ def list_cmd(args) -> None:
         query = query.where(jobs_table.c.family.startswith(args.family))
     with reading(engine) as conn:
         rows = [jobs.Job.from_row(r) for r in conn.execute(query)]
-    print(f"{'NAME':32} {'FAMILY':28} {'STATE':10} {'CREATED':19}  ID")
+    print(f"{'NAME':32} {'FAMILY':28} {'ACCOUNT':12} {'STATE':10} {'CREATED':19}  ID")
     for job in rows:
-        print(f"{job.name[:32]:32} {job.family[:28]:28} {job.state:10} {_when(job.created_at)}  {job.id}")
+        print(f"{job.name[:32]:32} {job.family[:28]:28} {job.account_id:12} {job.state:10} "
+              f"{_when(job.created_at)}  {job.id}")
 
 
 def describe_cmd(args) -> None:
