@@ -448,3 +448,23 @@ def test_metadata_limit_and_storage_class(s3, bucket):
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.head_object(Bucket=bucket, Key="mp")["StorageClass"] == "ONEZONE_IA"
+
+
+def test_multipart_upload_gets_the_default_full_object_checksum(s3, bucket):
+    from botocore.httpchecksum import CrtCrc64NvmeChecksum
+
+    first, tail = b"p" * (5 * 1024 * 1024), b"0123456789"
+    s3.put_object(Bucket=bucket, Key="src", Body=tail)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # no ChecksumAlgorithm
+    one = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=first,
+                         ChecksumAlgorithm="CRC32")
+    assert "ChecksumCRC32" in one and "ChecksumCRC64NVME" not in one  # what the client sent
+    two = s3.upload_part_copy(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=2,
+                              CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=2-9")
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": one["ETag"]}, {"PartNumber": 2, "ETag": two["CopyPartResult"]["ETag"]}]})
+    whole = CrtCrc64NvmeChecksum()
+    whole.update(first + tail[2:])
+    assert done["ChecksumCRC64NVME"] == whole.b64digest() and done["ChecksumType"] == "FULL_OBJECT"
+    got = s3.get_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")  # botocore verifies it as it reads
+    assert got["ChecksumCRC64NVME"] == whole.b64digest() and got["Body"].read() == first + tail[2:]

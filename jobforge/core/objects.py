@@ -525,8 +525,12 @@ class ObjectStore:
     @staticmethod
     def _object_checksum(upload, chosen) -> dict | None:
         algorithm = upload.checksum_algorithm
-        if algorithm is None:
-            return None
+        if algorithm is None:  # S3's default: a full-object CRC64NVME, combined from the parts' own
+            if not all(checksums.DEFAULT in row.checksums for row in chosen):
+                return None  # a part stored before parts kept it: no checksum rather than reading it all again
+            value = checksums.combine(checksums.DEFAULT, [(row.checksums[checksums.DEFAULT], row.size)
+                                                          for row in chosen])
+            return {"algorithm": checksums.DEFAULT, "value": value, "type": "FULL_OBJECT"}
         values = [row.checksums[algorithm] for row in chosen]
         if upload.checksum_type == "FULL_OBJECT":
             value = checksums.combine(algorithm, [(v, row.size) for v, row in zip(values, chosen)])

@@ -102,7 +102,10 @@ async def receive_body(ctx, request) -> None:
         bucket = request.scratch.get("labels", {}).get("Bucket")
         if bucket:
             store.bucket(ctx.account_id, bucket)  # fail before receiving data for a bucket one cannot use
-        sink = store.blobs.staging(algorithms or [checksums.DEFAULT], bool(_SHA256_HEX.fullmatch(content_sha256)))
+        staged_algorithms = algorithms or [checksums.DEFAULT]
+        if ctx.operation == "UploadPart" and checksums.DEFAULT not in staged_algorithms:
+            staged_algorithms = [*algorithms, checksums.DEFAULT]  # parts' CRCs combine into S3's default checksum
+        sink = store.blobs.staging(staged_algorithms, bool(_SHA256_HEX.fullmatch(content_sha256)))
     else:
         sink = StagingFile(None, algorithms, bool(_SHA256_HEX.fullmatch(content_sha256)))
     loop = asyncio.get_running_loop()

@@ -25,9 +25,11 @@ def create_multipart_upload(ctx, req):
 
 
 def _part_result(part: dict, algorithm: str | None) -> dict:
+    """A part's ETag and checksum: the upload's algorithm, else what the client sent (else S3's default)."""
     result = {"ETag": quoted(part["etag"])}
+    sent = [name for name in part["checksums"] if name != checksums.DEFAULT] or [checksums.DEFAULT]
     for name, value in part["checksums"].items():
-        if algorithm is None or name == algorithm:
+        if name == algorithm or (algorithm is None and name in sent):
             result[checksums.member(name)] = value
     return result
 
@@ -51,7 +53,7 @@ def upload_part_copy(ctx, req):
     source = copy_source(ctx, req["CopySource"])
     check_read_conditions(source, req, prefix="CopySource")
     selected = copy_range(req.get("CopySourceRange"), source.size)
-    algorithms = [upload.checksum_algorithm] if upload.checksum_algorithm else []
+    algorithms = [upload.checksum_algorithm or checksums.DEFAULT]
     with objects.staged(objects.read(source, *selected), algorithms) as body:
         part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
     result = _part_result(part, upload.checksum_algorithm)
