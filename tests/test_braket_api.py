@@ -78,6 +78,13 @@ def test_devices(braket):
     assert "braket.ir.openqasm.program" in capabilities.action
     assert {q["queue"] for q in sv1["deviceQueueInfo"]} == {"QUANTUM_TASKS_QUEUE", "JOBS_QUEUE"}
     assert braket.get_device(deviceArn=QPU)["deviceStatus"] == "OFFLINE"
+    from braket.device_schema.ionq import IonqDeviceCapabilities
+    from braket.schema_common import BraketSchemaBase
+
+    qpu = BraketSchemaBase.parse_raw_schema(braket.get_device(deviceArn=QPU)["deviceCapabilities"])
+    assert isinstance(qpu, IonqDeviceCapabilities) and qpu.paradigm.qubitCount == 36
+    tn1 = BraketSchemaBase.parse_raw_schema(braket.get_device(deviceArn=TN1)["deviceCapabilities"])
+    assert isinstance(tn1, GateModelSimulatorDeviceCapabilities) and tn1.paradigm.qubitCount == 50
     assert code_of(lambda: braket.get_device(deviceArn="arn:aws:braket:::device/qpu/acme/nothing")) == \
         ("ResourceNotFoundException", 404)
     only = braket.search_devices(filters=[{"name": "deviceArn", "values": [DM1]}])["devices"]

@@ -9,6 +9,9 @@ import boto3
 import pytest
 from braket.aws import AwsDevice, AwsSession
 from braket.device_schema import DeviceActionType, DeviceCapabilities
+from braket.device_schema.ionq import IonqDeviceCapabilities
+from braket.device_schema.iqm import IqmDeviceCapabilities
+from braket.device_schema.rigetti import RigettiDeviceCapabilities
 from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
 from braket.devices import Devices, LocalSimulator
 from braket.schema_common import BraketSchemaBase
@@ -60,27 +63,57 @@ def test_aws_device_reads_the_catalogue():
     assert depth.jobs == "0" and set(depth.quantum_tasks.values()) == {"2", "1"}
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no provider document: the SDK warns that it cannot parse one
+        warnings.simplefilter("error")  # "Unable to determine device capabilities" would fail the test
         forte = AwsDevice(FORTE, aws_session=session)
-    assert forte.status == "OFFLINE" and forte.type.value == "QPU"
+        tn1 = AwsDevice(TN1, aws_session=session)
+    assert forte.status == "OFFLINE" and forte.type.value == "QPU" and not forte.is_available
+    assert isinstance(forte.properties, IonqDeviceCapabilities)
+    assert forte.properties.paradigm.qubitCount == 36 and forte.properties.standardized is None  # no calibration
+    assert isinstance(tn1.properties, GateModelSimulatorDeviceCapabilities) and tn1.status == "OFFLINE"
 
 
 @pytest.mark.parametrize(
-    ("arn", "status", "reason"),
+    ("arn", "status", "reason", "kind"),
     [
-        (TN1, "OFFLINE", "does not run the TN1 simulator"),
-        (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach"),
-        (HARMONY, "RETIRED", "IonQ Harmony has been retired"),
+        (TN1, "OFFLINE", "does not run the TN1 simulator", GateModelSimulatorDeviceCapabilities),
+        (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach", IonqDeviceCapabilities),
+        (HARMONY, "RETIRED", "IonQ Harmony has been retired", IonqDeviceCapabilities),
     ],
 )
-def test_devices_that_cannot_run_here_say_so(arn, status, reason):
+def test_devices_that_cannot_run_here_say_so(arn, status, reason, kind):
     record = devices.get_device(arn)
     assert record["deviceStatus"] == status
     assert not devices.is_runnable(arn)
     assert reason in devices.unavailable_reason(arn)
-    capabilities = DeviceCapabilities.parse_raw(record["deviceCapabilities"])
+    capabilities = BraketSchemaBase.parse_raw_schema(record["deviceCapabilities"])
+    assert isinstance(capabilities, kind)
     assert reason in capabilities.service.deviceDocumentation.summary
-    assert capabilities.action == {}
+    assert capabilities.service.shotsRange == (0, 0)  # no shots are taken on it here
+    assert capabilities.paradigm.qubitCount > 0
+    if kind is not GateModelSimulatorDeviceCapabilities:
+        assert capabilities.provider is None and capabilities.standardized is None  # no invented calibration
+
+
+@pytest.mark.parametrize(
+    ("arn", "kind"),
+    [
+        ("arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet", IqmDeviceCapabilities),
+        ("arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-3", RigettiDeviceCapabilities),
+        (Devices.IonQ.Forte1.value, IonqDeviceCapabilities),
+    ],
+)
+def test_qpu_documents_have_their_provider_type(arn, kind):
+    record = devices.get_device(arn)
+    capabilities = BraketSchemaBase.parse_raw_schema(record["deviceCapabilities"])
+    assert isinstance(capabilities, kind) and record["deviceStatus"] in ("OFFLINE", "RETIRED")
+    assert capabilities.paradigm.nativeGateSet and "braket.ir.openqasm.program" in capabilities.action
+    assert json.loads(record["deviceCapabilities"])["deviceParameters"]["title"].endswith("DeviceParameters")
+
+
+def test_devices_without_the_data_their_schema_requires_keep_the_generic_document():
+    record = devices.get_device("arn:aws:braket:us-east-1::device/qpu/quera/Aquila")  # lattice/Rydberg ranges
+    capabilities = DeviceCapabilities.parse_raw(record["deviceCapabilities"])
+    assert capabilities.action == {} and "cannot reach" in capabilities.service.deviceDocumentation.summary
 
 
 def test_local_names_reach_the_simulators_and_unknown_devices_are_not_found():

@@ -196,8 +196,12 @@ def capabilities_json(arn: str) -> str:
             )
         }
         return json.dumps(document)
-    # Without the provider's real document, the generic DeviceCapabilities schema
-    # (no header) says only what is known: nothing runs here, and why.
+    document = _offline_capabilities(device)
+    if document is not None:
+        return document
+    # A device whose schema requires data jobforge does not have (calibration, lattice
+    # and Rydberg ranges, annealer qubit lists): the generic document, without a schema
+    # header, says only what is known: nothing runs here, and why.
     return json.dumps(
         {
             "service": {
@@ -210,3 +214,90 @@ def capabilities_json(arn: str) -> str:
             "deviceParameters": {},
         }
     )
+
+
+# Published hardware facts for the devices that get a typed capabilities document while
+# they cannot run here: (qubit count, native gate set, fully connected). Nothing else
+# about them is stated: no calibration (``standardized``, ``provider``), no connectivity
+# graph, no execution windows or prices. Devices missing here keep the generic document.
+_GATE_MODEL_QPUS = {
+    "ionq/Harmony": (11, ("GPI", "GPI2", "MS"), True),
+    "ionq/Aria-1": (25, ("GPI", "GPI2", "MS"), True),
+    "ionq/Aria-2": (25, ("GPI", "GPI2", "MS"), True),
+    "ionq/Forte-1": (36, ("GPI", "GPI2", "ZZ"), True),
+    "ionq/Forte-Enterprise-1": (36, ("GPI", "GPI2", "ZZ"), True),
+    "iqm/Garnet": (20, ("CZ", "PRX"), False),
+    "iqm/Emerald": (54, ("CZ", "PRX"), False),
+    "rigetti/Ankaa-2": (84, ("RX", "RZ", "ISWAP"), False),
+    "rigetti/Ankaa-3": (84, ("RX", "RZ", "ISWAP"), False),
+}
+_TN1_QUBITS = 50  # TN1's published maximum
+
+
+def _schema_classes(provider_path: str):
+    """(capabilities class, device-parameters class) of a provider's braket.device_schema package."""
+    provider = provider_path.split("/", 1)[0]
+    if provider == "ionq":
+        from braket.device_schema.ionq import IonqDeviceCapabilities, IonqDeviceParameters
+
+        return IonqDeviceCapabilities, IonqDeviceParameters
+    if provider == "iqm":
+        from braket.device_schema.iqm import IqmDeviceCapabilities, IqmDeviceParameters
+
+        return IqmDeviceCapabilities, IqmDeviceParameters
+    from braket.device_schema.rigetti import RigettiDeviceCapabilities, RigettiDeviceParameters
+
+    return RigettiDeviceCapabilities, RigettiDeviceParameters
+
+
+def _offline_capabilities(device: Device) -> str | None:
+    """The typed capabilities document of a device that cannot run here, built with the schema classes.
+
+    ``service.shotsRange`` is [0, 0] and the OpenQASM action lists only the
+    native gates: no shots are taken on such a device here, whatever the device
+    takes on AWS, and ``deviceDocumentation.summary`` says why.
+    """
+    service = {
+        "braketSchemaHeader": {"name": "braket.device_schema.device_service_properties", "version": "1"},
+        "executionWindows": [],
+        "shotsRange": [0, 0],
+        "deviceDocumentation": {"summary": device.reason},
+    }
+    openqasm = {"actionType": "braket.ir.openqasm.program", "version": ["1"]}
+    if device.arn.endswith("/quantum-simulator/amazon/tn1"):
+        from braket.device_schema.simulators import (
+            GateModelSimulatorDeviceCapabilities,
+            GateModelSimulatorDeviceParameters,
+        )
+
+        document = GateModelSimulatorDeviceCapabilities.parse_obj({
+            "braketSchemaHeader": {"name": "braket.device_schema.simulators.gate_model_simulator_device_capabilities",
+                                   "version": "1"},
+            "service": service,
+            "action": {"braket.ir.openqasm.program": {**openqasm, "supportedOperations": []}},
+            "paradigm": {"braketSchemaHeader": {
+                "name": "braket.device_schema.simulators.gate_model_simulator_paradigm_properties", "version": "1"},
+                "qubitCount": _TN1_QUBITS},
+            "deviceParameters": GateModelSimulatorDeviceParameters.schema(),
+        })
+        return document.json()
+    path = device.arn.split("/qpu/", 1)[-1]
+    if path not in _GATE_MODEL_QPUS:
+        return None
+    qubits, native_gates, fully_connected = _GATE_MODEL_QPUS[path]
+    capabilities_class, parameters_class = _schema_classes(path)
+    header = capabilities_class.__fields__["braketSchemaHeader"].default
+    document = capabilities_class.parse_obj({
+        "braketSchemaHeader": header.dict(),
+        "service": service,
+        "action": {"braket.ir.openqasm.program": {
+            **openqasm, "supportedOperations": [gate.lower() for gate in native_gates]}},
+        "paradigm": {
+            "braketSchemaHeader": {"name": "braket.device_schema.gate_model_qpu_paradigm_properties", "version": "1"},
+            "qubitCount": qubits,
+            "nativeGateSet": list(native_gates),
+            "connectivity": {"fullyConnected": fully_connected, "connectivityGraph": {}},
+        },
+        "deviceParameters": parameters_class.schema(),
+    })
+    return document.json()
