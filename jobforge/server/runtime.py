@@ -23,6 +23,11 @@ class Runtime:
         self.keys = accounts.KeyRing(self.engine)
         self.verifier = Verifier(self.keys)
         self.default_credential = self._default_account()
+        # Open the object store now: its staging area is swept before any upload, and virtual-hosted
+        # addressing can tell which buckets exist from the first request on.
+        from jobforge.core.objects import object_store
+
+        object_store(settings, self.engine)
         from jobforge.engine.scheduler import Scheduler
 
         self.scheduler = Scheduler(self)
