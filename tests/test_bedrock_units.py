@@ -271,6 +271,20 @@ def test_native_bodies_accept_bedrocks_bounds():
     assert [m["role"] for m in generic.messages] == ["system", "user"]
 
 
+def test_top_k_is_read_from_each_family_and_limits_sampling():
+    assert invoke_formats.parse("anthropic", {**CLAUDE_BODY, "top_k": 40}, CLAUDE_ID).top_k == 40
+    assert invoke_formats.parse("cohere", {"prompt": "x", "k": 7}, COHERE_ID).top_k == 7
+    assert invoke_formats.parse("llama", {"prompt": "x"}, LLAMA_ID).top_k is None
+    from types import SimpleNamespace
+
+    from jobforge.workloads.customize.generate import _sampling
+
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    assert _sampling(tokenizer, 8, 0.7, 0.9, 40)["top_k"] == 40
+    assert _sampling(tokenizer, 8, 0.7, 0.9, None)["top_k"] == 0  # no limit
+    assert _sampling(tokenizer, 8, 0.0, 0.9, 40)["do_sample"] is False  # greedy ignores it
+
+
 @pytest.mark.parametrize("code, message", [
     ("NoSuchBucket", "Provided S3 location is invalid: s3://out-bucket/o. The bucket out-bucket does not exist."),
     ("AccessDenied", "Provided S3 location is invalid: s3://out-bucket/o. Access to the bucket out-bucket is denied."),

@@ -47,7 +47,7 @@ def _target(ctx: RequestContext, model_id: str) -> tuple[ResolvedModel, str]:
 def _job(model_dir: str, request: invoke_formats.Request) -> dict:
     return {"model_dir": model_dir, "messages": request.messages, "prompt": request.prompt,
             "max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
-            "stop": request.stop}
+            "stop": request.stop, "top_k": request.top_k}
 
 
 def _model_error(reply: dict) -> ServiceError:

@@ -22,6 +22,7 @@ class Request:
     temperature: float = 1.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
+    top_k: int | None = None  # sample from the k likeliest tokens only; None or 0: no such limit
 
 
 @dataclass
@@ -143,7 +144,7 @@ ANTHROPIC = {
     "anthropic_version": Field("string", required=True, enum=("bedrock-2023-05-31",)),
     "max_tokens": Field("integer", 1, required=True), "messages": Field("array", required=True),
     "system": Field("any"), "temperature": _unit(), "top_p": _unit(),
-    "top_k": Field("integer", 0, 500, unsupported=True), "stop_sequences": Field("strings", max_items=8191),
+    "top_k": Field("integer", 0, 500), "stop_sequences": Field("strings", max_items=8191),
     "tools": Field("array", unsupported=True), "tool_choice": Field("object", unsupported=True),
     "anthropic_beta": Field("strings", unsupported=True), "thinking": Field("object", unsupported=True),
     "metadata": Field("object"),
@@ -153,13 +154,13 @@ NOVA = {
     "system": Field("array"),
     "inferenceConfig": Field("object", fields={
         "maxTokens": Field("integer", 1, 10_000), "max_new_tokens": Field("integer", 1, 10_000),
-        "temperature": _unit(), "topP": _unit(), "topK": Field("integer", 0, 128, unsupported=True),
+        "temperature": _unit(), "topP": _unit(), "topK": Field("integer", 0, 128),
         "stopSequences": Field("strings")}),
     "toolConfig": Field("object", unsupported=True),
 }
 COHERE = {
     "prompt": Field("string", required=True), "temperature": Field("number", 0, 5), "p": _unit(),
-    "k": Field("integer", 0, 500, unsupported=True, noop=0), "max_tokens": Field("integer", 1, 4096),
+    "k": Field("integer", 0, 500), "max_tokens": Field("integer", 1, 4096),
     "stop_sequences": Field("strings", max_items=4),
     "return_likelihoods": Field("string", enum=("GENERATION", "ALL", "NONE"), unsupported=True, noop="NONE"),
     "stream": Field("boolean"), "num_generations": Field("integer", 1, 5, unsupported=True, noop=1),
@@ -169,7 +170,7 @@ COHERE = {
 MISTRAL = {
     "prompt": Field("string", required=True), "max_tokens": Field("integer", 1, 8192),
     "stop": Field("strings", max_items=10), "temperature": _unit(), "top_p": _unit(),
-    "top_k": Field("integer", 1, 200, unsupported=True),
+    "top_k": Field("integer", 1, 200),
 }
 GENERIC_CHAT = {
     "messages": Field("array", required=True), "max_tokens": Field("integer", 1), "temperature": Field("number", 0, 2),
@@ -263,7 +264,7 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
         return Request(messages=_chat(body["messages"], system),
                        max_tokens=int(config.get("maxTokens", config.get("max_new_tokens", 512))),
                        temperature=config.get("temperature", 0.7), top_p=config.get("topP", 0.9),
-                       stop=config.get("stopSequences", []))
+                       stop=config.get("stopSequences", []), top_k=config.get("topK"))
     if kind == "anthropic":
         check_body(body, ANTHROPIC)
         system = body.get("system")
@@ -271,17 +272,17 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
             raise _malformed("#/system", f"expected type: String or JSONArray, found: {_type_name(system)}")
         return Request(messages=_chat(body["messages"], _text_of(system) if system else None, anthropic=True),
                        max_tokens=int(body["max_tokens"]), temperature=body.get("temperature", 1.0),
-                       top_p=body.get("top_p", 0.999), stop=body.get("stop_sequences", []))
+                       top_p=body.get("top_p", 0.999), stop=body.get("stop_sequences", []), top_k=body.get("top_k"))
     if kind == "cohere":
         check_body(body, COHERE)
         return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 20)),
                        temperature=body.get("temperature", 0.9), top_p=body.get("p", 0.75),
-                       stop=body.get("stop_sequences", []))
+                       stop=body.get("stop_sequences", []), top_k=body.get("k"))
     if kind == "mistral":
         check_body(body, MISTRAL)
         return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 512)),
                        temperature=body.get("temperature", 0.5), top_p=body.get("top_p", 0.9),
-                       stop=body.get("stop", []))
+                       stop=body.get("stop", []), top_k=body.get("top_k"))
     check_body(body, GENERIC_CHAT)
     return Request(messages=_chat(body["messages"], system_turns=True), max_tokens=int(body.get("max_tokens", 512)),
                    temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),

@@ -95,7 +95,7 @@ def _serve() -> None:
         try:
             pieces = stream(request["model_dir"], request.get("messages"), request.get("prompt"),
                             request.get("max_tokens", 512), request.get("temperature", 1.0),
-                            request.get("top_p", 1.0), request.get("stop"))
+                            request.get("top_p", 1.0), request.get("stop"), request.get("top_k"))
             for piece in pieces:
                 send({"text": piece})
             send({"done": True, "input_tokens": pieces.input_tokens, "output_tokens": pieces.output_tokens,

@@ -78,19 +78,21 @@ def generate(
     return text, pieces.input_tokens, pieces.output_tokens, pieces.stop_reason
 
 
-def stream(model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.0, top_p=1.0, stop=None) -> "Stream":
+def stream(model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.0, top_p=1.0, stop=None,
+           top_k=None) -> "Stream":
     """Streaming variant of ``generate``: iterate over the returned object for text pieces."""
-    return Stream(model_dir, messages, prompt, max_tokens, temperature, top_p, stop)
+    return Stream(model_dir, messages, prompt, max_tokens, temperature, top_p, stop, top_k)
 
 
 class Stream:
     """Iterate to get text pieces as they are generated; afterwards
     ``input_tokens``, ``output_tokens`` and ``stop_reason`` are set."""
 
-    def __init__(self, model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.0, top_p=1.0, stop=None):
+    def __init__(self, model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.0, top_p=1.0, stop=None,
+                 top_k=None):
         self.model, self.tokenizer = load(model_dir)
         self.ids = input_ids_for(self.tokenizer, messages, prompt)
-        self.max_tokens, self.temperature, self.top_p = max_tokens, temperature, top_p
+        self.max_tokens, self.temperature, self.top_p, self.top_k = max_tokens, temperature, top_p, top_k
         self.stop = [s for s in (stop or []) if s]
         self.input_tokens, self.output_tokens, self.stop_reason = len(self.ids), 0, None
 
@@ -102,7 +104,7 @@ class Stream:
             return
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         produced = {}
-        kwargs = _sampling(self.tokenizer, self.max_tokens, self.temperature, self.top_p)
+        kwargs = _sampling(self.tokenizer, self.max_tokens, self.temperature, self.top_p, self.top_k)
         if self.stop:
             kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
         input_ids = torch.tensor([self.ids], device=self.model.device)
@@ -176,11 +178,11 @@ def generate_batch(model, tokenizer, inputs: list[list[int]], max_tokens: int, t
     return results
 
 
-def _sampling(tokenizer, max_tokens: int, temperature: float, top_p: float) -> dict:
+def _sampling(tokenizer, max_tokens: int, temperature: float, top_p: float, top_k: int | None = None) -> dict:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     kwargs = {"max_new_tokens": max_tokens, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": pad}
     if temperature and temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     return kwargs
