@@ -14,6 +14,7 @@ import pytest
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError
 
 
 def _code(err: ClientError) -> str:
@@ -336,8 +337,24 @@ def test_virtual_hosted_style(server, bucket):
     client.delete_bucket(Bucket=fresh)
 
 
-@pytest.mark.parametrize("host", ["s3.localhost", "minio-s3.localhost", "storage.s3.example.com"])
-def test_path_style_on_hosts_that_look_virtual(server, host):
+def test_a_virtual_host_never_reaches_another_bucket(server, s3, bucket):
+    """A typo in a virtual-hosted bucket name is NoSuchBucket, even when the key starts with a real bucket."""
+    s3.put_object(Bucket=bucket, Key="app.txt", Body=b"kept")
+    client = boto3.client("s3", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "virtual"}), **server.credentials())
+    client.meta.events.register("before-send.s3", _to_loopback)
+    for call in (lambda: client.put_object(Bucket="no-such-bucket-here", Key=f"{bucket}/app.txt", Body=b"x"),
+                 lambda: client.get_object(Bucket="no-such-bucket-here", Key=f"{bucket}/app.txt"),
+                 lambda: client.delete_object(Bucket="no-such-bucket-here", Key=f"{bucket}/app.txt")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert s3.get_object(Bucket=bucket, Key="app.txt")["Body"].read() == b"kept"
+
+
+def test_path_style_on_the_s3_localhost_host(server):
+    """"s3" can never be a bucket name: s3.localhost is a path-style endpoint, as s3.amazonaws.com is."""
+    host = "s3.localhost"
     client = boto3.client("s3", endpoint_url=f"http://{host}:{server.port}", region_name="us-east-1",
                           config=Config(s3={"addressing_style": "path"}), **server.credentials())
     client.meta.events.register("before-send.s3", _to_loopback)

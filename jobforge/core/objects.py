@@ -196,11 +196,6 @@ class ObjectStore:
             raise ServiceError("AccessDenied", "Access Denied", 403)
         return row
 
-    def bucket_exists(self, name: str) -> bool:
-        """Whether any account has a bucket of this name (the namespace is shared by all accounts)."""
-        with reading(self.engine) as conn:
-            return conn.execute(sa.select(s3_buckets.c.name).where(s3_buckets.c.name == name)).first() is not None
-
     def list_buckets(self, account_id: str) -> list:
         with reading(self.engine) as conn:
             return conn.execute(sa.select(s3_buckets).where(s3_buckets.c.account_id == account_id)
@@ -616,9 +611,3 @@ def object_store(settings, engine: sa.Engine) -> ObjectStore:
             _STORES[key] = ObjectStore(engine, blobs)
         return _STORES[key]
 
-
-def bucket_exists(name: str) -> bool | None:
-    """Whether a bucket of this name exists in the stores this process has opened; None before it opened one."""
-    with _STORES_LOCK:
-        stores = list(_STORES.values())
-    return any(store.bucket_exists(name) for store in stores) if stores else None

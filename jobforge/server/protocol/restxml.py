@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import os
 import re
 from urllib.parse import unquote
@@ -40,38 +39,15 @@ ROOT_ELEMENTS = {
 def virtual_bucket(request: HttpRequest) -> str | None:
     """The bucket a virtual-hosted request names in its host; None for a path-style request.
 
-    A path-style client's endpoint can itself look virtual-hosted ("s3.localhost", "minio-s3.localhost",
-    "storage.s3.example.com"), so the host's first label is a bucket only when that reading holds up:
-    - a label that can never be a bucket name ("s3") means path-style;
-    - a label naming an existing bucket means virtual-hosted (the host names it explicitly);
-    - otherwise the request is path-style when its path names anything (its first segment is the bucket,
-      so CreateBucket and every object request of a path-style client work), and when it is a plain
-      ListBuckets ("GET /" with none of the listing parameters a bucket's GET carries); what is left ("/"
-      of a bucket that does not exist: CreateBucket, HeadBucket, ListObjects) is virtual-hosted.
-    The existence check is one primary-key read, made only for hosts of the virtual-hosted form. Until this
-    process has opened its object store (before its first S3 request is handled) no bucket is known to
-    exist, so such a host is read path-style. A virtual-hosted request to a bucket that does not exist is
-    read path-style too, so its error names the path's first segment rather than the host's bucket.
+    As on AWS, the host's form decides, never what exists: "<bucket>.localhost" and "<bucket>.s3.<domain>"
+    are virtual-hosted (a bucket that does not exist is NoSuchBucket, not another bucket read from the
+    path), every other host is path-style, and so is "s3.localhost": "s3" can never be a bucket name.
     """
     host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else ""
     found = _VIRTUAL_HOST.fullmatch(host.lower())
     if found is None or not objects.valid_bucket_name(found.group("bucket")):
         return None
-    bucket = found.group("bucket")
-    if objects.bucket_exists(bucket):
-        return bucket
-    if request.raw_path.strip("/"):
-        return None
-    if request.method == "GET" and {name for name, _ in request.query()} <= _list_buckets_query():
-        return None
-    return bucket
-
-
-@functools.cache
-def _list_buckets_query() -> frozenset[str]:
-    shape = models.operation("s3", "ListBuckets").input_shape
-    return frozenset(member.serialization.get("name", name) for name, member in shape.members.items()
-                     if member.serialization.get("location") == "querystring")
+    return found.group("bucket")
 
 
 def addressed(request: HttpRequest) -> HttpRequest:
