@@ -273,6 +273,8 @@ def test_native_bodies_accept_bedrocks_bounds():
 
 def test_top_k_is_read_from_each_family_and_limits_sampling():
     assert invoke_formats.parse("anthropic", {**CLAUDE_BODY, "top_k": 40}, CLAUDE_ID).top_k == 40
+    whole = invoke_formats.parse("anthropic", {**CLAUDE_BODY, "top_k": 40.0}, CLAUDE_ID).top_k  # JSON's 40.0
+    assert whole == 40 and isinstance(whole, int)
     assert invoke_formats.parse("cohere", {"prompt": "x", "k": 7}, COHERE_ID).top_k == 7
     assert invoke_formats.parse("llama", {"prompt": "x"}, LLAMA_ID).top_k is None
     from types import SimpleNamespace

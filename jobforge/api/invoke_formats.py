@@ -83,7 +83,11 @@ _KIND_NAMES = {"number": "Number", "integer": "Integer", "string": "String", "st
 
 
 def check_body(obj, schema: dict, where: str = "#") -> None:
-    """Bedrock's schema check of a native body: required and extraneous keys, types, ranges, enums."""
+    """Bedrock's schema check of a native body: required and extraneous keys, types, ranges, enums.
+
+    An integer field given as a whole float (``40.0``), which the check admits as JSON Schema does, is
+    turned into an int in place, so that what reads the body gets the integer it expects.
+    """
     if not isinstance(obj, dict):
         raise _malformed(where, f"expected type: JSONObject, found: {_type_name(obj)}")
     for key in obj:
@@ -97,6 +101,8 @@ def check_body(obj, schema: dict, where: str = "#") -> None:
         value, path = obj[key], f"{where}/{key}"
         if not _type_ok(spec.kind, value):
             raise _malformed(path, f"expected type: {_KIND_NAMES[spec.kind]}, found: {_type_name(value)}")
+        if spec.kind == "integer" and isinstance(value, float):
+            obj[key] = value = int(value)
         if spec.kind in ("number", "integer"):
             if spec.minimum is not None and value < spec.minimum:
                 raise _malformed(path, f"{value} is not greater or equal to {_plain(spec.minimum)}")
