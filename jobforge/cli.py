@@ -45,12 +45,14 @@ def _check_port_free(host: str, port: int) -> None:
     """Say so before anything else when the port is taken (the banner would otherwise promise a server)."""
     import socket
 
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            sys.exit(f"jobforge: cannot serve on {host}:{port}: {err.strerror}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as err:
+        sys.exit(f"jobforge: cannot serve on {host}:{port}: {err.strerror}")
 
 
 def accounts_create(args) -> None:

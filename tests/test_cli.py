@@ -92,6 +92,31 @@ def test_serve_on_a_taken_port_says_so(tmp_path):
     assert "serving on" not in result.stdout
 
 
+def test_serve_takes_an_ipv6_host(tmp_path):
+    import socket
+
+    from jobforge.testing_server import free_port
+
+    if not socket.has_ipv6:
+        return
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jobforge.cli", "--data-dir", str(tmp_path / "data"), "serve",
+                               "--host", "::1", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and server.poll() is None:
+            try:
+                with socket.create_connection(("::1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert server.poll() is None, server.communicate()[1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
     from jobforge.server.runtime import Runtime
 

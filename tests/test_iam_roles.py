@@ -269,9 +269,10 @@ def test_list_role_tags_pages_in_key_order(iam):
     iam.untag_role(RoleName="PagedTags", TagKeys=["c"])  # the last key handed out goes; the next page still follows
     rest = iam.list_role_tags(RoleName="PagedTags", Marker=first["Marker"])
     assert [t["Key"] for t in rest["Tags"]] == ["d", "e", "f", long_key]
-    with pytest.raises(ClientError) as err:
-        iam.list_role_tags(RoleName="PagedTags", Marker="not a marker")
-    assert _error(err)[0:2] == ("InvalidInput", 400)
+    for bad in ("not a marker", "%%%.abc", first["Marker"][:-1]):  # never a silent restart from the top
+        with pytest.raises(ClientError) as err:
+            iam.list_role_tags(RoleName="PagedTags", Marker=bad)
+        assert _error(err)[0:2] == ("InvalidInput", 400)
     iam.delete_role(RoleName="PagedTags")
 
 

@@ -274,6 +274,22 @@ def test_s3_input_errors_are_invalid_argument(server):
     assert "Member must satisfy enum value set: [COPY, REPLACE]" in err.value.response["Error"]["Message"]
 
 
+def test_s3_header_signatures_must_claim_their_payload(server):
+    """Without x-amz-content-sha256 nothing would cover an S3 body (it is read after the signature check)."""
+    server.client("s3").create_bucket(Bucket="claims")
+    status, _, body = rawclient.send(server.endpoint, "PUT", "/claims/k", service="s3",
+                                     credentials=server.credentials(), body=b"hello")
+    assert status == 400 and b"<Code>InvalidRequest</Code>" in body and b"x-amz-content-sha256" in body
+
+
+def test_presigned_urls_of_other_services_cover_the_empty_body(server):
+    import urllib.request
+
+    url = server.client("sts").generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        assert b"<Account>" in answer.read()
+
+
 def test_s3_authentication_errors_speak_s3(server):
     import boto3
 

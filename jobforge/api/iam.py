@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from functools import lru_cache
 from urllib.parse import quote, unquote
@@ -192,8 +193,10 @@ def _after_marker(keys: list[str], marker: str) -> int:
     hold whole: a few keys may then come again, none is skipped)."""
     try:
         encoded, digest = marker.split(".")
-        prefix = base64.urlsafe_b64decode(encoded.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+        prefix = base64.b64decode(encoded.encode(), altchars=b"-_", validate=True).decode()
+        if not re.fullmatch(r"[0-9a-f]{20}", digest):
+            raise ValueError(digest)
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
         raise ServiceError("InvalidInput", "Invalid Marker.") from None
     for i, key in enumerate(keys):
         if _tag_digest(key) == digest:

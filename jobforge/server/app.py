@@ -20,7 +20,7 @@ from jobforge.server import router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
-from jobforge.server.protocol.validate import check_input
+from jobforge.server.protocol.validate import check_input, type_error_code
 from jobforge.server.runtime import Runtime
 
 log = logging.getLogger("jobforge.server")
@@ -170,11 +170,13 @@ class App:
                 raise not_implemented(service, operation)
             if "receive" in request.scratch:
                 await streaming.receive_body(ctx, request)
+            protocol_name = router.protocol_name(service)
             try:
                 params = check_input(models.operation(service, operation).input_shape,
-                                     protocol.parse(service, operation, request), router.protocol_name(service))
+                                     protocol.parse(service, operation, request), protocol_name)
             except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
-                raise ServiceError("SerializationException", "The request body is nested too deeply", 400) from None
+                raise ServiceError(type_error_code(protocol_name), "The request body is nested too deeply",
+                                   400) from None
             params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation
             if found.blocking:
                 result = await to_thread.run_sync(found.fn, ctx, params)

@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 from botocore.utils import normalize_url_path
 
 from jobforge.core.accounts import Credential, KeyRing
+from jobforge.core.errors import ServiceError
 from jobforge.server.protocol.http import HttpRequest
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -171,7 +172,10 @@ class Verifier:
         streams in. Every other service signs the hash of the body as received.
         """
         claimed = request.headers.get("x-amz-content-sha256")
-        if scope.service == "s3" and claimed:
+        if scope.service == "s3":
+            if not claimed:  # S3 reads the body after this check: without the claim nothing would cover it
+                raise ServiceError("InvalidRequest", "Missing required header for this request: "
+                                   "x-amz-content-sha256", 400)
             return claimed
         actual = hashlib.sha256(request.body).hexdigest()
         if claimed is not None and claimed != actual:
@@ -198,8 +202,9 @@ class Verifier:
             raise AuthError("expired", "Request is not yet valid")
         credential = self._credential(scope, params.get("X-Amz-Security-Token"), now)
         signed = params.get("X-Amz-SignedHeaders", "host")
+        payload = "UNSIGNED-PAYLOAD" if scope.service == "s3" else hashlib.sha256(request.body).hexdigest()
         expected = self._signature(request, credential, scope, params["X-Amz-Date"], signed,
-                                   "UNSIGNED-PAYLOAD", UNSIGNED_QUERY_KEYS)
+                                   payload, UNSIGNED_QUERY_KEYS)
         if not hmac.compare_digest(expected, params.get("X-Amz-Signature", "")):
             raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
                             "provided. Check your key and signing method.")

@@ -206,6 +206,11 @@ ERROR_CODES = {"query": ("ValidationError", "ValidationError"), "rest-xml": ("In
 JSON_ERROR_CODES = ("SerializationException", "ValidationException")
 
 
+def type_error_code(protocol: str) -> str:
+    """The code of a request whose values are of the wrong type (or cannot be read at all)."""
+    return ERROR_CODES.get(protocol, JSON_ERROR_CODES)[0]
+
+
 def check_input(shape: Shape | None, params: dict, protocol: str = "json") -> dict:
     """Validate and convert request parameters, or raise the AWS error."""
     if shape is None:
