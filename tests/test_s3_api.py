@@ -465,6 +465,10 @@ def test_metadata_limit_and_storage_class(s3, bucket):
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.head_object(Bucket=bucket, Key="mp")["StorageClass"] == "ONEZONE_IA"
+    for unreadable in ("GLACIER", "DEEP_ARCHIVE", "EXPRESS_ONEZONE"):  # would need a restore, or another bucket kind
+        with pytest.raises(ClientError) as err:
+            s3.put_object(Bucket=bucket, Key="archived", Body=b"x", StorageClass=unreadable)
+        assert _code(err.value) == "InvalidStorageClass"
 
 
 def test_multipart_upload_gets_the_default_full_object_checksum(s3, bucket):

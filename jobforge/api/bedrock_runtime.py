@@ -23,10 +23,6 @@ from jobforge.core.errors import ServiceError, validation_error
 from jobforge.engine.inference import InferenceHost
 
 CONVERSE_DEFAULTS = {"maxTokens": 512, "temperature": 0.7, "topP": 0.9}
-START_WITH_USER = ("A conversation must start with a user message. Try again with a conversation that starts with a "
-                   "user message.")
-ALTERNATE_ROLES = ("A conversation must alternate between user and assistant roles. Make sure the conversation "
-                   "alternates between user and assistant roles and try again.")
 _hosts: dict[int, InferenceHost] = {}
 _hosts_lock = threading.Lock()
 
@@ -167,9 +163,9 @@ def _converse_request(req: dict) -> invoke_formats.Request:
     if not messages:
         raise validation_error("A conversation must have at least one message.")
     if messages[0]["role"] != "user":
-        raise validation_error(START_WITH_USER)
+        raise validation_error(invoke_formats.START_WITH_USER)
     if any(a["role"] == b["role"] for a, b in zip(messages, messages[1:])):
-        raise validation_error(ALTERNATE_ROLES)
+        raise validation_error(invoke_formats.ALTERNATE_ROLES)
     chat = []
     system = _text_blocks(req.get("system") or [], "system")
     if system:

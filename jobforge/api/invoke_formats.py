@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from jobforge.core.errors import validation_error
 
 
+START_WITH_USER = ("A conversation must start with a user message. Try again with a conversation that starts with a "
+                   "user message.")
+ALTERNATE_ROLES = ("A conversation must alternate between user and assistant roles. Make sure the conversation "
+                   "alternates between user and assistant roles and try again.")
+
+
 @dataclass
 class Request:
     messages: list[dict] | None = None  # [{"role", "content": str}]
@@ -220,11 +226,9 @@ def _chat(messages, system=None, anthropic: bool = False, system_turns: bool = F
                 raise validation_error('messages: roles must alternate between "user" and "assistant", but found '
                                        f'multiple "{previous}" roles in a row')
         elif index == 0 and message["role"] != "user":
-            raise validation_error("A conversation must start with a user message. Try again with a conversation "
-                                   "that starts with a user message.")
+            raise validation_error(START_WITH_USER)
         elif message["role"] == previous:
-            raise validation_error("A conversation must alternate between user and assistant roles. Make sure the "
-                                   "conversation alternates between user and assistant roles and try again.")
+            raise validation_error(ALTERNATE_ROLES)
         previous = message["role"]
         out.append({"role": message["role"], "content": _text_of(message.get("content"))})
     return out

@@ -14,6 +14,10 @@ CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "Content
                    "WebsiteRedirectLocation")
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 DEFAULT_STORAGE_CLASS = "STANDARD"  # never stored, never sent as x-amz-storage-class
+# Classes whose objects AWS serves at once: kept as a label. The archive classes (GLACIER, DEEP_ARCHIVE)
+# need RestoreObject before a read, and the rest belong to directory buckets or other hardware.
+READABLE_STORAGE_CLASSES = {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                            "GLACIER_IR"}
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
 
@@ -33,8 +37,14 @@ def content_headers(req: dict) -> dict:
     if req.get("Expires") is not None:
         headers["Expires"] = req["Expires"].timestamp()
     headers.setdefault("ContentType", DEFAULT_CONTENT_TYPE)
-    if req.get("StorageClass") not in (None, DEFAULT_STORAGE_CLASS):
-        headers["StorageClass"] = req["StorageClass"]  # kept with the headers, returned as they are
+    requested = req.get("StorageClass")
+    if requested is not None and requested not in READABLE_STORAGE_CLASSES:
+        raise ServiceError("InvalidStorageClass", f"The storage class you specified is not valid: jobforge keeps "
+                           f"objects readable at once and serves {requested} objects nowhere "
+                           f"(use one of {', '.join(sorted(READABLE_STORAGE_CLASSES))})", 400,
+                           StorageClassRequested=requested)
+    if requested not in (None, DEFAULT_STORAGE_CLASS):
+        headers["StorageClass"] = requested  # kept with the headers, returned as they are
     return headers
 
 

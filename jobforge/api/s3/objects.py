@@ -69,11 +69,12 @@ def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None
     modified = math.floor(info.last_modified)
     if_match, if_none_match = req.get(prefix + "IfMatch"), req.get(prefix + "IfNoneMatch")
     unmodified_since, modified_since = req.get(prefix + "IfUnmodifiedSince"), req.get(prefix + "IfModifiedSince")
-    failed = ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412)
-    not_modified = ServiceError("NotModified", "Not Modified", 304) if not prefix else failed
-    if not prefix:  # S3 describes the object it did not send, as a GET would (never the copy source)
-        failed.headers = not_modified.headers = {"ETag": quoted(info.etag),
-                                                 "Last-Modified": formatdate(info.last_modified, usegmt=True)}
+    # S3 describes the object it did not send, as a GET would (never the copy source)
+    described = {} if prefix else {"ETag": quoted(info.etag),
+                                   "Last-Modified": formatdate(info.last_modified, usegmt=True)}
+    failed = ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
+                          headers=described)
+    not_modified = ServiceError("NotModified", "Not Modified", 304, headers=described) if not prefix else failed
     if if_match is not None:
         if not _etag_matches(if_match, info.etag):
             raise failed

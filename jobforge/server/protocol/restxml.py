@@ -254,7 +254,7 @@ def _request_headers(request_id: str) -> list[tuple[str, str]]:
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
     status = err.status or models.error_index(service).get(err.code, (400, None))[0]
     response = HttpResponse(status, _request_headers(request_id))
-    for name, value in getattr(err, "headers", {}).items():  # what S3 describes with the error (ETag, …)
+    for name, value in err.headers.items():  # what S3 describes with the error (ETag, …)
         response.header(name, value)
     if status == 304:
         return response
