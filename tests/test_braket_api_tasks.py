@@ -8,6 +8,7 @@ queued and while running.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import time
@@ -124,6 +125,13 @@ def test_jaqcd_program_and_task_record(session):
     found = braket.search_quantum_tasks(filters=[{"name": "quantumTaskArn", "operator": "EQUAL", "values": [arn]},
                                                  {"name": "status", "operator": "EQUAL", "values": ["COMPLETED"]}])
     assert [t["quantumTaskArn"] for t in found["quantumTasks"]] == [arn]
+    created = record["createdAt"].astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    for operator, hit in (("EQUAL", True), ("GTE", True), ("LTE", True), ("GT", False), ("LT", False)):
+        found = braket.search_quantum_tasks(filters=[{"name": "createdAt", "operator": operator, "values": [created]},
+                                                     {"name": "quantumTaskArn", "operator": "EQUAL", "values": [arn]}])
+        assert bool(found["quantumTasks"]) is hit, operator  # as GetQuantumTask wrote it, to the millisecond
+    with pytest.raises(braket.exceptions.ValidationException):
+        braket.search_quantum_tasks(filters=[{"name": "createdAt", "operator": "EQUAL", "values": ["yesterday"]}])
     with pytest.raises(braket.exceptions.ConflictException):
         braket.cancel_quantum_task(quantumTaskArn=arn, clientToken=str(uuid.uuid4()))
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.server.protocol.validate import parse_timestamp
 
 UTC = dt.timezone.utc
 OFFLINE_CODES = {"OFFLINE": "DeviceOfflineException", "RETIRED": "DeviceRetiredException"}
@@ -87,8 +86,9 @@ def filter_conditions(filters: list[dict], fields: dict[str, Field]) -> list:
         if field is None:
             raise validation_error(f"Filter name {name} is not supported; use one of: {', '.join(fields)}.")
         if field.kind == "time":
-            values = [_epoch(name, v) for v in values]
-        elif operator not in ("EQUAL", "CONTAINS"):
+            conditions.append(time_condition(field.column, name, operator, values))
+            continue
+        if operator not in ("EQUAL", "CONTAINS"):
             raise validation_error(f"Operator {operator} is not supported for filter {name}.")
         for value in values if field.choices else ():
             if value not in field.choices:
@@ -97,27 +97,25 @@ def filter_conditions(filters: list[dict], fields: dict[str, Field]) -> list:
     return conditions
 
 
-def _epoch(name: str, value: str) -> float:
-    try:
-        return parse_timestamp(value).timestamp()
-    except (ValueError, TypeError, OverflowError):
-        raise validation_error(f"Value {value} of filter {name} is not a timestamp (ISO 8601 or epoch seconds).") \
-            from None
+def time_condition(column: sa.Column, name: str, operator: str, values: list[str]):
+    """A condition on a time column; each value stands for the interval its precision names (rfc3339_interval)."""
+    if operator not in ("EQUAL", "BETWEEN", *SINGLE_VALUE):
+        raise validation_error(f"Invalid operator {operator} for filter {name}. Supported operators for {name} "
+                               f"are: EQUAL, GT, GTE, LT, LTE, BETWEEN.")
+    wanted = 2 if operator == "BETWEEN" else 1
+    if len(values) != wanted:
+        raise validation_error(f"The {operator} operator for filter {name} requires exactly {wanted} "
+                               f"value{'s' if wanted > 1 else ''}.")
+    intervals = [rfc3339_interval(name, value) for value in values]
+    if operator == "BETWEEN":  # both ends included, whichever is written first
+        return sa.and_(column >= min(i[0] for i in intervals), column < max(i[1] for i in intervals))
+    start, end = intervals[0]
+    return {"EQUAL": sa.and_(column >= start, column < end), "GT": column >= end, "GTE": column >= start,
+            "LT": column < start, "LTE": column < end}[operator]
 
 
 def _condition(name: str, field: Field, operator: str, values: list):
     column = field.column
-    if operator in SINGLE_VALUE:
-        if len(values) != 1:
-            raise validation_error(f"Operator {operator} of filter {name} takes exactly one value.")
-        value = values[0]
-        return {"LT": column < value, "LTE": column <= value, "GT": column > value, "GTE": column >= value}[operator]
-    if operator == "BETWEEN":
-        if field.kind != "time" or len(values) != 2:
-            raise validation_error(f"Operator BETWEEN of filter {name} takes exactly two timestamps.")
-        return column.between(min(values), max(values))
     if operator == "CONTAINS":
-        if field.kind == "time":
-            raise validation_error(f"Operator CONTAINS is not supported for filter {name}.")
         return sa.or_(*(column.contains(v, autoescape=True) for v in values))
     return column.in_(values)  # EQUAL: any of the values

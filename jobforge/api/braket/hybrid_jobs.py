@@ -234,7 +234,7 @@ def _search_conditions(filters: list[dict]) -> list:
             raise validation_error(f"Invalid operator {operator} for filter {name}. Supported operators for {name} "
                                    f"are: {', '.join(allowed)}.")
         if name == "createdAt":
-            conditions.append(_created_at(operator, values))
+            conditions.append(common.time_condition(jobs_table.c.created_at, name, operator, values))
         elif name == "deviceArn":  # as the job was created with it: a device ARN or a local simulator id
             device = jobs_table.c.spec["deviceConfig"]["device"].as_string()
             conditions.append(device.in_(values))
@@ -243,21 +243,6 @@ def _search_conditions(filters: list[dict]) -> list:
             conditions.append(column.in_(values) if operator == "EQUAL" else
                               sa.or_(*(column.contains(value, autoescape=True) for value in values)))
     return conditions
-
-
-def _created_at(operator: str, values: list[str]):
-    """A createdAt condition; each value stands for the interval its precision names (see rfc3339_interval)."""
-    wanted = 2 if operator == "BETWEEN" else 1
-    if len(values) != wanted:
-        raise validation_error(f"The {operator} operator for filter createdAt requires exactly {wanted} "
-                               f"value{'s' if wanted > 1 else ''}.")
-    intervals = [common.rfc3339_interval("createdAt", value) for value in values]
-    created = jobs_table.c.created_at
-    if operator == "BETWEEN":  # both ends included, whichever is written first
-        return sa.and_(created >= min(i[0] for i in intervals), created < max(i[1] for i in intervals))
-    start, end = intervals[0]
-    return {"EQUAL": sa.and_(created >= start, created < end), "GT": created >= end, "GTE": created >= start,
-            "LT": created < start, "LTE": created < end}[operator]
 
 
 @handler("braket", "SearchJobs")
