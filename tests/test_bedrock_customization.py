@@ -175,7 +175,7 @@ def test_create_validates_synchronously(bedrock, s3, role_arn, change, message):
 
 def test_fine_tuning_trains_registers_the_model_and_serves_it(bedrock, s3, started, role_arn, registered):
     arn = started["ft"]
-    assert arn.startswith(f"arn:aws:bedrock:us-east-1:") and f":model-customization-job/{LLAMA31}/" in arn
+    assert arn.startswith("arn:aws:bedrock:us-east-1:") and f":model-customization-job/{LLAMA31}/" in arn
     # The same token and parameters return the same job; other parameters are a conflict.
     assert create(bedrock, role_arn, "ft-job", clientRequestToken="ft-token-1",
                   validationDataConfig={"validators": [{"s3Uri": f"s3://{BUCKET}/ft/validation.jsonl"}]},

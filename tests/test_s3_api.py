@@ -14,7 +14,6 @@ import pytest
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from botocore.exceptions import ClientError
 
 
 def _code(err: ClientError) -> str:
