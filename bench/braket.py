@@ -14,11 +14,11 @@
     the Braket SDK's ``AwsDevice(SV1).run(...).result()`` (polling every 5 ms),
     which adds the SDK's client-side work.
 
-Measured on a 2-core machine: (a) p50 0.13 s (min 0.10 s; the first jobs
-after a start, while the fork server warms up, take up to ~1.4 s), down from
-~6 s when every worker was a cold interpreter importing the Braket SDK.
-(b) directly 41 ms; through jobforge with boto3 53 ms, ratio 1.29; with the
-Braket SDK 98 ms, ratio 2.4. The ANTLR parse of the OpenQASM text is ~25 of the
+Measured on a 2-core machine: (a) p50 0.09-0.13 s (the first jobs after a
+start, while the fork server warms up, take up to ~1.4 s), down from ~6 s when
+every worker was a cold interpreter importing the Braket SDK. (b) directly
+39-41 ms; through jobforge with boto3 44-53 ms, ratio 1.13-1.29; with the
+Braket SDK 85-98 ms, ratio 2.2-2.4. The ANTLR parse of the OpenQASM text is ~25 of the
 ~30 ms a direct run takes; jobforge parses each program shape once
 (``jobforge.workloads.braket.parse_cache``), so its simulation takes ~15 ms
 and the requests, polling and result hops make up the rest. The SDK's own

@@ -3,7 +3,16 @@ server and on a bare ASGI app (the ceiling), side by side in one run.
 
 Each client thread replays one pre-signed request over a kept-alive
 connection, so the client's own signing and parsing cost is not measured.
-Targets: ≥10× moto, ≥0.5× the bare app, p99 < 20 ms.
+Targets: ≥10× moto, ≥0.5× the bare app, p99 < 20 ms. The servers are
+measured in alternating rounds and each figure is the median round.
+
+Measured on a 2-core machine (runs vary by about 20 %): with 4 client
+threads jobforge answers ~3,000 req/s, 10.1-10.4x moto and 0.51-0.63x the
+bare app, p99 ~4 ms: the targets hold. With 1 thread it is ~2,000 req/s,
+6-7x moto and ~0.3x the bare app, p99 1 ms: a single client waits for each
+answer, so the figure is latency, and jobforge's ~0.2 ms of Python per
+request (SigV4 check, a database read, validation, XML) against the bare
+app's nothing is what separates them.
 """
 
 from __future__ import annotations
