@@ -253,6 +253,27 @@ def test_native_bodies_are_checked_against_bedrocks_ranges(model_id, body, messa
         assert err.value.message == f"Malformed input request: {message}, please reformat your input and try again."
 
 
+def test_cohere_command_r_speaks_its_chat_body():
+    model = "cohere.command-r-v1:0"
+    assert invoke_formats.family(model) == "cohere-chat" and invoke_formats.family("cohere.command-text-v14") == "cohere"
+    body = {"message": "And Peru?", "preamble": "Answer briefly.", "k": 5, "max_tokens": 20,
+            "chat_history": [{"role": "USER", "message": "Capital of Japan?"}, {"role": "CHATBOT", "message": "Tokyo."}]}
+    request = invoke_formats.parse("cohere-chat", body, model)
+    assert [(m["role"], m["content"]) for m in request.messages] == [
+        ("system", "Answer briefly."), ("user", "Capital of Japan?"), ("assistant", "Tokyo."), ("user", "And Peru?")]
+    assert (request.max_tokens, request.top_k) == (20, 5)
+    reply = invoke_formats.render("cohere-chat", model, request, invoke_formats.Result("Lima.", 12, 3, "end_turn"))
+    assert reply["text"] == "Lima." and reply["finish_reason"] == "COMPLETE"
+    assert reply["chat_history"][-2:] == [{"role": "USER", "message": "And Peru?"},
+                                          {"role": "CHATBOT", "message": "Lima."}]
+    end = invoke_formats.stream_end("cohere-chat", request, invoke_formats.Result("Lima.", 12, 3, "max_tokens"), 9, 3)
+    assert end[-1]["event_type"] == "stream-end" and end[-1]["finish_reason"] == "MAX_TOKENS"
+    for bad in ({"prompt": "x"}, {"message": "x", "chat_history": [{"role": "BOT", "message": "x"}]},
+                {"message": "x", "documents": [{"title": "t"}]}):
+        with pytest.raises(ServiceError):
+            invoke_formats.parse("cohere-chat", bad, model)
+
+
 def test_native_bodies_accept_bedrocks_bounds():
     request = invoke_formats.parse("llama", {"prompt": "x", "max_gen_len": 2048, "temperature": 1, "top_p": 0}, LLAMA_ID)
     assert (request.max_tokens, request.temperature, request.top_p) == (2048, 1, 0)

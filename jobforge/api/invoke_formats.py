@@ -179,6 +179,21 @@ COHERE = {
     "logit_bias": Field("object", unsupported=True, noop={}),
     "truncate": Field("string", enum=("NONE", "START", "END")),
 }
+# Cohere Command R and R+: a chat body (message, chat_history, preamble), not Command's prompt.
+COHERE_CHAT = {
+    "message": Field("string", required=True), "chat_history": Field("array"), "preamble": Field("string"),
+    "max_tokens": Field("integer", 1, 4000), "temperature": _unit(), "p": Field("number", 0.01, 0.99),
+    "k": Field("integer", 0, 500), "stop_sequences": Field("strings", max_items=4),
+    "prompt_truncation": Field("string", enum=("OFF", "AUTO_PRESERVE_ORDER"), unsupported=True, noop="OFF"),
+    "frequency_penalty": Field("number", 0, 1, unsupported=True, noop=0),
+    "presence_penalty": Field("number", 0, 1, unsupported=True, noop=0),
+    "seed": Field("integer", unsupported=True), "return_prompt": Field("boolean", unsupported=True, noop=False),
+    "raw_prompting": Field("boolean", unsupported=True, noop=False),
+    "search_queries_only": Field("boolean", unsupported=True, noop=False),
+    "documents": Field("array", unsupported=True), "tools": Field("array", unsupported=True),
+    "tool_results": Field("array", unsupported=True), "force_single_step": Field("boolean"),
+}
+COHERE_ROLES = {"USER": "user", "CHATBOT": "assistant"}
 MISTRAL = {
     "prompt": Field("string", required=True), "max_tokens": Field("integer", 1, 8192),
     "stop": Field("strings", max_items=10), "temperature": _unit(), "top_p": _unit(),
@@ -234,6 +249,13 @@ def _chat(messages, system=None, anthropic: bool = False, system_turns: bool = F
     return out
 
 
+def _cohere_history(request: Request, answer: str) -> list[dict]:
+    """The conversation so far and the answer, as Command R returns it."""
+    names = {"user": "USER", "assistant": "CHATBOT"}
+    return [{"role": names[turn["role"]], "message": turn["content"]} for turn in request.messages
+            if turn["role"] in names] + [{"role": "CHATBOT", "message": answer}]
+
+
 def _stops(value) -> list[str]:
     if value is None:
         return []
@@ -246,7 +268,8 @@ def _stops(value) -> list[str]:
 
 def family(model_id: str) -> str:
     for prefix, name in (("meta.", "llama"), ("amazon.titan-text", "titan"), ("amazon.titan-tg1", "titan"),
-                         ("amazon.nova", "nova"), ("anthropic.", "anthropic"), ("cohere.command", "cohere"),
+                         ("amazon.nova", "nova"), ("anthropic.", "anthropic"),
+                         ("cohere.command-r", "cohere-chat"), ("cohere.command", "cohere"),
                          ("mistral.", "mistral")):
         if model_id.startswith(prefix):
             return name
@@ -288,6 +311,18 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
         return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 20)),
                        temperature=body.get("temperature", 0.9), top_p=body.get("p", 0.75),
                        stop=body.get("stop_sequences", []), top_k=body.get("k"))
+    if kind == "cohere-chat":
+        check_body(body, COHERE_CHAT)
+        turns = []
+        for index, turn in enumerate(body.get("chat_history") or []):
+            if not isinstance(turn, dict) or turn.get("role") not in COHERE_ROLES or \
+                    not isinstance(turn.get("message"), str):
+                raise _malformed(f"#/chat_history/{index}", "expected {role: USER or CHATBOT, message: String}")
+            turns.append({"role": COHERE_ROLES[turn["role"]], "content": turn["message"]})
+        turns.append({"role": "user", "content": body["message"]})
+        return Request(messages=_chat(turns, body.get("preamble")), max_tokens=int(body.get("max_tokens", 512)),
+                       temperature=body.get("temperature", 0.3), top_p=body.get("p", 0.75),
+                       stop=body.get("stop_sequences", []), top_k=body.get("k"))
     if kind == "mistral":
         check_body(body, MISTRAL)
         return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 512)),
@@ -323,6 +358,10 @@ def render(kind: str, model_id: str, request: Request, result: Result) -> dict:
     if kind == "cohere":
         return {"id": str(uuid.uuid4()), "generations": [{"id": str(uuid.uuid4()), "text": result.text,
                                                           "finish_reason": "MAX_TOKENS" if length else "COMPLETE"}]}
+    if kind == "cohere-chat":
+        return {"response_id": str(uuid.uuid4()), "text": result.text, "generation_id": str(uuid.uuid4()),
+                "chat_history": _cohere_history(request, result.text),
+                "finish_reason": "MAX_TOKENS" if length else "COMPLETE"}
     if kind == "mistral":
         return {"outputs": [{"text": result.text, "stop_reason": "length" if length else "stop"}]}
     return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "model": model_id,
@@ -357,6 +396,8 @@ def stream_piece(kind: str, request: Request, text: str, produced: int) -> dict:
         return {"contentBlockDelta": {"delta": {"text": text}, "contentBlockIndex": 0}}
     if kind == "cohere":
         return {"text": text, "is_finished": False}
+    if kind == "cohere-chat":
+        return {"is_finished": False, "event_type": "text-generation", "text": text}
     if kind == "mistral":
         return {"outputs": [{"text": text, "stop_reason": None}]}
     return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
@@ -387,6 +428,13 @@ def stream_end(kind: str, request: Request, result: Result, latency_ms: int, fir
     elif kind == "cohere":
         chunks = [{"is_finished": True, "finish_reason": "MAX_TOKENS" if length else "COMPLETE",
                    "response": {"generations": [{"text": result.text}]}}]
+    elif kind == "cohere-chat":
+        chunks = [{"is_finished": True, "event_type": "stream-end",
+                   "finish_reason": "MAX_TOKENS" if length else "COMPLETE",
+                   "response": {"response_id": str(uuid.uuid4()), "text": result.text,
+                                "generation_id": str(uuid.uuid4()),
+                                "chat_history": _cohere_history(request, result.text),
+                                "finish_reason": "MAX_TOKENS" if length else "COMPLETE"}}]
     elif kind == "mistral":
         chunks = [{"outputs": [{"text": "", "stop_reason": "length" if length else "stop"}]}]
     else:

@@ -136,6 +136,13 @@ FAMILIES: tuple[Family, ...] = (
         distillation_teacher=True,
         single_turn_prompts=True,
     ),
+    Family(  # Command R and R+ are served (a chat body) but Bedrock customizes neither
+        "cohere-command-r",
+        ("cohere.command-r",),
+        (),
+        {},
+        (MESSAGES,),
+    ),
     Family(
         "cohere-command-light",
         ("cohere.command-light",),
