@@ -470,6 +470,22 @@ def test_metadata_limit_and_storage_class(s3, bucket):
         assert _code(err.value) == "InvalidStorageClass"
 
 
+def test_a_copy_of_a_multipart_object_is_one_object(s3, bucket):
+    """The source and destination ETag are identical only for a non-multipart object (the model's words)."""
+    first, last = b"a" * (5 * 1024 * 1024), b"tail"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="multi", UploadId=upload, PartNumber=n,
+                                                      Body=body)["ETag"]} for n, body in ((1, first), (2, last))]
+    s3.complete_multipart_upload(Bucket=bucket, Key="multi", UploadId=upload, MultipartUpload={"Parts": parts})
+    assert s3.head_object(Bucket=bucket, Key="multi")["ETag"].endswith('-2"')
+    copied = s3.copy_object(Bucket=bucket, Key="single", CopySource=f"{bucket}/multi")["CopyObjectResult"]["ETag"]
+    assert copied == f'"{hashlib.md5(first + last).hexdigest()}"'
+    assert s3.head_object(Bucket=bucket, Key="single")["ETag"] == copied
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    plain = s3.copy_object(Bucket=bucket, Key="plain-copy", CopySource=f"{bucket}/plain")["CopyObjectResult"]["ETag"]
+    assert plain == s3.head_object(Bucket=bucket, Key="plain")["ETag"]
+
+
 def test_multipart_upload_gets_the_default_full_object_checksum(s3, bucket):
     from botocore.httpchecksum import CrtCrc64NvmeChecksum
 

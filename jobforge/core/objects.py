@@ -326,11 +326,17 @@ class ObjectStore:
              if_none_match=None) -> ObjectInfo:
         check_key(key)
         self.bucket(account_id, bucket)
+        etag = source.etag
+        if "-" in etag:  # a multipart source: the copy is one object, and its ETag the MD5 of its bytes
+            digest = hashlib.md5(usedforsecurity=False)
+            for chunk in self.read(source, 0, source.size):
+                digest.update(chunk)
+            etag = digest.hexdigest()
         segments = []
         try:
             for blob, size in source.segments:
                 segments.append([self.blobs.copy(blob), size])
-            values = dict(bucket=bucket, key=key, size=source.size, etag=source.etag, segments=segments,
+            values = dict(bucket=bucket, key=key, size=source.size, etag=etag, segments=segments,
                           headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
                           last_modified=time.time())
             replaced = self._store(account_id, values, if_match, if_none_match)
