@@ -382,3 +382,34 @@ def test_worker_private_variables_do_not_reach_user_code(tmp_path, monkeypatch):
     hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_main", None, inputDataConfig=[]))
     assert _read_result(tmp_path) == {"leak": None, "input_dir": None}  # no channels: no input dir
     assert os.environ["JOBFORGE_INTERNAL_TOKEN"] == "secret"
+
+
+def test_lines_keep_their_time_while_metrics_are_parsed(monkeypatch):
+    """The first metric line imports the SDK's parser (seconds): the lines after it are not held up."""
+    import time as clock
+
+    from jobforge.workloads.braket import hybrid
+
+    class Recorder:
+        def __init__(self):
+            self.events, self.metrics = [], []
+
+        def event(self, text):
+            self.events.append((clock.monotonic(), text))
+
+        def metric(self, name, value, step=None):
+            self.metrics.append((name, value, step))
+
+    def slow_parse(line):
+        clock.sleep(0.5)
+        return [("energy", float(line.rsplit("=", 1)[1]), None)]
+
+    monkeypatch.setattr(hybrid, "parse_metrics", slow_parse)
+    recorder = Recorder()
+    job_log = hybrid._JobLog(recorder)
+    for i in range(3):
+        job_log(f"Metrics - energy={i}")
+        job_log(f"plain line {i}")
+    assert recorder.events[-1][0] - recorder.events[0][0] < 0.3  # not 1.5 s behind the first
+    job_log.close()
+    assert recorder.metrics == [("energy", 0.0, None), ("energy", 1.0, None), ("energy", 2.0, None)]

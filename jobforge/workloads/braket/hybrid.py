@@ -17,11 +17,13 @@ import collections
 import json
 import os
 import posixpath
+import queue
 import shutil
 import signal
 import sys
 import sysconfig
 import tarfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,7 @@ def run(ctx: JobContext, spec: dict) -> None:
             "jobforge's Python environment; list extra packages in requirements.txt."
         )
     checkpoints = CheckpointSync(ctx, Path(ctx.checkpoint_dir), (spec.get("checkpointConfig") or {}).get("s3Uri"))
+    job_log = _JobLog(ctx)
     try:
         ctx.status("DOWNLOADING_DATA", "Downloading the source code and input data")
         _fetch_source(ctx, script, layout)
@@ -122,13 +125,14 @@ def run(ctx: JobContext, spec: dict) -> None:
              str(layout.failure)],
             env=env,
             cwd=layout.code,
-            on_line=_JobLog(ctx),
+            on_line=job_log,
             periodic=checkpoints.push,
             period_seconds=CHECKPOINT_SYNC_SECONDS,
         )
     except Stopped:
         raise JobStopped() from None
     finally:
+        job_log.close()
         checkpoints.push()
     if status != 0:
         raise WorkloadError(_failure_reason(layout, status))
@@ -247,16 +251,36 @@ def _install_requirements(ctx: JobContext, layout: Layout, env: dict) -> None:
 
 
 class _JobLog:
-    """Every output line is a log event; ``log_metric`` lines also become metrics."""
+    """Every output line is a log event; ``log_metric`` lines also become metrics.
+
+    Metrics are parsed on a thread of their own: the parser's first use imports
+    the Braket SDK (seconds), and the lines read meanwhile must keep the time
+    they were printed at.
+    """
 
     def __init__(self, ctx: JobContext):
         self._ctx = ctx
+        self._metric_lines: queue.Queue[str | None] = queue.Queue()
+        self._parser: threading.Thread | None = None
 
     def __call__(self, line: str) -> None:
         self._ctx.event(line)
         if METRICS_MARKER in line:
+            if self._parser is None:
+                self._parser = threading.Thread(target=self._parse, name="metrics", daemon=True)
+                self._parser.start()
+            self._metric_lines.put(line)
+
+    def _parse(self) -> None:
+        while (line := self._metric_lines.get()) is not None:
             for name, value, step in parse_metrics(line):
                 self._ctx.metric(name, value, step)
+
+    def close(self) -> None:
+        """Wait until every metric line seen is recorded."""
+        if self._parser is not None:
+            self._metric_lines.put(None)
+            self._parser.join()
 
 
 def parse_metrics(line: str) -> list[tuple[str, float, int | None]]:
