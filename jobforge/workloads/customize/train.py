@@ -99,6 +99,7 @@ def train(
             progress.training_rows.append(row(progress.step, epoch, loss))
             ctx.metric("training_loss", loss, progress.step)
             ctx.metric("learning_rate", scheduler.get_last_lr()[0], progress.step)
+            ctx.metric("progress", progress.step / total_steps, progress.step)  # `jobforge jobs watch` draws it
             if progress.step % settings.checkpoint_interval == 0:
                 _save(ctx, model, optimizer, scheduler, progress)
         progress.epoch, progress.group_in_epoch = epoch + 1, 0
