@@ -197,3 +197,72 @@ def test_accounts_are_isolated(server, jobs_with_logs):
     assert logs.describe_log_groups()["logGroups"] == []
     with pytest.raises(logs.exceptions.ResourceNotFoundException):
         logs.describe_log_streams(logGroupName=GROUP)
+
+
+@pytest.fixture(scope="module")
+def patterned(server, engine, account):
+    """A job whose lines exercise filter patterns and JSON fields."""
+    job = make_job(server, account, "patterned")
+    start = time.time() - 50
+    texts = ["ERROR something bad", "error in lower case", "ERROR Exiting now", "INFO fine",
+             '{"level": "ERROR", "i": 10, "detail": {"code": 7}}', '{"level": "INFO", "i": 3}']
+    core_jobs.add_logs(engine, job["jobArn"].rsplit("/", 1)[1], "patterned",
+                       [(start + i, text) for i, text in enumerate(texts)])
+    return job, start, texts
+
+
+def test_filter_patterns_match_as_cloudwatch_does(server, patterned):
+    job, _, _ = patterned
+    logs = server.client("logs")
+
+    def matching(pattern):
+        found = logs.filter_log_events(logGroupName=GROUP, logStreamNamePrefix="patterned/", filterPattern=pattern)
+        return [e["message"] for e in found["events"]]
+
+    assert matching("ERROR") == ["ERROR something bad", "ERROR Exiting now", '{"level": "ERROR", "i": 10, '
+                                 '"detail": {"code": 7}}']  # case sensitive
+    assert matching("error") == ["error in lower case"]
+    assert matching("ERROR -Exiting") == ["ERROR something bad", '{"level": "ERROR", "i": 10, "detail": {"code": 7}}']
+    assert matching("?fine ?Exiting") == ["ERROR Exiting now", "INFO fine"]
+    assert matching("%ERR.R [a-z]+ bad%") == ["ERROR something bad"]
+    assert matching('"something bad"') == ["ERROR something bad"]
+    for bad in ('"', "-Exiting", "?a b", "{ $.level = \"ERROR\" }", "%(%"):
+        with pytest.raises(ClientError) as err:
+            matching(bad)
+        assert err.value.response["Error"]["Code"] == "InvalidParameterException", bad
+
+
+def test_get_log_events_excludes_its_end_time(server, patterned):
+    job, start, texts = patterned
+    stream = server.client("logs").describe_log_streams(
+        logGroupName=GROUP, logStreamNamePrefix=stream_of(job))["logStreams"][0]["logStreamName"]
+    third = int((start + 2) * 1000)
+    events = server.client("logs").get_log_events(logGroupName=GROUP, logStreamName=stream, startFromHead=True,
+                                                  endTime=third)["events"]
+    assert [e["message"] for e in events] == texts[:2]
+    inclusive = server.client("logs").filter_log_events(logGroupName=GROUP, logStreamNames=[stream], endTime=third)
+    assert [e["message"] for e in inclusive["events"]] == texts[:3]
+
+
+def test_insights_reads_json_fields_and_wants_one_group_source(server, patterned):
+    job, start, _ = patterned
+    logs = server.client("logs")
+    window = dict(startTime=int(start) - 10, endTime=int(start) + 100)
+    query = logs.start_query(logGroupName=GROUP, queryString="fields @message, i, detail.code | filter level = 'ERROR'",
+                             **window)["queryId"]
+    deadline = time.time() + 20
+    while (result := logs.get_query_results(queryId=query))["status"] != "Complete":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    rows = [{field["field"]: field["value"] for field in row} for row in result["results"]]
+    assert [(r["i"], r["detail.code"]) for r in rows] == [("10", "7")]
+    with pytest.raises(ClientError) as err:
+        logs.start_query(logGroupName=GROUP, logGroupNames=[GROUP], queryString="fields @message", **window)
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_describe_log_groups_by_identifier_and_class(server, patterned):
+    logs = server.client("logs")
+    assert [g["logGroupName"] for g in logs.describe_log_groups(logGroupIdentifiers=[GROUP])["logGroups"]] == [GROUP]
+    assert logs.describe_log_groups(logGroupIdentifiers=["/nope"])["logGroups"] == []
+    assert logs.describe_log_groups(logGroupClass="INFREQUENT_ACCESS")["logGroups"] == []

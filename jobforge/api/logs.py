@@ -111,12 +111,15 @@ def _ms(epoch: float) -> int:
 def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
     prefix = req.get("logGroupNamePrefix")
     pattern = req.get("logGroupNamePattern")
-    if prefix and pattern:
-        raise invalid("logGroupNamePrefix and logGroupNamePattern cannot both be given.")
+    identifiers = req.get("logGroupIdentifiers")
+    if sum(bool(x) for x in (prefix, pattern, identifiers)) > 1:
+        raise invalid("Only one of logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers can be given.")
+    wanted = {ident.rsplit(":log-group:", 1)[-1].removesuffix(":*") for ident in identifiers or []}
     found = []
     for name in sorted(GROUPS):
         group = GROUPS[name]
-        if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()):
+        if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()) \
+                or (identifiers and name not in wanted) or req.get("logGroupClass", "STANDARD") != "STANDARD":
             continue
         jobs = _jobs(ctx, group)
         if not jobs:
@@ -126,7 +129,8 @@ def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
                       "arn": _group_arn(ctx, name) + ":*", "logGroupArn": _group_arn(ctx, name),
                       "storedBytes": stored, "logGroupClass": "STANDARD"})
     return _offset_page(found, "logGroups", req.get("limit", 50), req.get("nextToken"),
-                        dict(prefix=prefix, pattern=pattern))
+                        dict(prefix=prefix, pattern=pattern, identifiers=sorted(wanted),
+                             log_class=req.get("logGroupClass")))
 
 
 def _stream_stats(ctx: RequestContext, job_ids: list[str]) -> dict[str, tuple]:
@@ -199,12 +203,13 @@ def _stream_job(ctx: RequestContext, group: LogGroup, stream: str) -> Job:
 
 # -- events ------------------------------------------------------------------
 
-def _time_conditions(req: dict) -> list:
+def _time_conditions(req: dict, end_inclusive: bool) -> list:
+    """startTime is included; endTime too for FilterLogEvents, not for GetLogEvents (as each documents it)."""
     conditions = []
     if req.get("startTime") is not None:
         conditions.append(job_logs.c.timestamp * 1000 >= req["startTime"])
-    if req.get("endTime") is not None:  # inclusive, at millisecond precision
-        conditions.append(job_logs.c.timestamp * 1000 < req["endTime"] + 1)
+    if req.get("endTime") is not None:  # at millisecond precision
+        conditions.append(job_logs.c.timestamp * 1000 < req["endTime"] + (1 if end_inclusive else 0))
     return conditions
 
 
@@ -218,7 +223,7 @@ def get_log_events(ctx: RequestContext, req: dict) -> dict:
     job = _stream_job(ctx, _group(ctx, req), req["logStreamName"])
     limit = req.get("limit", MAX_EVENTS)
     token = req.get("nextToken")
-    query = sa.select(job_logs).where(job_logs.c.job_id == job.id, *_time_conditions(req))
+    query = sa.select(job_logs).where(job_logs.c.job_id == job.id, *_time_conditions(req, end_inclusive=False))
     if token:
         match = re.fullmatch(r"([fb])/(\d+)", token)
         if not match:
@@ -254,29 +259,68 @@ def filter_log_events(ctx: RequestContext, req: dict) -> dict:
         raise invalid("logStreamNames and logStreamNamePrefix cannot both be given.")
     streams = {s["_job"].id: s["logStreamName"] for s in _streams(ctx, group, prefix)
                if not names or s["logStreamName"] in names}
-    terms = _filter_terms(req.get("filterPattern") or "")
-    conditions = [job_logs.c.job_id.in_(list(streams)), *_time_conditions(req)]
-    conditions += [job_logs.c.message.contains(term, autoescape=True) for term in terms]
+    pattern = FilterPattern.parse(req.get("filterPattern") or "")
+    conditions = [job_logs.c.job_id.in_(list(streams)), *_time_conditions(req, end_inclusive=True)]
+    conditions += [job_logs.c.message.contains(term, autoescape=True) for term in pattern.required]
     page = paging.keyset_page(
         ctx.engine, sa.select(job_logs).where(*conditions), job_logs.c.timestamp, job_logs.c.id, True,
         req.get("limit", MAX_EVENTS), req.get("nextToken"),
-        dict(group=group.name, streams=sorted(streams.values()), terms=terms, start=req.get("startTime"),
-             end=req.get("endTime")), invalid)
+        dict(group=group.name, streams=sorted(streams.values()), pattern=req.get("filterPattern") or "",
+             start=req.get("startTime"), end=req.get("endTime")), invalid)
+    # The database narrows by the required terms (LIKE may ignore case); the pattern has the last word.
     events = [dict(_event(row), logStreamName=streams[row.job_id], eventId=str(row.id),
-                   ingestionTime=_ms(row.timestamp)) for row in page.rows]
+                   ingestionTime=_ms(row.timestamp)) for row in page.rows if pattern.matches(row.message)]
     out = {"events": events}
     if page.next_token:
         out["nextToken"] = page.next_token
     return out
 
 
-def _filter_terms(pattern: str) -> list[str]:
-    """Terms of a plain filter pattern (all must appear); JSON and space-delimited patterns are refused."""
-    pattern = pattern.strip()
-    if pattern.startswith(("{", "[")) or "?" in pattern.split('"')[0]:
-        raise invalid("jobforge supports plain-text filter patterns only (terms and \"quoted phrases\", "
-                      "all of which must appear).")
-    return [quoted or word for quoted, word in re.findall(r'"([^"]*)"|(\S+)', pattern) if quoted or word]
+@dataclass(frozen=True)
+class FilterPattern:
+    """A CloudWatch Logs filter pattern for unstructured events, case sensitive as CloudWatch's are:
+    terms and "quoted phrases" that must all appear, ``-term`` that must not, ``?term`` of which one
+    must, or ``%regular expression%``. JSON (``{ $.x = … }``) and space-delimited (``[a, b]``)
+    patterns are refused rather than matched wrongly."""
+
+    required: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+    regex: re.Pattern | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "FilterPattern":
+        text = text.strip()
+        if not text:
+            return cls()
+        if text.startswith(("{", "[")):
+            raise invalid("jobforge matches unstructured filter patterns only (terms, \"phrases\", -term, ?term "
+                          "or %regex%), not JSON or space-delimited ones.")
+        if len(text) > 1 and text.startswith("%") and text.endswith("%"):
+            try:
+                return cls(regex=re.compile(text[1:-1]))
+            except re.error as err:
+                raise invalid(f"Invalid regular expression in the filter pattern: {err}") from None
+        if text.count('"') % 2:
+            raise invalid("Invalid filter pattern: a quoted phrase is not closed.")
+        terms = {"": [], "-": [], "?": []}
+        for sign, phrase, word in re.findall(r'([-?]?)"([^"]*)"|(\S+)', text):
+            if word:
+                sign, phrase = (word[0], word[1:]) if word[0] in "-?" and len(word) > 1 else ("", word)
+            if phrase:
+                terms[sign].append(phrase)
+        if terms["?"] and (terms[""] or terms["-"]):
+            raise invalid("Invalid filter pattern: ?terms cannot be mixed with other terms.")
+        if terms["-"] and not terms[""]:
+            raise invalid("Invalid filter pattern: a -term needs at least one term to match.")
+        return cls(tuple(terms[""]), tuple(terms["-"]), tuple(terms["?"]))
+
+    def matches(self, message: str) -> bool:
+        if self.regex is not None:
+            return self.regex.search(message) is not None
+        return (all(term in message for term in self.required)
+                and not any(term in message for term in self.excluded)
+                and (not self.any_of or any(term in message for term in self.any_of)))
 
 
 # -- Logs Insights -----------------------------------------------------------
@@ -292,8 +336,29 @@ def _insights_events(ctx: RequestContext, group: LogGroup, start: int, end: int)
                             .order_by(job_logs.c.timestamp, job_logs.c.id)).all()
     streams = {job_id: group.stream(job) for job_id, job in jobs.items()}
     log = f"{ctx.account_id}:{group.name}"
-    return [{"@timestamp": _insights_time(row.timestamp), "@message": row.message,
+    return [{**_json_fields(row.message), "@timestamp": _insights_time(row.timestamp), "@message": row.message,
              "@logStream": streams[row.job_id], "@log": log, "@ptr": f"{group.name}:{row.id}"} for row in rows]
+
+
+def _json_fields(message: str) -> dict:
+    """The fields Logs Insights discovers in a JSON event: its members, nested ones joined with dots."""
+    if not message.lstrip().startswith("{"):
+        return {}
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return {}
+    fields: dict = {}
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif path:
+            fields[path] = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
+
+    walk(document, "")
+    return fields
 
 
 def _insights_time(epoch: float) -> str:
@@ -304,10 +369,10 @@ def _insights_time(epoch: float) -> str:
 def start_query(ctx: RequestContext, req: dict) -> dict:
     if req.get("queryLanguage", "CWLI") != "CWLI":
         raise invalid("jobforge answers Logs Insights (CWLI) queries only.")
-    names = [n for n in [req.get("logGroupName"), *(req.get("logGroupNames") or []),
-                         *(req.get("logGroupIdentifiers") or [])] if n]
-    if not names:
-        raise invalid("Specify logGroupName, logGroupNames or logGroupIdentifiers.")
+    given = [key for key in ("logGroupName", "logGroupNames", "logGroupIdentifiers") if req.get(key)]
+    if len(given) != 1:
+        raise invalid("Specify exactly one of logGroupName, logGroupNames and logGroupIdentifiers.")
+    names = req[given[0]] if given[0] != "logGroupName" else [req["logGroupName"]]
     if req["endTime"] < req["startTime"]:
         raise invalid("endTime must not be earlier than startTime.")
     query = logs_insights.parse(req["queryString"])
