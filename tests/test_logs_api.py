@@ -256,6 +256,15 @@ def test_insights_reads_json_fields_and_wants_one_group_source(server, patterned
         time.sleep(0.1)
     rows = [{field["field"]: field["value"] for field in row} for row in result["results"]]
     assert [(r["i"], r["detail.code"]) for r in rows] == [("10", "7")]
+
+    def values_of(query_string):
+        query = logs.start_query(logGroupName=GROUP, queryString=query_string, **window)["queryId"]
+        while (answer := logs.get_query_results(queryId=query))["status"] != "Complete":
+            time.sleep(0.1)
+        return [next(f["value"] for f in row if f["field"] == "i") for row in answer["results"]]
+
+    assert values_of("fields i | filter i > 5 | sort i desc") == ["10"]
+    assert values_of("fields i | filter i <= 3 or detail.code = 7 | sort i asc") == ["3", "10"]
     with pytest.raises(ClientError) as err:
         logs.start_query(logGroupName=GROUP, logGroupNames=[GROUP], queryString="fields @message", **window)
     assert err.value.response["Error"]["Code"] == "InvalidParameterException"

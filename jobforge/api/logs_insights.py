@@ -2,8 +2,9 @@
 
 Commands ``fields``/``display``, ``filter``, ``sort`` and ``limit``; filter
 conditions ``FIELD [not] like /regex/``, ``FIELD [not] like "text"``,
-``FIELD =~ /regex/``, ``FIELD = "value"`` and ``FIELD != "value"``, joined
-with ``and``. That covers the queries SDKs send (the Braket SDK's metrics
+``FIELD =~ /regex/``, ``FIELD = "value"``, ``FIELD != "value"`` and numeric
+comparisons (``FIELD < 5``, ``<=``, ``>``, ``>=``), joined with ``and`` and
+``or`` (``and`` binding tighter). That covers the queries SDKs send (the Braket SDK's metrics
 query is ``fields @timestamp, @message | filter @logStream like /^job\\/id\\//
 | filter @message like /Metrics - /``). Anything else is refused with
 ``MalformedQueryException`` rather than answered wrongly.
@@ -21,7 +22,7 @@ _TOKEN = re.compile(r"""\s*(?:
     (?P<regex>/(?:\\.|[^/\\])*/) |
     (?P<text>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*') |
     (?P<pipe>\|) |
-    (?P<op>!=|=~|=|,) |
+    (?P<op>!=|=~|<=|>=|=|<|>|,) |
     (?P<word>[@\w.$-]+)
 )""", re.VERBOSE)
 
@@ -96,15 +97,21 @@ def parse(text: str) -> Query:
 
 
 def _filter(args: list[tuple[str, str]]) -> Callable[[dict], bool]:
-    conditions, current = [], []
+    """Conditions joined by ``and`` within alternatives joined by ``or``."""
+    alternatives, conditions, current = [], [], []
     for token in args:
-        if token == ("word", "and") or token == ("word", "AND"):
+        word = token[1].lower() if token[0] == "word" else None
+        if word in ("and", "or"):
             conditions.append(_condition(current))
             current = []
+            if word == "or":
+                alternatives.append(conditions)
+                conditions = []
         else:
             current.append(token)
     conditions.append(_condition(current))
-    return lambda event: all(condition(event) for condition in conditions)
+    alternatives.append(conditions)
+    return lambda event: any(all(condition(event) for condition in group) for group in alternatives)
 
 
 def _condition(tokens: list[tuple[str, str]]) -> Callable[[dict], bool]:
@@ -133,7 +140,17 @@ def _condition(tokens: list[tuple[str, str]]) -> Callable[[dict], bool]:
     elif operator[1] in ("=", "!=") and not negate:
         expected = _unquote(value) if kind == "text" else value
         equal = operator[1] == "="
-        test = lambda text: (text == expected) == equal  # noqa: E731
+        number = _number(expected) if kind == "word" else None
+        if number is not None:  # a numeric literal compares as a number: 10 = 10.0
+            test = lambda text: (_number(text) == number) == equal  # noqa: E731
+        else:
+            test = lambda text: (text == expected) == equal  # noqa: E731
+    elif operator[1] in _ORDER and not negate:
+        bound = _number(value) if kind == "word" else None
+        if bound is None:
+            raise malformed(f"{operator[1]} in the filter on {name} takes a number")
+        compare = _ORDER[operator[1]]
+        test = lambda text: (found := _number(text)) is not None and compare(found, bound)  # noqa: E731
     else:
         raise malformed(f"Unsupported operator {operator[1]} in the filter on {name}")
 
@@ -142,6 +159,17 @@ def _condition(tokens: list[tuple[str, str]]) -> Callable[[dict], bool]:
         return text is not None and test(str(text)) != negate
 
     return condition
+
+
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+          ">=": lambda a, b: a >= b}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _unquote(text: str) -> str:
