@@ -160,7 +160,8 @@ def test_insights_query_and_malformed_queries(server, jobs_with_logs):
     messages = [next(f["value"] for f in row if f["field"] == "@message") for row in answer["results"]]
     assert messages == [text for _, text in lines if text.startswith("Metrics")]
     assert answer["statistics"]["recordsMatched"] == 5
-    for bad in ("stats count(*) by bin(5m)", "fields @message | filter @message like", "| limit 5"):
+    for bad in ("stats pct(i, 50) by bin(5m)", "fields @message | filter @message like", "| limit 5",
+                "parse @message 'a * b' as x"):
         with pytest.raises(logs.exceptions.MalformedQueryException):
             logs.start_query(logGroupName=GROUP, startTime=0, endTime=int(time.time()), queryString=bad)
     with pytest.raises(logs.exceptions.ResourceNotFoundException):
@@ -265,6 +266,14 @@ def test_insights_reads_json_fields_and_wants_one_group_source(server, patterned
 
     assert values_of("fields i | filter i > 5 | sort i desc") == ["10"]
     assert values_of("fields i | filter i <= 3 or detail.code = 7 | sort i asc") == ["3", "10"]
+    with pytest.raises(logs.exceptions.MalformedQueryException):  # functions in filters are not answered
+        logs.start_query(logGroupName=GROUP, queryString="filter ispresent(level) | stats count(*)", **window)
+    query = logs.start_query(logGroupName=GROUP, **window, queryString=(
+        "filter level like /./ | stats count(*) as n, max(i) by level | sort level asc"))["queryId"]
+    while (answer := logs.get_query_results(queryId=query))["status"] != "Complete":
+        time.sleep(0.1)
+    rows = [{f["field"]: f["value"] for f in row} for row in answer["results"]]
+    assert rows == [{"level": "ERROR", "n": "1", "max(i)": "10"}, {"level": "INFO", "n": "1", "max(i)": "3"}]
     with pytest.raises(ClientError) as err:
         logs.start_query(logGroupName=GROUP, logGroupNames=[GROUP], queryString="fields @message", **window)
     assert err.value.response["Error"]["Code"] == "InvalidParameterException"

@@ -4,7 +4,8 @@ Commands ``fields``/``display``, ``filter``, ``sort`` and ``limit``; filter
 conditions ``FIELD [not] like /regex/``, ``FIELD [not] like "text"``,
 ``FIELD =~ /regex/``, ``FIELD = "value"``, ``FIELD != "value"`` and numeric
 comparisons (``FIELD < 5``, ``<=``, ``>``, ``>=``), joined with ``and`` and
-``or`` (``and`` binding tighter). That covers the queries SDKs send (the Braket SDK's metrics
+``or`` (``and`` binding tighter); ``stats`` with ``count``, ``sum``, ``avg``,
+``min`` and ``max`` (``as`` names them), grouped ``by`` fields or ``bin(period)``. That covers the queries SDKs send (the Braket SDK's metrics
 query is ``fields @timestamp, @message | filter @logStream like /^job\\/id\\//
 | filter @message like /Metrics - /``). Anything else is refused with
 ``MalformedQueryException`` rather than answered wrongly.
@@ -22,6 +23,7 @@ _TOKEN = re.compile(r"""\s*(?:
     (?P<regex>/(?:\\.|[^/\\])*/) |
     (?P<text>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*') |
     (?P<pipe>\|) |
+    (?P<paren>[()*]) |
     (?P<op>!=|=~|<=|>=|=|<|>|,) |
     (?P<word>[@\w.$-]+)
 )""", re.VERBOSE)
@@ -33,16 +35,55 @@ def malformed(message: str) -> ServiceError:
     return ServiceError("MalformedQueryException", message)
 
 
+AGGREGATES = {
+    "count": lambda values: len(values),
+    "sum": lambda values: sum(values),
+    "avg": lambda values: sum(values) / len(values) if values else None,
+    "min": lambda values: min(values) if values else None,
+    "max": lambda values: max(values) if values else None,
+}
+_PERIODS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass
+class Stats:
+    aggregates: list[tuple[str, str, str | None]]  # (column name, function, field or None for *)
+    groups: list[tuple[str, str | None, float | None]]  # (column name, field, bin period in seconds)
+
+    def rows(self, events: list[dict]) -> list[dict]:
+        buckets: dict[tuple, list[dict]] = {}
+        for event in events:
+            key = tuple(_bin(event.get("@timestamp"), period) if period else event.get(name)
+                        for _, name, period in self.groups)
+            buckets.setdefault(key, []).append(event)
+        rows = []
+        for key, members in buckets.items():
+            row = {column: value for (column, _, _), value in zip(self.groups, key) if value is not None}
+            for column, function, name in self.aggregates:
+                values = members if name is None else [
+                    number for event in members if (number := _number(event.get(name))) is not None]
+                if function == "count" and name is not None:
+                    values = [event for event in members if event.get(name) is not None]
+                result = AGGREGATES[function](values)
+                if result is not None:
+                    row[column] = int(result) if float(result).is_integer() and function != "avg" else result
+            rows.append(row)
+        return rows
+
+
 @dataclass
 class Query:
     fields: tuple[str, ...] = DEFAULT_FIELDS
     conditions: list[Callable[[dict], bool]] = field(default_factory=list)
     sort: tuple[str, bool] | None = None  # (field, descending)
     limit: int | None = None
+    stats: Stats | None = None
 
     def run(self, events: list[dict], limit: int) -> list[dict]:
-        """The matching events (dicts of field → value), sorted and limited."""
+        """The matching events (dicts of field → value), or their stats rows, sorted and limited."""
         matched = [event for event in events if all(condition(event) for condition in self.conditions)]
+        if self.stats:
+            matched = self.stats.rows(matched)
         if self.sort:
             name, descending = self.sort
             matched.sort(key=lambda event: (event.get(name) is None, event.get(name)), reverse=descending)
@@ -86,14 +127,82 @@ def parse(text: str) -> Query:
                     (len(args) == 2 and args[1][1].lower() not in ("asc", "desc")):
                 raise malformed("sort takes one field name and optionally asc or desc")
             query.sort = (args[0][1], len(args) < 2 or args[1][1].lower() == "desc")
+        elif name == "stats":
+            if query.stats is not None:
+                raise malformed("jobforge answers one stats command per query")
+            query.stats = _stats(args)
+            query.fields = tuple(column for column, _, _ in query.stats.groups) + \
+                tuple(column for column, _, _ in query.stats.aggregates)
         elif name == "limit":
             if len(args) != 1 or not args[0][1].isdigit() or not 1 <= int(args[0][1]) <= 10000:
                 raise malformed("limit takes a number from 1 to 10000")
             query.limit = int(args[0][1])
         else:
             raise malformed(f"The {name} command is not supported by jobforge; supported: fields, display, "
-                            "filter, sort, limit")
+                            "filter, stats, sort, limit")
     return query
+
+
+def _stats(args: list[tuple[str, str]]) -> Stats:
+    """``stats F(arg) [as name], … [by field | bin(period) [as name], …]``."""
+    words = [value.lower() if kind == "word" else None for kind, value in args]
+    split = words.index("by") if "by" in words else len(args)
+    aggregates = []
+    for item in _comma_separated(args[:split]):
+        values = [value for _, value in item]
+        if len(values) < 4 or values[0].lower() not in AGGREGATES or values[1] != "(" or values[3] != ")":
+            raise malformed("stats takes count, sum, avg, min or max of a field (or count(*))")
+        function, argument, rest = values[0].lower(), values[2], values[4:]
+        column = _alias(rest, f"{function}({argument})")
+        if argument == "*" and function != "count":
+            raise malformed(f"{function}(*) is not an aggregate; give a field")
+        aggregates.append((column, function, None if argument == "*" else argument))
+    groups = []
+    for item in _comma_separated(args[split + 1:]) if split < len(args) else []:
+        values = [value for _, value in item]
+        if values and values[0].lower() == "bin" and len(values) >= 4 and values[1] == "(" and values[3] == ")":
+            found = re.fullmatch(r"(\d+)(ms|s|m|h|d)", values[2])
+            if not found:
+                raise malformed(f"bin takes a period such as 5m, not {values[2]}")
+            groups.append((_alias(values[4:], f"bin({values[2]})"), None,
+                           int(found.group(1)) * _PERIODS[found.group(2)]))
+        elif values and values[0] not in "()*":
+            groups.append((_alias(values[1:], values[0]), values[0], None))
+        else:
+            raise malformed("stats … by takes field names or bin(period)")
+    if not aggregates:
+        raise malformed("stats needs at least one aggregate")
+    return Stats(aggregates, groups)
+
+
+def _comma_separated(tokens: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    items, depth = [[]], 0
+    for token in tokens:
+        depth += {"(": 1, ")": -1}.get(token[1], 0) if token[0] == "paren" else 0
+        if token == ("op", ",") and depth == 0:
+            items.append([])
+        else:
+            items[-1].append(token)
+    return [item for item in items if item]
+
+
+def _alias(rest: list[str], default: str) -> str:
+    if not rest:
+        return default
+    if len(rest) == 2 and rest[0].lower() == "as":
+        return rest[1]
+    raise malformed(f"Unexpected {' '.join(rest)} after {default}")
+
+
+def _bin(timestamp, period: float) -> str | None:
+    """The start of the period a ``@timestamp`` ("YYYY-MM-DD HH:MM:SS.mmm", UTC) falls in, in the same form."""
+    import datetime as dt
+
+    if timestamp is None:
+        return None
+    moment = dt.datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc).timestamp()
+    start = moment - moment % period
+    return dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _filter(args: list[tuple[str, str]]) -> Callable[[dict], bool]:
