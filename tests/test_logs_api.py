@@ -274,6 +274,7 @@ def test_insights_reads_json_fields_and_wants_one_group_source(server, patterned
         time.sleep(0.1)
     rows = [{f["field"]: f["value"] for f in row} for row in answer["results"]]
     assert rows == [{"level": "ERROR", "n": "1", "max(i)": "10"}, {"level": "INFO", "n": "1", "max(i)": "3"}]
+    assert answer["statistics"]["recordsMatched"] == 2  # events matched, not rows made of them
     with pytest.raises(ClientError) as err:
         logs.start_query(logGroupName=GROUP, logGroupNames=[GROUP], queryString="fields @message", **window)
     assert err.value.response["Error"]["Code"] == "InvalidParameterException"

@@ -382,10 +382,10 @@ def start_query(ctx: RequestContext, req: dict) -> dict:
         found = _insights_events(ctx, group, req["startTime"], req["endTime"])
         scanned += sum(len(e["@message"]) for e in found)
         events.extend(found)
-    matched = query.run(events, req.get("limit", MAX_EVENTS))
-    results = [[{"field": name, "value": str(event[name])} for name in (*query.fields, "@ptr") if name in event]
-               for event in matched]
-    statistics = {"recordsMatched": float(len(matched)), "recordsScanned": float(len(events)),
+    rows, matched = query.run(events, req.get("limit", MAX_EVENTS))
+    results = [[{"field": name, "value": str(row[name])} for name in (*query.fields, "@ptr") if name in row]
+               for row in rows]
+    statistics = {"recordsMatched": float(matched), "recordsScanned": float(len(events)),
                   "bytesScanned": float(scanned), "logGroupsScanned": float(len(groups))}
     query_id = str(uuid.uuid4())
     with ctx.engine.begin() as conn:

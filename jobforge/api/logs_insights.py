@@ -5,7 +5,8 @@ conditions ``FIELD [not] like /regex/``, ``FIELD [not] like "text"``,
 ``FIELD =~ /regex/``, ``FIELD = "value"``, ``FIELD != "value"`` and numeric
 comparisons (``FIELD < 5``, ``<=``, ``>``, ``>=``), joined with ``and`` and
 ``or`` (``and`` binding tighter); ``stats`` with ``count``, ``sum``, ``avg``,
-``min`` and ``max`` (``as`` names them), grouped ``by`` fields or ``bin(period)``. That covers the queries SDKs send (the Braket SDK's metrics
+``min`` and ``max`` (``as`` names them), grouped ``by`` fields or
+``bin(period)``. That covers the queries SDKs send (the Braket SDK's metrics
 query is ``fields @timestamp, @message | filter @logStream like /^job\\/id\\//
 | filter @message like /Metrics - /``). Anything else is refused with
 ``MalformedQueryException`` rather than answered wrongly.
@@ -13,6 +14,7 @@ query is ``fields @timestamp, @message | filter @logStream like /^job\\/id\\//
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -79,15 +81,14 @@ class Query:
     limit: int | None = None
     stats: Stats | None = None
 
-    def run(self, events: list[dict], limit: int) -> list[dict]:
-        """The matching events (dicts of field → value), or their stats rows, sorted and limited."""
+    def run(self, events: list[dict], limit: int) -> tuple[list[dict], int]:
+        """(the result rows: matching events or their stats, sorted and limited; how many events matched)."""
         matched = [event for event in events if all(condition(event) for condition in self.conditions)]
-        if self.stats:
-            matched = self.stats.rows(matched)
+        rows = self.stats.rows(matched) if self.stats else matched
         if self.sort:
             name, descending = self.sort
-            matched.sort(key=lambda event: (event.get(name) is None, event.get(name)), reverse=descending)
-        return matched[:min(limit, self.limit or limit)]
+            rows.sort(key=lambda row: (row.get(name) is None, row.get(name)), reverse=descending)
+        return rows[:min(limit, self.limit or limit)], len(matched)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -196,8 +197,6 @@ def _alias(rest: list[str], default: str) -> str:
 
 def _bin(timestamp, period: float) -> str | None:
     """The start of the period a ``@timestamp`` ("YYYY-MM-DD HH:MM:SS.mmm", UTC) falls in, in the same form."""
-    import datetime as dt
-
     if timestamp is None:
         return None
     moment = dt.datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc).timestamp()

@@ -273,7 +273,12 @@ class _JobLog:
 
     def _parse(self) -> None:
         while (line := self._metric_lines.get()) is not None:
-            for name, value, step in parse_metrics(line):
+            try:
+                parsed = parse_metrics(line)
+            except Exception as err:  # noqa: BLE001 — one bad line must not silence the metrics after it
+                self._ctx.event(f"jobforge: could not read metrics from {line!r}: {err}")
+                continue
+            for name, value, step in parsed:
                 self._ctx.metric(name, value, step)
 
     def close(self) -> None:
