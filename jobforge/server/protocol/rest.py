@@ -74,10 +74,19 @@ def match(service: str, request: HttpRequest) -> str | None:
         path_matched = True
         if route.method != request.method:
             continue
-        request.scratch["labels"] = {k[2:]: unquote(v) for k, v in found.groupdict().items()}
+        request.scratch["labels"] = decoded_labels(found)
         return route.operation
     request.scratch["path_matched"] = path_matched
     return None
+
+
+def decoded_labels(found: re.Match) -> dict[str, str]:
+    """The URI labels of a matched route, percent-decoded after splitting.
+
+    An invalid UTF-8 percent-encoding decodes to unpaired surrogates rather than being silently replaced,
+    so the validator refuses the member that carried it.
+    """
+    return {k[2:]: unquote(v, errors="surrogateescape") for k, v in found.groupdict().items()}
 
 
 def bound_members(service: str, operation: str, request: HttpRequest) -> tuple[dict, list[str]]:

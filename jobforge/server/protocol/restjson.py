@@ -34,7 +34,7 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
         if member.type_name == "blob":
             params[payload] = request.body
         elif member.type_name == "string":
-            params[payload] = request.body.decode("utf-8", "replace")
+            params[payload] = request.body.decode("utf-8", "surrogateescape")  # invalid UTF-8 is refused by name
         elif request.body:
             params[payload] = _json_body(request)
     elif request.body and body_members:

@@ -6,6 +6,12 @@ converts wire values to Python ones (timestamps to aware datetimes, blobs to
 bytes), and checks every constraint the SDKs leave to the server (required,
 length, range, enum, pattern) for a ``ValidationException`` that lists every
 violation the way AWS's Coral validator does.
+
+Every string member, wherever the protocol read it from (body, URI label,
+query string, header, form field, XML), is also refused when it holds text no
+store can keep: a NUL character (PostgreSQL text cannot hold one) or an
+unpaired surrogate (no UTF-8 form; the protocol layer decodes invalid UTF-8
+in percent-encodings to such surrogates so that they are refused here).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import base64
 import binascii
 import datetime as dt
 import math
+import re
+import unicodedata
 from functools import lru_cache
 
 import regex
@@ -22,6 +30,9 @@ from botocore.model import Shape
 from jobforge.core.errors import ServiceError
 
 UTC = dt.timezone.utc
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# The wire ranges of the model's integer types (AWS reads them as Java int and long).
+_INTEGER_BITS = {"integer": 32, "long": 64}
 
 
 @lru_cache(maxsize=4096)
@@ -53,6 +64,31 @@ def parse_timestamp(value) -> dt.datetime:
     raise ValueError(value)
 
 
+def unstorable_text(value: str) -> str | None:
+    """The constraint a string breaks by its characters alone, or None."""
+    if "\x00" in value:
+        return "Member must not contain the NUL character"
+    if _SURROGATE.search(value):
+        return "Member must be valid Unicode text (invalid UTF-8 or an unpaired surrogate)"
+    return None
+
+
+def printable(text: str) -> str:
+    """Text safe to echo in any protocol's error: control, format and surrogate characters as escapes.
+
+    An echoed NUL or surrogate could not be written as UTF-8 or XML, and a right-to-left override
+    would reorder the rest of the message on screen.
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def _quote(value) -> str:
     if value is None:
         return "null"
@@ -77,6 +113,8 @@ class Checker:
         self.violations.append(f"Value {_quote(value)} at '{path}' failed to satisfy constraint: {constraint}")
 
     def check(self, shape: Shape, value, path: str):
+        if shape.metadata.get("document"):
+            return self._document(value, path)
         kind = shape.type_name
         handler = getattr(self, "_" + kind, None)
         if handler is None:
@@ -119,6 +157,23 @@ class Checker:
             out[key] = self.check(shape.value, item, f"{path}.{key}.member")
         return out
 
+    def _document(self, value, path):
+        """Any JSON value, taken as it is; only its text is checked (keys and strings alike)."""
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str):
+                broken = unstorable_text(item)
+                if broken:
+                    self.violation(item, path, broken)
+                    break
+        return value
+
     def _size(self, shape, value, path):
         meta = shape.metadata
         if "min" in meta and len(value) < meta["min"]:
@@ -130,6 +185,9 @@ class Checker:
         if not isinstance(value, str):
             self.type_errors.append(f"Expected a string at '{path}'")
             return value
+        broken = unstorable_text(value)
+        if broken:
+            self.violation(value, path, broken)
         self._size(shape, value, path)
         enum = shape.metadata.get("enum")
         if enum and value not in enum:
@@ -148,10 +206,14 @@ class Checker:
         if integral and (isinstance(value, float) and not value.is_integer()):
             self.type_errors.append(f"Expected an integer at '{path}'")
             return value
-        if isinstance(value, float) and math.isnan(value):
+        if isinstance(value, float) and not math.isfinite(value):
             self.type_errors.append(f"Expected a number at '{path}'")
             return value
         value = int(value) if integral else value
+        bits = _INTEGER_BITS.get(shape.type_name)
+        if bits and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            self.type_errors.append(f"Expected a {bits}-bit integer at '{path}'")
+            return value
         meta = shape.metadata
         if "min" in meta and value < meta["min"]:
             self.violation(value, path, f"Member must have value greater than or equal to {meta['min']}")
@@ -219,11 +281,11 @@ def check_input(shape: Shape | None, params: dict, protocol: str = "json") -> di
     out = checker.check(shape, params, "")
     type_code, constraint_code = ERROR_CODES.get(protocol, JSON_ERROR_CODES)
     if checker.type_errors:
-        raise ServiceError(type_code, "; ".join(checker.type_errors), 400)
+        raise ServiceError(type_code, printable("; ".join(checker.type_errors)), 400)
     if checker.violations:
         count = len(checker.violations)
         noun = "error" if count == 1 else "errors"
         raise ServiceError(
-            constraint_code, f"{count} validation {noun} detected: " + "; ".join(checker.violations), 400
+            constraint_code, printable(f"{count} validation {noun} detected: " + "; ".join(checker.violations)), 400
         )
     return out

@@ -32,6 +32,8 @@ def format_timestamp(value, fmt: str):
 
 
 def to_json(shape: Shape, value, ts_default: str):
+    if shape.metadata.get("document"):  # botocore models a document as a structure without members
+        return value
     kind = shape.type_name
     if kind == "structure":
         out = {}
@@ -48,8 +50,6 @@ def to_json(shape: Shape, value, ts_default: str):
         return format_timestamp(value, shape.serialization.get("timestampFormat", ts_default))
     if kind == "blob":
         return base64.b64encode(value).decode() if isinstance(value, bytes) else value
-    if kind == "document":
-        return value
     return value
 
 
