@@ -8,6 +8,7 @@ from xml.sax.saxutils import escape
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
+from jobforge.server.protocol.validate import ERROR_CODES
 from jobforge.server.protocol.wire import from_text, to_xml
 
 XML = "text/xml"
@@ -35,42 +36,88 @@ def match(service: str, request: HttpRequest) -> str | None:
     return action
 
 
-def _present(fields: dict, key: str) -> bool:
-    dotted = key + "."
-    return key in fields or any(k.startswith(dotted) for k in fields)
+# The entries below one node of a form's key paths: (the rest of the key after this node, or None for the
+# node's own value; the value). The top of "Tags.member.1.Key=a" holds ("Tags.member.1.Key", "a").
+Entries = list[tuple[str | None, str]]
 
 
-def _unflatten(shape, fields: dict, key: str):
+def _split(entries: Entries) -> tuple[str | None, dict[str, Entries]]:
+    """A node's own value, and the entries below it grouped by their next key segment.
+
+    Each level of the shape splits only the keys under it, once, so parsing costs time in proportion to
+    the form's size (keys the shape does not ask for are never looked at again).
+    """
+    own, children = None, {}
+    for rest, value in entries:
+        if rest is None:
+            own = value
+            continue
+        head, dot, tail = rest.partition(".")
+        children.setdefault(head, []).append((tail if dot else None, value))
+    return own, children
+
+
+def _own(entries: Entries | None) -> str | None:
+    return next((value for rest, value in entries if rest is None), None) if entries else None
+
+
+def _member_path(path: str, name: str) -> str:
+    """A member's path as the validator names it (members in lower camel case)."""
+    name = name[:1].lower() + name[1:]
+    return f"{path}.{name}" if path else name
+
+
+def _numbered(shape, children: dict[str, Entries], path: str) -> list[Entries]:
+    """The entries of items 1, 2, … up to the first missing number.
+
+    A list or map longer than the model allows is refused here, before any of its items is read.
+    """
+    limit = shape.metadata.get("max")
+    items: list[Entries] = []
+    while (item := children.get(str(len(items) + 1))) is not None:
+        if limit is not None and len(items) == limit:
+            raise ServiceError(ERROR_CODES["query"][1], f"1 validation error detected: Value at '{path}' failed to "
+                               f"satisfy constraint: Member must have length less than or equal to {limit}", 400)
+        items.append(item)
+    return items
+
+
+def _unflatten(shape, entries: Entries | None, path: str):
+    if entries is None:
+        return None
     kind = shape.type_name
     if kind == "structure":
-        if not _present(fields, key):
-            return None
+        _, children = _split(entries)
         out = {}
         for name, member in shape.members.items():
-            value = _unflatten(member, fields, f"{key}.{member.serialization.get('name', name)}")
+            value = _unflatten(member, children.get(member.serialization.get("name", name)),
+                               _member_path(path, name))
             if value is not None:
                 out[name] = value
         return out
     if kind == "list":
-        if fields.get(key) == "":
+        own, children = _split(entries)
+        if own == "":
             return []
-        base = key if shape.serialization.get("flattened") else f"{key}.{shape.member.serialization.get('name', 'member')}"
-        items, n = [], 1
-        while _present(fields, f"{base}.{n}"):
-            items.append(_unflatten(shape.member, fields, f"{base}.{n}"))
-            n += 1
+        if not shape.serialization.get("flattened"):
+            _, children = _split(children.get(shape.member.serialization.get("name", "member"), []))
+        items = [_unflatten(shape.member, item, f"{path}.{n}.member")
+                 for n, item in enumerate(_numbered(shape, children, path), 1)]
         return items or None
     if kind == "map":
-        base = key if shape.serialization.get("flattened") else f"{key}.entry"
-        out, n = {}, 1
-        while _present(fields, f"{base}.{n}"):
-            k = fields.get(f"{base}.{n}.{shape.key.serialization.get('name', 'key')}")
-            v = _unflatten(shape.value, fields, f"{base}.{n}.{shape.value.serialization.get('name', 'value')}")
-            if k is not None:
-                out[k] = v
-            n += 1
+        _, children = _split(entries)
+        if not shape.serialization.get("flattened"):
+            _, children = _split(children.get("entry", []))
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
+        out = {}
+        for item in _numbered(shape, children, path):
+            _, fields = _split(item)
+            key = _own(fields.get(key_name))
+            if key is not None:
+                out[key] = _unflatten(shape.value, fields.get(value_name), f"{path}.{key}.member")
         return out or None
-    value = fields.get(key)
+    value = _own(entries)
     return None if value is None else from_text(shape, value)
 
 
@@ -78,13 +125,7 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
     shape = models.operation(service, operation).input_shape
     if shape is None:
         return {}
-    fields = form(request)
-    params = {}
-    for name, member in shape.members.items():
-        value = _unflatten(member, fields, member.serialization.get("name", name))
-        if value is not None:
-            params[name] = value
-    return params
+    return _unflatten(shape, list(form(request).items()), "")
 
 
 def _namespace(service: str) -> str:
