@@ -13,12 +13,13 @@ _http = urllib3.PoolManager()
 
 
 def send(endpoint, method, path, *, service, credentials, body=b"", headers=None, region="us-east-1",
-         sign=True, mutate=None):
+         sign=True, mutate=None, auth=SigV4Auth):
+    """auth: the signer; S3SigV4Auth signs a path as sent (S3 does not encode it again)."""
     headers = dict(headers or {})
     request = AWSRequest(method=method, url=endpoint + path, data=body, headers=headers)
     if sign:
-        SigV4Auth(Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"],
-                              credentials.get("aws_session_token")), service, region).add_auth(request)
+        auth(Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"],
+                         credentials.get("aws_session_token")), service, region).add_auth(request)
     prepared = request.prepare()
     sent_headers = dict(prepared.headers)
     sent_body = prepared.body or b""

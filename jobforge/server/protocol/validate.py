@@ -31,6 +31,7 @@ from jobforge.core.errors import ServiceError
 
 UTC = dt.timezone.utc
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Cn"}  # control, format, surrogate, unassigned (U+FFFE, U+FFFF among them)
 # The wire ranges of the model's integer types (AWS reads them as Java int and long).
 _INTEGER_BITS = {"integer": 32, "long": 64}
 
@@ -74,14 +75,14 @@ def unstorable_text(value: str) -> str | None:
 
 
 def printable(text: str) -> str:
-    """Text safe to echo in any protocol's error: control, format and surrogate characters as escapes.
+    """Text safe to echo in any protocol's error: control, format, surrogate and non-characters as escapes.
 
-    An echoed NUL or surrogate could not be written as UTF-8 or XML, and a right-to-left override
-    would reorder the rest of the message on screen.
+    An echoed NUL, surrogate or U+FFFF could not be written as UTF-8 or XML 1.0, and a right-to-left
+    override would reorder the rest of the message on screen.
     """
     if text.isprintable():
         return text
-    return "".join(_escape(c) if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
+    return "".join(_escape(c) if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
 
 
 def _escape(char: str) -> str:

@@ -1,0 +1,591 @@
+"""A fuzz corpus over every served operation: invalid input, sent the way real clients send it, always gets a
+4xx in the service's own error shape, never a 5xx or a dropped connection, on SQLite and on PostgreSQL.
+
+Inputs are generated from the botocore models with a fixed seed: missing required members, wrong types,
+lengths, sizes and values out of bounds, pattern and enum violations, odd Unicode (unpaired surrogates,
+NUL, right-to-left and zero-width characters, combining marks, non-characters), huge lists. They go out
+through botocore's own serializer with client-side validation off, so every wrong value reaches the wire
+in the protocol's real shape; what no serializer can write (invalid UTF-8, NUL in a path, malformed or
+deeply nested bodies) goes out as raw signed HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from re import _constants as sre_constants  # the stdlib's own regex parser, to write strings a pattern matches
+from re import _parser as sre_parse
+from urllib.parse import quote, urlsplit
+
+import pytest
+import regex
+import urllib3
+from botocore import parsers, serialize, xform_name
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import prepare_request_dict
+from botocore.exceptions import (BotoCoreError, ClientError, HTTPClientError, IncompleteReadError,
+                                 ResponseStreamingError)
+from botocore.parsers import ResponseParserError
+
+import rawclient
+from conftest import TEST_CATEGORY
+from jobforge.api.base import HANDLERS
+from jobforge.server.app import load_api_modules
+from jobforge.server.protocol import models
+from jobforge.testing_server import ServerProcess
+
+SEED = 20260603
+CASES_PER_OPERATION = 8
+RAW_CASES_PER_OPERATION = 3
+HUGE_LIST = 5000
+MAX_GENERATED_LENGTH = 70_000  # longer strings are not sent: "too long" then means below the minimum
+DEPTH = 5  # optional members below this depth are left out of the baseline (recursive shapes)
+
+# These would start real work (a training job, a hybrid job, a quantum task, a fine-tuning run) from a valid
+# request. Only their invalid forms are sent: every case also leaves out a required member, so the server
+# refuses it before any handler runs, while the mutation still goes through parsing and validation.
+STARTS_WORK = {("sagemaker", "CreateJob"), ("braket", "CreateJob"), ("braket", "CreateQuantumTask"),
+               ("bedrock", "CreateModelCustomizationJob")}
+
+ODD_TEXT = [
+    "\ud800x",  # an unpaired high surrogate
+    "x\udfff",  # an unpaired low surrogate
+    "a\x00b",  # NUL
+    "\x00",
+    "\u202eevil\u202c.txt",  # right-to-left override
+    "zero\u200bwidth\u200d\u2060",  # zero-width space, joiner, word joiner
+    "\ufeffbom",
+    "e\u0301\u0301\u0301\u0301",  # stacked combining marks
+    "\uffff\ufffe\ufdd0",  # non-characters
+    "\U0001f600\U0001f916",  # emoji (astral plane)
+    "\U000e0041\U000e007f",  # tag characters
+    "\x07\x1b[31mred\x1b[0m",  # control characters
+    "\u05d0\u05d1 \u0627\u0644",  # Hebrew and Arabic
+    "\u2028\u2029",  # line and paragraph separators
+]
+
+
+def served_operations() -> list[tuple[str, str]]:
+    load_api_modules()
+    return sorted(HANDLERS)
+
+
+# -- values from the model -------------------------------------------------------------------------------------
+
+
+def _class_char(items) -> str:
+    negate = any(op is sre_constants.NEGATE for op, _ in items)
+    allowed = []
+    for op, arg in items:
+        if op is sre_constants.LITERAL:
+            allowed.append(chr(arg))
+        elif op is sre_constants.RANGE:
+            low, high = arg
+            allowed.append(next((c for c in "a0A" if low <= ord(c) <= high), chr(low)))
+        elif op is sre_constants.CATEGORY:
+            allowed.append({sre_constants.CATEGORY_DIGIT: "0", sre_constants.CATEGORY_SPACE: " "}.get(arg, "a"))
+    if negate:
+        return next(c for c in "a0-_" if c not in allowed)
+    return next((c for c in allowed if c.isalnum()), allowed[0] if allowed else "a")
+
+
+def _emit(items, repeats: int) -> str:
+    out = []
+    for op, arg in items:
+        if op is sre_constants.LITERAL:
+            out.append(chr(arg))
+        elif op is sre_constants.NOT_LITERAL:
+            out.append("b" if arg == ord("a") else "a")
+        elif op is sre_constants.ANY:
+            out.append("a")
+        elif op is sre_constants.IN:
+            out.append(_class_char(arg))
+        elif op is sre_constants.CATEGORY:
+            out.append(_class_char([(op, arg)]))
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            low, high, sub = arg
+            count = max(low, min(repeats, high))
+            out.append(_emit(sub, repeats) * count)
+        elif op is sre_constants.SUBPATTERN:
+            out.append(_emit(arg[-1], repeats))
+        elif op is sre_constants.BRANCH:
+            out.append(_emit(arg[1][0], repeats))
+    return "".join(out)
+
+
+def matching_text(pattern: str | None, low: int, high: int | None) -> str:
+    """A string the model accepts: it matches the pattern and fits the length bounds, when one can be made."""
+    high = 2048 if high is None else high
+    if not pattern:
+        return "f" * max(low, min(4, high))
+    compiled = regex.compile(pattern)
+    try:
+        tree = sre_parse.parse(re.sub(r"\\[pP]\{\w+\}", "a", pattern))
+    except (re.error, sre_constants.error):
+        tree = None
+    for repeats in (1, 4, max(low, 1)):
+        text = _emit(tree, repeats) if tree is not None else "f" * max(low, 1)
+        if low <= len(text) <= high and compiled.fullmatch(text):
+            return text
+    return "f" * max(low, 1)
+
+
+def valid_value(shape, depth: int = 0):
+    kind = shape.type_name
+    meta = shape.metadata
+    if meta.get("document"):
+        return {"key": "value"}
+    if kind == "structure":
+        names = list(shape.members)
+        if meta.get("union"):
+            names = names[:1]
+        elif depth >= DEPTH:
+            names = list(shape.required_members)
+        return {name: valid_value(shape.members[name], depth + 1) for name in names}
+    if kind == "list":
+        return [valid_value(shape.member, depth + 1) for _ in range(max(meta.get("min", 1), 1))]
+    if kind == "map":
+        return {valid_value(shape.key, depth + 1): valid_value(shape.value, depth + 1)}
+    if kind == "string":
+        if meta.get("enum"):
+            return meta["enum"][0]
+        return matching_text(meta.get("pattern"), meta.get("min", 0), meta.get("max"))
+    if kind in ("integer", "long"):
+        return max(meta.get("min", 1), min(meta.get("max", 1), 1))
+    if kind in ("double", "float"):
+        return float(max(meta.get("min", 1), min(meta.get("max", 1), 1)))
+    if kind == "boolean":
+        return True
+    if kind == "timestamp":
+        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    if kind == "blob":
+        return b"fuzz"
+    return None
+
+
+def members(shape, value, path=()):
+    """Every (path, shape) below a value built by valid_value, the value itself first."""
+    yield path, shape
+    if shape.metadata.get("document") or value is None:
+        return
+    if shape.type_name == "structure":
+        for name, item in value.items():
+            yield from members(shape.members[name], item, path + (name,))
+    elif shape.type_name == "list":
+        for index, item in enumerate(value):
+            yield from members(shape.member, item, path + (index,))
+    elif shape.type_name == "map":
+        for key, item in value.items():
+            yield from members(shape.value, item, path + (key,))
+
+
+def replaced(value, path, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    if new is _DROP and len(path) == 1:
+        del copy[path[0]]
+        return copy
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+_DROP = object()
+
+
+# -- mutations ---------------------------------------------------------------------------------------------------
+
+
+def _wrong_type(shape, rng):
+    kind = shape.type_name
+    if shape.metadata.get("document"):
+        return None
+    choices = {
+        "string": [12345, True, ["x"], {"x": "y"}, 1.5],
+        "integer": ["12", "twelve", 1.5, True, [1]], "long": ["12", "x", 2.5, False, {"a": 1}],
+        "double": ["1.5", "x", True, [1.0]], "float": ["1.5", "x", True],
+        "boolean": ["yes", 1, "TRUE", [True]],
+        "list": ["notalist", {"a": 1}, 7], "map": ["notamap", [1, 2], 7], "structure": ["x", [1, 2], 7],
+        "timestamp": [True, [1], {"t": 1}], "blob": [123, ["x"], {"b": 1}],
+    }.get(kind)
+    return rng.choice(choices) if choices else None
+
+
+def _out_of_bounds(shape, rng):
+    meta, kind = shape.metadata, shape.type_name
+    if kind == "string":
+        options = []
+        if "max" in meta and meta["max"] < MAX_GENERATED_LENGTH:
+            options.append("w" * (meta["max"] + 1))
+        if meta.get("min", 0) > 0:
+            options.append("w" * (meta["min"] - 1))
+        return rng.choice(options) if options else None
+    if kind in ("list", "map"):
+        item = valid_value(shape.member if kind == "list" else shape.value, DEPTH)
+        options = []
+        if "max" in meta and meta["max"] < HUGE_LIST:
+            options.append(meta["max"] + 1)
+        if meta.get("min", 0) > 0:
+            options.append(meta["min"] - 1)
+        if not options:
+            return None
+        size = rng.choice(options)
+        if kind == "list":
+            return [item] * size
+        return {f"k{i}": item for i in range(size)}
+    if kind in ("integer", "long", "double", "float"):
+        options = [2 ** 31, 2 ** 63, -(2 ** 63) - 1, 10 ** 30, -1]
+        if "max" in meta:
+            options.append(meta["max"] + 1)
+        if "min" in meta:
+            options.append(meta["min"] - 1)
+        if kind in ("double", "float"):
+            options += [1e308, float("inf"), float("nan")]
+        return rng.choice(options)
+    if kind == "timestamp":
+        return rng.choice([-(10 ** 12), 10 ** 15, 0])
+    return None
+
+
+def _broken_constraint(shape, rng):
+    meta = shape.metadata
+    if shape.type_name != "string":
+        return None
+    if meta.get("enum"):
+        return rng.choice(["NotAnEnumValue", meta["enum"][0].lower() + "x", ""])
+    if meta.get("pattern"):
+        return rng.choice(["!! not valid !!", "../../etc/passwd", "a b", "*"])
+    return None
+
+
+def _odd_text(shape, rng):
+    return rng.choice(ODD_TEXT) if shape.type_name == "string" else None
+
+
+def _huge_list(shape, rng):
+    if shape.type_name != "list":
+        return None
+    return [valid_value(shape.member, DEPTH)] * HUGE_LIST
+
+
+MUTATIONS = {"wrong type": _wrong_type, "out of bounds": _out_of_bounds, "broken constraint": _broken_constraint,
+             "odd text": _odd_text, "huge list": _huge_list}
+# Each operation's cases walk this rotation, so every kind of mutation is tried on every operation.
+ROTATION = ["missing required", "odd text", "wrong type", "out of bounds", "broken constraint", "odd text",
+            "huge list", "wrong type"]
+
+
+@dataclass
+class Case:
+    service: str
+    operation: str
+    kind: str
+    where: str
+    params: dict
+
+    def __str__(self):
+        return f"{self.service}.{self.operation} [{self.kind} at {self.where or 'input'}]"
+
+
+def _required_paths(shape, value):
+    return [path + (name,) for path, member in members(shape, value)
+            if member.type_name == "structure" and not member.metadata.get("document")
+            for name in member.required_members]
+
+
+def skeleton(shape, value, keep=()):
+    """A full value cut down to its required members, and the members along the path keep."""
+    if shape.metadata.get("document"):
+        return value
+    step, rest = (keep[0], keep[1:]) if keep else (None, ())
+    if shape.type_name == "structure":
+        wanted = set(shape.required_members) | {step} | (set(value) if shape.metadata.get("union") else set())
+        return {name: skeleton(shape.members[name], item, rest if name == step else ())
+                for name, item in value.items() if name in wanted}
+    if shape.type_name == "list":
+        return [skeleton(shape.member, item, rest if index == step else ()) for index, item in enumerate(value)]
+    if shape.type_name == "map":
+        return {key: skeleton(shape.value, item, rest if key == step else ()) for key, item in value.items()}
+    return value
+
+
+def _where(path) -> str:
+    return ".".join(str(step) for step in path)
+
+
+def _mutation(kind, targets, rng):
+    """(path, new value) for one target the mutation applies to, or None."""
+    options = [(path, MUTATIONS[kind](member, rng)) for path, member in targets]
+    options = [(path, new) for path, new in options if new is not None]
+    return rng.choice(options) if options else None
+
+
+def cases_for(service: str, operation: str, rng: random.Random) -> list[Case]:
+    """Each case is the operation's required members with one thing wrong; the member it breaks may be optional."""
+    shape = models.operation(service, operation).input_shape
+    if shape is None:
+        return [Case(service, operation, "no input", "", {})]
+    full = valid_value(shape)
+    targets = [(path, member) for path, member in members(shape, full) if path]
+    required = _required_paths(shape, full)
+    cases = []
+    for kind in ROTATION[:CASES_PER_OPERATION]:
+        if kind == "missing required" and required:
+            path = rng.choice(required)
+            params = replaced(skeleton(shape, full, path), path, _DROP)
+        else:
+            if kind == "missing required":
+                kind = "odd text"
+            found = _mutation(kind, targets, rng) or _mutation("wrong type", targets, rng)
+            if found is None:
+                continue
+            path, new = found
+            params = replaced(skeleton(shape, full, path), path, new)
+        if (service, operation) in STARTS_WORK:
+            # Also leave out a top-level required member the mutation did not touch: the request is refused
+            # before any handler runs, and so can never start work.
+            untouched = [name for name in shape.required_members if name != path[0]]
+            if not untouched:
+                continue
+            params = {name: value for name, value in params.items() if name != untouched[0]}
+        cases.append(Case(service, operation, kind, _where(path), params))
+    return cases
+
+
+# -- raw requests: what no serializer writes ---------------------------------------------------------------------
+
+
+MARK = "FUZZLABEL"
+
+
+def _raw_base(service: str, operation: str):
+    """The request botocore writes for a valid-looking input, its URI labels set to a marker."""
+    model = models.service_model(service)
+    op = model.operation_model(operation)
+    params = valid_value(op.input_shape) if op.input_shape is not None else {}
+    labels = []
+    for name, member in (op.input_shape.members.items() if op.input_shape is not None else ()):
+        if member.serialization.get("location") == "uri":
+            params[name] = f"{MARK}{len(labels)}"
+            labels.append(name)
+    request = serialize.create_serializer(model.protocol, include_validation=False).serialize_to_request(params, op)
+    prepare_request_dict(request, endpoint_url="http://fuzz")
+    url = urlsplit(request["url"])
+    path = url.path + (f"?{url.query}" if url.query else "")
+    body = request["body"]
+    if isinstance(body, dict):
+        body = "&".join(f"{quote(k)}={quote(str(v))}" for k, v in body.items())
+    body = body.encode() if isinstance(body, str) else (body if isinstance(body, bytes) else b"")
+    headers = {k: v for k, v in request["headers"].items() if k.lower() not in ("content-length", "content-md5")}
+    return model, request["method"], path, body, headers, labels
+
+
+def raw_cases(service: str, operation: str, rng: random.Random) -> list[tuple[str, str, str, bytes, dict]]:
+    model, method, path, body, headers, labels = _raw_base(service, operation)
+    protocol = model.protocol
+    found = []
+    for index, _ in enumerate(labels):
+        marker = f"{MARK}{index}"
+        found.append(("invalid UTF-8 in a URI label", method, path.replace(marker, "a%FF%FEb"), body, headers))
+        found.append(("%00 in a URI label", method, path.replace(marker, "a%00b"), body, headers))
+    clean = re.sub(MARK + r"\d+", "label", path)
+    separator = "&" if "?" in clean else "?"
+    found.append(("invalid UTF-8 in the query string", method, f"{clean}{separator}x=%FF%FE&Action=%C0%80",
+                  body, headers))
+    if protocol in ("json", "rest-json") and method in ("POST", "PUT", "PATCH"):
+        for name, bad in [("truncated JSON", b'{"a": '), ("invalid UTF-8 in JSON", b'{"a": "\xff\xfe"}'),
+                          ("JSON nested 100000 deep", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+                          ("a JSON array for a body", b"[1, 2, 3]"), ("a JSON string for a body", b'"text"'),
+                          ("a huge JSON number", b'{"a": 1' + b"0" * 5000 + b"}"),
+                          ("NaN and Infinity", b'{"a": NaN, "b": Infinity}')]:
+            found.append((name, method, clean, bad, headers))
+    if protocol == "query":
+        for name, bad in [("invalid UTF-8 bytes in a form", body + b"&RoleName=\xff\xfe"),
+                          ("invalid UTF-8 percent-encoding in a form", body + b"&RoleName=%FF%FE&Path=%C0%AF"),
+                          ("%00 in a form field", body + b"&RoleName=a%00b&Description=%00"),
+                          ("a deep form key", body + b"&" + b".member.1" * 2000 + b"=x")]:
+            found.append((name, method, clean, bad, headers))
+    if protocol == "rest-xml" and body.startswith(b"<"):
+        for name, bad in [("malformed XML", b"<Delete><Object>"), ("XML nested 100000 deep",
+                                                                   b"<a>" * 100_000 + b"</a>" * 100_000),
+                          ("an XML entity", b'<!DOCTYPE d [<!ENTITY e "x">]><Delete>&e;</Delete>'),
+                          ("invalid UTF-8 in XML", b"<Tagging><TagSet><Tag><Key>\xff</Key></Tag></TagSet></Tagging>"),
+                          ("an XML character reference to NUL", b"<Tagging><TagSet><Tag><Key>&#0;</Key>"
+                                                                b"<Value>v</Value></Tag></TagSet></Tagging>")]:
+            found.append((name, method, clean, bad, headers))
+    rng.shuffle(found)
+    return found[:RAW_CASES_PER_OPERATION]
+
+
+# -- sending ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: Counter
+    unsendable: Counter  # cases the client itself refused to write (they never reach the server)
+    failures: list[str]
+
+
+def _consume(response: dict) -> None:
+    """Read what a streaming output carries, so a failure inside the stream is seen too."""
+    for value in response.values():
+        if hasattr(value, "read"):
+            value.read()
+        elif hasattr(value, "__iter__") and type(value).__name__ == "EventStream":
+            for _ in value:
+                pass
+
+
+def server_fault(status: int, code: str | None) -> bool:
+    """A 5xx, save S3's 501 NotImplemented: its documented answer to a header asking for what it does not
+    offer (KMS encryption, Object Lock), which clients do not retry."""
+    return status >= 500 and not (status == 501 and code == "NotImplemented")
+
+
+def send_case(client, case: Case, tally: Tally) -> None:
+    method = getattr(client, xform_name(case.operation))
+    try:
+        _consume(method(**case.params))
+        tally.sent["2xx"] += 1
+    except ClientError as err:
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = err.response.get("Error", {}).get("Code")
+        tally.sent[f"{status // 100}xx"] += 1
+        if server_fault(status, code) or not code:
+            tally.failures.append(f"{case}: HTTP {status} {code}: {err}")
+    except (HTTPClientError, ResponseStreamingError, IncompleteReadError) as err:
+        tally.failures.append(f"{case}: connection dropped or timed out: {err!r}")
+    except ResponseParserError as err:
+        tally.failures.append(f"{case}: the response is not in the service's shape: {err}")
+    except (BotoCoreError, KeyError, ValueError, TypeError, AttributeError) as err:
+        tally.unsendable[type(err).__name__] += 1
+
+
+_http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=60))
+
+
+def send_raw(server, service: str, operation: str, raw, tally: Tally) -> None:
+    name, method, path, body, headers = raw
+    model = models.service_model(service)
+    signing_name = model.metadata.get("signingName", model.endpoint_prefix)
+    auth = S3SigV4Auth if service == "s3" else SigV4Auth
+    label = f"{service}.{operation} [raw: {name}]"
+    try:
+        status, response_headers, data = rawclient.send(server.endpoint, method, path, service=signing_name,
+                                                        credentials=server.credentials(), body=body,
+                                                        headers=headers, auth=auth)
+    except urllib3.exceptions.HTTPError as err:
+        tally.failures.append(f"{label}: connection dropped or timed out: {err!r}")
+        return
+    tally.sent[f"{status // 100}xx"] += 1
+    if status < 400 or method == "HEAD":
+        return
+    try:
+        code = parsers.create_parser(model.protocol).parse(
+            {"status_code": status, "headers": response_headers, "body": data},
+            model.operation_model(operation).output_shape).get("Error", {}).get("Code")
+    except ResponseParserError:
+        code = None
+    if server_fault(status, code) or not code:
+        tally.failures.append(f"{label}: HTTP {status} {code}: {data[:300]!r}")
+
+
+def run_corpus(server) -> Tally:
+    rng = random.Random(SEED)
+    tally = Tally(Counter(), Counter(), [])
+    clients = {}
+    for service, operation in served_operations():
+        if service not in clients:
+            clients[service] = server.client(service, parameter_validation=False, read_timeout=60,
+                                             connect_timeout=5)
+        for case in cases_for(service, operation, rng):
+            send_case(clients[service], case, tally)
+        for raw in raw_cases(service, operation, rng):
+            send_raw(server, service, operation, raw, tally)
+    return tally
+
+
+def _report(database: str, tally: Tally) -> str:
+    lines = [f"fuzz corpus on {database}: {len(served_operations())} operations, "
+             f"responses {dict(sorted(tally.sent.items()))}, not sendable by the client "
+             f"{dict(tally.unsendable) or 0}, failures {len(tally.failures)}"]
+    lines += tally.failures
+    return "\n".join(lines)
+
+
+@pytest.fixture(params=["SQLite", "PostgreSQL"])
+def any_server(request, tmp_path):
+    if request.param == "SQLite":
+        yield request.getfixturevalue("server")
+        return
+    postgres_url = request.getfixturevalue("postgres_url")
+    server = ServerProcess(tmp_path / "data", extra_args=["--database-url", postgres_url],
+                           env={"JOBFORGE_ENGINE_TEST_CATEGORY": TEST_CATEGORY}).start()
+    yield server
+    server.stop()
+
+
+def test_fuzz_corpus(any_server, request):
+    tally = run_corpus(any_server)
+    report = _report(request.node.callspec.params["any_server"], tally)
+    print(report)
+    assert not tally.failures, report
+
+
+# -- text no store can keep, refused by member name ---------------------------------------------------------------
+
+
+def _refusal(call):
+    with pytest.raises(ClientError) as err:
+        call()
+    return err.value.response["ResponseMetadata"]["HTTPStatusCode"], err.value.response["Error"]
+
+
+REFUSALS = [  # (service, client method, params, the member named in the refusal, what is wrong with it)
+    ("logs", "get_query_results", {"queryId": "\ud800x"}, "queryId", "surrogate"),
+    ("logs", "get_query_results", {"queryId": "a\x00b"}, "queryId", "NUL"),
+    ("sagemaker", "describe_job", {"JobName": "x\udc00", "JobCategory": TEST_CATEGORY}, "jobName", "surrogate"),
+    ("braket", "create_quantum_task", {
+        "clientToken": "\ud800x", "deviceArn": "arn:aws:braket:::device/quantum-simulator/amazon/sv1",
+        "outputS3Bucket": "amzn-braket-results", "outputS3KeyPrefix": "tasks", "shots": 10, "action": "{}"},
+     "clientToken", "surrogate"),
+    ("braket", "get_job", {"jobArn": "arn:aws:braket:us-east-1:123456789012:job/a\x00b"}, "jobArn", "NUL"),
+    ("braket", "get_quantum_task", {"quantumTaskArn": "arn:aws:braket:us-east-1:123456789012:quantum-task/a\x00b"},
+     "quantumTaskArn", "NUL"),
+    ("bedrock", "put_model_invocation_logging_configuration",
+     {"loggingConfig": {"s3Config": {"bucketName": "a\x00b"}}}, "loggingConfig.s3Config.bucketName", "NUL"),
+    ("iam", "get_role", {"RoleName": "a\x00b"}, "roleName", "NUL"),
+    ("s3", "get_object", {"Bucket": "any-bucket", "Key": "a\x00b"}, "key", "NUL"),
+]
+WORDING = {"NUL": "Member must not contain the NUL character",
+           "surrogate": "Member must be valid Unicode text (invalid UTF-8 or an unpaired surrogate)"}
+
+
+def test_unstorable_text_is_refused_by_member(any_server):
+    """NUL (PostgreSQL text cannot hold it) and unpaired surrogates (no UTF-8 form) never reach a store:
+    the real client's request is refused with the protocol's validation code, naming the member."""
+    for service, operation, params, member, problem in REFUSALS:
+        status, error = _refusal(lambda: getattr(any_server.client(service), operation)(**params))
+        protocol = models.service_model(service).protocol
+        expected = {"query": "ValidationError", "rest-xml": "InvalidArgument"}.get(protocol, "ValidationException")
+        assert (status, error["Code"]) == (400, expected), (operation, error)
+        assert f"at '{member}' failed to satisfy constraint: {WORDING[problem]}" in error["Message"], error
+    status, _, body = rawclient.send(any_server.endpoint, "GET", "/quantum-task/a%FF%FEb", service="braket",
+                                     credentials=any_server.credentials())
+    error = json.loads(body)
+    assert (status, error["__type"]) == (400, "ValidationException")
+    assert f"Value 'a\\udcff\\udcfeb' at 'quantumTaskArn' failed to satisfy constraint: {WORDING['surrogate']}" \
+        in error["message"]
+
+
+def test_echoed_values_are_printable_in_every_protocol(server):
+    """A refused value comes back with its control, format and non-characters escaped: the XML of the
+    query protocol stays well-formed and a right-to-left override cannot reorder the message."""
+    status, error = _refusal(lambda: server.client("iam").get_role(RoleName="\u202eevil\uffff\x07"))
+    assert (status, error["Code"]) == (400, "ValidationError")
+    assert "Value '\\u202eevil\\uffff\\u0007' at 'roleName'" in error["Message"]
