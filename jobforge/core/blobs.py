@@ -5,6 +5,10 @@ fsynced); ``commit`` makes it a blob. Nothing refers to a blob until the
 index row naming it is committed, so a crash at any instant leaves at most an
 unreferenced file, never a visible partial object. Two backends: a local
 directory (the default) and any S3 endpoint through boto3.
+
+Bytes are read through an open blob (``open``): a blob deleted while it is
+open stays readable until it is closed, so a download that has started
+returns the whole object even if its key is overwritten or deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
+import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -128,26 +133,47 @@ class LocalBlobs:
         _fsync_dir(target.parent)
         return blob
 
-    def read(self, blob: str, start: int, length: int) -> Iterator[bytes]:
-        with open(self.path(blob), "rb") as handle:
-            handle.seek(start)
-            while length > 0:
-                chunk = handle.read(min(READ_CHUNK, length))
-                if not chunk:
-                    raise OSError(f"Blob {blob} is shorter than recorded")
-                length -= len(chunk)
-                yield chunk
-
-    def copy(self, blob: str) -> str:
-        staged = self.tmp / uuid.uuid4().hex
-        try:
-            os.link(self.path(blob), staged)  # blobs never change, so sharing the inode is safe
-        except OSError:
-            shutil.copyfile(self.path(blob), staged)
-        return self.commit(staged)
+    def open(self, blob: str) -> "OpenFile":
+        """The blob held open (FileNotFoundError once it is deleted)."""
+        return OpenFile(self, blob)
 
     def delete(self, blob: str) -> None:
+        # An open blob keeps its bytes: POSIX frees an unlinked file's data when its last descriptor closes.
         self.path(blob).unlink(missing_ok=True)
+
+
+class OpenFile:
+    """A local blob held by an open descriptor, readable until closed even if the blob is deleted."""
+
+    def __init__(self, blobs: LocalBlobs, blob: str):
+        self.blobs = blobs
+        self.blob = blob
+        self.fd = os.open(blobs.path(blob), os.O_RDONLY)
+
+    def read(self, start: int, length: int) -> Iterator[bytes]:
+        while length > 0:
+            chunk = os.pread(self.fd, min(READ_CHUNK, length), start)  # no shared offset: reads may interleave
+            if not chunk:
+                raise OSError(f"Blob {self.blob} is shorter than recorded")
+            start += len(chunk)
+            length -= len(chunk)
+            yield chunk
+
+    def copy(self) -> str:
+        """A new blob with the same bytes: a hard link (blobs never change), or a copy once this one is deleted."""
+        staged = self.blobs.tmp / uuid.uuid4().hex
+        try:
+            os.link(self.blobs.path(self.blob), staged)
+        except OSError:
+            with open(staged, "wb") as target:
+                for chunk in self.read(0, os.fstat(self.fd).st_size):
+                    target.write(chunk)
+                target.flush()
+                os.fsync(target.fileno())
+        return self.blobs.commit(staged)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class S3Blobs:
@@ -178,6 +204,11 @@ class S3Blobs:
                                               multipart_chunksize=64 * 1024 * 1024)
         self.tmp = Path(tmp_root) / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        # An object in another store has no descriptor to hold: deleting a blob that is open waits for its
+        # last reader (a crash before then leaves an unreferenced blob, as an interrupted upload does).
+        self._lock = threading.Lock()
+        self._readers: Counter[str] = Counter()
+        self._deleted_while_open: set[str] = set()
 
     def sweep_staging(self) -> None:
         for stale in self.tmp.iterdir():
@@ -197,24 +228,56 @@ class S3Blobs:
             staged.unlink(missing_ok=True)
         return blob
 
-    def read(self, blob: str, start: int, length: int) -> Iterator[bytes]:
+    def open(self, blob: str) -> "PinnedBlob":
+        with self._lock:
+            self._readers[blob] += 1
+        return PinnedBlob(self, blob)
+
+    def release(self, blob: str) -> None:
+        """One reader of the blob is done; the last one deletes it if it was deleted while open."""
+        with self._lock:
+            self._readers[blob] -= 1
+            if self._readers[blob] > 0:
+                return
+            del self._readers[blob]
+            if blob not in self._deleted_while_open:
+                return
+            self._deleted_while_open.discard(blob)
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(blob))
+
+    def delete(self, blob: str) -> None:
+        with self._lock:
+            if self._readers[blob] > 0:
+                self._deleted_while_open.add(blob)
+                return
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(blob))
+
+
+class PinnedBlob:
+    """A blob of an external store held by this server: not deleted until closed."""
+
+    def __init__(self, blobs: S3Blobs, blob: str):
+        self.blobs = blobs
+        self.blob = blob
+
+    def read(self, start: int, length: int) -> Iterator[bytes]:
         if length <= 0:
             return
-        body = self.client.get_object(Bucket=self.bucket, Key=self._key(blob),
-                                      Range=f"bytes={start}-{start + length - 1}")["Body"]
+        body = self.blobs.client.get_object(Bucket=self.blobs.bucket, Key=self.blobs._key(self.blob),
+                                            Range=f"bytes={start}-{start + length - 1}")["Body"]
         try:
             yield from body.iter_chunks(READ_CHUNK)
         finally:
             body.close()
 
-    def copy(self, blob: str) -> str:
+    def copy(self) -> str:
         new = uuid.uuid4().hex
-        self.client.copy({"Bucket": self.bucket, "Key": self._key(blob)}, self.bucket, self._key(new),
-                         Config=self.transfer_config)
+        self.blobs.client.copy({"Bucket": self.blobs.bucket, "Key": self.blobs._key(self.blob)}, self.blobs.bucket,
+                               self.blobs._key(new), Config=self.blobs.transfer_config)
         return new
 
-    def delete(self, blob: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(blob))
+    def close(self) -> None:
+        self.blobs.release(self.blob)
 
 
 def open_blobs(object_store: str | None, data_dir: Path):

@@ -3,8 +3,10 @@
 The index (bucket ownership, keys, ETags, checksums, headers) lives in the
 database; bytes live in blobs (``jobforge.core.blobs``). An object becomes
 visible when its index row commits, after its blobs are durable; blobs it
-replaced are deleted after that commit. Every bucket belongs to one account
-and only that account may use it.
+replaced are deleted after that commit. A reader holds the blobs of the
+version it opened (``open``), so it reads that version whole whatever
+happens to the key meanwhile. Every bucket belongs to one account and only
+that account may use it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -31,6 +34,7 @@ from jobforge.core.store import reading
 MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10000
+OPEN_ATTEMPTS = 10  # a key rewritten between reading its row and opening its blobs is looked up again
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
@@ -46,6 +50,16 @@ def no_such_key(key: str) -> ServiceError:
 def no_such_upload(upload_id: str) -> ServiceError:
     return ServiceError("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the "
                         "upload may have been aborted or completed.", 404, UploadId=upload_id)
+
+
+def malformed_xml() -> ServiceError:
+    return ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate against our "
+                        "published schema", 400)
+
+
+def precondition_failed(**fields) -> ServiceError:
+    return ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
+                        **fields)
 
 
 def valid_bucket_name(name: str) -> bool:
@@ -108,6 +122,56 @@ class ObjectInfo:
             raise ServiceError("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
         start = sum(size for _, size in self.segments[:part_number - 1])
         return start, self.segments[part_number - 1][1]
+
+
+def _close_all(handles: list) -> None:
+    for handle in handles:
+        handle.close()
+
+
+class OpenObject:
+    """One version of an object held for reading: its blobs stay readable until ``close``."""
+
+    def __init__(self, info: ObjectInfo, handles: list):
+        self.info = info
+        self._handles = handles
+        # Closed once: by close(), or when dropped unclosed (a response that was never sent).
+        self._closer = weakref.finalize(self, _close_all, handles)
+
+    def read(self, start: int, length: int) -> Iterator[bytes]:
+        """The bytes [start, start + length) of the object, across its segments."""
+        offset = 0
+        for handle, (_, size) in zip(self._handles, self.info.segments):
+            if length <= 0:
+                return
+            if start < offset + size:
+                begin = max(start - offset, 0)
+                take = min(size - begin, length)
+                yield from handle.read(begin, take)
+                length -= take
+                start = offset + begin + take
+            offset += size
+
+    def digest(self, algorithm: str) -> str:
+        """The checksum of the object's bytes, read back from its blobs."""
+        digest = checksums.new(algorithm)
+        for chunk in self.read(0, self.info.size):
+            digest.update(chunk)
+        return digest.b64digest()
+
+    def copied_segments(self) -> Iterator[list]:
+        """New blobs with the object's bytes, one [blob, size] per segment."""
+        for handle, (_, size) in zip(self._handles, self.info.segments):
+            yield [handle.copy(), size]
+
+    def close(self) -> None:
+        self._closer()
+
+    def __enter__(self) -> "OpenObject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -224,19 +288,40 @@ class ObjectStore:
             raise no_such_key(key)
         return ObjectInfo.from_row(row)
 
+    def open(self, account_id: str, bucket: str, key: str) -> OpenObject:
+        """The object's current version, held for reading (close it, or use it as a context manager)."""
+        for _ in range(OPEN_ATTEMPTS):
+            info = self.head(account_id, bucket, key)
+            try:
+                held = self._hold(info)
+            except FileNotFoundError:
+                continue  # deleted after its row was read: the key has a newer version, or none
+            # A blob is deleted only after the row naming it is gone, so one still named now was held in time.
+            if self._segments_of(bucket, key) == info.segments:
+                return held
+            held.close()
+        raise ServiceError("SlowDown", "Please reduce your request rate.", 503)
+
+    def _hold(self, info: ObjectInfo) -> OpenObject:
+        """The blobs of the version info describes, opened (FileNotFoundError once one is deleted)."""
+        handles = []
+        try:
+            for blob, _ in info.segments:
+                handles.append(self.blobs.open(blob))
+        except BaseException:
+            _close_all(handles)
+            raise
+        return OpenObject(info, handles)
+
+    def _segments_of(self, bucket: str, key: str) -> list | None:
+        with reading(self.engine) as conn:
+            return conn.execute(sa.select(s3_objects.c.segments).where(s3_objects.c.bucket == bucket,
+                                                                        s3_objects.c.key == key)).scalar()
+
     def read(self, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
-        """The bytes [start, start + length) of an object, across its segments."""
-        offset = 0
-        for blob, size in info.segments:
-            if length <= 0:
-                return
-            if start < offset + size:
-                begin = max(start - offset, 0)
-                take = min(size - begin, length)
-                yield from self.blobs.read(blob, begin, take)
-                length -= take
-                start = offset + begin + take
-            offset += size
+        """The bytes [start, start + length) of the version info describes, held from the first chunk."""
+        with self._hold(info) as held:
+            yield from held.read(start, length)
 
     @contextlib.contextmanager
     def staged(self, chunks: Iterable[bytes], algorithms=()) -> Iterator[StagedBody]:
@@ -291,52 +376,59 @@ class ObjectStore:
             return [blob for blob, _ in old.segments]
 
     @staticmethod
+    def _delete_conditions(old, key: str, if_match: str | None, if_modified_at, if_size: int | None) -> None:
+        if old is None:
+            raise no_such_key(key)
+        if (if_match is not None and not _etag_matches(if_match, old.etag)) \
+                or (if_modified_at is not None and int(old.last_modified) != int(if_modified_at.timestamp())) \
+                or (if_size is not None and old.size != if_size):
+            raise precondition_failed()
+
+    @staticmethod
     def _write_conditions(old, key: str, if_match: str | None, if_none_match: str | None) -> None:
         if if_none_match is not None and old is not None and _etag_matches(if_none_match, old.etag):
-            raise ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
-                               412, Condition="If-None-Match")
+            raise precondition_failed(Condition="If-None-Match")
         if if_match is not None:
             if old is None:
                 raise no_such_key(key)
             if not _etag_matches(if_match, old.etag):
-                raise ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not "
-                                   "hold", 412, Condition="If-Match")
+                raise precondition_failed(Condition="If-Match")
 
-    def delete(self, account_id: str, bucket: str, key: str) -> bool:
-        """Remove an object; whether it existed (deleting a missing key is not an error in S3)."""
+    def delete(self, account_id: str, bucket: str, key: str, *, if_match: str | None = None,
+               if_modified_at=None, if_size: int | None = None) -> bool:
+        """Remove an object; whether it existed (deleting a missing key is not an error in S3).
+
+        A conditional delete (ETag, last-modified time as a datetime, size) removes only the version it names.
+        """
+        conditions = (if_match, if_modified_at, if_size)
         with self.engine.begin() as conn:
             self.bucket(account_id, bucket, conn)
             where = (s3_objects.c.bucket == bucket, s3_objects.c.key == key)
-            old = conn.execute(sa.select(s3_objects.c.segments).where(*where)).first()
+            old = conn.execute(sa.select(s3_objects).where(*where)).first()
+            if conditions != (None, None, None):
+                self._delete_conditions(old, key, *conditions)
             if old is None:
                 return False
             conn.execute(s3_objects.delete().where(*where))
         self._delete_blobs([blob for blob, _ in old.segments])
         return True
 
-    def digest(self, info: ObjectInfo, algorithm: str) -> str:
-        """The checksum of a stored object's bytes, read back from its blobs."""
-        digest = checksums.new(algorithm)
-        for chunk in self.read(info, 0, info.size):
-            digest.update(chunk)
-        return digest.b64digest()
-
-    def copy(self, account_id: str, source: ObjectInfo, bucket: str, key: str, *, headers: dict,
+    def copy(self, account_id: str, source: OpenObject, bucket: str, key: str, *, headers: dict,
              user_metadata: dict, tags: dict, checksum: dict | None, if_match=None,
              if_none_match=None) -> ObjectInfo:
         check_key(key)
         self.bucket(account_id, bucket)
-        etag = source.etag
+        etag = source.info.etag
         if "-" in etag:  # a multipart source: the copy is one object, and its ETag the MD5 of its bytes
             digest = hashlib.md5(usedforsecurity=False)
-            for chunk in self.read(source, 0, source.size):
+            for chunk in source.read(0, source.info.size):
                 digest.update(chunk)
             etag = digest.hexdigest()
         segments = []
         try:
-            for blob, size in source.segments:
-                segments.append([self.blobs.copy(blob), size])
-            values = dict(bucket=bucket, key=key, size=source.size, etag=etag, segments=segments,
+            for segment in source.copied_segments():
+                segments.append(segment)
+            values = dict(bucket=bucket, key=key, size=source.info.size, etag=etag, segments=segments,
                           headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
                           last_modified=time.time())
             replaced = self._store(account_id, values, if_match, if_none_match)
@@ -468,9 +560,8 @@ class ObjectStore:
 
     def complete(self, account_id: str, bucket: str, key: str, upload_id: str, requested: list[dict], *,
                  whole_checksum: dict | None = None, if_match=None, if_none_match=None) -> ObjectInfo:
-        if not requested:
-            raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate "
-                               "against our published schema", 400)
+        if not requested or any("PartNumber" not in part or "ETag" not in part for part in requested):
+            raise malformed_xml()  # S3's schema requires both in every part (the model does not say so)
         numbers = [part["PartNumber"] for part in requested]
         if numbers != sorted(set(numbers)):
             raise ServiceError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be "
@@ -539,9 +630,11 @@ class ObjectStore:
             value = checksums.composite(algorithm, values)
         return {"algorithm": algorithm, "value": value, "type": upload.checksum_type}
 
-    def abort(self, account_id: str, bucket: str, key: str, upload_id: str) -> None:
+    def abort(self, account_id: str, bucket: str, key: str, upload_id: str, *, if_initiated_at=None) -> None:
         with self.engine.begin() as conn:
-            self.upload(account_id, bucket, key, upload_id, conn)
+            upload = self.upload(account_id, bucket, key, upload_id, conn)
+            if if_initiated_at is not None and int(upload.initiated) != int(if_initiated_at.timestamp()):
+                raise precondition_failed()
             blobs = self._drop_uploads(conn, [upload_id])
         self._delete_blobs(blobs)
 

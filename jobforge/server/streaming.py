@@ -15,7 +15,7 @@ import asyncio
 import base64
 import binascii
 import re
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody, StagingFile
@@ -197,10 +197,15 @@ async def read_all(receive, limit: int) -> bytes:
 
 
 class ThreadedStream:
-    """An async iterator over a blocking iterator of bytes, each step in a worker thread."""
+    """An async iterator over a blocking iterator of bytes, each step in a worker thread.
 
-    def __init__(self, chunks: Iterator[bytes]):
+    ``close`` (if given) releases what the chunks are read from; it runs once the response is sent or
+    abandoned (``aclose``).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None] | None = None):
         self._chunks = chunks
+        self._close = close
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -210,3 +215,8 @@ class ThreadedStream:
         if chunk is None:
             raise StopAsyncIteration
         return chunk
+
+    async def aclose(self) -> None:
+        close, self._close = self._close, None
+        if close is not None:
+            await asyncio.get_running_loop().run_in_executor(None, close)

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from jobforge.api.base import handler
-from jobforge.api.s3.common import owner, store
+from jobforge.api.s3.common import owner, s3_handler, store
 
 LEGACY_REGION = "us-east-1"  # S3 reports it as an empty LocationConstraint
 
 
-@handler("s3", "CreateBucket", blocking=True)
+@s3_handler("CreateBucket")
 def create_bucket(ctx, req):
     region = (req.get("CreateBucketConfiguration") or {}).get("LocationConstraint") or ctx.region
     store(ctx).create_bucket(ctx.account_id, req["Bucket"], region)
     return {"Location": f"/{req['Bucket']}"}
 
 
-@handler("s3", "HeadBucket", blocking=True)
+@s3_handler("HeadBucket")
 def head_bucket(ctx, req):
     row = store(ctx).bucket(ctx.account_id, req["Bucket"])
     return {"BucketRegion": row.region}
 
 
-@handler("s3", "GetBucketLocation", blocking=True)
+@s3_handler("GetBucketLocation")
 def get_bucket_location(ctx, req):
     row = store(ctx).bucket(ctx.account_id, req["Bucket"])
     return {"LocationConstraint": "" if row.region == LEGACY_REGION else row.region}
 
 
-@handler("s3", "ListBuckets", blocking=True)
+@s3_handler("ListBuckets")
 def list_buckets(ctx, req):
     prefix = req.get("Prefix") or ""
     rows = [row for row in store(ctx).list_buckets(ctx.account_id) if row.name.startswith(prefix)]
@@ -36,7 +35,7 @@ def list_buckets(ctx, req):
             "Owner": owner(ctx.account_id), "Prefix": req.get("Prefix")}
 
 
-@handler("s3", "DeleteBucket", blocking=True)
+@s3_handler("DeleteBucket")
 def delete_bucket(ctx, req):
     store(ctx).delete_bucket(ctx.account_id, req["Bucket"])
     return {}

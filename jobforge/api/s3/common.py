@@ -1,10 +1,14 @@
-"""What the S3 handlers share: the store, content headers, owners, checksum members."""
+"""What the S3 handlers share: registration, the store, content headers, owners, checksum members."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from urllib.parse import parse_qsl, quote_plus
 
+from jobforge.api.base import handler
+from jobforge.api.s3.protection import check_protections
 from jobforge.core import checksums
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import ObjectInfo, ObjectStore, object_store, quoted
@@ -20,14 +24,46 @@ READABLE_STORAGE_CLASSES = {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ON
                             "GLACIER_IR"}
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
+REDIRECT_PREFIXES = ("/", "http://", "https://")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def s3_handler(operation: str):
+    """Register an S3 handler (run in a worker thread) behind the protection rules every S3 request meets."""
+
+    def register(fn):
+        @functools.wraps(fn)
+        def checked(ctx, req):
+            check_protections(operation, req, ctx.account_id)
+            return fn(ctx, req)
+
+        return handler("s3", operation, blocking=True)(checked)
+
+    return register
 
 
 def store(ctx) -> ObjectStore:
     return object_store(ctx.settings, ctx.engine)
 
 
+def check_header_value(argument: str, value: str) -> None:
+    """A value the client asks to be sent back as a header: S3 sends Latin-1 text and refuses the rest."""
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ServiceError("InvalidArgument", "Header value cannot be represented using ISO-8859-1.", 400,
+                           ArgumentName=argument, ArgumentValue=value) from None
+    if _CONTROL_CHARACTERS.search(value):
+        raise ServiceError("InvalidArgument", "Header value cannot contain control characters.", 400,
+                           ArgumentName=argument, ArgumentValue=value)
+
+
 def content_headers(req: dict) -> dict:
     headers = {name: req[name] for name in CONTENT_HEADERS if req.get(name) is not None}
+    redirect = headers.get("WebsiteRedirectLocation")
+    if redirect is not None and not redirect.startswith(REDIRECT_PREFIXES):
+        raise ServiceError("InvalidRedirectLocation", "The website redirect location must have a prefix of "
+                           "'http://' or 'https://' or '/'.", 400)
     encoding = [item.strip() for item in headers.get("ContentEncoding", "").split(",")
                 if item.strip() and item.strip() != "aws-chunked"]  # the transfer encoding is not the object's
     if encoding:
@@ -70,17 +106,20 @@ def parse_tagging(text: str | None) -> dict:
     """The x-amz-tagging header: URL-encoded key=value pairs."""
     if not text:
         return {}
-    tags = dict(parse_qsl(text, keep_blank_values=True))
-    check_tags(tags)
-    return tags
+    return tag_dict(parse_qsl(text, keep_blank_values=True))
 
 
-def check_tags(tags: dict) -> None:
+def tag_dict(pairs: list[tuple[str, str]]) -> dict:
+    """An object's tags from (key, value) pairs, as S3 accepts them."""
+    tags = dict(pairs)
+    if len(tags) != len(pairs):
+        raise ServiceError("InvalidTag", "Cannot provide multiple Tags with the same key", 400)
     if len(tags) > MAX_TAGS:
         raise ServiceError("BadRequest", f"Object tags cannot be greater than {MAX_TAGS}", 400)
     for key, value in tags.items():
         if not 1 <= len(key) <= 128 or len(value) > 256:
             raise ServiceError("InvalidTag", "The TagKey you have provided is invalid", 400)
+    return tags
 
 
 def object_headers(info: ObjectInfo, with_checksum: bool) -> dict:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from jobforge.api.base import handler
-from jobforge.api.s3.common import checksum_members, owner, storage_class, store, url_encoded
+from jobforge.api.s3.common import checksum_members, owner, s3_handler, storage_class, store, url_encoded
 from jobforge.core.objects import encode_resume, quoted
 from jobforge.core.errors import ServiceError
 
@@ -29,7 +28,7 @@ def _entry(info, encoding, fetch_owner: bool, account_id: str) -> dict:
     return entry
 
 
-@handler("s3", "ListObjectsV2", blocking=True)
+@s3_handler("ListObjectsV2")
 def list_objects_v2(ctx, req):
     encoding = req.get("EncodingType")
     prefix, delimiter = req.get("Prefix") or "", req.get("Delimiter") or ""
@@ -49,7 +48,7 @@ def list_objects_v2(ctx, req):
     }
 
 
-@handler("s3", "ListObjects", blocking=True)
+@s3_handler("ListObjects")
 def list_objects(ctx, req):
     encoding = req.get("EncodingType")
     prefix, delimiter, marker = req.get("Prefix") or "", req.get("Delimiter") or "", req.get("Marker") or ""

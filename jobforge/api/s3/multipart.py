@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from jobforge.api.base import handler
-from jobforge.api.s3.common import (checksum_members, content_headers, owner, parse_tagging, storage_class, store,
-                                    url_encoded, user_metadata)
+from jobforge.api.s3.common import (checksum_members, content_headers, owner, parse_tagging, s3_handler,
+                                    storage_class, store, url_encoded, user_metadata)
 from jobforge.api.s3.objects import check_read_conditions, copy_range, copy_source
 from jobforge.core import checksums
 from jobforge.core.objects import quoted
@@ -12,7 +11,7 @@ from jobforge.core.objects import quoted
 MAX_LISTED = 1000
 
 
-@handler("s3", "CreateMultipartUpload", blocking=True)
+@s3_handler("CreateMultipartUpload")
 def create_multipart_upload(ctx, req):
     algorithm = checksums.algorithm_of(req["ChecksumAlgorithm"]) if req.get("ChecksumAlgorithm") else None
     upload_id = store(ctx).create_upload(
@@ -34,7 +33,7 @@ def _part_result(part: dict, algorithm: str | None) -> dict:
     return result
 
 
-@handler("s3", "UploadPart", blocking=True)
+@s3_handler("UploadPart")
 def upload_part(ctx, req):
     body = req["Body"]
     try:
@@ -46,22 +45,23 @@ def upload_part(ctx, req):
     return _part_result(part, upload.checksum_algorithm)
 
 
-@handler("s3", "UploadPartCopy", blocking=True)
+@s3_handler("UploadPartCopy")
 def upload_part_copy(ctx, req):
     objects = store(ctx)
     upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
-    source = copy_source(ctx, req["CopySource"])
-    check_read_conditions(source, req, prefix="CopySource")
-    selected = copy_range(req.get("CopySourceRange"), source.size)
     algorithms = [upload.checksum_algorithm or checksums.DEFAULT]
-    with objects.staged(objects.read(source, *selected), algorithms) as body:
-        part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
+    with copy_source(ctx, req["CopySource"]) as source:
+        check_read_conditions(source.info, req, prefix="CopySource")
+        selected = copy_range(req.get("CopySourceRange"), source.info.size)
+        with objects.staged(source.read(*selected), algorithms) as body:
+            part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"],
+                                    body)
     result = _part_result(part, upload.checksum_algorithm)
     result["LastModified"] = part["last_modified"]
     return {"CopyPartResult": result}
 
 
-@handler("s3", "CompleteMultipartUpload", blocking=True)
+@s3_handler("CompleteMultipartUpload")
 def complete_multipart_upload(ctx, req):
     parts = (req.get("MultipartUpload") or {}).get("Parts") or []
     whole = {algorithm: req[checksums.member(algorithm)] for algorithm in checksums.ALGORITHMS
@@ -73,13 +73,14 @@ def complete_multipart_upload(ctx, req):
             "ETag": quoted(info.etag), **checksum_members(info.checksum)}
 
 
-@handler("s3", "AbortMultipartUpload", blocking=True)
+@s3_handler("AbortMultipartUpload")
 def abort_multipart_upload(ctx, req):
-    store(ctx).abort(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+    store(ctx).abort(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"],
+                     if_initiated_at=req.get("IfMatchInitiatedTime"))
     return {}
 
 
-@handler("s3", "ListParts", blocking=True)
+@s3_handler("ListParts")
 def list_parts(ctx, req):
     objects = store(ctx)
     upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
@@ -103,7 +104,7 @@ def list_parts(ctx, req):
             "ChecksumType": upload.checksum_type}
 
 
-@handler("s3", "ListMultipartUploads", blocking=True)
+@s3_handler("ListMultipartUploads")
 def list_multipart_uploads(ctx, req):
     encoding = req.get("EncodingType")
     limit = min(max(req.get("MaxUploads", MAX_LISTED), 0), MAX_LISTED)

@@ -7,19 +7,22 @@ import re
 from email.utils import formatdate
 from urllib.parse import unquote
 
-from jobforge.api.base import handler
-from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_tags, checksum_members, content_headers,
-                                    object_headers, parse_tagging, store, user_metadata)
+from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_header_value, checksum_members, content_headers,
+                                    object_headers, parse_tagging, s3_handler, store, tag_dict, user_metadata)
 from jobforge.core import checksums
 from jobforge.core.errors import ServiceError
-from jobforge.core.objects import ObjectInfo, quoted
+from jobforge.core.objects import ObjectInfo, OpenObject, malformed_xml, quoted
 from jobforge.server.streaming import ThreadedStream
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
-RESPONSE_OVERRIDES = {"ResponseContentType": "ContentType", "ResponseContentDisposition": "ContentDisposition",
-                      "ResponseContentEncoding": "ContentEncoding", "ResponseContentLanguage": "ContentLanguage",
-                      "ResponseCacheControl": "CacheControl", "ResponseExpires": "Expires"}
+# Query parameter member → (the header it replaces, the parameter's name).
+RESPONSE_OVERRIDES = {"ResponseContentType": ("ContentType", "response-content-type"),
+                      "ResponseContentDisposition": ("ContentDisposition", "response-content-disposition"),
+                      "ResponseContentEncoding": ("ContentEncoding", "response-content-encoding"),
+                      "ResponseContentLanguage": ("ContentLanguage", "response-content-language"),
+                      "ResponseCacheControl": ("CacheControl", "response-cache-control"),
+                      "ResponseExpires": ("Expires", "response-expires")}
 MAX_DELETE = 1000
 
 
@@ -87,11 +90,24 @@ def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None
         raise not_modified
 
 
-def _read_view(ctx, req) -> tuple[ObjectInfo, dict, tuple[int, int] | None]:
-    part = req.get("PartNumber")
-    if part is not None and req.get("Range") is not None:
+def _read_overrides(req: dict) -> dict:
+    """The headers a GET or HEAD's response-* parameters replace, each a value a header can carry."""
+    if req.get("PartNumber") is not None and req.get("Range") is not None:
         raise ServiceError("InvalidRequest", "Cannot specify both Range header and partNumber query parameter", 400)
-    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
+    out = {}
+    for member, (name, parameter) in RESPONSE_OVERRIDES.items():
+        value = req.get(member)
+        if value is None:
+            continue
+        if isinstance(value, str):  # response-expires is a timestamp, written by the server
+            check_header_value(parameter, value)
+        out[name] = value
+    return out
+
+
+def _read_view(info: ObjectInfo, req: dict, overrides: dict) -> tuple[dict, tuple[int, int]]:
+    """The response members describing the bytes asked for, and (start, length) of those bytes."""
+    part = req.get("PartNumber")
     check_read_conditions(info, req)
     if part is not None:
         selected = info.part_range(part)
@@ -103,25 +119,31 @@ def _read_view(ctx, req) -> tuple[ObjectInfo, dict, tuple[int, int] | None]:
     out["ContentLength"] = length
     if selected is not None and not (part is not None and info.parts_count is None):
         out["ContentRange"] = f"bytes {start}-{start + length - 1}/{info.size}"
-    for override, name in RESPONSE_OVERRIDES.items():
-        if req.get(override) is not None:
-            out[name] = req[override]
-    return info, out, (start, length)
+    out.update(overrides)
+    return out, (start, length)
 
 
-@handler("s3", "GetObject", blocking=True)
+@s3_handler("GetObject")
 def get_object(ctx, req):
-    info, out, (start, length) = _read_view(ctx, req)
-    out["Body"] = ThreadedStream(store(ctx).read(info, start, length))
+    overrides = _read_overrides(req)
+    opened = store(ctx).open(ctx.account_id, req["Bucket"], req["Key"])
+    try:
+        out, (start, length) = _read_view(opened.info, req, overrides)
+    except BaseException:
+        opened.close()
+        raise
+    # The stream holds the version it started with: an overwrite or delete meanwhile does not cut it short.
+    out["Body"] = ThreadedStream(opened.read(start, length), close=opened.close)
     return out
 
 
-@handler("s3", "HeadObject", blocking=True)
+@s3_handler("HeadObject")
 def head_object(ctx, req):
-    return _read_view(ctx, req)[1]
+    overrides = _read_overrides(req)
+    return _read_view(store(ctx).head(ctx.account_id, req["Bucket"], req["Key"]), req, overrides)[0]
 
 
-@handler("s3", "PutObject", blocking=True)
+@s3_handler("PutObject")
 def put_object(ctx, req):
     body = req["Body"]
     try:
@@ -134,53 +156,66 @@ def put_object(ctx, req):
     return {"ETag": quoted(info.etag), "Size": info.size, **checksum_members(info.checksum)}
 
 
-@handler("s3", "DeleteObject", blocking=True)
+@s3_handler("DeleteObject")
 def delete_object(ctx, req):
-    store(ctx).delete(ctx.account_id, req["Bucket"], req["Key"])
+    store(ctx).delete(ctx.account_id, req["Bucket"], req["Key"], if_match=req.get("IfMatch"),
+                      if_modified_at=req.get("IfMatchLastModifiedTime"), if_size=req.get("IfMatchSize"))
     return {}
 
 
-@handler("s3", "DeleteObjects", blocking=True)
+@s3_handler("DeleteObjects")
 def delete_objects(ctx, req):
     request = req["Delete"]
     objects = request.get("Objects") or []
     if len(objects) > MAX_DELETE:
-        raise ServiceError("MalformedXML", f"At most {MAX_DELETE} keys can be deleted in one request", 400)
+        raise malformed_xml()
     objects_store = store(ctx)
     objects_store.bucket(ctx.account_id, req["Bucket"])
     deleted, errors = [], []
     for item in objects:
         try:
-            objects_store.delete(ctx.account_id, req["Bucket"], item["Key"])
+            objects_store.delete(ctx.account_id, req["Bucket"], item["Key"], if_match=item.get("ETag"),
+                                 if_modified_at=item.get("LastModifiedTime"), if_size=item.get("Size"))
             deleted.append({"Key": item["Key"]})
         except ServiceError as err:
             errors.append({"Key": item["Key"], "Code": err.code, "Message": err.message})
     return {"Deleted": None if request.get("Quiet") else deleted or None, "Errors": errors or None}
 
 
-def copy_source(ctx, header: str) -> ObjectInfo:
-    """The object named by x-amz-copy-source ("bucket/key", URL-encoded, optionally "?versionId=…")."""
+def copy_source(ctx, header: str) -> OpenObject:
+    """The object named by x-amz-copy-source ("bucket/key", URL-encoded, optionally "?versionId=…"), held open."""
     path = unquote(header.partition("?versionId=")[0]).lstrip("/")
     bucket, _, key = path.partition("/")
     if not bucket or not key:
         raise ServiceError("InvalidArgument", "Copy Source must mention the source bucket and key: "
                            "sourcebucket/sourcekey", 400)
-    return store(ctx).head(ctx.account_id, bucket, key)
+    return store(ctx).open(ctx.account_id, bucket, key)
 
 
-def _copy_checksum(ctx, source: ObjectInfo, req: dict) -> dict | None:
+def _copy_checksum(source: OpenObject, req: dict) -> dict | None:
     """The source's checksum, or a full-object checksum of the algorithm the copy asks for, over the data."""
+    checksum = source.info.checksum
     if not req.get("ChecksumAlgorithm"):
-        return source.checksum
+        return checksum
     algorithm = checksums.algorithm_of(req["ChecksumAlgorithm"])
-    if source.checksum and source.checksum["algorithm"] == algorithm and source.checksum["type"] == "FULL_OBJECT":
-        return source.checksum
-    return {"algorithm": algorithm, "value": store(ctx).digest(source, algorithm), "type": "FULL_OBJECT"}
+    if checksum and checksum["algorithm"] == algorithm and checksum["type"] == "FULL_OBJECT":
+        return checksum
+    return {"algorithm": algorithm, "value": source.digest(algorithm), "type": "FULL_OBJECT"}
 
 
-@handler("s3", "CopyObject", blocking=True)
+@s3_handler("CopyObject")
 def copy_object(ctx, req):
-    source = copy_source(ctx, req["CopySource"])
+    with copy_source(ctx, req["CopySource"]) as source:
+        info = _copy(ctx, source, req)
+    result = {"ETag": quoted(info.etag), "LastModified": info.last_modified}
+    if info.checksum:
+        result[checksums.member(info.checksum["algorithm"])] = info.checksum["value"]
+        result["ChecksumType"] = info.checksum["type"]
+    return {"CopyObjectResult": result}
+
+
+def _copy(ctx, opened: OpenObject, req: dict) -> ObjectInfo:
+    source = opened.info
     check_read_conditions(source, req, prefix="CopySource")
     replace = req.get("MetadataDirective", "COPY") == "REPLACE"
     if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and not replace and not req.get("StorageClass"):
@@ -193,31 +228,25 @@ def copy_object(ctx, req):
         headers["StorageClass"] = req["StorageClass"]
     metadata = user_metadata(req) if replace else source.user_metadata
     tags = parse_tagging(req.get("Tagging")) if req.get("TaggingDirective") == "REPLACE" else source.tags
-    info = store(ctx).copy(ctx.account_id, source, req["Bucket"], req["Key"], headers=headers,
-                           user_metadata=metadata, tags=tags, checksum=_copy_checksum(ctx, source, req),
+    return store(ctx).copy(ctx.account_id, opened, req["Bucket"], req["Key"], headers=headers,
+                           user_metadata=metadata, tags=tags, checksum=_copy_checksum(opened, req),
                            if_match=req.get("IfMatch"), if_none_match=req.get("IfNoneMatch"))
-    result = {"ETag": quoted(info.etag), "LastModified": info.last_modified}
-    if info.checksum:
-        result[checksums.member(info.checksum["algorithm"])] = info.checksum["value"]
-        result["ChecksumType"] = info.checksum["type"]
-    return {"CopyObjectResult": result}
 
 
-@handler("s3", "GetObjectTagging", blocking=True)
+@s3_handler("GetObjectTagging")
 def get_object_tagging(ctx, req):
     info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
     return {"TagSet": [{"Key": key, "Value": value} for key, value in info.tags.items()]}
 
 
-@handler("s3", "PutObjectTagging", blocking=True)
+@s3_handler("PutObjectTagging")
 def put_object_tagging(ctx, req):
-    tags = {tag["Key"]: tag["Value"] for tag in req["Tagging"].get("TagSet") or []}
-    check_tags(tags)
+    tags = tag_dict([(tag["Key"], tag["Value"]) for tag in req["Tagging"].get("TagSet") or []])
     store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], tags)
     return {}
 
 
-@handler("s3", "DeleteObjectTagging", blocking=True)
+@s3_handler("DeleteObjectTagging")
 def delete_object_tagging(ctx, req):
     store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], {})
     return {}

@@ -10,6 +10,7 @@ present, preferring the one that requires the most.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -21,9 +22,13 @@ from jobforge.core import objects
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import models, rest
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
+from jobforge.server.protocol.validate import parse_timestamp, printable
 from jobforge.server.protocol.wire import format_timestamp, from_text, to_xml
 
 XML = "application/xml"
+NUMERIC_OR_BOOLEAN = {"integer", "long", "float", "double", "boolean"}
+# What an HTTP/1.1 field value can carry: visible characters, space, tab and obs-text (Latin-1).
+_UNSENDABLE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Hosts of virtual-hosted-style requests: "<bucket>.localhost" and "<bucket>.s3.<anything>".
 _VIRTUAL_HOST = re.compile(r"(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?:localhost|s3[.-].+)")
 # The model does not name the root element of an output without a payload member.
@@ -117,7 +122,12 @@ def _local(tag: str) -> str:
 
 
 def from_xml(shape, element):
-    """An XML element → Python values, walking the input shape (scalars as text for the validator)."""
+    """An XML element → Python values, walking the input shape.
+
+    S3 checks a document against its schema before anything else: a required element that is missing,
+    or a number or boolean that does not read as one, is MalformedXML (the validator then checks the
+    values' constraints).
+    """
     kind = shape.type_name
     if kind == "structure":
         children: dict[str, list] = {}
@@ -132,26 +142,51 @@ def from_xml(shape, element):
                     out[name] = [from_xml(member.member, item) for item in items]
             elif wire in children:
                 out[name] = from_xml(member, children[wire][0])
+        if any(name not in out for name in shape.required_members):
+            raise objects.malformed_xml()
         return out
     if kind == "list":
         item_name = shape.member.serialization.get("name", "member")
         return [from_xml(shape.member, child) for child in element if _local(child.tag) == item_name]
     if kind == "map":
-        return {(entry.findtext("key") or ""): from_xml(shape.value, entry.find("value")) for entry in element}
+        out = {}
+        for entry in element:
+            key, value = entry.find("key"), entry.find("value")
+            if key is None or value is None:
+                raise objects.malformed_xml()
+            out[key.text or ""] = from_xml(shape.value, value)
+        return out
     if kind == "blob":
-        return base64.b64decode(element.text or "")
-    return from_text(shape, element.text or "")
+        try:
+            return base64.b64decode(element.text or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise objects.malformed_xml() from None
+    value = from_text(shape, element.text or "")
+    if kind in NUMERIC_OR_BOOLEAN and isinstance(value, str):
+        raise objects.malformed_xml()
+    if kind == "timestamp":
+        try:
+            parse_timestamp(value)  # the validator converts it
+        except (ValueError, TypeError, OverflowError):
+            raise objects.malformed_xml() from None
+    return value
 
 
 def _xml_document(body: bytes):
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:  # no DTDs: no entity expansion
-        raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate against "
-                           "our published schema", 400)
+        raise objects.malformed_xml()
     try:
         return ElementTree.fromstring(body)
     except ElementTree.ParseError:
-        raise ServiceError("MalformedXML", "The XML you provided was not well-formed or did not validate against "
-                           "our published schema", 400) from None
+        raise objects.malformed_xml() from None
+
+
+def _payload_document(member, body: bytes) -> dict:
+    """A structure payload read from its XML document, whose root element the model names."""
+    root = _xml_document(body)
+    if _local(root.tag) != member.serialization.get("name", member.name):
+        raise objects.malformed_xml()
+    return from_xml(member, root)
 
 
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
@@ -160,11 +195,13 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
     if shape is None:
         return params
     payload = shape.serialization.get("payload")
-    if payload and request.body:
+    if payload:
         member = shape.members[payload]
-        if member.type_name == "structure":
-            params[payload] = from_xml(member, _xml_document(request.body))
-        elif member.type_name == "string":
+        if member.type_name == "structure" and request.body:
+            params[payload] = _payload_document(member, request.body)
+        elif member.type_name == "structure" and payload in shape.required_members:
+            raise objects.malformed_xml()  # S3 reads a missing document as an empty, invalid one
+        elif member.type_name == "string" and request.body:
             params[payload] = request.body.decode("utf-8", "replace")
     return params
 
@@ -177,7 +214,17 @@ def _header_text(member, value) -> str:
         return str(format_timestamp(value, member.serialization.get("timestampFormat", "rfc822")))
     if member.type_name == "boolean":
         return "true" if value else "false"
-    return str(value)
+    return header_value(str(value))
+
+
+def header_value(text: str) -> str:
+    """A header value as it can go on the wire, never with a line break that would end it.
+
+    Text a header cannot carry is sent RFC 2047-encoded, as S3 returns non-ASCII metadata.
+    """
+    if not _UNSENDABLE.search(text):
+        return text
+    return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8", "replace")).decode() + "?="
 
 
 async def _no_body():
@@ -212,7 +259,7 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
                 sized = sized or wire.lower() == "content-length"
         elif location == "headers":
             for key, item in (value or {}).items():
-                response.header(wire + key, str(item))
+                response.header(wire + key, header_value(str(item)))
         elif location == "statusCode":
             if value is not None:
                 response.status = int(value)
@@ -255,13 +302,13 @@ def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
     status = err.status or models.error_index(service).get(err.code, (400, None))[0]
     response = HttpResponse(status, _request_headers(request_id))
     for name, value in err.headers.items():  # what S3 describes with the error (ETag, …)
-        response.header(name, value)
+        response.header(name, header_value(str(value)))
     if status == 304:
         return response
-    extra = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in err.fields.items())
+    extra = "".join(f"<{name}>{escape(printable(str(value)))}</{name}>" for name, value in err.fields.items())
     host_id = dict(response.headers)["x-amz-id-2"]
     response.body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(err.code)}</Code>'
-                     f"<Message>{escape(err.message)}</Message>{extra}<RequestId>{request_id}</RequestId>"
+                     f"<Message>{escape(printable(err.message))}</Message>{extra}<RequestId>{request_id}</RequestId>"
                      f"<HostId>{host_id}</HostId></Error>").encode()
     response.header("Content-Type", XML)
     return response
