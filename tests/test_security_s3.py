@@ -263,8 +263,8 @@ REFUSED_PUTS = [
 
 
 @pytest.mark.parametrize("extra,code,status", REFUSED_PUTS, ids=lambda v: str(v)[:40])
-def test_unimplemented_protection_is_refused_and_nothing_is_stored(s3, bucket, extra, code, status):
-    for call in (lambda: s3.put_object(Bucket=bucket, Key="obj", Body=b"secret", **extra),
+def test_unimplemented_protection_is_refused_and_nothing_is_stored(server, s3, bucket, extra, code, status):
+    for call in (lambda: s3.put_object(Bucket=bucket, Key="obj", Body=os.urandom(2 * MIB), **extra),
                  lambda: s3.create_multipart_upload(Bucket=bucket, Key="obj", **extra)):
         with pytest.raises(ClientError) as err:
             call()
@@ -273,6 +273,7 @@ def test_unimplemented_protection_is_refused_and_nothing_is_stored(s3, bucket, e
         s3.head_object(Bucket=bucket, Key="obj")
     assert _status(err.value) == 404
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
+    assert list((server.data_dir / "objects" / "tmp").iterdir()) == []  # the received body is gone too
     s3.put_object(Bucket=bucket, Key="source", Body=b"plain")
     with pytest.raises(ClientError) as err:
         s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{bucket}/source", **extra)

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, quote_plus
 from jobforge.api.base import handler
 from jobforge.api.s3.protection import check_protections
 from jobforge.core import checksums
+from jobforge.core.blobs import StagedBody
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import ObjectInfo, ObjectStore, object_store, quoted
 
@@ -29,13 +30,20 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def s3_handler(operation: str):
-    """Register an S3 handler (run in a worker thread) behind the protection rules every S3 request meets."""
+    """Register an S3 handler (run in a worker thread) behind the protection rules every S3 request meets.
+
+    A staged body the handler did not store (it failed, or the request was refused) is discarded.
+    """
 
     def register(fn):
         @functools.wraps(fn)
         def checked(ctx, req):
-            check_protections(operation, req, ctx.account_id)
-            return fn(ctx, req)
+            try:
+                check_protections(operation, req, ctx.account_id)
+                return fn(ctx, req)
+            finally:
+                if isinstance(req.get("Body"), StagedBody):
+                    req["Body"].discard()
 
         return handler("s3", operation, blocking=True)(checked)
 

@@ -35,13 +35,10 @@ def _part_result(part: dict, algorithm: str | None) -> dict:
 
 @s3_handler("UploadPart")
 def upload_part(ctx, req):
-    body = req["Body"]
-    try:
-        objects = store(ctx)
-        upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
-        part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"], body)
-    finally:
-        body.discard()
+    objects = store(ctx)
+    upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
+    part = objects.put_part(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], req["PartNumber"],
+                            req["Body"])
     return _part_result(part, upload.checksum_algorithm)
 
 

@@ -146,13 +146,10 @@ def head_object(ctx, req):
 @s3_handler("PutObject")
 def put_object(ctx, req):
     body = req["Body"]
-    try:
-        info = store(ctx).put(ctx.account_id, req["Bucket"], req["Key"], body, headers=content_headers(req),
-                              user_metadata=user_metadata(req), tags=parse_tagging(req.get("Tagging")),
-                              checksum=object_checksum(body), if_match=req.get("IfMatch"),
-                              if_none_match=req.get("IfNoneMatch"))
-    finally:
-        body.discard()
+    info = store(ctx).put(ctx.account_id, req["Bucket"], req["Key"], body, headers=content_headers(req),
+                          user_metadata=user_metadata(req), tags=parse_tagging(req.get("Tagging")),
+                          checksum=object_checksum(body), if_match=req.get("IfMatch"),
+                          if_none_match=req.get("IfNoneMatch"))
     return {"ETag": quoted(info.etag), "Size": info.size, **checksum_members(info.checksum)}
 
 
