@@ -1,4 +1,5 @@
-"""A job's S3 transfers: direct file access to a co-located store, with the job's account's permissions."""
+"""A job's S3 transfers: through the S3 API with the job's temporary credentials, so with its account's
+permissions; object keys that are not file names under the target fail the transfer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from jobforge.core import accounts
 from jobforge.core.store import create_engine
-from jobforge.engine.context import WorkloadError
+from jobforge.engine.context import NoSuchData, WorkloadError
 from jobforge.engine.transfer import S3Transfer
 
 
@@ -33,7 +34,7 @@ def as_job(monkeypatch, job_env):
         monkeypatch.setenv(name, value)
 
 
-def test_direct_file_access_round_trip(server, as_job, tmp_path):
+def test_round_trip(server, as_job, tmp_path):
     s3 = server.client("s3")
     bucket = f"job-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
@@ -43,8 +44,7 @@ def test_direct_file_access_round_trip(server, as_job, tmp_path):
              for n, body in ((1, b"1" * (5 << 20)), (2, b"22"))]
     s3.complete_multipart_upload(Bucket=bucket, Key="in/sub/big.bin", UploadId=upload, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(parts, 1)]})
-    transfer = S3Transfer(server.data_dir)
-    assert transfer.local is not None  # co-located: no HTTP round trips
+    transfer = S3Transfer()
     transfer.download(f"s3://{bucket}/in/train.jsonl", tmp_path / "one.jsonl")
     assert (tmp_path / "one.jsonl").read_bytes() == b'{"a": 1}\n'
     transfer.download(f"s3://{bucket}/in/", tmp_path / "all")
@@ -59,21 +59,23 @@ def test_direct_file_access_round_trip(server, as_job, tmp_path):
     assert keys == ["out/config.json", "out/weights/w.bin"]
     got = s3.get_object(Bucket=bucket, Key="out/weights/w.bin", ChecksumMode="ENABLED")
     assert got["Body"].read() == b"w" * 1000
-    assert got["ETag"] == f'"{hashlib.md5(b"w" * 1000).hexdigest()}"' and got["ChecksumCRC64NVME"]
-    with pytest.raises(WorkloadError, match="NoSuchKey"):
+    assert got["ETag"] == f'"{hashlib.md5(b"w" * 1000).hexdigest()}"'
+    assert got["ChecksumCRC32"]  # boto3's default for uploads, verified and kept by the server
+    with pytest.raises(NoSuchData, match="404"):
         transfer.download(f"s3://{bucket}/missing", tmp_path / "missing")
+    with pytest.raises(NoSuchData, match="No objects under"):
+        transfer.download(f"s3://{bucket}/nothing/", tmp_path / "nothing")
 
 
-def test_direct_access_keeps_accounts_apart(server, as_job, tmp_path):
+def test_accounts_are_kept_apart(server, as_job, tmp_path):
     subprocess.run([sys.executable, "-m", "jobforge.cli", "--data-dir", str(server.data_dir), "accounts", "create",
                     "transfer-other"], check=True, capture_output=True)
     other = server.client("s3", profile="transfer-other")
     bucket = f"theirs-{uuid.uuid4().hex[:8]}"
     other.create_bucket(Bucket=bucket)
     other.put_object(Bucket=bucket, Key="secret", Body=b"not yours")
-    transfer = S3Transfer(server.data_dir)
-    assert transfer.local is not None
-    with pytest.raises(WorkloadError, match="AccessDenied"):
+    transfer = S3Transfer()
+    with pytest.raises(WorkloadError, match="403"):
         transfer.download(f"s3://{bucket}/secret", tmp_path / "secret")
     with pytest.raises(WorkloadError, match="AccessDenied"):
         transfer.download(f"s3://{bucket}/", tmp_path / "all")
@@ -83,11 +85,20 @@ def test_direct_access_keeps_accounts_apart(server, as_job, tmp_path):
     assert [o["Key"] for o in other.list_objects_v2(Bucket=bucket)["Contents"]] == ["secret"]
 
 
-def test_unknown_key_falls_back_to_the_api(server, monkeypatch, job_env, tmp_path):
+def test_an_unknown_key_is_refused(server, monkeypatch, job_env, tmp_path):
     for name, value in job_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIANOTINTHISDATABASE")
-    transfer = S3Transfer(server.data_dir)
-    assert transfer.local is None
-    with pytest.raises(WorkloadError, match="403"):  # the API refused the unknown key
-        transfer.download("s3://any-bucket/key", tmp_path / "x")
+    with pytest.raises(WorkloadError, match="403"):
+        S3Transfer().download("s3://any-bucket/key", tmp_path / "x")
+
+
+def test_a_key_that_is_no_file_name_fails_before_anything_is_written(server, as_job, tmp_path):
+    s3 = server.client("s3")
+    bucket = f"keys-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/a.txt", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="in/../../outside.txt", Body=b"b")
+    with pytest.raises(WorkloadError, match=r"'in/\.\./\.\./outside\.txt'.*'\.\.' path segment"):
+        S3Transfer().download(f"s3://{bucket}/in/", tmp_path / "in")
+    assert list(tmp_path.iterdir()) == []

@@ -256,6 +256,7 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
         assert isinstance(config, dict) and config.get("model_type")
     except (ValueError, AssertionError):
         raise validation_error(f"{prefix}config.json is not a Hugging Face model configuration.") from None
+    bedrock_objects.check_model_files(ctx, prefix)
     model_id = cm.new_resource_id()
     arn = cm.custom_model_arn(ctx.region, ctx.account_id, None, model_id)
     model = cm.insert_model(ctx.engine, cm.CustomModel(

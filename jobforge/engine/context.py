@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from jobforge.engine.local_paths import UnsafePath, path_under
+
 
 class WorkloadError(Exception):
     """A failure the user must see verbatim as the job's failure reason."""
+
+
+class NoSuchData(WorkloadError):
+    """Nothing at an S3 URI: no such object or bucket, or no objects under a prefix."""
 
 
 class JobStopped(Exception):
@@ -110,17 +116,21 @@ class LocalJobContext(JobContext):
 
     def _local(self, uri: str) -> Path:
         bucket, key = split_s3_uri(uri)
-        return Path(self.s3_root, bucket, key)
+        try:
+            folder = path_under(self.s3_root, bucket)
+            return path_under(folder, key.rstrip("/")) if key.rstrip("/") else folder
+        except UnsafePath as err:
+            raise WorkloadError(f"{uri} cannot be a local path: {err}") from None
 
     def download(self, uri, path):
         source, target = self._local(uri), Path(path)
         if uri.endswith("/"):
             if not source.is_dir():
-                raise WorkloadError(f"No objects under {uri}")
+                raise NoSuchData(f"No objects under {uri}")
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             if not source.is_file():
-                raise WorkloadError(f"No such object: {uri}")
+                raise NoSuchData(f"No such object: {uri}")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
         return target

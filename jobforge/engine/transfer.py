@@ -1,87 +1,23 @@
 """Moving job inputs and outputs between S3 URIs and the job's disk.
 
-Uses boto3 with the job's own temporary credentials and endpoint (from the
-environment), so a job reads and writes exactly what its role may. When the
-server keeps objects in a local directory on this machine, files are copied
-to and from that directory directly instead, through the same object store
-code and the same ownership checks as the S3 API, with the account of the
-job's own access key.
+Only through the S3 API, with the job's own temporary credentials and the
+endpoint it was given (from the environment), so a job reads and writes
+exactly what its role may and never touches the server's files.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from pathlib import Path
 
-from jobforge.engine.context import WorkloadError, split_s3_uri
+from jobforge.engine.context import NoSuchData, WorkloadError, split_s3_uri
+from jobforge.engine.local_paths import UnsafePath, path_for_key
 
-COPY_CHUNK = 8 * 1024 * 1024
-
-
-class LocalObjects:
-    """Direct access to a co-located local object store, as the account of one access key."""
-
-    def __init__(self, store, account_id: str):
-        self.store = store
-        self.account_id = account_id
-
-    @classmethod
-    def open(cls, data_dir: Path, access_key_id: str | None) -> "LocalObjects | None":
-        """None unless the server's objects are local files here and the key is live in its database."""
-        import sqlalchemy as sa
-
-        from jobforge.core.blobs import LocalBlobs, backend_of
-        from jobforge.core.objects import ObjectStore
-        from jobforge.core.store import access_keys, create_engine, reading
-
-        database = Path(data_dir) / "jobforge.db"
-        if not access_key_id or not database.exists() or backend_of(data_dir) != "local":
-            return None
-        engine = create_engine(f"sqlite:///{database}")
-        with reading(engine) as conn:
-            key = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
-        # The job's key is in the database only if it is the live server's: anything else uses the API.
-        if key is None or (key.expires_at is not None and key.expires_at < time.time()):
-            engine.dispose()
-            return None
-        return cls(ObjectStore(engine, LocalBlobs(Path(data_dir) / "objects")), key.account_id)
-
-    def download(self, bucket: str, key: str, path: Path) -> None:
-        info = self.store.head(self.account_id, bucket, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as target:
-            for blob, _ in info.segments:
-                with open(self.store.blobs.path(blob), "rb") as source:
-                    shutil.copyfileobj(source, target, COPY_CHUNK)
-        os.replace(partial, path)
-
-    def keys(self, bucket: str, prefix: str) -> list[str]:
-        keys, resume = [], None
-        while True:
-            listing = self.store.list(self.account_id, bucket, prefix=prefix, resume=resume)
-            keys += [info.key for info in listing.contents]
-            if not listing.truncated:
-                return keys
-            resume = listing.resume
-
-    def upload(self, path: Path, bucket: str, key: str) -> None:
-        from jobforge.core import checksums
-        from jobforge.core.objects import full_object_checksum
-
-        with open(path, "rb") as source, \
-                self.store.staged(iter(lambda: source.read(COPY_CHUNK), b""), [checksums.DEFAULT]) as body:
-            self.store.put(self.account_id, bucket, key, body, headers={"ContentType": "binary/octet-stream"},
-                           user_metadata={}, tags={}, checksum=full_object_checksum(body))
+MISSING = ("404", "NoSuchKey", "NoSuchBucket")
 
 
 class S3Transfer:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
+    def __init__(self):
         self._client = None
-        self._local: LocalObjects | None | bool = False  # False: not looked for yet
 
     @property
     def client(self):
@@ -89,64 +25,52 @@ class S3Transfer:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client("s3", config=Config(s3={"addressing_style": "path"},
-                                                            retries={"mode": "standard"}))
+            # A session of its own reads the credentials now, not those a default session cached earlier.
+            self._client = boto3.session.Session().client("s3", config=Config(s3={"addressing_style": "path"},
+                                                                              retries={"mode": "standard"}))
         return self._client
 
-    @property
-    def local(self) -> LocalObjects | None:
-        if self._local is False:
-            self._local = LocalObjects.open(self.data_dir, os.environ.get("AWS_ACCESS_KEY_ID"))
-        return self._local
-
     def download(self, uri: str, path: Path) -> Path:
-        bucket, key = split_s3_uri(uri)
-        if self.local is not None:
-            try:
-                return self._download_local(uri, bucket, key, path)
-            except FileNotFoundError:
-                pass  # an object replaced while being copied: read it through the API
-        return self._download_api(uri, bucket, key, path)
-
-    def _download_local(self, uri: str, bucket: str, key: str, path: Path) -> Path:
-        from jobforge.core.errors import ServiceError
-
-        try:
-            if uri.endswith("/") or not key:
-                keys = self.local.keys(bucket, key)
-                if not keys:
-                    raise WorkloadError(f"No objects under {uri}")
-                for name in keys:
-                    self.local.download(bucket, name, path / name[len(key):])
-                return path
-            self.local.download(bucket, key, path)
-            return path
-        except ServiceError as err:
-            raise WorkloadError(f"Could not read {uri}: {err.code}: {err.message}") from None
-
-    def _download_api(self, uri: str, bucket: str, key: str, path: Path) -> Path:
+        """One object to path, or, for a URI ending in '/', every object under it into the folder path."""
         from botocore.exceptions import ClientError
 
+        bucket, key = split_s3_uri(uri)
         try:
             if uri.endswith("/") or not key:
-                paginator = self.client.get_paginator("list_objects_v2")
-                found = False
-                for page in paginator.paginate(Bucket=bucket, Prefix=key):
-                    for item in page.get("Contents", []):
-                        found = True
-                        target = path / item["Key"][len(key):]
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        self.client.download_file(bucket, item["Key"], str(target))
-                if not found:
-                    raise WorkloadError(f"No objects under {uri}")
+                files = self._files_under(uri, bucket, key, path)
+                for name, target in files:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.client.download_file(bucket, name, str(target))
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
             self.client.download_file(bucket, key, str(path))
             return path
         except ClientError as err:
-            raise WorkloadError(f"Could not read {uri}: {err}") from None
+            kind = NoSuchData if err.response.get("Error", {}).get("Code") in MISSING else WorkloadError
+            raise kind(f"Could not read {uri}: {err}") from None
+        except OSError as err:  # e.g. one key is a file and another a folder at the same path
+            raise WorkloadError(f"Could not write {uri} to the job's disk: {err}") from None
+
+    def _files_under(self, uri: str, bucket: str, prefix: str, root: Path) -> list[tuple[str, Path]]:
+        """(key, local path) of every object under the prefix, all checked before any is written."""
+        files = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                try:
+                    target = path_for_key(root, item["Key"], prefix)
+                except UnsafePath as err:
+                    raise WorkloadError(f"Could not read {uri}: the object key {err.name!r} cannot be a local "
+                                        f"file name: it {err.reason}.") from None
+                if target is not None:
+                    files.append((item["Key"], target))
+        if not files:
+            raise NoSuchData(f"No objects under {uri}")
+        return files
 
     def upload(self, path: Path, uri: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError
+
         bucket, key = split_s3_uri(uri)
         if path.is_dir():
             prefix = key if key.endswith("/") or not key else key + "/"
@@ -154,19 +78,8 @@ class S3Transfer:
                      for file in sorted(p for p in path.rglob("*") if p.is_file())]
         else:
             files = [(path, key)]
-        if self.local is not None:
-            from jobforge.core.errors import ServiceError
-
-            try:
-                for file, name in files:
-                    self.local.upload(file, bucket, name)
-                return
-            except ServiceError as err:
-                raise WorkloadError(f"Could not write {uri}: {err.code}: {err.message}") from None
-        from botocore.exceptions import ClientError
-
         try:
             for file, name in files:
                 self.client.upload_file(str(file), bucket, name)
-        except ClientError as err:
+        except (ClientError, S3UploadFailedError) as err:
             raise WorkloadError(f"Could not write {uri}: {err}") from None

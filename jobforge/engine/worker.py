@@ -50,7 +50,7 @@ class WorkerClient:
 
 
 class WorkerJobContext(JobContext):
-    def __init__(self, client: WorkerClient, info: dict, data_dir: Path):
+    def __init__(self, client: WorkerClient, info: dict):
         self.client = client
         self.job_id = info["id"]
         self.job_arn = info["arn"]
@@ -64,7 +64,7 @@ class WorkerJobContext(JobContext):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
-        self.transfer = S3Transfer(data_dir)
+        self.transfer = S3Transfer()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: dict = {"metrics": [], "events": []}
@@ -149,7 +149,7 @@ def run_workload(ctx: WorkerJobContext, info: dict) -> tuple[str, str | None]:
 def main(job_id: str) -> None:
     client = WorkerClient(os.environ["JOBFORGE_ENDPOINT"], job_id, os.environ["JOBFORGE_WORKER_TOKEN"])
     info = client.call("job")
-    ctx = WorkerJobContext(client, info, Path(os.environ["JOBFORGE_DATA_DIR"]))
+    ctx = WorkerJobContext(client, info)
     signal.signal(signal.SIGTERM, ctx.request_stop)
     if client.call("running").get("stop"):
         ctx.request_stop()

@@ -36,8 +36,7 @@ import traceback
 
 PID_FILE = "worker.pid"
 # Imported before the first request: what every worker needs on its way to the workload.
-CORE_MODULES = ("jobforge.engine.worker", "jobforge.engine.transfer", "jobforge.core.objects",
-                "jobforge.core.blobs", "jobforge.core.checksums", "jobforge.core.store", "boto3", "botocore.client")
+CORE_MODULES = ("jobforge.engine.worker", "jobforge.engine.transfer", "boto3", "botocore.client")
 MAX_MESSAGE = 65536
 
 

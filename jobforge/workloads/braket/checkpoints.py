@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobforge.engine.context import JobContext, WorkloadError
+from jobforge.engine.context import JobContext, NoSuchData
 
 
 class CheckpointSync:
@@ -27,7 +27,7 @@ class CheckpointSync:
             return False
         try:
             self._ctx.download(self._prefix, self._dir)
-        except WorkloadError:  # nothing under the prefix yet
+        except NoSuchData:  # nothing under the prefix yet
             return False
         self._uploaded = dict(self._files())
         return bool(self._uploaded)

@@ -28,7 +28,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobforge.engine.context import JobContext, JobStopped, WorkloadError, split_s3_uri
+from jobforge.engine.context import JobContext, JobStopped, NoSuchData, WorkloadError, split_s3_uri
+from jobforge.engine.local_paths import UnsafePath, path_under
 from jobforge.workloads.braket.checkpoints import CheckpointSync
 from jobforge.workloads.braket.process import Stopped, supervise
 
@@ -145,7 +146,9 @@ def _fetch_source(ctx: JobContext, script: dict, layout: Layout) -> None:
     uri = script["s3Uri"]
     name = posixpath.basename(split_s3_uri(uri)[1]) or "source"
     try:
-        archive = ctx.download(uri, layout.original / name)
+        archive = ctx.download(uri, path_under(layout.original, name))
+    except UnsafePath as error:
+        raise WorkloadError(f"Unable to download the code from {uri}: its file name {error}") from None
     except WorkloadError as error:
         raise WorkloadError(f"Unable to download the code from {uri}: {error}") from error
     compression = (script.get("compressionType") or "NONE").upper()
@@ -168,17 +171,20 @@ def _fetch_channel(ctx: JobContext, channel: dict, input_dir: Path) -> None:
     """Copy one input channel: a single object to ``<channel>/<name>``, a folder's objects under ``<channel>/``."""
     name = channel["channelName"]
     uri = channel["dataSource"]["s3DataSource"]["s3Uri"]
-    target = input_dir / name
+    try:
+        target = path_under(input_dir, name)
+    except UnsafePath as error:
+        raise WorkloadError(f"The channel name {error}") from None
     target.mkdir(parents=True, exist_ok=True)
     if not uri.endswith("/"):
         try:
-            ctx.download(uri, target / posixpath.basename(uri))
+            ctx.download(uri, path_under(target, posixpath.basename(uri)))
             return
-        except WorkloadError:  # not an object: a folder prefix
+        except (NoSuchData, UnsafePath):  # not an object: a folder prefix
             pass
     try:
         ctx.download(uri.rstrip("/") + "/", target)
-    except WorkloadError:
+    except NoSuchData:
         raise WorkloadError(f"No data found for channel '{name}' at {uri}") from None
 
 

@@ -21,6 +21,7 @@ from braket.task_result import GateModelTaskResult, SimulatorMetadata
 from braket.tasks import GateModelQuantumTaskResult
 
 from jobforge.engine.context import JobContext, JobStopped, WorkloadError
+from jobforge.engine.local_paths import path_under
 from jobforge.workloads.braket import devices, parse_cache
 
 RESULTS_FILENAME = "results.json"
@@ -119,7 +120,7 @@ def output_directory(key_prefix: str, task_id: str) -> str:
 def write_result(ctx: JobContext, result: dict, bucket: str, key_prefix: str, task_id: str) -> str:
     """Store results.json where AwsQuantumTask.result() reads it; return outputS3Directory."""
     directory = output_directory(key_prefix, task_id)
-    path = Path(ctx.work_dir, task_id, RESULTS_FILENAME)
+    path = path_under(Path(ctx.work_dir), task_id) / RESULTS_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     ctx.upload(path, f"s3://{bucket}/{directory}/{RESULTS_FILENAME}")
