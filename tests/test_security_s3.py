@@ -154,6 +154,21 @@ def test_response_overrides_are_sent_as_s3_sends_them_and_bad_ones_refused(serve
     assert status == 400
 
 
+def test_every_header_value_goes_out_as_one_header():
+    """Whatever a handler returns, no value can end its header line or fail to encode."""
+    from jobforge.server.protocol import restxml
+
+    response = restxml.serialize("s3", "HeadObject", {"ContentDisposition": "a\r\nX-Injected: 1",
+                                                      "ContentLanguage": "中文", "Metadata": {"note": "x\ny"},
+                                                      "ContentType": "text/plain; charset=latin-1 é"}, "rid")
+    headers = dict(response.headers)
+    for name, value in response.headers:
+        value.encode("latin-1")
+        assert "\r" not in value and "\n" not in value, name
+    assert headers["Content-Disposition"] == "=?UTF-8?B?YQ0KWC1JbmplY3RlZDogMQ==?="
+    assert headers["Content-Type"] == "text/plain; charset=latin-1 é"  # Latin-1 goes out as it came in
+
+
 def test_stored_header_values_come_back_as_they_were_sent(s3, bucket):
     s3.put_object(Bucket=bucket, Key="meta", Body=b"x", ContentDisposition='inline; filename="report; final.pdf"',
                   Metadata={"note": "kept"}, WebsiteRedirectLocation="/elsewhere")

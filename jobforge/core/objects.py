@@ -57,9 +57,9 @@ def malformed_xml() -> ServiceError:
                         "published schema", 400)
 
 
-def precondition_failed(**fields) -> ServiceError:
+def precondition_failed(headers: dict | None = None, **fields) -> ServiceError:
     return ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
-                        **fields)
+                        headers=headers, **fields)
 
 
 def valid_bucket_name(name: str) -> bool:

@@ -11,7 +11,7 @@ from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_header_value, c
                                     object_headers, parse_tagging, s3_handler, store, tag_dict, user_metadata)
 from jobforge.core import checksums
 from jobforge.core.errors import ServiceError
-from jobforge.core.objects import ObjectInfo, OpenObject, malformed_xml, quoted
+from jobforge.core.objects import ObjectInfo, OpenObject, malformed_xml, precondition_failed, quoted
 from jobforge.server.streaming import ThreadedStream
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -75,8 +75,7 @@ def check_read_conditions(info: ObjectInfo, req: dict, prefix: str = "") -> None
     # S3 describes the object it did not send, as a GET would (never the copy source)
     described = {} if prefix else {"ETag": quoted(info.etag),
                                    "Last-Modified": formatdate(info.last_modified, usegmt=True)}
-    failed = ServiceError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
-                          headers=described)
+    failed = precondition_failed(headers=described)
     not_modified = ServiceError("NotModified", "Not Modified", 304, headers=described) if not prefix else failed
     if if_match is not None:
         if not _etag_matches(if_match, info.etag):
