@@ -10,17 +10,22 @@ from jobforge import __version__
 from jobforge.config import Settings
 
 
+CONNECTION_OPTIONS = ("header_timeout", "idle_timeout", "max_connections_per_client", "max_connections")
+
+
 def _settings(args) -> Settings:
+    connections = {name: getattr(args, name) for name in CONNECTION_OPTIONS if hasattr(args, name)}
     return Settings(data_dir=args.data_dir, database_url=args.database_url,
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
-                    gpus=getattr(args, "gpus", None))
+                    gpus=getattr(args, "gpus", None), **connections)
 
 
 def serve(args) -> None:
     import uvicorn
 
+    from jobforge.server import connections
     from jobforge.server.app import create_app
     from jobforge.server.runtime import point_profiles_at
 
@@ -38,7 +43,7 @@ def serve(args) -> None:
     if settings.auth == "none":
         print("  WARNING: --auth none: requests are not authenticated", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5)
+                lifespan="on", timeout_graceful_shutdown=5, **connections.uvicorn_options(settings))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -82,6 +87,16 @@ def main(argv=None) -> None:
     p.add_argument("--cpus", type=int, help="CPU slots jobs may use (default: all)")
     p.add_argument("--memory-mb", type=int, help="memory jobs may use (default: all)")
     p.add_argument("--gpus", type=int, help="GPUs jobs may use (default: detected)")
+    p.add_argument("--header-timeout", type=float, default=Settings.header_timeout, metavar="SECONDS",
+                   help="close a connection that has not sent a request's headers in full within this time "
+                        "(default %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=Settings.idle_timeout, metavar="SECONDS",
+                   help="close a kept-alive connection idle this long (default %(default)s)")
+    p.add_argument("--max-connections-per-client", type=int, default=Settings.max_connections_per_client,
+                   metavar="N", help="connections one client address may hold (default %(default)s)")
+    p.add_argument("--max-connections", type=int, default=Settings.max_connections, metavar="N",
+                   help="connections all clients together may hold, kept below the open-file limit "
+                        "(default %(default)s)")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("accounts", help="manage accounts")

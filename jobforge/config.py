@@ -21,6 +21,12 @@ class Settings:
     memory_mb: int | None = None
     gpus: int | None = None
     stop_grace_seconds: float = 10.0
+    # Connections (see jobforge/server/connections.py): several local clients share one address, so the
+    # per-client cap is far above an SDK's pool (boto3: 10) or the AWS CLI's 10 transfer threads.
+    header_timeout: float = 20.0  # seconds to send a request's line and headers
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may stay idle
+    max_connections_per_client: int = 512
+    max_connections: int = 10000  # kept below the open-file limit
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).absolute()

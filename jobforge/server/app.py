@@ -12,11 +12,11 @@ import importlib
 import logging
 import uuid
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 
 from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core.errors import ServiceError
-from jobforge.server import router, streaming
+from jobforge.server import limits, router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
@@ -26,7 +26,8 @@ from jobforge.server.runtime import Runtime
 log = logging.getLogger("jobforge.server")
 
 API_MODULES = ("iam", "sts", "sagemaker_jobs", "bedrock_models", "bedrock", "bedrock_runtime", "logs", "braket", "s3", "ecr")
-MAX_BODY = 64 * 1024 * 1024
+# A body this large is hashed, parsed and validated in a worker thread, so that no client waits for another's.
+OFF_LOOP_BODY = 64 * 1024
 
 # Authentication failures per protocol family: (code, HTTP status[, the service's own message]).
 AUTH_ERRORS = {
@@ -36,14 +37,18 @@ AUTH_ERRORS = {
              "expired": ("InvalidSignatureException", 403),
              "expired_token": ("ExpiredTokenException", 403),
              "access_denied": ("AccessDeniedException", 403),
-             "bad_query": ("InvalidSignatureException", 403)},
+             "bad_query": ("InvalidSignatureException", 403),
+             "scope_date": ("InvalidSignatureException", 403),
+             "unsigned_host": ("InvalidSignatureException", 403)},
     "query": {"missing": ("MissingAuthenticationToken", 403),
               "unknown_key": ("InvalidClientTokenId", 403),
               "bad_signature": ("SignatureDoesNotMatch", 403),
               "expired": ("SignatureDoesNotMatch", 403),
               "expired_token": ("ExpiredToken", 403),
               "access_denied": ("AccessDenied", 403),
-              "bad_query": ("SignatureDoesNotMatch", 403)},
+              "bad_query": ("SignatureDoesNotMatch", 403),
+              "scope_date": ("SignatureDoesNotMatch", 403),
+              "unsigned_host": ("SignatureDoesNotMatch", 403)},
     "rest-xml": {"missing": ("AccessDenied", 403, "Access Denied"),
                  "unknown_key": ("InvalidAccessKeyId", 403,
                                  "The AWS Access Key Id you provided does not exist in our records."),
@@ -51,7 +56,11 @@ AUTH_ERRORS = {
                  "expired": ("RequestTimeTooSkewed", 403),
                  "expired_token": ("ExpiredToken", 400),
                  "access_denied": ("AccessDenied", 403),
-                 "bad_query": ("AuthorizationQueryParametersError", 400)},
+                 "bad_query": ("AuthorizationQueryParametersError", 400),
+                 "scope_date": ("AuthorizationHeaderMalformed", 400, "The authorization header is malformed; "
+                                "Invalid credential date. Date is not the same as X-Amz-Date."),
+                 "unsigned_host": ("AccessDenied", 403,
+                                   "There were headers present in the request which were not signed")},
 }
 AUTH_ERRORS["rest-json"] = AUTH_ERRORS["json"]
 
@@ -68,6 +77,7 @@ class App:
         from jobforge.server.internal import InternalApi
 
         self.internal = InternalApi(runtime)
+        self.off_loop = CapacityLimiter(2)  # big bodies parsed at once: the parsing holds the GIL anyway
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -77,20 +87,19 @@ class App:
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw_path.decode("latin-1")
-        headers: dict[str, str] = {}
-        for key, value in scope["headers"]:
-            name = key.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[name] = f"{headers[name]},{text}" if name in headers else text
-        request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
+        request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"),
+                              _headers(scope["headers"]))
         try:
             if streaming.streams_body(request):
                 request.scratch["receive"] = receive  # S3: the body is read once the request is authenticated
             else:
-                request.body = await streaming.read_all(receive, MAX_BODY)
+                await self._receive_body(request, receive)
         except ServiceError as err:
             service = router.candidates_or_default(getattr(credential_scope(request), "service", None), request)
-            await self._send(send, router.protocol_of(service).error(service, err, str(uuid.uuid4())))
+            response = router.protocol_of(service).error(service, err, str(uuid.uuid4()))
+            if streaming.left_unread(request):
+                response.header("Connection", "close")
+            await self._send(send, response)
             return
         if raw_path.startswith("/_jobforge/"):
             response = await self.internal.handle(request)
@@ -100,6 +109,32 @@ class App:
             response.header("Connection", "close")  # the unread body must not be parsed as the next request
             receive = None  # what is left to receive is body, not a disconnect notice
         await self._send(send, response, receive)
+
+    async def _receive_body(self, request: HttpRequest, receive) -> None:
+        """Read a non-S3 body whole, once what can be judged without it passes: the size it declares and
+        what its signature claims (so an unknown key or a stale date costs the server no body).
+
+        Until it is read, ``receive`` stays in the scratch: a refusal then closes the connection instead
+        of reading the rest (see ``streaming.left_unread``).
+        """
+        request.scratch["receive"] = receive
+        scope_service = getattr(credential_scope(request), "service", None)
+        internal = request.raw_path.startswith("/_jobforge/")
+        limit = limits.WORKER_REPORT_BODY if internal else limits.body_limit(scope_service)
+        limits.check_declared_size(request.headers, limit)
+        if not internal and self.runtime.settings.auth != "none":
+            try:
+                self.runtime.verifier.check_before_body(request)
+            except AuthError as err:
+                raise _auth_error(err, router.candidates_or_default(scope_service, request)) from None
+        request.body = await streaming.read_all(receive, limit)
+        del request.scratch["receive"]
+
+    async def _off_loop(self, request: HttpRequest, fn, *args):
+        """fn(*args) here for a small body, in a worker thread for one big enough to hold up other clients."""
+        if len(request.body) < OFF_LOOP_BODY:
+            return fn(*args)
+        return await to_thread.run_sync(fn, *args, limiter=self.off_loop)
 
     async def _send(self, send, response: HttpResponse, receive=None) -> None:
         headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
@@ -156,8 +191,8 @@ class App:
         scope_service = scope.service if scope else None
         fallback = router.candidates_or_default(scope_service, request)
         try:
-            identity = self._authenticate(request, fallback)
-            service, operation = router.route(scope_service, request)
+            identity, (service, operation) = await self._off_loop(request, self._identify, request, scope_service,
+                                                                  fallback)
         except ServiceError as err:
             return router.protocol_of(fallback).error(fallback, err, request_id)
         protocol = router.protocol_of(service)
@@ -170,13 +205,7 @@ class App:
                 raise not_implemented(service, operation)
             if "receive" in request.scratch:
                 await streaming.receive_body(ctx, request)
-            protocol_name = router.protocol_name(service)
-            try:
-                params = check_input(models.operation(service, operation).input_shape,
-                                     protocol.parse(service, operation, request), protocol_name)
-            except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
-                raise ServiceError(type_error_code(protocol_name), "The request body is nested too deeply",
-                                   400) from None
+            params = await self._off_loop(request, _read_params, protocol, service, operation, request)
             params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation
             if found.blocking:
                 result = await to_thread.run_sync(found.fn, ctx, params)
@@ -190,6 +219,10 @@ class App:
             return protocol.error(service, ServiceError("InternalFailure", "The server hit an internal error", 500),
                                   request_id)
 
+    def _identify(self, request: HttpRequest, scope_service: str | None, fallback: str):
+        """(who sent the request, (service, operation)): the request authenticated, then routed."""
+        return self._authenticate(request, fallback), router.route(scope_service, request)
+
     def _authenticate(self, request: HttpRequest, service: str) -> tuple[str, str, str, str]:
         """(account id, principal ARN, access key id, region), or the auth error in the service's shape."""
         runtime = self.runtime
@@ -200,9 +233,44 @@ class App:
         try:
             who, scope = runtime.verifier.verify(request)
         except AuthError as err:
-            code, status, *message = AUTH_ERRORS.get(router.protocol_name(service), AUTH_ERRORS["json"])[err.kind]
-            raise ServiceError(code, message[0] if message else err.message, status) from None
+            raise _auth_error(err, service) from None
         return who.account_id, who.principal_arn, who.access_key_id, scope.region
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names to values; a repeated header's values joined with ",".
+
+    Values are read as UTF-8, as botocore sends and signs them (S3 user metadata, a Content-Disposition
+    file name); other bytes are kept as escapes, so a signature is still checked over the bytes sent.
+    """
+    headers: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        text = value.decode("utf-8", "surrogateescape")
+        if name in headers:
+            repeated.setdefault(name, [headers[name]]).append(text)
+        else:
+            headers[name] = text
+    for name, values in repeated.items():
+        headers[name] = ",".join(values)
+    return headers
+
+
+def _auth_error(err: AuthError, service: str) -> ServiceError:
+    """An authentication failure in the service's own error shape."""
+    code, status, *message = AUTH_ERRORS.get(router.protocol_name(service), AUTH_ERRORS["json"])[err.kind]
+    return ServiceError(code, message[0] if message else err.message, status)
+
+
+def _read_params(protocol, service: str, operation: str, request: HttpRequest) -> dict:
+    """The operation's input, parsed from the request and validated against its shape."""
+    protocol_name = router.protocol_name(service)
+    try:
+        return check_input(models.operation(service, operation).input_shape,
+                           protocol.parse(service, operation, request), protocol_name)
+    except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
+        raise ServiceError(type_error_code(protocol_name), "The request body is nested too deeply", 400) from None
 
 
 def create_app(settings) -> App:

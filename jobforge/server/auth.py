@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
@@ -21,12 +22,14 @@ from jobforge.core.errors import ServiceError
 from jobforge.server.protocol.http import HttpRequest
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+AMZ_DATE = "%Y%m%dT%H%M%SZ"
 MAX_SKEW = dt.timedelta(minutes=15)
-UNSIGNED_QUERY_KEYS = {"X-Amz-Signature"}
+UNSIGNED_QUERY_KEYS = frozenset({"X-Amz-Signature"})
 
 
 class AuthError(Exception):
-    """kind: missing | unknown_key | bad_signature | bad_query | expired | expired_token | access_denied."""
+    """kind: missing | unknown_key | bad_signature | bad_query | expired | expired_token | access_denied |
+    scope_date | unsigned_host."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -48,6 +51,18 @@ class Identity:
     principal_arn: str
     access_key_id: str
     job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What a request's signature claims, checked as far as it can be without the body."""
+    credential: Credential
+    scope: Scope
+    amz_date: str
+    signed_headers: str
+    signature: str
+    skip_query: frozenset[str]
+    presigned: bool
 
 
 def credential_scope(request: HttpRequest) -> Scope | None:
@@ -124,44 +139,98 @@ def _parse_amz_date(text: str) -> dt.datetime:
         raise AuthError("bad_signature", f"Invalid X-Amz-Date: {text!r}") from None
 
 
+def request_amz_date(request: HttpRequest) -> str | None:
+    """The request's time as SigV4 signs it (yyyymmddTHHMMSSZ): X-Amz-Date, else the Date header.
+
+    SigV4 takes either; a Date header usually has the HTTP form ("Mon, 09 Sep 2011 23:36:00 GMT"), and
+    its time is what the string to sign holds.
+    """
+    if "x-amz-date" in request.headers:
+        return request.headers["x-amz-date"]
+    date = request.headers.get("date")
+    if date is None:
+        return None
+    try:
+        _parse_amz_date(date)
+        return date
+    except AuthError:
+        pass
+    try:
+        parsed = parsedate_to_datetime(date)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.astimezone(dt.timezone.utc).strftime(AMZ_DATE)
+    except (TypeError, ValueError, OverflowError):
+        raise AuthError("bad_signature", f"Invalid Date header: {date!r}") from None
+
+
+def _check_scope_date(scope: Scope, amz_date: str) -> None:
+    if scope.date != amz_date[:8]:
+        raise AuthError("scope_date", f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
+                        f"date from HTTP: '{scope.date}' != '{amz_date[:8]}', from '{amz_date}'.")
+
+
+def _check_host_signed(signed_headers: str) -> None:
+    if "host" not in signed_headers.lower().split(";"):
+        raise AuthError("unsigned_host", "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+
+
 class Verifier:
     def __init__(self, keys: KeyRing):
         self.keys = keys
 
+    def check_before_body(self, request: HttpRequest, now: dt.datetime | None = None) -> None:
+        """Everything about a request's signature that does not need its body, so that a request that
+        would be refused anyway is refused before its body is read; ``verify`` finishes the check."""
+        request.scratch["auth_claim"] = self._claim(request, now or dt.datetime.now(dt.timezone.utc))
+
     def verify(self, request: HttpRequest, now: dt.datetime | None = None) -> tuple[Identity, Scope]:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        claim = request.scratch.pop("auth_claim", None)
+        if claim is None:
+            claim = self._claim(request, now or dt.datetime.now(dt.timezone.utc))
+        if claim.presigned:
+            payload = "UNSIGNED-PAYLOAD" if claim.scope.service == "s3" else hashlib.sha256(request.body).hexdigest()
+        else:
+            payload = self._payload_hash(request, claim.scope)
+        expected = self._signature(request, claim.credential, claim.scope, claim.amz_date, claim.signed_headers,
+                                   payload, claim.skip_query)
+        if not hmac.compare_digest(expected, claim.signature):
+            raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
+                            "provided. Check your AWS Secret Access Key and signing method.")
+        return self._identity(claim.credential), claim.scope
+
+    def _claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
         header = request.headers.get("authorization")
         if header is not None and header.startswith(ALGORITHM):
-            return self._verify_header(request, header, now)
+            return self._header_claim(request, now)
         if "X-Amz-Signature=" in request.query_string:
-            return self._verify_presigned(request, now)
+            return self._presigned_claim(request, now)
         if header or "AWSAccessKeyId=" in request.query_string:
             raise AuthError("bad_signature", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported: sign "
                             "with signature_version 's3v4' (the profile jobforge writes does)")
         raise AuthError("missing", "Missing Authentication Token")
 
-    def _verify_header(self, request, header, now):
+    def _header_claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
         fields = _header_fields(request)
         scope = credential_scope(request)
         if scope is None or "SignedHeaders" not in fields or "Signature" not in fields:
             raise AuthError("bad_signature", "Authorization header requires Credential, SignedHeaders and Signature")
-        amz_date = request.headers.get("x-amz-date")
-        if amz_date is None:
-            raise AuthError("bad_signature", "Authorization requires an X-Amz-Date header")
-        when = _parse_amz_date(amz_date)
+        date = request_amz_date(request)
+        if date is None:
+            raise AuthError("bad_signature", "Authorization header requires existence of either a 'X-Amz-Date' or "
+                            "a 'Date' header.")
+        when = _parse_amz_date(date)
         if abs(now - when) > MAX_SKEW:
-            raise AuthError("expired", f"Signature expired: {amz_date} is now earlier than "
-                            f"{(now - MAX_SKEW).strftime('%Y%m%dT%H%M%SZ')} ({now.strftime('%Y%m%dT%H%M%SZ')} - 15 min.)"
-                            if when < now else f"Signature not yet current: {amz_date} is still later than "
-                            f"{(now + MAX_SKEW).strftime('%Y%m%dT%H%M%SZ')}")
+            raise AuthError("expired", f"Signature expired: {date} is now earlier than "
+                            f"{(now - MAX_SKEW).strftime(AMZ_DATE)} ({now.strftime(AMZ_DATE)} - 15 min.)"
+                            if when < now else f"Signature not yet current: {date} is still later than "
+                            f"{(now + MAX_SKEW).strftime(AMZ_DATE)}")
+        _check_scope_date(scope, date)
+        _check_host_signed(fields["SignedHeaders"])
         credential = self._credential(scope, request.headers.get("x-amz-security-token"), now)
-        payload = self._payload_hash(request, scope)
-        signed = fields["SignedHeaders"]
-        expected = self._signature(request, credential, scope, amz_date, signed, payload, set())
-        if not hmac.compare_digest(expected, fields["Signature"]):
-            raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
-                            "provided. Check your AWS Secret Access Key and signing method.")
-        return self._identity(credential), scope
+        if scope.service == "s3":
+            self._payload_hash(request, scope)  # S3's claimed payload hash must be there before its body is read
+        return _Claim(credential, scope, date, fields["SignedHeaders"], fields["Signature"], frozenset(), False)
 
     @staticmethod
     def _payload_hash(request, scope: Scope) -> str:
@@ -183,7 +252,7 @@ class Verifier:
                             "computed.")
         return actual
 
-    def _verify_presigned(self, request, now):
+    def _presigned_claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
         params = {k: unquote(v) for k, v in _raw_pairs(request.query_string)}
         scope = credential_scope(request)
         if params.get("X-Amz-Algorithm") != ALGORITHM or scope is None or "X-Amz-Date" not in params:
@@ -200,15 +269,13 @@ class Verifier:
             raise AuthError("access_denied", "Request has expired")
         if when - now > MAX_SKEW:
             raise AuthError("expired", "Request is not yet valid")
-        credential = self._credential(scope, params.get("X-Amz-Security-Token"), now)
+        if scope.date != params["X-Amz-Date"][:8]:
+            raise AuthError("bad_query", "Invalid credential date. Date is not the same as X-Amz-Date.")
         signed = params.get("X-Amz-SignedHeaders", "host")
-        payload = "UNSIGNED-PAYLOAD" if scope.service == "s3" else hashlib.sha256(request.body).hexdigest()
-        expected = self._signature(request, credential, scope, params["X-Amz-Date"], signed,
-                                   payload, UNSIGNED_QUERY_KEYS)
-        if not hmac.compare_digest(expected, params.get("X-Amz-Signature", "")):
-            raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
-                            "provided. Check your key and signing method.")
-        return self._identity(credential), scope
+        _check_host_signed(signed)
+        credential = self._credential(scope, params.get("X-Amz-Security-Token"), now)
+        return _Claim(credential, scope, params["X-Amz-Date"], signed, params.get("X-Amz-Signature", ""),
+                      UNSIGNED_QUERY_KEYS, True)
 
     def _credential(self, scope: Scope, token: str | None, now: dt.datetime) -> Credential:
         credential = self.keys.get(scope.access_key_id)
@@ -230,7 +297,7 @@ class Verifier:
             _canonical_query(request.query_string, skip_query), headers, signed_headers, payload])
         string_to_sign = "\n".join([
             ALGORITHM, amz_date, f"{scope.date}/{scope.region}/{scope.service}/aws4_request",
-            hashlib.sha256(canonical.encode()).hexdigest()])
+            hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()])
         key = signing_key(credential.secret_key, scope.date, scope.region, scope.service)
         return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
