@@ -55,16 +55,15 @@ class _OpenConnections:
             del self.by_address[address]
 
 
-def _plain_response(status: str, text: str, *extra: str) -> bytes:
-    body = text.encode()
-    head = [f"HTTP/1.1 {status}", "content-type: text/plain; charset=utf-8", f"content-length: {len(body)}",
-            "connection: close", *extra]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+def _refusal(status: str, *extra: str) -> bytes:
+    """A bodiless answer: an SDK then reads the error from the status alone (and retries a 503)."""
+    return ("\r\n".join([f"HTTP/1.1 {status}", "content-length: 0", "connection: close", *extra]) +
+            "\r\n\r\n").encode()
 
 
-TOO_MANY_CONNECTIONS = _plain_response("503 Service Unavailable", "Too many connections", "retry-after: 1")
-HEADERS_TOO_LARGE = _plain_response("431 Request Header Fields Too Large", "Request headers too large")
-HEADERS_TOO_SLOW = _plain_response("408 Request Timeout", "Request headers not received in time")
+TOO_MANY_CONNECTIONS = _refusal("503 Service Unavailable", "retry-after: 1")
+HEADERS_TOO_LARGE = _refusal("431 Request Header Fields Too Large")
+HEADERS_TOO_SLOW = _refusal("408 Request Timeout")
 
 
 class _PolicedProtocol(HttpToolsProtocol):
