@@ -333,6 +333,13 @@ def test_an_unknown_key_is_refused_before_the_body_is_read(server):
     assert seconds < 10
 
 
+def test_a_worker_report_without_its_token_is_refused_before_the_body_is_read(server):
+    head = (b"POST /_jobforge/worker/no-such-job/report HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer forged\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
+    received, seconds = _exchange(server.port, head)
+    assert received.startswith(b"HTTP/1.1 403"), received[:200]
+    assert b"Invalid worker token" in received and seconds < 10
+
 # -- connection limits ---------------------------------------------------------------------------------------
 
 

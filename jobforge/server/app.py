@@ -89,11 +89,17 @@ class App:
         raw_path = raw_path.decode("latin-1")
         request = HttpRequest(scope["method"], raw_path, scope["query_string"].decode("latin-1"),
                               _headers(scope["headers"]))
+        # Until the body is read: a refusal before then closes the connection (see streaming.left_unread).
+        request.scratch["receive"] = receive
+        internal = raw_path.startswith("/_jobforge/")
+        response = None
         try:
-            if streaming.streams_body(request):
-                request.scratch["receive"] = receive  # S3: the body is read once the request is authenticated
-            else:
-                await self._receive_body(request, receive)
+            if internal:  # the workers' API: its path and worker token are judged before the body is read
+                response = self.internal.answer_before_body(request)
+                if response is None:
+                    await self._read_body(request, limits.WORKER_REPORT_BODY)
+            elif not streaming.streams_body(request):  # S3 reads its body once the request is authenticated
+                await self._receive_body(request)
         except ServiceError as err:
             service = router.candidates_or_default(getattr(credential_scope(request), "service", None), request)
             response = router.protocol_of(service).error(service, err, str(uuid.uuid4()))
@@ -101,8 +107,8 @@ class App:
                 response.header("Connection", "close")
             await self._send(send, response)
             return
-        if raw_path.startswith("/_jobforge/"):
-            response = await self.internal.handle(request)
+        if internal:
+            response = response or await self.internal.handle(request)
         else:
             response = await self.dispatch(request)
         if streaming.left_unread(request):
@@ -110,24 +116,22 @@ class App:
             receive = None  # what is left to receive is body, not a disconnect notice
         await self._send(send, response, receive)
 
-    async def _receive_body(self, request: HttpRequest, receive) -> None:
+    async def _receive_body(self, request: HttpRequest) -> None:
         """Read a non-S3 body whole, once what can be judged without it passes: the size it declares and
-        what its signature claims (so an unknown key or a stale date costs the server no body).
-
-        Until it is read, ``receive`` stays in the scratch: a refusal then closes the connection instead
-        of reading the rest (see ``streaming.left_unread``).
-        """
-        request.scratch["receive"] = receive
+        what its signature claims (so an unknown key or a stale date costs the server no body)."""
         scope_service = getattr(credential_scope(request), "service", None)
-        internal = request.raw_path.startswith("/_jobforge/")
-        limit = limits.WORKER_REPORT_BODY if internal else limits.body_limit(scope_service)
-        limits.check_declared_size(request.headers, limit)
-        if not internal and self.runtime.settings.auth != "none":
+        if self.runtime.settings.auth != "none":
             try:
                 self.runtime.verifier.check_before_body(request)
             except AuthError as err:
                 raise _auth_error(err, router.candidates_or_default(scope_service, request)) from None
-        request.body = await streaming.read_all(receive, limit)
+        await self._read_body(request, limits.body_limit(scope_service))
+
+    @staticmethod
+    async def _read_body(request: HttpRequest, limit: int) -> None:
+        """The body read whole, refused beyond limit bytes (by its Content-Length before any is read)."""
+        limits.check_declared_size(request.headers, limit)
+        request.body = await streaming.read_all(request.scratch["receive"], limit)
         del request.scratch["receive"]
 
     async def _off_loop(self, request: HttpRequest, fn, *args):

@@ -23,7 +23,9 @@ class InternalApi:
         self.runtime = runtime
         self.engine = runtime.engine
 
-    async def handle(self, request: HttpRequest) -> HttpResponse:
+    def answer_before_body(self, request: HttpRequest) -> HttpResponse | None:
+        """The answer its path and worker token alone give (health, not found, refused), before the body is
+        read; None for a worker's request, whose job and action ``handle`` then takes."""
         parts = request.raw_path.strip("/").split("/")
         if parts == ["_jobforge", "health"]:
             return _json(200, {"status": "ok"})
@@ -37,6 +39,11 @@ class InternalApi:
         action = getattr(self, "_" + parts[3], None)
         if action is None:
             return _json(404, {"message": f"Unknown action {parts[3]}"})
+        request.scratch["worker"] = (job, action)
+        return None
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        job, action = request.scratch["worker"]
         try:
             body = json.loads(request.body or b"{}")
         except ValueError:
