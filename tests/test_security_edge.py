@@ -76,10 +76,9 @@ def _list_shape(limit: int | None):
     member = {"type": "list", "member": {"shape": "Item"}}
     if limit is not None:
         member["max"] = limit
+    item = {"type": "structure", "members": {"Key": {"shape": "S"}, "Value": {"shape": "S"}}}
     resolver = ShapeResolver({"Input": {"type": "structure", "members": {"Items": {"shape": "Items"}}},
-                              "Items": member,
-                              "Item": {"type": "structure", "members": {"Key": {"shape": "S"}, "Value": {"shape": "S"}}},
-                              "S": {"type": "string"}})
+                              "Items": member, "Item": item, "S": {"type": "string"}})
     return resolver.get_shape_by_name("Input")
 
 

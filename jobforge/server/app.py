@@ -77,7 +77,7 @@ class App:
         from jobforge.server.internal import InternalApi
 
         self.internal = InternalApi(runtime)
-        self.off_loop = CapacityLimiter(2)  # big bodies parsed at once: the parsing holds the GIL anyway
+        self.off_loop = CapacityLimiter(2)  # parsing holds the GIL: more threads would only wait for it
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":

@@ -77,7 +77,7 @@ class _PolicedProtocol(HttpToolsProtocol):
         self._client_address: str | None = None  # set once admitted
         self._header_clock = None
         self._header_bytes = 0
-        self._request_begun = False
+        self._request_begun = False  # whether this connection ever started a request
 
     def connection_made(self, transport) -> None:
         peer = transport.get_extra_info("peername")
@@ -142,7 +142,8 @@ class _PolicedProtocol(HttpToolsProtocol):
 
 def protocol_class(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
     """A protocol class of its own for one server: the connections it counts are that server's alone."""
-    return type("PolicedHttpProtocol", (_PolicedProtocol,), {"limits": limits, "open_connections": _OpenConnections()})
+    return type("PolicedHttpProtocol", (_PolicedProtocol,),
+                {"limits": limits, "open_connections": _OpenConnections()})
 
 
 def raise_open_file_limit() -> int:
