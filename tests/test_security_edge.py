@@ -250,7 +250,8 @@ def bucket(server):
 @pytest.mark.parametrize("value", ["café", "naïve 日本語 ✓"])
 def test_utf8_user_metadata_round_trips_through_boto3(server, bucket, value):
     s3 = server.client("s3")
-    # botocore refuses non-ASCII metadata before sending (S3 once did); past that check it sends and signs UTF-8.
+    # botocore refuses non-ASCII metadata before sending (an old rule of S3's REST API); past that check it
+    # sends and signs the value as UTF-8, which S3 accepts.
     s3.meta.events.unregister("before-parameter-build.s3.PutObject", validate_ascii_metadata)
     s3.put_object(Bucket=bucket, Key="utf8", Body=b"x", Metadata={"name": value})
     head = s3.head_object(Bucket=bucket, Key="utf8")
