@@ -241,7 +241,7 @@ class Checker:
         if isinstance(value, dt.datetime):
             return value
         try:
-            return parse_timestamp(value)
+            return parse_timestamp(value).astimezone(UTC)  # in UTC, so no handler meets an instant past year 9999
         except (ValueError, TypeError, OverflowError, OSError):
             self.type_errors.append(f"Expected a timestamp at '{path}'")
             return value

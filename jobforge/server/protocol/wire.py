@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
 
 from botocore.model import Shape
 
 UTC = dt.timezone.utc
+_XML_REFERENCED = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
 def format_timestamp(value, fmt: str):
@@ -71,7 +73,13 @@ def to_xml(shape: Shape, value, name: str, ts_default: str = "iso8601") -> str:
             f"<entry>{to_xml(shape.key, k, key_name, ts_default)}{to_xml(shape.value, v, value_name, ts_default)}</entry>"
             for k, v in value.items())
         return f"<{name}>{inner}</{name}>"
-    return f"<{name}>{escape(_scalar_text(shape, value, ts_default))}</{name}>"
+    return f"<{name}>{xml_text(_scalar_text(shape, value, ts_default))}</{name}>"
+
+
+def xml_text(text: str) -> str:
+    """Text as XML element content, as S3 writes it: markup escaped, and a carriage return or a character
+    XML 1.0 cannot hold as a character reference (a raw CR would be read back as LF)."""
+    return _XML_REFERENCED.sub(lambda found: f"&#x{ord(found.group()):X};", escape(text))
 
 
 def _xml_member(member: Shape, value, key: str, ts_default: str) -> str:
