@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Callable
 
 from jobforge.core.errors import ServiceError
@@ -46,6 +47,7 @@ class RequestContext:
     service: str
     operation: str
     headers: dict
+    disconnected: threading.Event = field(default_factory=threading.Event)  # set once the client has gone away
 
     @property
     def engine(self):

@@ -4,7 +4,10 @@ custom-model deployment.
 
 Generation runs in jobforge's inference process (``engine/inference.py``),
 never in the server process; model directories held in S3 are downloaded
-once, with the caller's credentials, into the data dir's model cache.
+once, with the caller's credentials, into the data dir's model cache. A
+request is answered only once the inference process has admitted it (its
+input fits the model), so a refusal is a plain 400; a generation whose
+client disconnects is cancelled.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Iterator
 
 from anyio import to_thread
 
@@ -20,9 +24,9 @@ from jobforge.api.bedrock_logging import log_invocation
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.bedrock_models import ResolvedModel, resolve_for_inference
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.engine.inference import InferenceHost
+from jobforge.engine.inference import InferenceHost, TooManyGenerations
 
-CONVERSE_DEFAULTS = {"maxTokens": 512, "temperature": 0.7, "topP": 0.9}
+CONVERSE_DEFAULTS = {"temperature": 0.7, "topP": 0.9}  # maxTokens: the model's default, within its context
 _hosts: dict[int, InferenceHost] = {}
 _hosts_lock = threading.Lock()
 
@@ -40,28 +44,52 @@ def _target(ctx: RequestContext, model_id: str) -> tuple[ResolvedModel, str]:
     return model, str(bedrock_objects.model_dir(ctx, model.location))
 
 
-def _job(model_dir: str, request: invoke_formats.Request) -> dict:
-    return {"model_dir": model_dir, "messages": request.messages, "prompt": request.prompt,
-            "max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
-            "stop": request.stop, "top_k": request.top_k}
+def _start(ctx: RequestContext, model: ResolvedModel, model_dir: str,
+           request: invoke_formats.Request) -> Iterator[dict]:
+    """Submit a generation and wait until it is admitted; the returned replies are its text, then its end."""
+    job = {"model_dir": model_dir, "messages": request.messages, "prompt": request.prompt,
+           "max_tokens": request.max_tokens, "default_max_tokens": request.default_max_tokens,
+           "max_tokens_limit": invoke_formats.max_output_tokens(invoke_formats.family(model.family_id),
+                                                                model.family_id),
+           "temperature": request.temperature, "top_p": request.top_p, "stop": request.stop, "top_k": request.top_k}
+    try:
+        generation = _host(ctx).submit(job, ctx.account_id)
+    except TooManyGenerations:
+        raise ServiceError("ThrottlingException", "Too many requests, please wait before trying again.",
+                           429) from None
+    replies = generation.replies(ctx.disconnected)
+    first = next(replies, None)
+    if first is None:
+        raise _client_gone()
+    if "error" in first:
+        raise _refusal(first)
+    return replies
 
 
-def _model_error(reply: dict) -> ServiceError:
+def _refusal(reply: dict) -> ServiceError:
+    if reply.get("code") == "ValidationException":
+        return validation_error(reply["error"])
     return ServiceError("ModelErrorException", reply["error"], 424)
 
 
-def _generate(ctx: RequestContext, model_dir: str, request: invoke_formats.Request) -> invoke_formats.Result:
+def _client_gone() -> ServiceError:
+    """The answer to a request whose client disconnected: nobody reads it."""
+    return ServiceError("ModelErrorException", "The client closed the connection; the generation was stopped.", 424)
+
+
+def _generate(ctx: RequestContext, model: ResolvedModel, model_dir: str,
+              request: invoke_formats.Request) -> invoke_formats.Result:
     text = []
-    for reply in _host(ctx).stream(_job(model_dir, request)):
+    for reply in _start(ctx, model, model_dir, request):
         if "error" in reply:
-            raise _model_error(reply)
+            raise _refusal(reply)
         if "text" in reply:
             text.append(reply["text"])
         else:
             stop = request.stop[0] if reply["stop_reason"] == "stop_sequence" and len(request.stop) == 1 else None
             return invoke_formats.Result("".join(text), reply["input_tokens"], reply["output_tokens"],
                                          reply["stop_reason"], stop)
-    raise ServiceError("ModelErrorException", "The model produced no answer", 424)
+    raise _client_gone()
 
 
 @handler("bedrock-runtime", "InvokeModel", blocking=True)
@@ -71,7 +99,7 @@ def invoke_model(ctx: RequestContext, req: dict) -> dict:
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
     request = invoke_formats.parse(kind, body, model.family_id)
-    result = _generate(ctx, model_dir, request)
+    result = _generate(ctx, model, model_dir, request)
     rendered = invoke_formats.render(kind, model.family_id or req["modelId"], request, result)
     log_invocation(ctx, operation="InvokeModel", model_id=req["modelId"], input_body=body, output_body=rendered,
                    input_tokens=result.input_tokens, output_tokens=result.output_tokens, request_metadata=metadata)
@@ -86,7 +114,7 @@ def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
     model, model_dir = _target(ctx, req["modelId"])
     kind = invoke_formats.family(model.family_id)
     request = invoke_formats.parse(kind, body, model.family_id)
-    replies = _host(ctx).submit(_job(model_dir, request))
+    replies = _start(ctx, model, model_dir, request)
     model_name = model.family_id or req["modelId"]
 
     def chunk(value: dict):
@@ -97,7 +125,9 @@ def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
             yield chunk(value)
         text, first_byte = [], None
         while True:
-            reply = await to_thread.run_sync(replies.get)
+            reply = await to_thread.run_sync(next, replies, None)
+            if reply is None:
+                return  # the client went away
             if "error" in reply:
                 raise ServiceError("ModelStreamErrorException", reply["error"])
             if "done" in reply:
@@ -122,10 +152,7 @@ def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
 def _json_body(req: dict) -> dict:
     if req.get("contentType", "application/json").split(";")[0].strip() not in ("application/json", "*/*"):
         raise validation_error("Only application/json request bodies are supported.")
-    try:
-        return json.loads(req.get("body") or b"")
-    except ValueError as err:
-        raise validation_error(f"Malformed input request: {err}") from None
+    return invoke_formats.load_body(req.get("body") or b"")
 
 
 def _header_metadata(raw: str | None) -> dict | None:
@@ -173,7 +200,7 @@ def _converse_request(req: dict) -> invoke_formats.Request:
     for index, message in enumerate(messages, 1):
         chat.append({"role": message["role"], "content": _text_blocks(message["content"], f"messages.{index}")})
     config = {**CONVERSE_DEFAULTS, **(req.get("inferenceConfig") or {})}
-    return invoke_formats.Request(messages=chat, max_tokens=config["maxTokens"], temperature=config["temperature"],
+    return invoke_formats.Request(messages=chat, max_tokens=config.get("maxTokens"), temperature=config["temperature"],
                                   top_p=config["topP"], stop=list(config.get("stopSequences") or []))
 
 
@@ -185,8 +212,8 @@ def _usage(input_tokens: int, output_tokens: int) -> dict:
 def converse(ctx: RequestContext, req: dict) -> dict:
     started = time.monotonic()
     request = _converse_request(req)
-    _, model_dir = _target(ctx, req["modelId"])
-    result = _generate(ctx, model_dir, request)
+    model, model_dir = _target(ctx, req["modelId"])
+    result = _generate(ctx, model, model_dir, request)
     out = {"output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
            "stopReason": result.stop_reason, "usage": _usage(result.input_tokens, result.output_tokens),
            "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)}}
@@ -206,14 +233,16 @@ def _log_converse(ctx: RequestContext, operation: str, req: dict, out: dict) -> 
 def converse_stream(ctx: RequestContext, req: dict) -> dict:
     started = time.monotonic()
     request = _converse_request(req)
-    _, model_dir = _target(ctx, req["modelId"])
-    replies = _host(ctx).submit(_job(model_dir, request))
+    model, model_dir = _target(ctx, req["modelId"])
+    replies = _start(ctx, model, model_dir, request)
 
     async def events():
         yield "messageStart", {"role": "assistant"}
         text = []
         while True:
-            reply = await to_thread.run_sync(replies.get)
+            reply = await to_thread.run_sync(next, replies, None)
+            if reply is None:
+                return  # the client went away
             if "error" in reply:
                 raise ServiceError("ModelStreamErrorException", reply["error"])
             if "text" in reply:

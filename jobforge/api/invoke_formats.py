@@ -8,6 +8,7 @@ OpenAI-style ``{"messages"}`` body.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,7 +25,8 @@ ALTERNATE_ROLES = ("A conversation must alternate between user and assistant rol
 class Request:
     messages: list[dict] | None = None  # [{"role", "content": str}]
     prompt: str | None = None
-    max_tokens: int = 512
+    max_tokens: int | None = None  # None: not given; up to default_max_tokens are generated, within the context
+    default_max_tokens: int = 512
     temperature: float = 1.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
@@ -126,6 +128,29 @@ def check_body(obj, schema: dict, where: str = "#") -> None:
             check_body(value, spec.fields, path)
         if spec.unsupported and value != spec.noop:
             raise validation_error(f"{path[2:]} is not supported by the models this server runs; leave it out.")
+
+
+MAX_BODY_DEPTH = 64  # far deeper than any family's body
+TOO_DEEP = f"the body is nested deeper than {MAX_BODY_DEPTH} levels"
+
+
+def load_body(raw: bytes):
+    """A native body's JSON value, refused when malformed or nested deeper than MAX_BODY_DEPTH (a body is
+    logged and serialized again later, and must stay clear of the interpreter's recursion limit there)."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _malformed("#", TOO_DEEP) from None
+    except ValueError as err:
+        raise validation_error(f"Malformed input request: {err}") from None
+    pending = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_BODY_DEPTH:
+                raise _malformed("#", TOO_DEEP)
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return body
 
 
 def _plain(number: float):
@@ -266,6 +291,16 @@ def _stops(value) -> list[str]:
     raise validation_error("Stop sequences must be a list of strings.")
 
 
+def max_output_tokens(kind: str, model_id: str) -> int | None:
+    """The family's cap on generated tokens (what its native body admits); None where only the model's
+    context bounds them."""
+    field = {"llama": LLAMA["max_gen_len"], "titan": _titan(model_id)["textGenerationConfig"].fields["maxTokenCount"],
+             "nova": NOVA["inferenceConfig"].fields["maxTokens"], "anthropic": ANTHROPIC["max_tokens"],
+             "cohere": COHERE["max_tokens"], "cohere-chat": COHERE_CHAT["max_tokens"],
+             "mistral": MISTRAL["max_tokens"]}.get(kind)
+    return int(field.maximum) if field is not None and field.maximum is not None else None
+
+
 def family(model_id: str) -> str:
     for prefix, name in (("meta.", "llama"), ("amazon.titan-text", "titan"), ("amazon.titan-tg1", "titan"),
                          ("amazon.nova", "nova"), ("anthropic.", "anthropic"),
@@ -282,12 +317,12 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
         raise validation_error("Malformed input request: the body must be a JSON object.")
     if kind == "llama" or (kind == "generic" and "prompt" in body):
         check_body(body, LLAMA if kind == "llama" else GENERIC_PROMPT)
-        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_gen_len", 512)),
+        return Request(prompt=body["prompt"], max_tokens=body.get("max_gen_len"),
                        temperature=body.get("temperature", 0.5), top_p=body.get("top_p", 0.9))
     if kind == "titan":
         check_body(body, _titan(model_id))
         config = body.get("textGenerationConfig") or {}
-        return Request(prompt=body["inputText"], max_tokens=int(config.get("maxTokenCount", 512)),
+        return Request(prompt=body["inputText"], max_tokens=config.get("maxTokenCount"),
                        temperature=config.get("temperature", 0.7), top_p=config.get("topP", 0.9),
                        stop=config.get("stopSequences", []))
     if kind == "nova":
@@ -295,7 +330,7 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
         config = body.get("inferenceConfig") or {}
         system = "".join(_text_of([s]) for s in body.get("system") or [])
         return Request(messages=_chat(body["messages"], system),
-                       max_tokens=int(config.get("maxTokens", config.get("max_new_tokens", 512))),
+                       max_tokens=config.get("maxTokens", config.get("max_new_tokens")),
                        temperature=config.get("temperature", 0.7), top_p=config.get("topP", 0.9),
                        stop=config.get("stopSequences", []), top_k=config.get("topK"))
     if kind == "anthropic":
@@ -304,11 +339,11 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
         if system is not None and not isinstance(system, (str, list)):
             raise _malformed("#/system", f"expected type: String or JSONArray, found: {_type_name(system)}")
         return Request(messages=_chat(body["messages"], _text_of(system) if system else None, anthropic=True),
-                       max_tokens=int(body["max_tokens"]), temperature=body.get("temperature", 1.0),
+                       max_tokens=body["max_tokens"], temperature=body.get("temperature", 1.0),
                        top_p=body.get("top_p", 0.999), stop=body.get("stop_sequences", []), top_k=body.get("top_k"))
     if kind == "cohere":
         check_body(body, COHERE)
-        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 20)),
+        return Request(prompt=body["prompt"], max_tokens=body.get("max_tokens"), default_max_tokens=20,
                        temperature=body.get("temperature", 0.9), top_p=body.get("p", 0.75),
                        stop=body.get("stop_sequences", []), top_k=body.get("k"))
     if kind == "cohere-chat":
@@ -320,16 +355,16 @@ def parse(kind: str, body: dict, model_id: str = "") -> Request:
                 raise _malformed(f"#/chat_history/{index}", "expected {role: USER or CHATBOT, message: String}")
             turns.append({"role": COHERE_ROLES[turn["role"]], "content": turn["message"]})
         turns.append({"role": "user", "content": body["message"]})
-        return Request(messages=_chat(turns, body.get("preamble")), max_tokens=int(body.get("max_tokens", 512)),
+        return Request(messages=_chat(turns, body.get("preamble")), max_tokens=body.get("max_tokens"),
                        temperature=body.get("temperature", 0.3), top_p=body.get("p", 0.75),
                        stop=body.get("stop_sequences", []), top_k=body.get("k"))
     if kind == "mistral":
         check_body(body, MISTRAL)
-        return Request(prompt=body["prompt"], max_tokens=int(body.get("max_tokens", 512)),
+        return Request(prompt=body["prompt"], max_tokens=body.get("max_tokens"),
                        temperature=body.get("temperature", 0.5), top_p=body.get("top_p", 0.9),
                        stop=body.get("stop", []), top_k=body.get("top_k"))
     check_body(body, GENERIC_CHAT)
-    return Request(messages=_chat(body["messages"], system_turns=True), max_tokens=int(body.get("max_tokens", 512)),
+    return Request(messages=_chat(body["messages"], system_turns=True), max_tokens=body.get("max_tokens"),
                    temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
                    stop=_stops(body.get("stop")))
 

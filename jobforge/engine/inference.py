@@ -2,33 +2,80 @@
 
 The server never imports torch: bedrock-runtime requests are answered by one
 long-lived child process (``python -m jobforge.engine.inference``) that keeps
-recently used models loaded. Requests and replies are JSON lines over its
-stdin/stdout; one generation runs at a time, and each reply streams as
-``{"text": piece}`` lines ending in ``{"done": …}`` or ``{"error": …}``.
-A reader thread always consumes a reply to its end, so a client that hangs
-up mid-stream never leaves the child blocked.
+recently used models loaded. Requests, cancellations and replies are JSON
+lines over its stdin/stdout, each tagged with the generation's id. A
+generation first answers ``{"started": …}`` once its input fits the model (or
+``{"error": …, "code": "ValidationException"}``), then ``{"text": piece}``
+lines, then ``{"done": …}`` or ``{"error": …}``.
+
+Generations run side by side and take turns token by token (``FairTurns``),
+so a long generation of one account never holds another's short one; a
+generation whose client went away is cancelled and stops within a token.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
 import subprocess
 import sys
 import threading
+from collections import Counter, OrderedDict, deque
 from typing import Iterator
 
+MAX_GENERATIONS_PER_ACCOUNT = 8  # each holds a model cache and two threads in the inference process
+POLL_SECONDS = 0.2  # how often a waiting consumer checks whether its client went away
 
-class GenerationError(Exception):
+
+class TooManyGenerations(Exception):
+    """The account already has MAX_GENERATIONS_PER_ACCOUNT generations in flight."""
+
+
+class GenerationCancelled(Exception):
     pass
+
+
+class Generation:
+    """One submitted generation, as the server sees it: its replies, and the way to stop it."""
+
+    def __init__(self, host: "InferenceHost", generation_id: int):
+        self.host, self.id = host, generation_id
+        self.queue: queue.Queue = queue.Queue()
+        self.finished = False
+
+    def replies(self, stop: threading.Event | None = None) -> Iterator[dict]:
+        """Reply lines up to the last (``done`` or ``error``). Ends early, cancelling the generation, once
+        ``stop`` is set (the client went away) or when the consumer abandons the iterator."""
+        try:
+            while stop is None or not stop.is_set():
+                try:
+                    reply = self.queue.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if "done" in reply or "error" in reply:
+                    self.finished = True
+                yield reply
+                if self.finished:
+                    return
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.host.cancel(self.id)
 
 
 class InferenceHost:
     def __init__(self, threads: int | None = None):
         self.threads = threads
         self._process: subprocess.Popen | None = None
-        self._lock = threading.Lock()  # one generation at a time
+        self._lock = threading.Lock()  # the process, its stdin and the table of generations in flight
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[Generation, str, subprocess.Popen]] = {}
+        self._per_account: Counter = Counter()
 
     def _ensure(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
@@ -38,44 +85,151 @@ class InferenceHost:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "jobforge.engine.inference"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 env=env, text=True, bufsize=1)
+            threading.Thread(target=self._read, args=(self._process,), daemon=True).start()
         return self._process
 
-    def submit(self, request: dict) -> "queue.Queue[dict]":
-        """Start one generation; its reply lines arrive on the returned queue."""
-        replies: queue.Queue = queue.Queue()
-        threading.Thread(target=self._run, args=(request, replies), daemon=True).start()
-        return replies
-
-    def _run(self, request: dict, replies: queue.Queue) -> None:
+    def submit(self, request: dict, account: str) -> Generation:
+        """Start one generation for an account; its replies arrive on the returned handle."""
         with self._lock:
+            if self._per_account[account] >= MAX_GENERATIONS_PER_ACCOUNT:
+                raise TooManyGenerations()
+            generation = Generation(self, next(self._ids))
+            process = self._ensure()
             try:
-                process = self._ensure()
-                process.stdin.write(json.dumps(request) + "\n")
-                process.stdin.flush()
-                while True:
-                    line = process.stdout.readline()
-                    if not line:
-                        raise GenerationError("the inference process exited")
-                    reply = json.loads(line)
-                    replies.put(reply)
-                    if "done" in reply or "error" in reply:
-                        return
-            except (OSError, ValueError, GenerationError) as err:
-                if self._process is not None:
-                    self._process.kill()
-                replies.put({"error": f"Model inference failed: {err}"})
+                _send(process, {"id": generation.id, "account": account, "job": request})
+            except OSError as err:
+                generation.finished = True
+                generation.queue.put({"error": f"Model inference failed: {err}"})
+                return generation
+            self._pending[generation.id] = (generation, account, process)
+            self._per_account[account] += 1
+        return generation
 
-    def stream(self, request: dict) -> Iterator[dict]:
-        replies = self.submit(request)
-        while True:
-            reply = replies.get()
-            yield reply
-            if "done" in reply or "error" in reply:
-                return
+    def cancel(self, generation_id: int) -> None:
+        with self._lock:
+            found = self._forget(generation_id)
+            if found is not None:
+                try:
+                    _send(found[2], {"id": generation_id, "cancel": True})
+                except OSError:
+                    pass  # the process is gone, and the generation with it
+
+    def _forget(self, generation_id: int) -> tuple | None:
+        found = self._pending.pop(generation_id, None)
+        if found is not None:
+            account = found[1]
+            self._per_account[account] -= 1
+            if not self._per_account[account]:
+                del self._per_account[account]
+        return found
+
+    def _read(self, process: subprocess.Popen) -> None:
+        """Route the process's replies to their generations, always reading to the end of its output."""
+        for line in process.stdout:
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            generation_id = reply.pop("id", None)
+            with self._lock:
+                if "done" in reply or "error" in reply:
+                    found = self._forget(generation_id)
+                else:
+                    found = self._pending.get(generation_id)
+            if found is not None:
+                found[0].queue.put(reply)
+        with self._lock:
+            orphans = [self._forget(generation_id) for generation_id, found in list(self._pending.items())
+                       if found[2] is process]
+        for generation, *_ in orphans:
+            generation.queue.put({"error": "Model inference failed: the inference process exited"})
 
     def close(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
+
+
+def _send(process: subprocess.Popen, message: dict) -> None:
+    process.stdin.write(json.dumps(message) + "\n")
+    process.stdin.flush()
+
+
+class FairTurns:
+    """Which generation runs the next model step: the accounts waiting are served in turn, and an account's
+    own generations in turn.
+
+    One step runs at a time (each step already uses every core the host gives inference) and every
+    generation hands the turn on after each token, so a request waits for at most one step of each other
+    account's generations before its own, however long they are. Token-step turns rather than batching:
+    requests differ in model, length and sampling settings, and each keeps Hugging Face's own generate().
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._holder: Turn | None = None
+        self._waiting: OrderedDict[str, deque] = OrderedDict()  # account -> its turns waiting, accounts in order
+
+    def turn(self, account: str) -> "Turn":
+        return Turn(self, account)
+
+    def _take(self, turn: "Turn") -> None:
+        """Wait for the turn (caller holds the condition's lock)."""
+        self._waiting.setdefault(turn.account, deque()).append(turn)
+        self._hand_on()
+        while self._holder is not turn and not turn.cancelled:
+            self._changed.wait()
+        if turn.cancelled:
+            self._leave(turn)
+            raise GenerationCancelled()
+
+    def _hand_on(self) -> None:
+        if self._holder is None and self._waiting:
+            account, turns = self._waiting.popitem(last=False)
+            self._holder = turns.popleft()
+            if turns:
+                self._waiting[account] = turns  # the account's next generation waits behind the other accounts
+            self._changed.notify_all()
+
+    def _leave(self, turn: "Turn") -> None:
+        if self._holder is turn:
+            self._holder = None
+        else:
+            turns = self._waiting.get(turn.account)
+            if turns is not None and turn in turns:
+                turns.remove(turn)
+                if not turns:
+                    del self._waiting[turn.account]
+        self._hand_on()
+
+
+class Turn:
+    """One generation's place in FairTurns: held around its generate() call, handed on after every token."""
+
+    def __init__(self, turns: FairTurns, account: str):
+        self.turns, self.account = turns, account
+        self.cancelled = False
+
+    def __enter__(self) -> "Turn":
+        with self.turns._changed:
+            self.turns._take(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self.turns._changed:
+            self.turns._leave(self)
+
+    def next_token(self) -> None:
+        with self.turns._changed:
+            if self.cancelled:
+                raise GenerationCancelled()
+            if self.turns._waiting:
+                self.turns._holder = None
+                self.turns._take(self)
+
+    def cancel(self) -> None:
+        with self.turns._changed:
+            self.cancelled = True
+            self.turns._changed.notify_all()
 
 
 def _serve() -> None:
@@ -83,25 +237,47 @@ def _serve() -> None:
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    writing = threading.Lock()
 
-    def send(reply: dict) -> None:
-        replies.write(json.dumps(reply) + "\n")
-        replies.flush()
+    def send(generation_id: int, **reply) -> None:
+        with writing:
+            replies.write(json.dumps({"id": generation_id, **reply}) + "\n")
+            replies.flush()
 
-    from jobforge.workloads.customize.generate import stream
+    from jobforge.workloads.customize.generate import RequestRejected, Stream
+
+    turns = FairTurns()
+    running: dict[int, Turn] = {}
+
+    def run(generation_id: int, job: dict, turn: Turn) -> None:
+        try:
+            pieces = Stream(job["model_dir"], job.get("messages"), job.get("prompt"), job.get("max_tokens"),
+                            job.get("temperature", 1.0), job.get("top_p", 1.0), job.get("stop"), job.get("top_k"),
+                            default_max_tokens=job.get("default_max_tokens", 512),
+                            max_tokens_limit=job.get("max_tokens_limit"), pacing=turn)
+            send(generation_id, started={"input_tokens": pieces.input_tokens})
+            for piece in pieces:
+                send(generation_id, text=piece)
+            send(generation_id, done=True, input_tokens=pieces.input_tokens, output_tokens=pieces.output_tokens,
+                 stop_reason=pieces.stop_reason)
+        except RequestRejected as err:
+            send(generation_id, error=str(err), code="ValidationException")
+        except GenerationCancelled:
+            send(generation_id, error="cancelled")
+        except Exception as err:  # noqa: BLE001 — reported to the caller, the process lives on
+            send(generation_id, error=f"{type(err).__name__}: {err}")
+        finally:
+            running.pop(generation_id, None)
 
     for line in sys.stdin:
-        request = json.loads(line)
-        try:
-            pieces = stream(request["model_dir"], request.get("messages"), request.get("prompt"),
-                            request.get("max_tokens", 512), request.get("temperature", 1.0),
-                            request.get("top_p", 1.0), request.get("stop"), request.get("top_k"))
-            for piece in pieces:
-                send({"text": piece})
-            send({"done": True, "input_tokens": pieces.input_tokens, "output_tokens": pieces.output_tokens,
-                  "stop_reason": pieces.stop_reason})
-        except Exception as err:  # noqa: BLE001 — reported to the caller, the process lives on
-            send({"error": f"{type(err).__name__}: {err}"})
+        message = json.loads(line)
+        if message.get("cancel"):
+            turn = running.get(message["id"])
+            if turn is not None:
+                turn.cancel()
+            continue
+        turn = running[message["id"]] = turns.turn(message["account"])
+        threading.Thread(target=run, args=(message["id"], message["job"], turn), daemon=True).start()
 
 
 if __name__ == "__main__":

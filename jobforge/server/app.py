@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import threading
 import uuid
 
 from anyio import CapacityLimiter, to_thread
@@ -107,14 +108,22 @@ class App:
                 response.header("Connection", "close")
             await self._send(send, response)
             return
+        disconnected = request.scratch["disconnected"] = threading.Event()  # long handlers stop on it
         if internal:
             response = response or await self.internal.handle(request)
         else:
-            response = await self.dispatch(request)
+            # Once the body is read, what receive gives is the disconnect (S3 bodies are read later).
+            watcher = None if "receive" in request.scratch else asyncio.create_task(
+                _watch_disconnect(receive, disconnected))
+            try:
+                response = await self.dispatch(request)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
         if streaming.left_unread(request):
             response.header("Connection", "close")  # the unread body must not be parsed as the next request
             receive = None  # what is left to receive is body, not a disconnect notice
-        await self._send(send, response, receive)
+        await self._send(send, response, receive, disconnected)
 
     async def _receive_body(self, request: HttpRequest) -> None:
         """Read a non-S3 body whole, once what can be judged without it passes: the size it declares and
@@ -140,7 +149,7 @@ class App:
             return fn(*args)
         return await to_thread.run_sync(fn, *args, limiter=self.off_loop)
 
-    async def _send(self, send, response: HttpResponse, receive=None) -> None:
+    async def _send(self, send, response: HttpResponse, receive=None, disconnected=None) -> None:
         headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
         if isinstance(response.body, (bytes, bytearray)):
             headers.append((b"content-length", str(len(response.body)).encode()))
@@ -148,23 +157,18 @@ class App:
             await send({"type": "http.response.body", "body": bytes(response.body)})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await self._send_stream(send, response.body, receive)
+        await self._send_stream(send, response.body, receive, disconnected)
 
-    async def _send_stream(self, send, body, receive) -> None:
-        """Stream a body, stopping as soon as the client goes away.
+    async def _send_stream(self, send, body, receive, gone: threading.Event | None = None) -> None:
+        """Stream a body, stopping as soon as the client goes away (and setting ``gone`` then).
 
         The server drops what is sent after a disconnect without raising, so
         without watching ``receive`` an abandoned multi-GB GET would be read to
         its end for nobody.
         """
-        gone = asyncio.Event()
-
-        async def watch():
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-
-        watcher = asyncio.create_task(watch()) if receive is not None else None
+        if gone is None:
+            gone = threading.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone)) if receive is not None else None
         try:
             async for chunk in body:
                 if gone.is_set():
@@ -203,7 +207,7 @@ class App:
         try:
             account_id, principal_arn, access_key_id, region = identity
             ctx = RequestContext(self.runtime, account_id, principal_arn, access_key_id, request_id, region,
-                                 service, operation, request.headers)
+                                 service, operation, request.headers, request.scratch["disconnected"])
             found = HANDLERS.get((service, operation))
             if found is None:
                 raise not_implemented(service, operation)
@@ -275,6 +279,12 @@ def _read_params(protocol, service: str, operation: str, request: HttpRequest) -
                            protocol.parse(service, operation, request), protocol_name)
     except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
         raise ServiceError(type_error_code(protocol_name), "The request body is nested too deeply", 400) from None
+
+
+async def _watch_disconnect(receive, gone: threading.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 def create_app(settings) -> App:

@@ -5,10 +5,16 @@ and the distillation teacher).
 rendered with the model's chat template (the one saved with every custom
 model); ``prompt`` is sent as raw text. ``stop_reason`` uses Converse's
 values: ``end_turn``, ``max_tokens``, ``stop_sequence``.
+
+A request must fit the model: its input within the context (the model's
+position embeddings), an explicit ``max_tokens`` within the model's limit;
+generation also ends where the context is full.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,11 +22,19 @@ from pathlib import Path
 
 import torch
 
+from .job import _max_positions
 from .prompting import chat_ids, ensure_chat_template, prompt_ids
 
 CACHE_SIZE = 2
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
+INPUT_TOO_LONG = "Input is too long for requested model."
+ABOVE_LIMIT = ("The maximum tokens you requested exceeds the model limit of {limit}. Try again with a maximum "
+               "tokens value that is lower than {limit}.")
+
+
+class RequestRejected(ValueError):
+    """The request does not fit the model (Bedrock's ValidationException)."""
 
 
 @dataclass
@@ -63,6 +77,21 @@ def input_ids_for(tokenizer, messages: list[dict] | None = None, prompt: str | N
     return prompt_ids(tokenizer, prompt)
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _longest_token(tokenizer) -> int:
+    return max(map(len, tokenizer.get_vocab()), default=1)
+
+
+def surely_too_long(tokenizer, texts: list[str], context: int) -> bool:
+    """Whether texts cannot fit ``context`` tokens, known without tokenizing them (which takes seconds per
+    megabyte): no token covers more characters of normalized text than its own string has."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    normalize = backend.normalizer.normalize_str if backend.normalizer is not None else str
+    return sum(len(normalize(text)) for text in texts) > context * _longest_token(tokenizer)
+
+
 def generate(
     model_dir,
     messages: list[dict] | None = None,
@@ -86,18 +115,36 @@ def stream(model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.
 
 class Stream:
     """Iterate to get text pieces as they are generated; afterwards
-    ``input_tokens``, ``output_tokens`` and ``stop_reason`` are set."""
+    ``input_tokens``, ``output_tokens`` and ``stop_reason`` are set.
 
-    def __init__(self, model_dir, messages=None, prompt=None, max_tokens=512, temperature=1.0, top_p=1.0, stop=None,
-                 top_k=None):
+    ``max_tokens`` None means the caller's default, ``default_max_tokens``, as far as the context leaves
+    room; an explicit value above ``max_tokens_limit`` or the context is refused with ``RequestRejected``.
+    ``pacing``, when given, decides when each model step runs: a context manager held around the
+    generation whose ``next_token()`` is called after every token (it may wait, or raise to stop).
+    """
+
+    def __init__(self, model_dir, messages=None, prompt=None, max_tokens: int | None = 512, temperature=1.0,
+                 top_p=1.0, stop=None, top_k=None, default_max_tokens: int = 512,
+                 max_tokens_limit: int | None = None, pacing=None):
         self.model, self.tokenizer = load(model_dir)
+        context = _max_positions(Path(model_dir))
+        texts = [m["content"] for m in messages] if messages is not None else [prompt or ""]
+        if surely_too_long(self.tokenizer, texts, context):
+            raise RequestRejected(INPUT_TOO_LONG)
         self.ids = input_ids_for(self.tokenizer, messages, prompt)
-        self.max_tokens, self.temperature, self.top_p, self.top_k = max_tokens, temperature, top_p, top_k
+        room = context - len(self.ids)
+        if room <= 0:
+            raise RequestRejected(INPUT_TOO_LONG)
+        limit = min(context, max_tokens_limit or context)
+        if max_tokens is not None and max_tokens > limit:
+            raise RequestRejected(ABOVE_LIMIT.format(limit=limit))
+        self.max_tokens = min(default_max_tokens if max_tokens is None else max_tokens, room)
+        self.temperature, self.top_p, self.top_k, self.pacing = temperature, top_p, top_k, pacing
         self.stop = [s for s in (stop or []) if s]
         self.input_tokens, self.output_tokens, self.stop_reason = len(self.ids), 0, None
 
     def __iter__(self):
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         if self.max_tokens <= 0:  # Titan admits maxTokenCount 0: nothing to generate
             self.stop_reason = "max_tokens"
@@ -107,11 +154,13 @@ class Stream:
         kwargs = _sampling(self.tokenizer, self.max_tokens, self.temperature, self.top_p, self.top_k)
         if self.stop:
             kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
+        if self.pacing is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_Paced(self.pacing)])
         input_ids = torch.tensor([self.ids], device=self.model.device)
 
         def work():
             try:
-                with torch.no_grad():
+                with self.pacing or contextlib.nullcontext(), torch.no_grad():
                     produced["ids"] = self.model.generate(
                         input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **kwargs
                     )
@@ -152,6 +201,17 @@ class Stream:
             self.stop_reason = "end_turn"
         if len(text) > sent:
             yield text[sent:]
+
+
+class _Paced:
+    """Hands control to the pacing after every generated token (a stopping criterion never stopping itself)."""
+
+    def __init__(self, pacing):
+        self.pacing = pacing
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        self.pacing.next_token()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def generate_batch(model, tokenizer, inputs: list[list[int]], max_tokens: int, temperature: float, top_p: float):
