@@ -1,12 +1,13 @@
 """A fuzz corpus over every served operation: invalid input, sent the way real clients send it, always gets a
 4xx in the service's own error shape, never a 5xx or a dropped connection, on SQLite and on PostgreSQL.
 
-Inputs are generated from the botocore models with a fixed seed: missing required members, wrong types,
-lengths, sizes and values out of bounds, pattern and enum violations, odd Unicode (unpaired surrogates,
-NUL, right-to-left and zero-width characters, combining marks, non-characters), huge lists. They go out
-through botocore's own serializer with client-side validation off, so every wrong value reaches the wire
-in the protocol's real shape; what no serializer can write (invalid UTF-8, NUL in a path, malformed or
-deeply nested bodies) goes out as raw signed HTTP.
+Inputs are generated from the botocore models with a fixed seed: each case is an operation's required
+members with one thing wrong, a missing required member, a wrong type, a length, size or value out of
+bounds, a pattern or enum violation, odd Unicode (unpaired surrogates, NUL, right-to-left and zero-width
+characters, combining marks, non-characters), an edge value handlers read further (paging tokens, URIs,
+extreme dates), a huge list. They go out through botocore's own serializer with client-side validation
+off, so every wrong value reaches the wire in the protocol's real shape; what no serializer can write
+(invalid UTF-8, NUL in a path, malformed or deeply nested bodies) goes out as raw signed HTTP.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import urllib3
 from botocore import parsers, serialize, xform_name
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import prepare_request_dict
+from botocore.eventstream import EventStream
 from botocore.exceptions import (BotoCoreError, ClientError, HTTPClientError, IncompleteReadError,
                                  ResponseStreamingError)
 from botocore.parsers import ResponseParserError
+from botocore.response import StreamingBody
 
 import rawclient
 from conftest import TEST_CATEGORY
@@ -467,9 +470,9 @@ class Tally:
 def _consume(response: dict) -> None:
     """Read what a streaming output carries, so a failure inside the stream is seen too."""
     for value in response.values():
-        if hasattr(value, "read"):
+        if isinstance(value, StreamingBody):
             value.read()
-        elif hasattr(value, "__iter__") and type(value).__name__ == "EventStream":
+        elif isinstance(value, EventStream):
             for _ in value:
                 pass
 

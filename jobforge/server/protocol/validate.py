@@ -2,7 +2,7 @@
 
 One walk over the input shape does three things: checks wire types (a
 mismatch is a ``SerializationException``, as AWS JSON services answer),
-converts wire values to Python ones (timestamps to aware datetimes, blobs to
+converts wire values to Python ones (timestamps to UTC datetimes, blobs to
 bytes), and checks every constraint the SDKs leave to the server (required,
 length, range, enum, pattern) for a ``ValidationException`` that lists every
 violation the way AWS's Coral validator does.
