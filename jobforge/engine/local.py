@@ -6,19 +6,24 @@ executor: ``submit(job, env) -> handle``, ``stop(job_id, force)``,
 
 Workers are forked by a warm fork server (``jobforge.engine.zygote``) that has
 already imported what they need; when it cannot answer at once, a worker is
-started cold as ``python -m jobforge.engine.worker <job-id>``. Either way the
-worker leads its own session, so its pid is its process group.
+started cold as ``python -m jobforge.engine.worker <job-id> <confinement>``.
+Either way the worker leads its own session, so its pid is its process group,
+and confines itself before the job's code runs. The job's directory is
+``JOBS_DIR/<id>/``; the worker's log and pid file are beside it
+(``<id>.log``, ``<id>.pid``), out of the job's reach.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from jobforge.engine.zygote import PID_FILE, process_start_time
+from jobforge.engine.isolation import prepare_job_dir
+from jobforge.engine.zygote import process_start_time
 from jobforge.engine.zygote_client import ZygoteClient
 from jobforge.workloads import WORKLOADS
 
@@ -30,7 +35,10 @@ class LocalExecutor:
         self._zygote: ZygoteClient | None = None
 
     def log_path(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id / "worker.log"
+        return self.jobs_dir / f"{job_id}.log"
+
+    def pid_path(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.pid"
 
     def warm(self, env: dict) -> None:
         """Start the fork server (again, if it died) with env, which must hold no secrets."""
@@ -39,19 +47,19 @@ class LocalExecutor:
                 self._zygote.close()
             self._zygote = ZygoteClient(env)
 
-    def submit(self, job, env: dict) -> int:
-        work = self.jobs_dir / job.id
-        work.mkdir(parents=True, exist_ok=True)
-        (work / PID_FILE).unlink(missing_ok=True)
+    def submit(self, job, env: dict, confinement: dict) -> int:
+        """Start the job's worker with env, confined as ``jobforge.engine.isolation.enter`` reads confinement."""
+        work = prepare_job_dir(confinement)
+        self.pid_path(job.id).unlink(missing_ok=True)
         workload = WORKLOADS.get(job.workload)
         process = None
         if self._zygote is not None:
             process = self._zygote.fork(job.id, workload.preload if workload else (), str(work),
-                                        str(self.log_path(job.id)), env)
+                                        str(self.log_path(job.id)), str(self.pid_path(job.id)), env, confinement)
         if process is None:
             with open(self.log_path(job.id), "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "jobforge.engine.worker", job.id],
+                    [sys.executable, "-m", "jobforge.engine.worker", job.id, json.dumps(confinement)],
                     env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
         self.processes[job.id] = process
@@ -93,7 +101,7 @@ class LocalExecutor:
         if b"jobforge.engine.worker" in cmdline and job_id.encode() in cmdline:
             return True
         try:  # a forked worker shares the fork server's command line; its pid file names it
-            recorded_pid, start_time = (self.jobs_dir / job_id / PID_FILE).read_text().split()
+            recorded_pid, start_time = self.pid_path(job_id).read_text().split()
         except (OSError, ValueError):
             return False
         return int(recorded_pid) == pid and process_start_time(pid) == start_time

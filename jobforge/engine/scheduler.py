@@ -12,8 +12,10 @@ import time
 
 import sqlalchemy as sa
 
-from jobforge.core import accounts, jobs
+from jobforge.core import accounts, jobs, models_catalog
 from jobforge.core.store import jobs as jobs_table, reading
+from jobforge.engine import linux
+from jobforge.engine.isolation import JobIsolation
 from jobforge.engine.local import LocalExecutor
 from jobforge.engine.resources import Capacity, host_capacity
 from jobforge.workloads import WORKLOADS
@@ -29,6 +31,7 @@ class Scheduler:
         settings = runtime.settings
         self.capacity = host_capacity(settings.cpus, settings.memory_mb, settings.gpus)
         self.executor = LocalExecutor(settings.jobs_dir)
+        self.isolation: JobIsolation | None = None  # what the host offers, found at start
         self.granted: dict[str, dict] = {}  # job id → resources (with "gpu_ids")
         self.term_sent: dict[str, float] = {}  # job id → when SIGTERM was sent
         self._wake: asyncio.Event | None = None
@@ -39,6 +42,10 @@ class Scheduler:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
         self._loop = loop
+        linux.set_dumpable(False)  # no process of this user (a job's, without root) reads the server's memory
+        settings = self.runtime.settings
+        self.isolation = JobIsolation(settings.data_dir, settings.jobs_dir)
+        self.isolation.report()
         self.executor.warm(self._base_environment())
         self.recover()
         self._task = loop.create_task(self._run())
@@ -113,12 +120,17 @@ class Scheduler:
         env = self._environment(started, credential, token, grant)
         self.executor.warm(self._base_environment())
         try:
-            pid = self.executor.submit(started, env)
+            confinement = self.isolation.confinement(job.id, job.account_id, self._model_dirs())
+            pid = self.executor.submit(started, env, confinement)
         except OSError as err:
             self.finish(job.id, "FAILED", failure_reason=f"Could not start the worker process: {err}")
             return
         self.granted[job.id] = grant
         jobs.transition(self.engine, job.id, pid=pid)
+
+    def _model_dirs(self) -> list[str]:
+        """The foundation models' local directories: jobs read them (customization bases and teachers)."""
+        return [m.location for m in models_catalog.all_models(self.engine) if not m.location.startswith("s3://")]
 
     @staticmethod
     def _base_environment() -> dict:
@@ -131,7 +143,6 @@ class Scheduler:
         endpoint = settings.endpoint_url
         env.update({
             "JOBFORGE_ENDPOINT": endpoint, "JOBFORGE_JOB_ID": job.id, "JOBFORGE_WORKER_TOKEN": token,
-            "JOBFORGE_DATA_DIR": str(settings.data_dir),
             "AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_key,
             "AWS_SESSION_TOKEN": credential.session_token, "AWS_DEFAULT_REGION": settings.region,
             "AWS_REGION": settings.region, "AWS_ENDPOINT_URL": endpoint,

@@ -1,6 +1,8 @@
-"""The worker process: ``python -m jobforge.engine.worker <job-id>``.
+"""The worker process: ``python -m jobforge.engine.worker <job-id> <confinement>``.
 
-Runs one attempt of one job and reports to the server's internal API. Metrics
+Runs one attempt of one job and reports to the server's internal API. Before
+anything of the job runs it confines itself (``jobforge.engine.isolation``)
+as the JSON ``confinement`` from the server says. Metrics
 and log lines are batched and sent by a reporter thread every half second; the
 reply tells the worker whether a stop was requested. SIGTERM also requests a
 stop; the workload sees it through ``ctx.should_stop()``.
@@ -19,6 +21,7 @@ import traceback
 import urllib.request
 from pathlib import Path
 
+from jobforge.engine import isolation
 from jobforge.engine.context import JobContext, JobStopped, WorkloadError
 from jobforge.engine.transfer import S3Transfer
 from jobforge.workloads import WORKLOADS
@@ -63,7 +66,7 @@ class WorkerJobContext(JobContext):
         self.checkpoint_dir = Path.cwd() / "checkpoints"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ)
+        self.env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
         self.transfer = S3Transfer()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -146,8 +149,13 @@ def run_workload(ctx: WorkerJobContext, info: dict) -> tuple[str, str | None]:
     return ("stopped", None) if ctx.should_stop() else ("completed", None)
 
 
-def main(job_id: str) -> None:
+def main(job_id: str, confinement: dict) -> None:
     client = WorkerClient(os.environ["JOBFORGE_ENDPOINT"], job_id, os.environ["JOBFORGE_WORKER_TOKEN"])
+    try:
+        isolation.enter(confinement)
+    except OSError as err:
+        client.call("finish", {"outcome": "failed", "reason": f"The job could not be isolated from the host: {err}"})
+        return
     info = client.call("job")
     ctx = WorkerJobContext(client, info)
     signal.signal(signal.SIGTERM, ctx.request_stop)
@@ -158,4 +166,4 @@ def main(job_id: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], json.loads(sys.argv[2]))

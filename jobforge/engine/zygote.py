@@ -2,16 +2,19 @@
 
 A Python start plus the worker's imports cost seconds on a small machine, so
 the local executor keeps this process warm and asks it for one forked child
-per job attempt. It holds no secrets: each request comes with a memfd that only
-the child reads (the job's environment, credentials included). The child
-starts its own session (its pid is the job's process group), takes the job's
-environment, working directory and log, writes ``worker.pid`` for orphan
-recovery and runs the worker's ``main``, exactly as
-``python -m jobforge.engine.worker <job-id>`` would.
+per job attempt. It holds no secrets (and is not dumpable, so that no process
+of its user reads its memory or its view of the files): each request comes
+with a memfd that only the child reads (the job's environment, credentials
+included). The child starts its own session (its pid is the job's process
+group), takes the job's environment, working directory and log, writes the
+pid file for orphan recovery and runs the worker's ``main``, which confines
+it before anything of the job runs, exactly as
+``python -m jobforge.engine.worker <job-id> <confinement>`` would.
 
 Messages are JSON datagrams on a SOCK_SEQPACKET socket. Requests:
-``{"request", "job", "preload", "cwd", "log", "deadline"}`` (with the memfd
-attached); replies: ``{"request", "pid"}`` or ``{"request", "error"}``; then
+``{"request", "job", "preload", "cwd", "log", "pid_file", "confinement",
+"deadline"}`` (with the memfd attached); replies: ``{"request", "pid"}`` or
+``{"request", "error"}``; then
 ``{"exited": pid, "code"}`` when a worker ends, and ``{"ready"}``/``{"busy"}``
 as the fork server becomes able to answer at once or not.
 A request whose ``deadline`` (``time.monotonic()``, system-wide) has passed is
@@ -34,7 +37,8 @@ import sys
 import time
 import traceback
 
-PID_FILE = "worker.pid"
+from jobforge.engine import linux
+
 # Imported before the first request: what every worker needs on its way to the workload.
 CORE_MODULES = ("jobforge.engine.worker", "jobforge.engine.transfer", "boto3", "botocore.client")
 MAX_MESSAGE = 65536
@@ -131,11 +135,11 @@ class Zygote:
             sys.argv = [sys.argv[0], request["job"]]
             sys.path[0] = os.getcwd()  # as ``python -m`` sets it
             pid = os.getpid()
-            with open(PID_FILE, "w", encoding="ascii") as marker:
+            with open(request["pid_file"], "w", encoding="ascii") as marker:
                 marker.write(f"{pid} {process_start_time(pid)}\n")
             from jobforge.engine import worker
 
-            worker.main(request["job"])
+            worker.main(request["job"], request["confinement"])
             code = 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
@@ -175,6 +179,7 @@ def _import_all(modules) -> None:
 
 def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which shuts this down
+    linux.set_dumpable(False)
     Zygote(socket.socket(fileno=fd)).serve()
 
 

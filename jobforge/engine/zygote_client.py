@@ -61,14 +61,15 @@ class ZygoteClient:
         self._exits: dict[int, int] = {}  # exits reported before their fork was answered
         threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
 
-    def fork(self, job_id: str, preload: tuple[str, ...], cwd: str, log: str, env: dict) -> ForkedWorker | None:
+    def fork(self, job_id: str, preload: tuple[str, ...], cwd: str, log: str, pid_file: str, env: dict,
+             confinement: dict) -> ForkedWorker | None:
         if not (self.alive and self.idle):
             return None
         with self._lock:
             deadline = time.monotonic() + ANSWER_SECONDS
             number = next(self._requests)
             request = {"request": number, "job": job_id, "preload": list(preload), "cwd": cwd, "log": log,
-                       "deadline": deadline}
+                       "pid_file": pid_file, "confinement": confinement, "deadline": deadline}
             env_fd = os.memfd_create(f"jobforge-env-{job_id}", os.MFD_CLOEXEC)
             try:
                 os.write(env_fd, json.dumps(env).encode())

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from jobforge.config import Settings
 from jobforge.core import accounts
 from jobforge.core.store import open_store
+from jobforge.engine.isolation import make_data_dir_private
 from jobforge.server.auth import Verifier
 
 DEFAULT_ACCOUNT = "default"
@@ -18,7 +19,9 @@ DEFAULT_ACCOUNT = "default"
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
+        os.umask(0o077)  # everything the server writes is its own; job code may run as other users
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir_private(settings.data_dir, settings.jobs_dir)
         self.engine: sa.Engine = open_store(settings.db_url)
         self.keys = accounts.KeyRing(self.engine)
         self.verifier = Verifier(self.keys)

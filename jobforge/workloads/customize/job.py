@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def fetch_model(ctx: JobContext, model: dict, name: str) -> Path:
             ctx.download(location.rstrip("/") + "/", target)
         return target
     path = Path(location)
+    unreadable = [p for p in [path, *path.rglob("*")] if p.exists() and not os.access(p, os.R_OK)]
+    if unreadable:  # the job runs as a user of its own, which the files' modes may leave out
+        raise WorkloadError(f"The model {model.get('identifier')} at {location} is not readable by the job's user "
+                            f"(uid {os.getuid()}): {unreadable[0]}. Make the model's files readable by other users.")
     if not (path / "config.json").is_file():
         raise WorkloadError(f"The model {model.get('identifier')} has no Hugging Face model at {location}.")
     return path
