@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from jobforge import tinylm
+from jobforge.engine.inference import MAX_GENERATIONS_PER_ACCOUNT, FairTurns, GenerationCancelled
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -187,6 +189,28 @@ def test_a_stream_whose_client_disconnects_stops_generating(registered, runtime)
     _assert_inference_idle(registered)
 
 
+def test_an_account_has_a_bounded_number_of_generations_in_flight(registered, runtime, other):
+    streams = []
+    try:
+        for _ in range(MAX_GENERATIONS_PER_ACCOUNT):
+            stream = runtime.converse_stream(modelId=GENERIC, messages=_ask("one two"),
+                                             inferenceConfig={"maxTokens": ENDLESS, "temperature": 0})["stream"]
+            next(iter(stream))
+            streams.append(stream)
+        with pytest.raises(ClientError) as err:
+            runtime.converse(modelId=GENERIC, messages=_ask("three"), inferenceConfig={"maxTokens": 2})
+        assert _code(err) == "ThrottlingException"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert other.converse(modelId=GENERIC, messages=_ask("four"),
+                              inferenceConfig={"maxTokens": 2})["usage"]["outputTokens"] == 2
+    finally:
+        for stream in streams:
+            stream.close()
+    _assert_inference_idle(registered)
+    assert runtime.converse(modelId=GENERIC, messages=_ask("five"),
+                            inferenceConfig={"maxTokens": 2})["usage"]["outputTokens"] == 2
+
+
 def test_a_request_whose_client_gives_up_stops_generating(registered):
     impatient = registered.client("bedrock-runtime", read_timeout=1)
     with pytest.raises(ReadTimeoutError):
@@ -216,3 +240,49 @@ def test_deeply_nested_native_bodies_are_refused(runtime, body):
             call(modelId=LLAMA, body=body)
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert _code(err) == "ValidationException" and "nested deeper than" in _message(err)
+
+
+def test_turns_alternate_between_accounts_whatever_each_has_in_flight():
+    """Account a runs two generations, b one: a step of b's follows every step of a's, and a cancelled
+    generation leaves its place, waiting or running."""
+    turns, steps, lock = FairTurns(), [], threading.Lock()
+    first = turns.turn("a")
+    waiting = [turns.turn("a"), turns.turn("b"), turns.turn("c")]
+
+    def generate(turn, name, count):
+        try:
+            with turn:
+                for _ in range(count):
+                    with lock:
+                        steps.append(name)
+                    turn.next_token()
+        except GenerationCancelled:
+            with lock:
+                steps.append(name + " cancelled")
+
+    first.__enter__()  # a1 holds the turn until the others wait
+    threads = [threading.Thread(target=generate, args=args)
+               for args in ((waiting[0], "a2", 3), (waiting[1], "b", 3), (waiting[2], "c", 3))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while sum(len(queued) for queued in turns._waiting.values()) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    waiting[2].cancel()  # c leaves while waiting
+    threads[2].join(10)
+    assert steps == ["c cancelled"]
+
+    def run_first():
+        first.next_token()
+        with lock:
+            steps.append("a1")
+        first.next_token()
+        first.__exit__(None, None, None)
+
+    runner = threading.Thread(target=run_first)
+    runner.start()
+    for thread in [runner, *threads]:
+        thread.join(10)
+    # a1 handed on after its step: b, then a's other generation, then b again, and so on.
+    assert steps[1:] == ["b", "a2", "b", "a1", "b", "a2", "a2"]

@@ -4,7 +4,7 @@ The server never imports torch: bedrock-runtime requests are answered by one
 long-lived child process (``python -m jobforge.engine.inference``) that keeps
 recently used models loaded. Requests, cancellations and replies are JSON
 lines over its stdin/stdout, each tagged with the generation's id. A
-generation first answers ``{"started": …}`` once its input fits the model (or
+generation first answers ``{"started": true}`` once its input fits the model (or
 ``{"error": …, "code": "ValidationException"}``), then ``{"text": piece}``
 lines, then ``{"done": …}`` or ``{"error": …}``.
 
@@ -25,7 +25,7 @@ import threading
 from collections import Counter, OrderedDict, deque
 from typing import Iterator
 
-MAX_GENERATIONS_PER_ACCOUNT = 8  # each holds a model cache and two threads in the inference process
+MAX_GENERATIONS_PER_ACCOUNT = 8  # each holds its attention cache and two threads in the inference process
 POLL_SECONDS = 0.2  # how often a waiting consumer checks whether its client went away
 
 
@@ -172,9 +172,11 @@ class FairTurns:
     def turn(self, account: str) -> "Turn":
         return Turn(self, account)
 
-    def _take(self, turn: "Turn") -> None:
-        """Wait for the turn (caller holds the condition's lock)."""
+    def _take(self, turn: "Turn", just_served: bool = False) -> None:
+        """Wait for the turn (caller holds the condition's lock); an account just served waits behind the others."""
         self._waiting.setdefault(turn.account, deque()).append(turn)
+        if just_served:
+            self._waiting.move_to_end(turn.account)
         self._hand_on()
         while self._holder is not turn and not turn.cancelled:
             self._changed.wait()
@@ -224,7 +226,7 @@ class Turn:
                 raise GenerationCancelled()
             if self.turns._waiting:
                 self.turns._holder = None
-                self.turns._take(self)
+                self.turns._take(self, just_served=True)
 
     def cancel(self) -> None:
         with self.turns._changed:
@@ -255,7 +257,7 @@ def _serve() -> None:
                             job.get("temperature", 1.0), job.get("top_p", 1.0), job.get("stop"), job.get("top_k"),
                             default_max_tokens=job.get("default_max_tokens", 512),
                             max_tokens_limit=job.get("max_tokens_limit"), pacing=turn)
-            send(generation_id, started={"input_tokens": pieces.input_tokens})
+            send(generation_id, started=True)
             for piece in pieces:
                 send(generation_id, text=piece)
             send(generation_id, done=True, input_tokens=pieces.input_tokens, output_tokens=pieces.output_tokens,
