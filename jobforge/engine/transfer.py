@@ -7,12 +7,29 @@ exactly what its role may and never touches the server's files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jobforge.engine.context import NoSuchData, WorkloadError, split_s3_uri
 from jobforge.engine.local_paths import UnsafePath, path_for_key
 
 MISSING = ("404", "NoSuchKey", "NoSuchBucket")
+_session = None  # one per process, so that botocore parses S3's model once
+
+
+def preload() -> None:
+    """Parse what an S3 client needs now: the fork server does, and every worker it forks starts with it."""
+    _boto3_session().client("s3", region_name="us-east-1", aws_access_key_id="preload",
+                            aws_secret_access_key="preload")
+
+
+def _boto3_session():
+    global _session
+    if _session is None:
+        import boto3
+
+        _session = boto3.session.Session()
+    return _session
 
 
 class S3Transfer:
@@ -22,12 +39,14 @@ class S3Transfer:
     @property
     def client(self):
         if self._client is None:
-            import boto3
             from botocore.config import Config
 
-            # A session of its own reads the credentials now, not those a default session cached earlier.
-            self._client = boto3.session.Session().client("s3", config=Config(s3={"addressing_style": "path"},
-                                                                              retries={"mode": "standard"}))
+            # The credentials of the environment as it is now, not as the shared session may have cached them.
+            self._client = _boto3_session().client(
+                "s3", aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
+                config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
         return self._client
 
     def download(self, uri: str, path: Path) -> Path:

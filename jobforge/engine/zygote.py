@@ -63,6 +63,12 @@ class Zygote:
 
     def serve(self) -> None:
         _import_all(CORE_MODULES)
+        try:
+            from jobforge.engine import transfer
+
+            transfer.preload()
+        except Exception:  # a worker's first transfer does it then
+            traceback.print_exc()
         self.send({"ready": True})
         while True:
             for key, _ in self.selector.select():

@@ -44,7 +44,9 @@ class ZygoteClient:
     def __init__(self, env: dict):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # The fork server's libraries must not start thread pools: forked workers would inherit broken ones.
-        env = dict(env, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        # Nor may it read the server user's AWS files: what it loads, its workers inherit (jobs get the same).
+        env = dict(env, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                   AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         with theirs:
             self.process = subprocess.Popen([sys.executable, "-m", "jobforge.engine.zygote", str(theirs.fileno())],
                                             env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()],
