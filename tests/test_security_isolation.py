@@ -208,6 +208,7 @@ def test_a_cold_started_worker_is_confined_the_same_way(server, isolation, intru
     time.sleep(0.5)
     report = attack(server, intruder, victim_file)
     assert "jobforge.engine.worker" in report["worker"], report["worker"]
+    assert " -P " in report["worker"]  # the job's directory, its working directory, is not on its import path
     assert_nothing_leaked(server, report)
 
 

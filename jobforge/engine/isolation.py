@@ -144,7 +144,7 @@ def _probe(data_dir: Path, jobs_dir: Path, pid_namespace: bool) -> str | None:
     confinement = {"job_dir": str(jobs_dir), "hide": [str(data_dir)], "readable": [], "namespaces": True,
                    "pid_namespace": pid_namespace, "user": None}
     try:
-        done = subprocess.run([sys.executable, "-m", "jobforge.engine.isolation", json.dumps(confinement)],
+        done = subprocess.run([sys.executable, "-P", "-m", "jobforge.engine.isolation", json.dumps(confinement)],
                               capture_output=True, text=True, timeout=PROBE_SECONDS, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as err:
         return str(err)
@@ -199,7 +199,7 @@ def interpreter_paths() -> list[str]:
 
     paths = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
              os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(os.path.dirname(jobforge.__file__))]
-    paths += sys.path[1:]  # sys.path[0] is the directory the process started in, not a library
+    paths += [p for p in sys.path if p and os.path.realpath(p) != os.path.realpath(os.getcwd())]  # not a library
     return list(dict.fromkeys(os.path.realpath(p) for p in paths if p and os.path.exists(p)))
 
 

@@ -6,11 +6,13 @@ executor: ``submit(job, env) -> handle``, ``stop(job_id, force)``,
 
 Workers are forked by a warm fork server (``jobforge.engine.zygote``) that has
 already imported what they need; when it cannot answer at once, a worker is
-started cold as ``python -m jobforge.engine.worker <job-id> <confinement>``.
+started cold as ``python -P -m jobforge.engine.worker <job-id> <confinement>``.
 Either way the worker leads its own session, so its pid is its process group,
 and confines itself before the job's code runs. The job's directory is
 ``JOBS_DIR/<id>/``; the worker's log and pid file are beside it
-(``<id>.log``, ``<id>.pid``), out of the job's reach.
+(``<id>.log``, ``<id>.pid``), out of the job's reach. The job's directory is
+the worker's working directory but never on its import path: the worker starts
+as the server's user (root, maybe) and must import nothing a job put there.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class LocalExecutor:
         if process is None:
             with open(self.log_path(job.id), "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "jobforge.engine.worker", job.id, json.dumps(confinement)],
+                    [sys.executable, "-P", "-m", "jobforge.engine.worker", job.id, json.dumps(confinement)],
                     env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
         self.processes[job.id] = process

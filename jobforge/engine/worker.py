@@ -1,4 +1,4 @@
-"""The worker process: ``python -m jobforge.engine.worker <job-id> <confinement>``.
+"""The worker process: ``python -P -m jobforge.engine.worker <job-id> <confinement>``.
 
 Runs one attempt of one job and reports to the server's internal API. Before
 anything of the job runs it confines itself (``jobforge.engine.isolation``)

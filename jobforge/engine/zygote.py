@@ -9,7 +9,7 @@ included). The child starts its own session (its pid is the job's process
 group), takes the job's environment, working directory and log, writes the
 pid file for orphan recovery and runs the worker's ``main``, which confines
 it before anything of the job runs, exactly as
-``python -m jobforge.engine.worker <job-id> <confinement>`` would.
+``python -P -m jobforge.engine.worker <job-id> <confinement>`` would.
 
 Messages are JSON datagrams on a SOCK_SEQPACKET socket. Requests:
 ``{"request", "job", "preload", "cwd", "log", "pid_file", "confinement",
@@ -139,7 +139,6 @@ class Zygote:
             os.environ.clear()
             os.environ.update(env)
             sys.argv = [sys.argv[0], request["job"]]
-            sys.path[0] = os.getcwd()  # as ``python -m`` sets it
             pid = os.getpid()
             with open(request["pid_file"], "w", encoding="ascii") as marker:
                 marker.write(f"{pid} {process_start_time(pid)}\n")

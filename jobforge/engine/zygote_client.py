@@ -48,7 +48,8 @@ class ZygoteClient:
         env = dict(env, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                    AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         with theirs:
-            self.process = subprocess.Popen([sys.executable, "-m", "jobforge.engine.zygote", str(theirs.fileno())],
+            self.process = subprocess.Popen([sys.executable, "-P", "-m", "jobforge.engine.zygote",
+                                             str(theirs.fileno())],
                                             env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()],
                                             start_new_session=True)
         self.sock = ours
