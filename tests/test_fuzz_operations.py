@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import random
 import re
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from re import _constants as sre_constants  # the stdlib's own regex parser, to write strings a pattern matches
@@ -285,7 +286,7 @@ def _edge_value(shape, rng):
         options = EDGE_TEXT + ["", "e" * min(meta.get("max", 1024), MAX_GENERATED_LENGTH)]
         return rng.choice(options)
     if kind in ("integer", "long", "double", "float"):
-        return rng.choice([meta.get("min", 0), meta.get("max", 2 ** 31 - 1), 0])
+        return rng.choice([meta.get("min", 0), meta.get("max", 2 ** 31 - 1), 0, -1])
     if kind in ("list", "map"):
         return [] if kind == "list" else {}
     if kind == "timestamp":
@@ -360,12 +361,28 @@ def _mutation(kind, targets, rng):
     return rng.choice(options) if options else None
 
 
-def cases_for(service: str, operation: str, rng: random.Random) -> list[Case]:
-    """Each case is the operation's required members with one thing wrong; the member it breaks may be optional."""
+def with_resources(shape, value, resources: dict[str, str]):
+    """A value whose members naming a resource (Bucket, Key, RoleName, …) name one that exists."""
+    if shape.type_name == "structure" and not shape.metadata.get("document"):
+        return {name: resources[name] if name in resources and shape.members[name].type_name == "string"
+                else with_resources(shape.members[name], item, resources) for name, item in value.items()}
+    if shape.type_name == "list":
+        return [with_resources(shape.member, item, resources) for item in value]
+    return value
+
+
+def cases_for(service: str, operation: str, rng: random.Random, resources: dict[str, str]) -> list[Case]:
+    """Each case is the operation's required members with one thing wrong; the member it breaks may be optional.
+
+    Operations that remove what they name (Delete…, Abort…, Complete…) get names of nothing, so the
+    resources stay for the operations after them.
+    """
     shape = models.operation(service, operation).input_shape
     if shape is None:
         return [Case(service, operation, "no input", "", {})]
     full = valid_value(shape)
+    if not operation.startswith(("Delete", "Abort", "Complete")):
+        full = with_resources(shape, full, resources)
     targets = [(path, member) for path, member in members(shape, full) if path and not _framing(member)]
     required = _required_paths(shape, full)
     cases = []
@@ -562,14 +579,42 @@ def send_raw(server, service: str, operation: str, raw, tally: Tally) -> None:
         tally.failures.append(f"{label}: HTTP {status} {code}: {data[:300]!r}")
 
 
+# Faults the corpus found under other seeds, replayed on every run: (service, operation, member path, value).
+FOUND = [("s3", "ListParts", ("MaxParts",), -1)]
+
+
+def found_cases(service: str, operation: str, resources: dict[str, str]) -> list[Case]:
+    shape = models.operation(service, operation).input_shape
+    full = with_resources(shape, valid_value(shape), resources) if shape is not None else {}
+    return [Case(service, operation, "found before", _where(path), replaced(skeleton(shape, full, path), path, value))
+            for found_service, found_operation, path, value in FOUND
+            if (found_service, found_operation) == (service, operation)]
+
+
+def existing_resources(server) -> dict[str, str]:
+    """Resources made before the corpus runs, by the member names that name them, so cases get past
+    "not found" into what handlers do with a resource."""
+    name = f"fuzz-{uuid.uuid4().hex[:12]}"
+    s3 = server.client("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="fuzz/key", Body=b"fuzz")
+    upload = s3.create_multipart_upload(Bucket=name, Key="fuzz/key")["UploadId"]
+    s3.upload_part(Bucket=name, Key="fuzz/key", UploadId=upload, PartNumber=1, Body=b"part")
+    server.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                                                  "Action": "sts:AssumeRole"}]}))
+    return {"Bucket": name, "Key": "fuzz/key", "UploadId": upload, "CopySource": f"{name}/fuzz/key", "RoleName": name}
+
+
 def run_corpus(server) -> Tally:
     rng = random.Random(SEED)
     tally = Tally(Counter(), Counter(), [])
+    resources = existing_resources(server)
     senders = {}
     for service, operation in served_operations():
         if service not in senders:
             senders[service] = FuzzClient(server, service)
-        for case in cases_for(service, operation, rng):
+        for case in cases_for(service, operation, rng, resources) + found_cases(service, operation, resources):
             send_case(senders[service], case, tally)
         for raw in raw_cases(service, operation, rng):
             send_raw(server, service, operation, raw, tally)
