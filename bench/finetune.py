@@ -95,7 +95,7 @@ def prepare(root: Path, samples: int) -> None:
 def run_jobforge(root: Path, device: str) -> dict:
     import torch
 
-    from jobforge.engine.context import LocalJobContext
+    from jobforge.execution.context import LocalJobContext
     from jobforge.workloads.customize.data import load_records
     from jobforge.workloads.customize.families import GENERIC
     from jobforge.workloads.customize.model_io import load_for_training, load_tokenizer, quiet_transformers

@@ -152,7 +152,7 @@ def test_a_missing_deployment_or_custom_model_is_an_invalid_identifier(tmp_path)
     custom-model name, is Bedrock's plain invalid identifier."""
     from types import SimpleNamespace
 
-    from jobforge.api.bedrock_models import INVALID_MODEL, resolve_for_inference
+    from jobforge.api.bedrock_common import INVALID_MODEL, resolve_for_inference
     from jobforge.core import custom_models as cm
     from jobforge.core.store import open_store
 

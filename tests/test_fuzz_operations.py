@@ -39,8 +39,8 @@ from botocore.response import StreamingBody
 import rawclient
 from conftest import TEST_CATEGORY
 from jobforge.api.base import HANDLERS
+from jobforge.core import service_models
 from jobforge.server.app import load_api_modules
-from jobforge.server.protocol import models
 from jobforge.testing_server import ServerProcess
 
 SEED = 20260603
@@ -377,7 +377,7 @@ def cases_for(service: str, operation: str, rng: random.Random, resources: dict[
     Operations that remove what they name (Delete…, Abort…, Complete…) get names of nothing, so the
     resources stay for the operations after them.
     """
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     if shape is None:
         return [Case(service, operation, "no input", "", {})]
     full = valid_value(shape)
@@ -417,7 +417,7 @@ MARK = "FUZZLABEL"
 
 def _raw_base(service: str, operation: str):
     """The request botocore writes for a valid-looking input, its URI labels set to a marker."""
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     op = model.operation_model(operation)
     params = valid_value(op.input_shape) if op.input_shape is not None else {}
     labels = []
@@ -554,7 +554,7 @@ def send_case(sender: FuzzClient, case: Case, tally: Tally) -> None:
 
 def send_raw(server, service: str, operation: str, raw, tally: Tally) -> None:
     name, method, path, body, headers = raw
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     signing_name = model.metadata.get("signingName", model.endpoint_prefix)
     auth = S3SigV4Auth if service == "s3" else SigV4Auth
     label = f"{service}.{operation} [raw: {name}]"
@@ -584,7 +584,7 @@ FOUND = [("s3", "ListParts", ("MaxParts",), -1)]
 
 
 def found_cases(service: str, operation: str, resources: dict[str, str]) -> list[Case]:
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     full = with_resources(shape, valid_value(shape), resources) if shape is not None else {}
     return [Case(service, operation, "found before", _where(path), replaced(skeleton(shape, full, path), path, value))
             for found_service, found_operation, path, value in FOUND
@@ -682,7 +682,7 @@ def test_unstorable_text_is_refused_by_member(any_server):
     the real client's request is refused with the protocol's validation code, naming the member."""
     for service, operation, params, member, problem in REFUSALS:
         status, error = _refusal(lambda: getattr(any_server.client(service), operation)(**params))
-        protocol = models.service_model(service).protocol
+        protocol = service_models.service_model(service).protocol
         expected = {"query": "ValidationError", "rest-xml": "InvalidArgument"}.get(protocol, "ValidationException")
         assert (status, error["Code"]) == (400, expected), (operation, error)
         assert f"at '{member}' failed to satisfy constraint: {WORDING[problem]}" in error["Message"], error

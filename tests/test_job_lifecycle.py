@@ -55,10 +55,10 @@ def _all(engine):
     import sqlalchemy as sa
 
     from jobforge.core.jobs import Job
-    from jobforge.core.store import jobs
+    from jobforge.core.store import jobs_table
 
     with engine.connect() as conn:
-        return [Job.from_row(r) for r in conn.execute(sa.select(jobs))]
+        return [Job.from_row(r) for r in conn.execute(sa.select(jobs_table))]
 
 
 def test_workload_failure_is_reported(server, role_arn):

@@ -9,8 +9,9 @@ import pytest
 from botocore import parsers, serialize
 from botocore.awsrequest import prepare_request_dict
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import awsjson, models, query, rest, restjson
+from jobforge.server.protocol import awsjson, query, rest, restjson
 from jobforge.server.protocol.http import HttpRequest
 from jobforge.server.protocol.validate import check_input
 
@@ -19,7 +20,7 @@ UTC = dt.timezone.utc
 
 def botocore_request(service: str, operation: str, params: dict) -> HttpRequest:
     """What boto3 would send for params, as the server receives it."""
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     op = model.operation_model(operation)
     request_dict = serialize.create_serializer(model.protocol).serialize_to_request(params, op)
     prepare_request_dict(request_dict, endpoint_url="http://localhost")
@@ -36,14 +37,14 @@ def botocore_request(service: str, operation: str, params: dict) -> HttpRequest:
 
 def roundtrip(service: str, operation: str, params: dict) -> dict:
     request = botocore_request(service, operation, params)
-    protocol = {"json": awsjson, "rest-json": restjson, "query": query}[models.service_model(service).protocol]
+    protocol = {"json": awsjson, "rest-json": restjson, "query": query}[service_models.service_model(service).protocol]
     assert protocol.match(service, request) == operation
-    return check_input(models.operation(service, operation).input_shape,
+    return check_input(service_models.operation(service, operation).input_shape,
                        protocol.parse(service, operation, request))
 
 
 def botocore_parse(service: str, operation: str, response) -> dict:
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     parser = parsers.create_parser(model.protocol)
     return parser.parse({"status_code": response.status, "headers": dict(response.headers), "body": response.body},
                         model.operation_model(operation).output_shape)
@@ -122,7 +123,7 @@ def test_errors_carry_modelled_status_and_shape():
 
 
 def test_validation_messages_follow_aws_wording():
-    shape = models.operation("sagemaker", "CreateJob").input_shape
+    shape = service_models.operation("sagemaker", "CreateJob").input_shape
     with pytest.raises(ServiceError) as err:
         check_input(shape, {"JobName": "", "RoleArn": "arn:aws:iam::123456789012:role/r", "JobCategory": "X",
                             "JobConfigSchemaVersion": "1.0.0", "JobConfigDocument": "{}",

@@ -405,6 +405,19 @@ def test_list_multipart_uploads_pages_and_prefixes(s3, bucket):
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
+def test_listing_sizes_must_not_be_negative_and_zero_lists_nothing(s3, bucket):
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=b"x")
+    for call in (lambda: s3.list_parts(Bucket=bucket, Key="k", UploadId=upload, MaxParts=-1),
+                 lambda: s3.list_multipart_uploads(Bucket=bucket, MaxUploads=-1)):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] == "InvalidArgument"
+    empty = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload, MaxParts=0)
+    assert "Parts" not in empty and empty["MaxParts"] == 0
+    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload)
+
+
 def test_upload_part_copy_accepts_only_ranges_inside_the_source(s3, bucket):
     s3.put_object(Bucket=bucket, Key="src", Body=b"0123456789")
     upload = s3.create_multipart_upload(Bucket=bucket, Key="dst")["UploadId"]

@@ -12,8 +12,8 @@ import pytest
 
 from jobforge.core import accounts
 from jobforge.core.store import create_engine
-from jobforge.engine.context import NoSuchData, WorkloadError
-from jobforge.engine.transfer import S3Transfer
+from jobforge.execution.context import NoSuchData, WorkloadError
+from jobforge.execution.transfer import S3Transfer
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from jobforge import tinylm
-from jobforge.engine.inference import MAX_GENERATIONS_PER_ACCOUNT, FairTurns, GenerationCancelled
+from jobforge.execution.inference import MAX_GENERATIONS_PER_ACCOUNT, FairTurns, GenerationCancelled
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -90,7 +90,7 @@ def _inference_cpu_seconds(server) -> float:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == server.process.pid and b"jobforge.engine.inference" in cmdline:
+        if int(fields[1]) == server.process.pid and b"jobforge.execution.inference" in cmdline:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     raise AssertionError("no inference process runs under the server")
 

@@ -207,7 +207,7 @@ def test_a_cold_started_worker_is_confined_the_same_way(server, isolation, intru
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
     report = attack(server, intruder, victim_file)
-    assert "jobforge.engine.worker" in report["worker"], report["worker"]
+    assert "jobforge.execution.worker" in report["worker"], report["worker"]
     assert " -P " in report["worker"]  # the job's directory, its working directory, is not on its import path
     assert_nothing_leaked(server, report)
 
@@ -227,12 +227,12 @@ def _is_zygote_of(pid: int, server) -> bool:
         parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
     except (OSError, ValueError):
         return False
-    return b"jobforge.engine.zygote" in command and parent == server.process.pid
+    return b"jobforge.execution.zygote" in command and parent == server.process.pid
 
 
 ENTER_AND_READ = r'''
 import json, os, sys
-from jobforge.engine import isolation
+from jobforge.execution import isolation
 
 confinement, data_dir = json.loads(sys.argv[1]), sys.argv[2]
 isolation.enter(confinement)
@@ -267,8 +267,8 @@ def test_without_namespaces_file_modes_keep_a_job_user_out(open_folder):
     if os.geteuid() != 0:
         pytest.skip("per-account users need a server running as root")
     from jobforge.config import Settings
-    from jobforge.engine.isolation import prepare_job_dir
-    from jobforge.engine.job_users import JobUsers
+    from jobforge.execution.isolation import prepare_job_dir
+    from jobforge.execution.job_users import JobUsers
     from jobforge.server.runtime import Runtime
 
     base = open_folder

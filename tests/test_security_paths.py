@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from jobforge.engine.local_paths import UnsafePath, path_for_key, path_under
+from jobforge.execution.local_paths import UnsafePath, path_for_key, path_under
 from jobforge.testing_server import ServerProcess
 
 ESCAPE = Path(f"/tmp/jobforge-escape-{uuid.uuid4().hex}")

@@ -12,9 +12,15 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+import sqlalchemy as sa
+
+from jobforge.config import Settings
 from jobforge.core.errors import ServiceError
+
+if TYPE_CHECKING:  # handlers are given the server's runtime; they never import the server
+    from jobforge.server.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def handler(service: str, operation: str, blocking: bool = False):
 
 @dataclass
 class RequestContext:
-    runtime: object  # jobforge.server.runtime.Runtime
+    runtime: Runtime
     account_id: str
     principal_arn: str
     access_key_id: str
@@ -50,11 +56,11 @@ class RequestContext:
     disconnected: threading.Event = field(default_factory=threading.Event)  # set once the client has gone away
 
     @property
-    def engine(self):
+    def engine(self) -> sa.Engine:
         return self.runtime.engine
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return self.runtime.settings
 
 

@@ -16,14 +16,14 @@ import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, handler, request_hash
-from jobforge.api.bedrock_models import (ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered,
+from jobforge.api.bedrock_common import (ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered,
                                          when)
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
-from jobforge.core.store import jobs as jobs_table, reading
+from jobforge.core.store import jobs_table, reading
 
 WORKLOAD = "bedrock-customization"
 SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")

@@ -16,15 +16,7 @@ import sqlalchemy as sa
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, handler
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import metadata, reading
-
-invocation_logging = sa.Table(
-    "invocation_logging", metadata,
-    sa.Column("account_id", sa.String(12), primary_key=True),
-    sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
+from jobforge.core.store import invocation_logging, reading
 
 def _config(ctx: RequestContext) -> dict | None:
     with reading(ctx.engine) as conn:

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from jobforge.api.base import RequestContext
 from jobforge.core import models_catalog, objects
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.engine.local_paths import UnsafePath, path_for_key
+from jobforge.execution.local_paths import UnsafePath, path_for_key
 
 _download_lock = threading.Lock()
 

@@ -2,7 +2,7 @@
 the real weights of a registered foundation model, a custom model or a
 custom-model deployment.
 
-Generation runs in jobforge's inference process (``engine/inference.py``),
+Generation runs in jobforge's inference process (``execution/inference.py``),
 never in the server process; model directories held in S3 are downloaded
 once, with the caller's credentials, into the data dir's model cache. A
 request is answered only once the inference process has admitted it (its
@@ -20,11 +20,11 @@ from typing import Iterator
 from anyio import to_thread
 
 from jobforge.api import bedrock_objects, invoke_formats
-from jobforge.api.bedrock_logging import log_invocation
 from jobforge.api.base import RequestContext, handler
-from jobforge.api.bedrock_models import ResolvedModel, resolve_for_inference
+from jobforge.api.bedrock_logging import log_invocation
+from jobforge.api.bedrock_common import ResolvedModel, resolve_for_inference
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.engine.inference import InferenceHost, TooManyGenerations
+from jobforge.execution.inference import InferenceHost, TooManyGenerations
 
 CONVERSE_DEFAULTS = {"temperature": 0.7, "topP": 0.9}  # maxTokens: the model's default, within its context
 _hosts: dict[int, InferenceHost] = {}

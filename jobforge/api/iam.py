@@ -17,7 +17,7 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.accounts import ROLE_BY_NAME, role_row
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import jobs, reading, roles, tags
+from jobforge.core.store import jobs_table, reading, roles, tags
 
 MAX_TAGS = 50  # IAM's quota of tags per role
 
@@ -142,9 +142,9 @@ def list_roles(ctx: RequestContext, req: dict) -> dict:
 def delete_role(ctx: RequestContext, req: dict) -> dict:
     row = _get(ctx, req["RoleName"])  # the name as created, whatever the case asked for
     with ctx.engine.begin() as conn:
-        running = conn.execute(sa.select(jobs.c.id).where(  # a job may name the role in another case
-            jobs.c.account_id == ctx.account_id, sa.func.lower(jobs.c.role_arn) == sa.func.lower(row.arn),
-            jobs.c.state.in_(("QUEUED", "STARTING", "RUNNING", "STOPPING"))).limit(1)).first()
+        running = conn.execute(sa.select(jobs_table.c.id).where(  # a job may name the role in another case
+            jobs_table.c.account_id == ctx.account_id, sa.func.lower(jobs_table.c.role_arn) == sa.func.lower(row.arn),
+            jobs_table.c.state.in_(("QUEUED", "STARTING", "RUNNING", "STOPPING"))).limit(1)).first()
         if running:
             raise ServiceError("DeleteConflict", "Cannot delete a role that running jobs use.")
         # The role's row first: on PostgreSQL this waits for a TagRole holding it, whose tags then go too.

@@ -28,21 +28,11 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
 from jobforge.core.jobs import Job
-from jobforge.core.store import job_logs, jobs as jobs_table, metadata, reading
+from jobforge.core.store import job_logs, jobs_table, log_queries, reading
 
 UTC = dt.timezone.utc
 MAX_EVENTS = 10_000
 DEFAULT_STREAMS = 50
-
-log_queries = sa.Table(  # migration 0003_log_queries
-    "log_queries", metadata,
-    sa.Column("query_id", sa.String(64), primary_key=True),
-    sa.Column("account_id", sa.String(12), nullable=False),
-    sa.Column("spec", sa.JSON, nullable=False),  # the request and, once run, its results
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
 
 @dataclass(frozen=True)
 class LogGroup:

@@ -21,12 +21,21 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 from jobforge.core import checksums
 
 READ_CHUNK = 1024 * 1024
+
+
+@dataclass
+class BlockingBody:
+    """A response body read by blocking calls: the server steps ``chunks`` off its event loop, then calls
+    ``close`` (if given) once the response is sent or abandoned."""
+
+    chunks: Iterator[bytes]
+    close: Callable[[], None] | None = None
 
 
 @dataclass

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import idempotency, job_logs, job_metrics, jobs, reading, tags
+from jobforge.core.store import idempotency, job_logs, job_metrics, jobs_table, reading, tags
 
 ACTIVE = ("QUEUED", "STARTING", "RUNNING", "STOPPING")
 TERMINAL = ("COMPLETED", "FAILED", "STOPPED", "TIMED_OUT")
@@ -120,7 +120,7 @@ def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, n
                created_at=now, updated_at=now, started_at=None, ended_at=None, worker_token_hash=None)
     try:
         with engine.begin() as conn:
-            conn.execute(jobs.insert().values(row))
+            conn.execute(jobs_table.insert().values(row))
             if client_token:
                 conn.execute(idempotency.insert().values(
                     account_id=account_id, scope=scope, token=client_token, request_hash=request_hash or "",
@@ -135,7 +135,7 @@ def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, n
         raise ServiceError(family.conflict_code,
                            f"{family.resource_label} with name {name} already exists. Choose a different name."
                            ) from None
-    return Job.from_row(_row(engine, jobs.c.id == job_id)), True
+    return Job.from_row(_row(engine, jobs_table.c.id == job_id)), True
 
 
 def _by_token(engine, account_id, scope, token, request_hash, family) -> Job | None:
@@ -148,19 +148,19 @@ def _by_token(engine, account_id, scope, token, request_hash, family) -> Job | N
         if found.request_hash != (request_hash or ""):
             raise ServiceError(family.conflict_code, "The client token was already used with different "
                                "request parameters. Use a new client token.")
-        row = conn.execute(sa.select(jobs).where(jobs.c.arn == found.resource_arn)).first()
+        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.arn == found.resource_arn)).first()
     return Job.from_row(row) if row else None
 
 
 def _row(engine, condition):
     with reading(engine) as conn:
-        return conn.execute(sa.select(jobs).where(condition)).first()
+        return conn.execute(sa.select(jobs_table).where(condition)).first()
 
 
 def get(engine: sa.Engine, account_id: str, family: Family, name_or_arn: str) -> Job:
     """By name or ARN, within the caller's account; else the family's not-found error."""
-    column = jobs.c.arn if name_or_arn.startswith("arn:") else jobs.c.name
-    row = _row(engine, sa.and_(jobs.c.account_id == account_id, jobs.c.family == family.name,
+    column = jobs_table.c.arn if name_or_arn.startswith("arn:") else jobs_table.c.name
+    row = _row(engine, sa.and_(jobs_table.c.account_id == account_id, jobs_table.c.family == family.name,
                                column == name_or_arn))
     if row is None:
         raise ServiceError(family.not_found_code, f"{family.resource_label} {name_or_arn} not found.")
@@ -168,12 +168,12 @@ def get(engine: sa.Engine, account_id: str, family: Family, name_or_arn: str) ->
 
 
 def load(engine: sa.Engine, job_id: str) -> Job | None:
-    row = _row(engine, jobs.c.id == job_id)
+    row = _row(engine, jobs_table.c.id == job_id)
     return Job.from_row(row) if row else None
 
 
-SORT_COLUMNS = {"CreationTime": jobs.c.created_at, "Name": jobs.c.name, "Status": jobs.c.state,
-                "LastModifiedTime": jobs.c.updated_at}
+SORT_COLUMNS = {"CreationTime": jobs_table.c.created_at, "Name": jobs_table.c.name, "Status": jobs_table.c.state,
+                "LastModifiedTime": jobs_table.c.updated_at}
 
 
 def list_jobs(engine: sa.Engine, account_id: str, family: Family, *, name_contains: str | None = None,
@@ -182,25 +182,25 @@ def list_jobs(engine: sa.Engine, account_id: str, family: Family, *, name_contai
               modified_before: float | None = None, extra: list | None = None, sort_by: str = "CreationTime",
               ascending: bool = False, limit: int = 100, token: str | None = None,
               bad_token: Callable[[str], Exception]) -> paging.Page:
-    query = sa.select(jobs).where(jobs.c.account_id == account_id, jobs.c.family == family.name)
+    query = sa.select(jobs_table).where(jobs_table.c.account_id == account_id, jobs_table.c.family == family.name)
     if name_contains:
-        query = query.where(jobs.c.name.contains(name_contains, autoescape=True))
+        query = query.where(jobs_table.c.name.contains(name_contains, autoescape=True))
     if states is not None:
-        query = query.where(jobs.c.state.in_(states))
+        query = query.where(jobs_table.c.state.in_(states))
     if created_after is not None:
-        query = query.where(jobs.c.created_at > created_after)
+        query = query.where(jobs_table.c.created_at > created_after)
     if created_before is not None:
-        query = query.where(jobs.c.created_at < created_before)
+        query = query.where(jobs_table.c.created_at < created_before)
     if modified_after is not None:
-        query = query.where(jobs.c.updated_at > modified_after)
+        query = query.where(jobs_table.c.updated_at > modified_after)
     if modified_before is not None:
-        query = query.where(jobs.c.updated_at < modified_before)
+        query = query.where(jobs_table.c.updated_at < modified_before)
     for condition in extra or ():
         query = query.where(condition)
     bind = dict(family=family.name, name=name_contains, states=states, ca=created_after, cb=created_before,
                 ma=modified_after, mb=modified_before, sort=sort_by, asc=ascending,
                 extra=[str(c.compile(compile_kwargs={"literal_binds": True})) for c in extra or ()])
-    page = paging.keyset_page(engine, query, SORT_COLUMNS[sort_by], jobs.c.id, ascending, limit, token, bind,
+    page = paging.keyset_page(engine, query, SORT_COLUMNS[sort_by], jobs_table.c.id, ascending, limit, token, bind,
                               bad_token)
     page.rows = [Job.from_row(r) for r in page.rows]
     return page
@@ -213,7 +213,7 @@ def transition(engine: sa.Engine, job_id: str, state: str | None = None, *, seco
     assert state is None or state in STATES, state
     now = time.time()
     with engine.begin() as conn:
-        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id).with_for_update()).first()
+        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id).with_for_update()).first()
         if row is None or (only_from and row.state not in only_from):
             return None
         job = Job.from_row(row)
@@ -237,8 +237,8 @@ def transition(engine: sa.Engine, job_id: str, state: str | None = None, *, seco
             history.append({"state": changes.get("state", job.state), "secondary": changes.get(
                 "secondary_status", job.secondary_status), "message": message, "at": now})
             changes["transitions"] = history
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(changes))
-        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(changes))
+        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id)).first()
     return Job.from_row(row)
 
 
@@ -262,7 +262,7 @@ def delete(engine: sa.Engine, job: Job) -> None:
         raise ServiceError("ResourceInUse" if family.service == "sagemaker" else "ConflictException",
                            f"{family.resource_label} {job.name} is {job.status}; stop it before deleting it.")
     with engine.begin() as conn:
-        conn.execute(jobs.delete().where(jobs.c.id == job.id))
+        conn.execute(jobs_table.delete().where(jobs_table.c.id == job.id))
         conn.execute(job_metrics.delete().where(job_metrics.c.job_id == job.id))
         conn.execute(job_logs.delete().where(job_logs.c.job_id == job.id))
         conn.execute(tags.delete().where(tags.c.resource_arn == job.arn))

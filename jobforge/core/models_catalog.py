@@ -66,9 +66,9 @@ def foundation_model_arn(region: str, model_id: str) -> str:
 
 
 def _id_pattern() -> regex.Pattern:
-    from jobforge.server.protocol import models
+    from jobforge.core import service_models
 
-    shape = models.service_model("bedrock").shape_for("GetFoundationModelIdentifier")
+    shape = service_models.service_model("bedrock").shape_for("GetFoundationModelIdentifier")
     return regex.compile(shape.metadata["pattern"])
 
 

@@ -248,6 +248,8 @@ class ObjectStore:
 
     def bucket(self, account_id: str, name: str, conn=None):
         """The bucket's row, if it exists and belongs to the account."""
+        if not valid_bucket_name(name):
+            raise no_such_bucket(name)  # no store can hold it (a NUL, say), so none is asked
         query = sa.select(s3_buckets).where(s3_buckets.c.name == name)
         if conn is None:
             with reading(self.engine) as own:

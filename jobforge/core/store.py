@@ -52,7 +52,7 @@ roles = sa.Table(
 # (migration 0004_roles_ci); lookups go through lower(role_name) and so use this index.
 sa.Index("uq_roles_account_lower_name", roles.c.account_id, sa.func.lower(roles.c.role_name), unique=True)
 
-jobs = sa.Table(
+jobs_table = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
@@ -117,6 +117,22 @@ tags = sa.Table(
     sa.Column("key", sa.String(256), primary_key=True),
     sa.Column("value", sa.String(512), nullable=False),
     sa.Column("account_id", sa.String(12), nullable=False),
+)
+
+log_queries = sa.Table(  # CloudWatch Logs Insights queries
+    "log_queries", metadata,
+    sa.Column("query_id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # the request and, once run, its results
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+invocation_logging = sa.Table(  # Bedrock model-invocation logging, per account
+    "invocation_logging", metadata,
+    sa.Column("account_id", sa.String(12), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 

@@ -16,10 +16,11 @@ import uuid
 from anyio import CapacityLimiter, to_thread
 
 from jobforge.api.base import HANDLERS, RequestContext, not_implemented
+from jobforge.core import service_models
+from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
 from jobforge.server import limits, router, streaming
 from jobforge.server.auth import AuthError, credential_scope
-from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import check_input, type_error_code
 from jobforge.server.runtime import Runtime
@@ -157,7 +158,10 @@ class App:
             await send({"type": "http.response.body", "body": bytes(response.body)})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await self._send_stream(send, response.body, receive, disconnected)
+        body = response.body
+        if isinstance(body, BlockingBody):
+            body = streaming.ThreadedStream(body.chunks, close=body.close)
+        await self._send_stream(send, body, receive, disconnected)
 
     async def _send_stream(self, send, body, receive, gone: threading.Event | None = None) -> None:
         """Stream a body, stopping as soon as the client goes away (and setting ``gone`` then).
@@ -275,7 +279,7 @@ def _read_params(protocol, service: str, operation: str, request: HttpRequest) -
     """The operation's input, parsed from the request and validated against its shape."""
     protocol_name = router.protocol_name(service)
     try:
-        return check_input(models.operation(service, operation).input_shape,
+        return check_input(service_models.operation(service, operation).input_shape,
                            protocol.parse(service, operation, request), protocol_name)
     except RecursionError:  # a body nested deeper than any shape: the client's error, not ours
         raise ServiceError(type_error_code(protocol_name), "The request body is nested too deeply", 400) from None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models
 from jobforge.server.router import SERVICES_BY_SCOPE
 
 CONTROL_PLANE_BODY = 2 * 1024 * 1024
@@ -24,7 +24,7 @@ WORKER_REPORT_BODY = 64 * 1024 * 1024  # the internal API: a worker's batch of l
 def _largest_payload(service: str) -> int:
     """The largest body-payload blob the service's model bounds (0 when none is bounded)."""
     largest = 0
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     for name in model.operation_names:
         shape = model.operation_model(name).input_shape
         payload = shape.serialization.get("payload") if shape is not None else None

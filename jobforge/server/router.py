@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import awsjson, models, query, restjson
+from jobforge.server.protocol import awsjson, query, restjson, restxml
 from jobforge.server.protocol.http import HttpRequest
 
-PROTOCOLS: dict[str, ModuleType] = {"json": awsjson, "rest-json": restjson, "query": query}
+PROTOCOLS: dict[str, ModuleType] = {"json": awsjson, "rest-json": restjson, "query": query, "rest-xml": restxml}
 
 SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "sagemaker": ("sagemaker", "sagemakerjobruntime"),
@@ -29,12 +30,8 @@ SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
 QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}
 
 
-def register_protocol(name: str, module: ModuleType) -> None:
-    PROTOCOLS[name] = module
-
-
 def protocol_of(service: str) -> ModuleType:
-    return PROTOCOLS[models.service_model(service).protocol]
+    return PROTOCOLS[service_models.service_model(service).protocol]
 
 
 def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ...]:
@@ -61,7 +58,7 @@ def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
     services = candidates(scope_service, request)
     path_matched = False
     for service in services:
-        if models.service_model(service).protocol not in PROTOCOLS:
+        if service_models.service_model(service).protocol not in PROTOCOLS:
             continue
         operation = protocol_of(service).match(service, request)
         if operation is not None:
@@ -70,7 +67,7 @@ def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
     if path_matched:
         raise ServiceError("UnknownOperationException",
                            f"{request.method} is not supported on {request.raw_path}", 405)
-    if models.service_model(services[0]).protocol == "json":
+    if service_models.service_model(services[0]).protocol == "json":
         raise ServiceError("UnknownOperationException", "Missing or malformed X-Amz-Target header", 400)
     raise ServiceError("UnknownOperationException", f"No operation matches {request.method} {request.raw_path}", 400)
 
@@ -90,4 +87,4 @@ def candidates_or_default(scope_service: str | None, request: HttpRequest | None
 
 
 def protocol_name(service: str) -> str:
-    return models.service_model(service).protocol
+    return service_models.service_model(service).protocol

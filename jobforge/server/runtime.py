@@ -1,4 +1,4 @@
-"""Everything a running server holds: settings, store, keys, engine."""
+"""Everything a running server holds: settings, the database, keys, the scheduler."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from jobforge.config import Settings
 from jobforge.core import accounts
 from jobforge.core.store import open_store
-from jobforge.engine.isolation import make_data_dir_private
+from jobforge.execution.isolation import make_data_dir_private
 from jobforge.server.auth import Verifier
 
 DEFAULT_ACCOUNT = "default"
@@ -31,7 +31,7 @@ class Runtime:
         from jobforge.core.objects import object_store
 
         object_store(settings, self.engine)
-        from jobforge.engine.scheduler import Scheduler
+        from jobforge.execution.scheduler import Scheduler
 
         self.scheduler = Scheduler(self)
 

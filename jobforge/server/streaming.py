@@ -18,12 +18,12 @@ import re
 from typing import AsyncIterator, Callable, Iterator
 
 from jobforge.core import checksums
+from jobforge.core import service_models
 from jobforge.core.blobs import StagedBody, StagingFile
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import object_store
 from jobforge.server.auth import credential_scope, signing_key
 from jobforge.server.aws_chunked import AwsChunkedDecoder, ChunkSigner
-from jobforge.server.protocol import models
 
 FLUSH_BYTES = 1024 * 1024  # hand this much to the hashing thread at a time
 MAX_IN_MEMORY = 16 * 1024 * 1024  # XML documents (CompleteMultipartUpload of 10,000 parts is ~1 MB)
@@ -51,7 +51,7 @@ def left_unread(request) -> bool:
 
 
 def _payload_member(service: str, operation: str):
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     payload = shape.serialization.get("payload") if shape is not None else None
     return (payload, shape.members[payload]) if payload else (None, None)
 

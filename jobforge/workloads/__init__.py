@@ -4,7 +4,7 @@ A workload module defines ``run(ctx: JobContext, spec: dict) -> None``.
 ``resumable`` workloads read ``ctx.checkpoint_dir`` and continue from it when
 the server restarts mid-job; the others are failed with a reason that says so.
 ``preload`` names modules the fork server imports once so that the workload's
-workers start with them already loaded (see ``jobforge.engine.zygote``).
+workers start with them already loaded (see ``jobforge.execution.zygote``).
 """
 
 from __future__ import annotations

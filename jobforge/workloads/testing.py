@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from jobforge.engine.context import JobContext, JobStopped, WorkloadError
+from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 
 
 def run(ctx: JobContext, spec: dict) -> None:

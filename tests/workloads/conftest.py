@@ -110,7 +110,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
 
 def make_ctx(root: Path, attempt: int = 1, cpus: int = 2):
-    from jobforge.engine.context import LocalJobContext
+    from jobforge.execution.context import LocalJobContext
 
     return LocalJobContext(
         s3_root=root / "s3",

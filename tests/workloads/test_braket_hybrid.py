@@ -19,7 +19,7 @@ import pytest
 from braket.aws import AwsQuantumJob, AwsSession
 from braket.jobs import hybrid_job
 
-from jobforge.engine.context import JobStopped, LocalJobContext, WorkloadError, split_s3_uri
+from jobforge.execution.context import JobStopped, LocalJobContext, WorkloadError, split_s3_uri
 from jobforge.workloads.braket import hybrid
 from jobforge.workloads.braket.hybrid import parse_metrics
 

@@ -1,14 +1,12 @@
-"""Quantum tasks: results equal (or agree statistically with) LocalSimulator and read back through the SDK."""
+"""Quantum tasks: results equal (or agree statistically with) LocalSimulator and documents the SDK parses."""
 
 from __future__ import annotations
 
 import json
 import math
 
-import boto3
 import numpy as np
 import pytest
-from braket.aws import AwsQuantumTask, AwsSession
 from braket.circuits import Circuit, FreeParameter, Noise, Observable
 from braket.circuits.serialization import IRType
 from braket.devices import Devices, LocalSimulator
@@ -16,7 +14,7 @@ from braket.program_sets import ProgramSet
 from braket.schema_common import BraketSchemaBase
 from braket.tasks import GateModelQuantumTaskResult, ProgramSetQuantumTaskResult
 
-from jobforge.engine.context import JobStopped, LocalJobContext, WorkloadError
+from jobforge.execution.context import WorkloadError
 from jobforge.workloads.braket import devices, tasks
 
 SV1, DM1 = Devices.Amazon.SV1.value, Devices.Amazon.DM1.value
@@ -129,61 +127,3 @@ def test_failures_are_workload_errors(device, action, shots, message):
     action = action or Circuit().h(0).to_ir(ir_type=IRType.OPENQASM).json()
     with pytest.raises(WorkloadError, match=message):
         tasks.run_task(device, action, shots)
-
-
-class ResultSession(AwsSession):
-    """AwsSession whose GetQuantumTask and S3 reads are answered from the test's local S3 directory."""
-
-    def __init__(self, s3_root, task: dict):
-        super().__init__(
-            boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
-        )
-        self.s3_root, self.task = s3_root, task
-
-    def get_quantum_task(self, arn):
-        return self.task
-
-    def retrieve_s3_object_body(self, s3_bucket, s3_object_key):
-        return (self.s3_root / s3_bucket / s3_object_key).read_text()
-
-
-def test_workload_writes_results_where_aws_quantum_task_reads_them(tmp_path):
-    circuit = Circuit().h(0).cnot(0, 1).expectation(Observable.Z() @ Observable.Z(), target=[0, 1])
-    spec = {
-        "clientToken": "token",
-        "deviceArn": SV1,
-        "shots": 100,
-        "action": circuit.to_ir(ir_type=IRType.OPENQASM).json(),
-        "deviceParameters": json.dumps(
-            {
-                "braketSchemaHeader": {"name": "braket.device_schema.simulators.gate_model_simulator_device_parameters", "version": "1"},
-                "paradigmParameters": {
-                    "braketSchemaHeader": {"name": "braket.device_schema.gate_model_parameters", "version": "1"},
-                    "qubitCount": 2,
-                    "disableQubitRewiring": False,
-                },
-            }
-        ),
-        "outputS3Bucket": "amazon-braket-results",
-        "outputS3KeyPrefix": "tasks",
-        "taskArn": TASK_ARN,
-        "taskId": TASK_ID,
-    }
-    ctx = LocalJobContext(s3_root=tmp_path / "s3", work_dir=tmp_path / "work", checkpoint_dir=tmp_path / "ckpt")
-    tasks.run(ctx, spec)
-
-    assert ctx.results == {"outputS3Bucket": "amazon-braket-results", "outputS3Directory": f"tasks/{TASK_ID}"}
-    stored = tmp_path / "s3/amazon-braket-results/tasks" / TASK_ID / "results.json"
-    assert stored.exists()
-    session = ResultSession(tmp_path / "s3", {"quantumTaskArn": TASK_ARN, "status": "COMPLETED", **ctx.results})
-    result = AwsQuantumTask(TASK_ARN, aws_session=session).result()
-    assert isinstance(result, GateModelQuantumTaskResult)
-    assert result.values[0] == 1.0  # a Bell pair is always correlated
-    assert set(result.measurement_counts) <= {"00", "11"} and sum(result.measurement_counts.values()) == 100
-    assert result.task_metadata.deviceParameters.paradigmParameters.qubitCount == 2
-
-
-def test_workload_honours_stop_before_running(tmp_path):
-    ctx = LocalJobContext(s3_root=tmp_path, work_dir=tmp_path, checkpoint_dir=tmp_path, stop_requested=True)
-    with pytest.raises(JobStopped):
-        tasks.run(ctx, {"deviceArn": SV1})

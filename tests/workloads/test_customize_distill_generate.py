@@ -4,7 +4,7 @@ import json
 import pytest
 from conftest import WORDS, build_model, corpus, losses, make_ctx, make_spec, write_jsonl
 
-from jobforge.engine.context import JobStopped
+from jobforge.execution.context import JobStopped
 from jobforge.workloads.customize import run
 from jobforge.workloads.customize.generate import generate, stream
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import losses, make_ctx, make_spec, prompt_completion_records, write_jsonl
 
-from jobforge.engine.context import JobStopped, WorkloadError
+from jobforge.execution.context import JobStopped, WorkloadError
 from jobforge.workloads.customize import run
 from jobforge.workloads.customize.attention import use_packed_attention
 from jobforge.workloads.customize.data import Record

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.braket import common, hybrid_jobs, task_runner
-from jobforge.api.braket.records import quantum_tasks
+from jobforge.core.quantum_tasks import quantum_tasks
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import jobs as jobs_table, reading
+from jobforge.core.store import jobs_table, reading
 
 
 def _queues(ctx: RequestContext, device_arn: str) -> dict:

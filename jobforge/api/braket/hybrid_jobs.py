@@ -23,7 +23,7 @@ from jobforge.api.braket import common, task_runner
 from jobforge.api.roles import require_role
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import jobs as jobs_table, reading
+from jobforge.core.store import jobs_table, reading
 
 WORKLOAD = "braket-hybrid"
 LOG_GROUP = "/aws/braket/jobs"

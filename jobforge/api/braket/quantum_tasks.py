@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler, request_hash
 from jobforge.api.braket import common, hybrid_jobs, task_runner
-from jobforge.api.braket.records import QuantumTask, quantum_tasks
+from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks
 from jobforge.core import jobs, paging
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.store import idempotency, tags as tags_table, reading

@@ -6,10 +6,10 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.braket import hybrid_jobs
-from jobforge.api.braket.records import quantum_tasks
+from jobforge.core.quantum_tasks import quantum_tasks
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import jobs as jobs_table, reading
+from jobforge.core.store import jobs_table, reading
 
 
 def _require_resource(ctx: RequestContext, arn: str) -> None:

@@ -26,9 +26,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import sqlalchemy as sa
 
-from jobforge.api.braket import records
-from jobforge.api.braket.records import QuantumTask, quantum_tasks
 from jobforge.core import objects
+from jobforge.core.quantum_tasks import TERMINAL, QuantumTask, quantum_tasks
 
 log = logging.getLogger("jobforge.braket.tasks")
 RESULTS_FILENAME = "results.json"
@@ -63,7 +62,7 @@ def simulate(device_arn: str, action: str, shots: int, device_parameters: str | 
 
 def update(engine: sa.Engine, task_id: str, status: str, only_from: tuple[str, ...], **values) -> QuantumTask | None:
     """Move a task to status when it is in one of only_from; the updated task, or None."""
-    if status in records.TERMINAL:
+    if status in TERMINAL:
         values.setdefault("ended_at", time.time())
     with engine.begin() as conn:
         changed = conn.execute(quantum_tasks.update().where(quantum_tasks.c.id == task_id,
@@ -131,7 +130,7 @@ class TaskRunner:
             update(self.engine, task.id, "CANCELLED", ("CANCELLING",))
 
     def _execute(self, task: QuantumTask) -> None:
-        from jobforge.engine.context import WorkloadError
+        from jobforge.execution.context import WorkloadError
 
         pool = self._pool()
         try:

@@ -6,6 +6,7 @@ from jobforge.api.s3.common import (checksum_members, content_headers, owner, pa
                                     storage_class, store, url_encoded, user_metadata)
 from jobforge.api.s3.objects import check_read_conditions, copy_range, copy_source
 from jobforge.core import checksums
+from jobforge.core.errors import ServiceError
 from jobforge.core.objects import quoted
 
 MAX_LISTED = 1000
@@ -77,11 +78,19 @@ def abort_multipart_upload(ctx, req):
     return {}
 
 
+def _listing_limit(req, member: str, argument: str) -> int:
+    value = req.get(member, MAX_LISTED)
+    if value < 0:
+        raise ServiceError("InvalidArgument", f"Argument {argument} must be an integer between 0 and 2147483647",
+                           400, ArgumentName=argument, ArgumentValue=str(value))
+    return min(value, MAX_LISTED)
+
+
 @s3_handler("ListParts")
 def list_parts(ctx, req):
     objects = store(ctx)
     upload = objects.upload(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"])
-    limit = min(req.get("MaxParts", MAX_LISTED), MAX_LISTED)
+    limit = _listing_limit(req, "MaxParts", "max-parts")
     marker = req.get("PartNumberMarker") or 0
     rows = objects.parts(req["UploadId"], after=marker, limit=limit + 1)
     truncated = len(rows) > limit
@@ -94,7 +103,7 @@ def list_parts(ctx, req):
             part[checksums.member(upload.checksum_algorithm)] = row.checksums[upload.checksum_algorithm]
         parts.append(part)
     return {"Bucket": req["Bucket"], "Key": req["Key"], "UploadId": req["UploadId"], "PartNumberMarker": marker,
-            "NextPartNumberMarker": rows[-1].part_number if truncated else None, "MaxParts": limit,
+            "NextPartNumberMarker": rows[-1].part_number if truncated and rows else None, "MaxParts": limit,
             "IsTruncated": truncated, "Parts": parts or None,
             "Initiator": {"ID": upload.initiator, "DisplayName": ctx.account_id}, "Owner": owner(ctx.account_id),
             "StorageClass": storage_class(upload.headers), "ChecksumAlgorithm": upload.checksum_algorithm,
@@ -104,7 +113,7 @@ def list_parts(ctx, req):
 @s3_handler("ListMultipartUploads")
 def list_multipart_uploads(ctx, req):
     encoding = req.get("EncodingType")
-    limit = min(max(req.get("MaxUploads", MAX_LISTED), 0), MAX_LISTED)
+    limit = _listing_limit(req, "MaxUploads", "max-uploads")
     listing = store(ctx).list_uploads(ctx.account_id, req["Bucket"], prefix=req.get("Prefix") or "",
                                       delimiter=req.get("Delimiter") or "", key_marker=req.get("KeyMarker") or "",
                                       upload_id_marker=req.get("UploadIdMarker") or "", limit=limit)

@@ -10,9 +10,9 @@ from urllib.parse import unquote
 from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_header_value, checksum_members, content_headers,
                                     object_headers, parse_tagging, s3_handler, store, tag_dict, user_metadata)
 from jobforge.core import checksums
+from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import ObjectInfo, OpenObject, malformed_xml, precondition_failed, quoted
-from jobforge.server.streaming import ThreadedStream
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
@@ -132,7 +132,7 @@ def get_object(ctx, req):
         opened.close()
         raise
     # The stream holds the version it started with: an overwrite or delete meanwhile does not cut it short.
-    out["Body"] = ThreadedStream(opened.read(start, length), close=opened.close)
+    out["Body"] = BlockingBody(opened.read(start, length), close=opened.close)
     return out
 
 

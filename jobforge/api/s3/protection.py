@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models
 
 OWNER_ONLY_ACLS = {"private", "bucket-owner-full-control"}
 KMS_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
@@ -35,7 +35,7 @@ OBJECT_WRITES = {"PutObject", "CopyObject", "CreateMultipartUpload"}  # where a 
 
 
 def _header(operation: str, member: str) -> str:
-    return models.operation("s3", operation).input_shape.members[member].serialization["name"]
+    return service_models.operation("s3", operation).input_shape.members[member].serialization["name"]
 
 
 def _not_implemented(operation: str, member: str, what: str) -> ServiceError:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.wire import to_json
 
 
 def content_type(service: str) -> str:
-    return f"application/x-amz-json-{models.service_model(service).metadata.get('jsonVersion', '1.1')}"
+    return f"application/x-amz-json-{service_models.service_model(service).metadata.get('jsonVersion', '1.1')}"
 
 
 def match(service: str, request: HttpRequest) -> str | None:
@@ -19,7 +19,7 @@ def match(service: str, request: HttpRequest) -> str | None:
     if not target:
         return None
     prefix, _, name = target.rpartition(".")
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     if prefix != model.metadata.get("targetPrefix") or name not in model.operation_names:
         raise ServiceError("UnknownOperationException", f"Unknown operation {target}", 400)
     return name
@@ -36,15 +36,15 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
 
 
 def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
-    shape = models.operation(service, operation).output_shape
+    shape = service_models.operation(service, operation).output_shape
     body = to_json(shape, result, "unixTimestamp") if shape is not None else {}
     return HttpResponse(200, [("Content-Type", content_type(service)), ("x-amzn-RequestId", request_id)],
                         json.dumps(body).encode())
 
 
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
-    status, member = models.error_index(service).get(err.code, (400, None))
-    body = {"__type": err.code, member or models.message_member(service): err.message, **err.fields}
+    status, member = service_models.error_index(service).get(err.code, (400, None))
+    body = {"__type": err.code, member or service_models.message_member(service): err.message, **err.fields}
     return HttpResponse(err.status or status, [
         ("Content-Type", content_type(service)), ("x-amzn-RequestId", request_id), ("X-Amzn-ErrorType", err.code),
     ], json.dumps(body).encode())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import ERROR_CODES
 from jobforge.server.protocol.wire import from_text, to_xml
@@ -30,9 +30,9 @@ def match(service: str, request: HttpRequest) -> str | None:
     action = form(request).get("Action")
     if action is None:
         return None
-    if action not in models.service_model(service).operation_names:
+    if action not in service_models.service_model(service).operation_names:
         raise ServiceError("InvalidAction", f"Could not find operation {action} for version "
-                           f"{models.service_model(service).api_version}", 400)
+                           f"{service_models.service_model(service).api_version}", 400)
     return action
 
 
@@ -122,18 +122,18 @@ def _unflatten(shape, entries: Entries | None, path: str):
 
 
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     if shape is None:
         return {}
     return _unflatten(shape, list(form(request).items()), "")
 
 
 def _namespace(service: str) -> str:
-    return models.service_model(service).metadata.get("xmlNamespace", "")
+    return service_models.service_model(service).metadata.get("xmlNamespace", "")
 
 
 def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
-    shape = models.operation(service, operation).output_shape
+    shape = service_models.operation(service, operation).output_shape
     inner = ""
     if shape is not None:
         inner = to_xml(shape, result, shape.serialization.get("resultWrapper", f"{operation}Result"))
@@ -143,7 +143,7 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
 
 
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
-    status, _ = models.error_index(service).get(err.code, (400, None))
+    status, _ = service_models.error_index(service).get(err.code, (400, None))
     body = (f'<ErrorResponse xmlns="{_namespace(service)}"><Error><Type>Sender</Type>'
             f"<Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>")

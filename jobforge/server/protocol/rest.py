@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
-from jobforge.server.protocol import models
+from jobforge.core import service_models
 from jobforge.server.protocol.http import HttpRequest
 from jobforge.server.protocol.wire import from_text
 
@@ -47,10 +47,10 @@ def _group(label: str) -> str:
 
 @lru_cache(maxsize=None)
 def routes(service: str) -> tuple[Route, ...]:
-    model = models.service_model(service)
+    model = service_models.service_model(service)
     table = []
     for name in model.operation_names:
-        http = models.operation(service, name).http
+        http = service_models.operation(service, name).http
         path, _, query = http["requestUri"].partition("?")
         literals = tuple(
             (key, value if sep else None)
@@ -91,7 +91,7 @@ def decoded_labels(found: re.Match) -> dict[str, str]:
 
 def bound_members(service: str, operation: str, request: HttpRequest) -> tuple[dict, list[str]]:
     """Members bound to the URI, query string and headers; and the names left for the body."""
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     params: dict = {}
     body_members: list[str] = []
     if shape is None:

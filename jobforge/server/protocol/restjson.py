@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import eventstream, models, rest
+from jobforge.server.protocol import eventstream, rest
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.wire import format_timestamp, to_json
 
@@ -24,7 +25,7 @@ def _json_body(request: HttpRequest):
 
 
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     params, body_members = rest.bound_members(service, operation, request)
     if shape is None:
         return params
@@ -57,7 +58,7 @@ def _header_text(member, value) -> str:
 
 
 def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
-    op = models.operation(service, operation)
+    op = service_models.operation(service, operation)
     response = HttpResponse(op.http.get("responseCode", 200), [("x-amzn-RequestId", request_id)])
     shape = op.output_shape
     if shape is None:
@@ -104,8 +105,8 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
 
 
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
-    status, member = models.error_index(service).get(err.code, (400, None))
-    body = {"__type": err.code, member or models.message_member(service): err.message, **err.fields}
+    status, member = service_models.error_index(service).get(err.code, (400, None))
+    body = {"__type": err.code, member or service_models.message_member(service): err.message, **err.fields}
     return HttpResponse(err.status or status, [
         ("Content-Type", JSON), ("x-amzn-RequestId", request_id), ("X-Amzn-ErrorType", err.code),
     ], json.dumps(body).encode())

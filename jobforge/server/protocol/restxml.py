@@ -19,8 +19,9 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from jobforge.core import objects
+from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
-from jobforge.server.protocol import models, rest
+from jobforge.server.protocol import rest
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import parse_timestamp, printable
 from jobforge.server.protocol.wire import format_timestamp, from_text, to_xml
@@ -68,7 +69,7 @@ def addressed(request: HttpRequest) -> HttpRequest:
 
 def _required_present(service: str, operation: str, request: HttpRequest, query: dict) -> int:
     """How many required query/header members the request carries; -1 if one is missing."""
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     if shape is None:
         return 0
     count = 0
@@ -190,7 +191,7 @@ def _payload_document(member, body: bytes) -> dict:
 
 
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
-    shape = models.operation(service, operation).input_shape
+    shape = service_models.operation(service, operation).input_shape
     params, _ = rest.bound_members(service, operation, request)
     if shape is None:
         return params
@@ -233,7 +234,7 @@ async def _no_body():
 
 
 def _namespace(service: str) -> str:
-    return models.service_model(service).metadata.get("xmlNamespace", "http://s3.amazonaws.com/doc/2006-03-01/")
+    return service_models.service_model(service).metadata.get("xmlNamespace", "http://s3.amazonaws.com/doc/2006-03-01/")
 
 
 def _document(root: str, inner: str, service: str) -> bytes:
@@ -241,7 +242,7 @@ def _document(root: str, inner: str, service: str) -> bytes:
 
 
 def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
-    op = models.operation(service, operation)
+    op = service_models.operation(service, operation)
     response = HttpResponse(op.http.get("responseCode", 200), _request_headers(request_id))
     shape = op.output_shape
     if shape is None:
@@ -299,7 +300,7 @@ def _request_headers(request_id: str) -> list[tuple[str, str]]:
 
 
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
-    status = err.status or models.error_index(service).get(err.code, (400, None))[0]
+    status = err.status or service_models.error_index(service).get(err.code, (400, None))[0]
     response = HttpResponse(status, _request_headers(request_id))
     for name, value in err.headers.items():  # what S3 describes with the error (ETag, …)
         response.header(name, header_value(str(value)))

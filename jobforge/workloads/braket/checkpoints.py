@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobforge.engine.context import JobContext, NoSuchData
+from jobforge.execution.context import JobContext, NoSuchData
 
 
 class CheckpointSync:

@@ -28,8 +28,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobforge.engine.context import JobContext, JobStopped, NoSuchData, WorkloadError, split_s3_uri
-from jobforge.engine.local_paths import UnsafePath, path_under
+from jobforge.execution.context import JobContext, JobStopped, NoSuchData, WorkloadError, split_s3_uri
+from jobforge.execution.local_paths import UnsafePath, path_under
 from jobforge.workloads.braket.checkpoints import CheckpointSync
 from jobforge.workloads.braket.process import Stopped, supervise
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from jobforge.engine.context import JobContext
+from jobforge.execution.context import JobContext
 
 STOP_GRACE_SECONDS = 10.0
 _POLL_SECONDS = 0.2

@@ -1,8 +1,7 @@
 """Quantum tasks: run a CreateQuantumTask action on the default simulator.
 
-The result is written as ``results.json`` under
-``outputS3Bucket/outputS3KeyPrefix/<task-id>/`` in the ``braket.task_result``
-schema, which is what ``AwsQuantumTask.result()`` downloads and parses.
+The result is a ``braket.task_result`` document, which the task runner stores as ``results.json`` under
+``outputS3Bucket/outputS3KeyPrefix/<task-id>/``, where ``AwsQuantumTask.result()`` downloads and parses it.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import functools
 import json
 import time
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import numpy as np
 from braket.ir.openqasm import Program as OpenQASMProgram
@@ -20,30 +18,8 @@ from braket.schema_common import BraketSchemaBase
 from braket.task_result import GateModelTaskResult, SimulatorMetadata
 from braket.tasks import GateModelQuantumTaskResult
 
-from jobforge.engine.context import JobContext, JobStopped, WorkloadError
-from jobforge.engine.local_paths import path_under
+from jobforge.execution.context import WorkloadError
 from jobforge.workloads.braket import devices, parse_cache
-
-RESULTS_FILENAME = "results.json"
-
-
-def run(ctx: JobContext, spec: dict) -> None:
-    """Workload entry: spec is the CreateQuantumTask request plus ``taskArn`` and ``taskId``."""
-    if ctx.should_stop():
-        raise JobStopped()
-    ctx.status("RUNNING", f"Simulating on {spec['deviceArn']}")
-    result = run_task(
-        spec["deviceArn"],
-        spec["action"],
-        spec["shots"],
-        spec.get("deviceParameters"),
-        task_arn=spec["taskArn"],
-    )
-    if ctx.should_stop():
-        raise JobStopped()
-    directory = write_result(ctx, result, spec["outputS3Bucket"], spec["outputS3KeyPrefix"], spec["taskId"])
-    ctx.result({"outputS3Bucket": spec["outputS3Bucket"], "outputS3Directory": directory})
-
 
 def run_task(
     device_arn: str,
@@ -110,21 +86,6 @@ def results_json(
     if measurements is None:
         return document
     return f'{document[:-1]}, "measurements": {json.dumps(measurements, separators=(",", ":"))}}}'
-
-
-def output_directory(key_prefix: str, task_id: str) -> str:
-    """``outputS3Directory`` of a task, as GetQuantumTask reports it."""
-    return f"{key_prefix.rstrip('/')}/{task_id}"
-
-
-def write_result(ctx: JobContext, result: dict, bucket: str, key_prefix: str, task_id: str) -> str:
-    """Store results.json where AwsQuantumTask.result() reads it; return outputS3Directory."""
-    directory = output_directory(key_prefix, task_id)
-    path = path_under(Path(ctx.work_dir), task_id) / RESULTS_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
-    ctx.upload(path, f"s3://{bucket}/{directory}/{RESULTS_FILENAME}")
-    return directory
 
 
 def _simulator(backend: str):

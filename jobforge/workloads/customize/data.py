@@ -18,7 +18,7 @@ from .families import (
     DISTILLATION_MAX_PROMPTS,
     MESSAGES,
     PROMPT_COMPLETION,
-    Family,
+    ModelFamily,
 )
 
 SCHEMA_VERSIONS = ("bedrock-conversation-2024", "bedrock-conversion-2024")  # the docs spell it both ways
@@ -67,7 +67,7 @@ def load_records(
     path: Path,
     source: str,
     customization_type: str,
-    family: Family,
+    family: ModelFamily,
     *,
     validation: bool = False,
 ) -> list[Record]:
@@ -103,7 +103,7 @@ def load_records(
     return records
 
 
-def _count_problems(count: int, customization_type: str, family: Family, validation: bool):
+def _count_problems(count: int, customization_type: str, family: ModelFamily, validation: bool):
     kind = "validation" if validation else "training"
     if customization_type == DISTILLATION:
         minimum, maximum = 1, DISTILLATION_MAX_PROMPTS
@@ -119,7 +119,7 @@ def _count_problems(count: int, customization_type: str, family: Family, validat
         yield None, f"The {kind} dataset has {count} records, which exceeds the limit of {maximum}."
 
 
-def parse_record(obj: dict, line: int, customization_type: str, family: Family) -> Record:
+def parse_record(obj: dict, line: int, customization_type: str, family: ModelFamily) -> Record:
     """Validate one JSON object against the formats allowed for this job; raise ValueError."""
     if customization_type == CONTINUED_PRE_TRAINING:
         _only_keys(obj, {"input"}, 'Continued pre-training records must be {"input": "<text>"}.')
@@ -142,14 +142,14 @@ def parse_record(obj: dict, line: int, customization_type: str, family: Family) 
     return record
 
 
-def _require_format(fmt: str, family: Family, distill: bool) -> None:
+def _require_format(fmt: str, family: ModelFamily, distill: bool) -> None:
     # Distillation prompts are model-agnostic: bedrock-conversation-2024 or {"prompt"}.
     allowed = (CONVERSATION, PROMPT_COMPLETION, MESSAGES) if distill else family.formats
     if fmt not in allowed:
         raise ValueError(f"The {fmt} format is not supported for this base model; expected {_expected(family, distill)}.")
 
 
-def _expected(family: Family, distill: bool) -> str:
+def _expected(family: ModelFamily, distill: bool) -> str:
     formats = (CONVERSATION, PROMPT_COMPLETION) if distill else family.formats
     names = {
         PROMPT_COMPLETION: '{"prompt", "completion"}',
@@ -159,7 +159,7 @@ def _expected(family: Family, distill: bool) -> str:
     return " or ".join(names[f] for f in formats)
 
 
-def _conversation(obj: dict, line: int, distill: bool, family: Family) -> Record:
+def _conversation(obj: dict, line: int, distill: bool, family: ModelFamily) -> Record:
     _only_keys(obj, {"schemaVersion", "system", "messages"}, "Unexpected key in bedrock-conversation-2024 record.")
     if obj["schemaVersion"] not in SCHEMA_VERSIONS:
         raise ValueError(f"schemaVersion must be bedrock-conversation-2024, got {obj['schemaVersion']!r}.")
@@ -199,7 +199,7 @@ def _block_text(block, where: str) -> str:
     return block["text"]
 
 
-def _messages(obj: dict, line: int, distill: bool, family: Family) -> Record:
+def _messages(obj: dict, line: int, distill: bool, family: ModelFamily) -> Record:
     _only_keys(obj, {"system", "messages"}, 'Records must have only "system" (optional) and "messages".')
     turns = []
     if "system" in obj:
@@ -220,7 +220,7 @@ def _messages(obj: dict, line: int, distill: bool, family: Family) -> Record:
     return Record(line, messages=turns)
 
 
-def _check_turns(turns: list[dict], distill: bool, family: Family) -> None:
+def _check_turns(turns: list[dict], distill: bool, family: ModelFamily) -> None:
     chat = [t for t in turns if t["role"] != "system"]
     for index, turn in enumerate(chat):
         expected = "user" if index % 2 == 0 else "assistant"
@@ -236,7 +236,7 @@ def _check_turns(turns: list[dict], distill: bool, family: Family) -> None:
         raise ValueError("A conversation needs at least one user and one assistant message and must end with assistant.")
 
 
-def _check_forbidden(record: Record, family: Family) -> None:
+def _check_forbidden(record: Record, family: ModelFamily) -> None:
     texts = [record.prompt, record.completion] + [t["content"] for t in record.messages or []]
     for text in filter(None, texts):
         for marker in family.forbidden_substrings:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from jobforge.engine.context import JobContext, JobStopped, WorkloadError
+from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 
 from .data import Record
 from .generate import generate_batch

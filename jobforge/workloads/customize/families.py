@@ -35,7 +35,7 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Family:
+class ModelFamily:
     name: str
     prefixes: tuple[str, ...]
     customizations: tuple[str, ...]
@@ -75,8 +75,8 @@ def _early_stopping(threshold: float, patience: int) -> dict[str, Param]:
     }
 
 
-FAMILIES: tuple[Family, ...] = (
-    Family(
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily(
         "titan-text-premier",
         ("amazon.titan-text-premier",),
         (FINE_TUNING,),
@@ -88,14 +88,14 @@ FAMILIES: tuple[Family, ...] = (
         },
         (PROMPT_COMPLETION,),
     ),
-    Family(
+    ModelFamily(
         "titan-text",
         ("amazon.titan-text-lite", "amazon.titan-text-express", "amazon.titan-tg1"),
         (FINE_TUNING, CONTINUED_PRE_TRAINING),
         _titan_express_lite(),
         (PROMPT_COMPLETION,),
     ),
-    Family(
+    ModelFamily(
         "nova",
         ("amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro", "amazon.nova-premier"),
         (FINE_TUNING, DISTILLATION),
@@ -114,7 +114,7 @@ FAMILIES: tuple[Family, ...] = (
             "Thought:", "[EOS]", "<image>", "<video>",
         ),
     ),
-    Family(
+    ModelFamily(
         "claude-3-haiku",
         ("anthropic.claude-3-haiku",),
         (FINE_TUNING, DISTILLATION),
@@ -127,7 +127,7 @@ FAMILIES: tuple[Family, ...] = (
         (MESSAGES,),
         single_turn_prompts=True,
     ),
-    Family(
+    ModelFamily(
         "claude",
         ("anthropic.claude",),
         (),
@@ -136,14 +136,14 @@ FAMILIES: tuple[Family, ...] = (
         distillation_teacher=True,
         single_turn_prompts=True,
     ),
-    Family(  # Command R and R+ are served (a chat body) but Bedrock customizes neither
+    ModelFamily(  # Command R and R+ are served (a chat body) but Bedrock customizes neither
         "cohere-command-r",
         ("cohere.command-r",),
         (),
         {},
         (MESSAGES,),
     ),
-    Family(
+    ModelFamily(
         "cohere-command-light",
         ("cohere.command-light",),
         (FINE_TUNING,),
@@ -156,7 +156,7 @@ FAMILIES: tuple[Family, ...] = (
         },
         (PROMPT_COMPLETION,),
     ),
-    Family(
+    ModelFamily(
         "cohere-command",
         ("cohere.command",),
         (FINE_TUNING,),
@@ -169,7 +169,7 @@ FAMILIES: tuple[Family, ...] = (
         },
         (PROMPT_COMPLETION,),
     ),
-    Family(
+    ModelFamily(
         "llama3-2",
         ("meta.llama3-2",),
         (FINE_TUNING, DISTILLATION),
@@ -182,7 +182,7 @@ FAMILIES: tuple[Family, ...] = (
         single_turn_prompts=True,
         max_system_blocks=1,
     ),
-    Family(
+    ModelFamily(
         "llama3-1",
         ("meta.llama3-1", "meta.llama3-3"),
         (FINE_TUNING, DISTILLATION),
@@ -196,7 +196,7 @@ FAMILIES: tuple[Family, ...] = (
         single_turn_prompts=True,
         max_system_blocks=1,
     ),
-    Family(
+    ModelFamily(
         "llama2",
         ("meta.llama2",),
         (FINE_TUNING,),
@@ -211,7 +211,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
 )
 
-GENERIC = Family(
+GENERIC = ModelFamily(
     "generic",
     (),
     CUSTOMIZATION_TYPES,
@@ -245,7 +245,7 @@ DISTILLATION_MAX_PROMPTS = 15_000
 CPT_MAX_TRAIN_RECORDS = 1_000_000
 
 
-def family_of(identifier: str) -> Family:
+def family_of(identifier: str) -> ModelFamily:
     """The family of a Bedrock model identifier or foundation-model ARN."""
     model_id = identifier.rsplit("/", 1)[-1] if identifier.startswith("arn:") else identifier
     for family in FAMILIES:

@@ -9,10 +9,10 @@ import os
 import random
 from pathlib import Path
 
-from jobforge.engine.context import JobContext, WorkloadError
+from jobforge.execution.context import JobContext, WorkloadError
 
 from .data import DataValidationError, Record, check_jsonl_uri, load_records
-from .families import CONTINUED_PRE_TRAINING, DISTILLATION, FINE_TUNING, Family, family_of
+from .families import CONTINUED_PRE_TRAINING, DISTILLATION, FINE_TUNING, ModelFamily, family_of
 from .hyperparams import validate_hyperparameters
 from .metrics import TRAINING_CSV, TRAINING_HEADER, VALIDATION_CSV, VALIDATION_HEADER, job_output_prefix, write_csv
 from .prompting import Encoded, encode, ensure_chat_template
@@ -146,7 +146,7 @@ def _validation_records(ctx, spec, customization, family) -> list[Record]:
     return records
 
 
-def _read_dataset(ctx, uri: str, customization: str, family: Family, name: str, validation: bool) -> list[Record]:
+def _read_dataset(ctx, uri: str, customization: str, family: ModelFamily, name: str, validation: bool) -> list[Record]:
     try:
         check_jsonl_uri(uri)
         path = ctx.download(uri, Path(ctx.work_dir) / "data" / f"{name}.jsonl")

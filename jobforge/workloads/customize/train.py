@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from jobforge.engine.context import JobContext, JobStopped
+from jobforge.execution.context import JobContext, JobStopped
 
 from . import checkpoint
 from .metrics import row

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 revision = 'bedrock_0001'
 down_revision = '0001'
-branch_labels = None
+branch_labels = ('bedrock',)
 depends_on = None
 
 

@@ -37,8 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobforge.engine import linux, mount_view
-from jobforge.engine.job_users import JobUsers
+from jobforge.execution import linux, mount_view
+from jobforge.execution.job_users import JobUsers
 
 log = logging.getLogger("jobforge.isolation")
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -144,7 +144,7 @@ def _probe(data_dir: Path, jobs_dir: Path, pid_namespace: bool) -> str | None:
     confinement = {"job_dir": str(jobs_dir), "hide": [str(data_dir)], "readable": [], "namespaces": True,
                    "pid_namespace": pid_namespace, "user": None}
     try:
-        done = subprocess.run([sys.executable, "-P", "-m", "jobforge.engine.isolation", json.dumps(confinement)],
+        done = subprocess.run([sys.executable, "-P", "-m", "jobforge.execution.isolation", json.dumps(confinement)],
                               capture_output=True, text=True, timeout=PROBE_SECONDS, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as err:
         return str(err)

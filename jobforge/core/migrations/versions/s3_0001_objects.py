@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 revision = "0002_s3"
 down_revision = "0001"
-branch_labels = None
+branch_labels = ('s3',)
 depends_on = None
 
 KEY = sa.String(1024).with_variant(sa.String(1024, collation="C"), "postgresql")

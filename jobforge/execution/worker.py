@@ -1,7 +1,7 @@
-"""The worker process: ``python -P -m jobforge.engine.worker <job-id> <confinement>``.
+"""The worker process: ``python -P -m jobforge.execution.worker <job-id> <confinement>``.
 
 Runs one attempt of one job and reports to the server's internal API. Before
-anything of the job runs it confines itself (``jobforge.engine.isolation``)
+anything of the job runs it confines itself (``jobforge.execution.isolation``)
 as the JSON ``confinement`` from the server says. Metrics
 and log lines are batched and sent by a reporter thread every half second; the
 reply tells the worker whether a stop was requested. SIGTERM also requests a
@@ -21,9 +21,9 @@ import traceback
 import urllib.request
 from pathlib import Path
 
-from jobforge.engine import isolation
-from jobforge.engine.context import JobContext, JobStopped, WorkloadError
-from jobforge.engine.transfer import S3Transfer
+from jobforge.execution import isolation
+from jobforge.execution.context import JobContext, JobStopped, WorkloadError
+from jobforge.execution.transfer import S3Transfer
 from jobforge.workloads import WORKLOADS
 
 FLUSH_SECONDS = 0.5

@@ -4,9 +4,9 @@ Executors share one interface so the scheduler works unchanged with a Ray
 executor: ``submit(job, env) -> handle``, ``stop(job_id, force)``,
 ``poll() -> [(job_id, exit_code)]``, ``kill_orphan(job)``.
 
-Workers are forked by a warm fork server (``jobforge.engine.zygote``) that has
+Workers are forked by a warm fork server (``jobforge.execution.zygote``) that has
 already imported what they need; when it cannot answer at once, a worker is
-started cold as ``python -P -m jobforge.engine.worker <job-id> <confinement>``.
+started cold as ``python -P -m jobforge.execution.worker <job-id> <confinement>``.
 Either way the worker leads its own session, so its pid is its process group,
 and confines itself before the job's code runs. The job's directory is
 ``JOBS_DIR/<id>/``; the worker's log and pid file are beside it
@@ -24,9 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobforge.engine.isolation import prepare_job_dir
-from jobforge.engine.zygote import process_start_time
-from jobforge.engine.zygote_client import ZygoteClient
+from jobforge.execution.isolation import prepare_job_dir
+from jobforge.execution.zygote import process_start_time
+from jobforge.execution.zygote_client import ZygoteClient
 from jobforge.workloads import WORKLOADS
 
 
@@ -50,7 +50,7 @@ class LocalExecutor:
             self._zygote = ZygoteClient(env)
 
     def submit(self, job, env: dict, confinement: dict) -> int:
-        """Start the job's worker with env, confined as ``jobforge.engine.isolation.enter`` reads confinement."""
+        """Start the job's worker with env, confined as ``jobforge.execution.isolation.enter`` reads confinement."""
         work = prepare_job_dir(confinement)
         self.pid_path(job.id).unlink(missing_ok=True)
         workload = WORKLOADS.get(job.workload)
@@ -61,7 +61,7 @@ class LocalExecutor:
         if process is None:
             with open(self.log_path(job.id), "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "jobforge.engine.worker", job.id, json.dumps(confinement)],
+                    [sys.executable, "-P", "-m", "jobforge.execution.worker", job.id, json.dumps(confinement)],
                     env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
         self.processes[job.id] = process
@@ -100,7 +100,7 @@ class LocalExecutor:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        if b"jobforge.engine.worker" in cmdline and job_id.encode() in cmdline:
+        if b"jobforge.execution.worker" in cmdline and job_id.encode() in cmdline:
             return True
         try:  # a forked worker shares the fork server's command line; its pid file names it
             recorded_pid, start_time = self.pid_path(job_id).read_text().split()

@@ -1,6 +1,6 @@
 """The files a confined job sees: its mount namespace's covers, binds and id-mapped mounts.
 
-Called by ``jobforge.engine.isolation.enter`` inside a new mount namespace,
+Called by ``jobforge.execution.isolation.enter`` inside a new mount namespace,
 before the job's code runs.
 """
 
@@ -11,7 +11,7 @@ import stat
 import sys
 from pathlib import Path
 
-from jobforge.engine import linux
+from jobforge.execution import linux
 
 COVER_OPTIONS = "mode=0755,size=1m"
 COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC

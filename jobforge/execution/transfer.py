@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobforge.engine.context import NoSuchData, WorkloadError, split_s3_uri
-from jobforge.engine.local_paths import UnsafePath, path_for_key
+from jobforge.execution.context import NoSuchData, WorkloadError, split_s3_uri
+from jobforge.execution.local_paths import UnsafePath, path_for_key
 
 MISSING = ("404", "NoSuchKey", "NoSuchBucket")
 _session = None  # one per process, so that botocore parses S3's model once

@@ -64,7 +64,7 @@ def main(steps: int = 12, rate: float = 0.05):
 
 
 def qaoa_hybrid_job(server) -> None:
-    from jobforge.demo import say
+    from jobforge.demo.main import say
 
     import boto3
     from braket.aws import AwsQuantumJob, AwsSession

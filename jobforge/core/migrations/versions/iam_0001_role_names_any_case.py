@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 revision = '0004_roles_ci'
 down_revision = '0001'
-branch_labels = None
+branch_labels = ('iam',)
 depends_on = None
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from jobforge.demo_bedrock import bedrock_fine_tuning
-from jobforge.demo_braket import qaoa_hybrid_job
+from jobforge.demo.bedrock import bedrock_fine_tuning
+from jobforge.demo.braket import qaoa_hybrid_job
 from jobforge.testing_server import ServerProcess
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 revision = '0003_braket'
 down_revision = '0001'
-branch_labels = None
+branch_labels = ('braket',)
 depends_on = None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jobforge import tinylm
 
-DATASET = Path(__file__).with_name("demo_bedrock_train.jsonl")
+DATASET = Path(__file__).with_name("bedrock_train.jsonl")
 # An id outside Bedrock's model families gets the permissive generic family:
 # Llama 3.2's caps (10 epochs, batch size 1) are too few steps for a model
 # trained from scratch to learn 32 facts.

@@ -13,11 +13,11 @@ import time
 import sqlalchemy as sa
 
 from jobforge.core import accounts, jobs, models_catalog
-from jobforge.core.store import jobs as jobs_table, reading
-from jobforge.engine import linux
-from jobforge.engine.isolation import JobIsolation
-from jobforge.engine.local import LocalExecutor
-from jobforge.engine.resources import Capacity, host_capacity
+from jobforge.core.store import jobs_table, reading
+from jobforge.execution import linux
+from jobforge.execution.isolation import JobIsolation
+from jobforge.execution.local import LocalExecutor
+from jobforge.execution.resources import Capacity, host_capacity
 from jobforge.workloads import WORKLOADS
 
 log = logging.getLogger("jobforge.scheduler")

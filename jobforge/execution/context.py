@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from jobforge.engine.local_paths import UnsafePath, path_under
+from jobforge.execution.local_paths import UnsafePath, path_under
 
 
 class WorkloadError(Exception):

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 revision = '0003_log_queries'
 down_revision = '0001'
-branch_labels = None
+branch_labels = ('logs',)
 depends_on = None
 
 

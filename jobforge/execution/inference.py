@@ -1,7 +1,7 @@
 """Text generation out of the server process.
 
 The server never imports torch: bedrock-runtime requests are answered by one
-long-lived child process (``python -m jobforge.engine.inference``) that keeps
+long-lived child process (``python -m jobforge.execution.inference``) that keeps
 recently used models loaded. Requests, cancellations and replies are JSON
 lines over its stdin/stdout, each tagged with the generation's id. A
 generation first answers ``{"started": true}`` once its input fits the model (or
@@ -83,7 +83,7 @@ class InferenceHost:
             if self.threads:
                 env["OMP_NUM_THREADS"] = str(self.threads)
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "jobforge.engine.inference"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-m", "jobforge.execution.inference"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 env=env, text=True, bufsize=1)
             threading.Thread(target=self._read, args=(self._process,), daemon=True).start()
         return self._process

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import jobs
-from jobforge.core.store import create_engine, jobs as jobs_table, reading
+from jobforge.core.store import create_engine, jobs_table, reading
 
 
 def _engine(args) -> sa.Engine:

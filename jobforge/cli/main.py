@@ -105,10 +105,11 @@ def main(argv=None) -> None:
     q.add_argument("name")
     q.set_defaults(func=accounts_create)
 
-    from jobforge import jobs_cli, demo, models_cli
+    from jobforge.cli import jobs, models
+    from jobforge.demo import main as demo
 
-    jobs_cli.add_parser(sub)
-    models_cli.add_parser(sub)
+    jobs.add_parser(sub)
+    models.add_parser(sub)
     demo.add_parser(sub)
 
     p = sub.add_parser("version", help="print the version")
@@ -140,6 +141,3 @@ def _store_options_after_commands(parser: argparse.ArgumentParser) -> None:
                         command.add_argument(flag, default=argparse.SUPPRESS, help=text)
                 _store_options_after_commands(command)
 
-
-if __name__ == "__main__":
-    main()

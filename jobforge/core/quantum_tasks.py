@@ -1,6 +1,6 @@
 """The quantum-task table (migration 0003_braket) and its record type.
 
-Quantum tasks are not engine jobs: they run in the task pool
+Quantum tasks are not scheduled jobs: they run in the task pool
 (``task_runner``) in milliseconds, so they keep their own small table with
 Braket's task statuses instead of going through the job scheduler.
 """

@@ -1,4 +1,4 @@
-"""The fork server: ``python -m jobforge.engine.zygote <socket-fd>``.
+"""The fork server: ``python -m jobforge.execution.zygote <socket-fd>``.
 
 A Python start plus the worker's imports cost seconds on a small machine, so
 the local executor keeps this process warm and asks it for one forked child
@@ -9,7 +9,7 @@ included). The child starts its own session (its pid is the job's process
 group), takes the job's environment, working directory and log, writes the
 pid file for orphan recovery and runs the worker's ``main``, which confines
 it before anything of the job runs, exactly as
-``python -P -m jobforge.engine.worker <job-id> <confinement>`` would.
+``python -P -m jobforge.execution.worker <job-id> <confinement>`` would.
 
 Messages are JSON datagrams on a SOCK_SEQPACKET socket. Requests:
 ``{"request", "job", "preload", "cwd", "log", "pid_file", "confinement",
@@ -37,10 +37,10 @@ import sys
 import time
 import traceback
 
-from jobforge.engine import linux
+from jobforge.execution import linux
 
 # Imported before the first request: what every worker needs on its way to the workload.
-CORE_MODULES = ("jobforge.engine.worker", "jobforge.engine.transfer", "boto3", "botocore.client")
+CORE_MODULES = ("jobforge.execution.worker", "jobforge.execution.transfer", "boto3", "botocore.client")
 MAX_MESSAGE = 65536
 
 
@@ -64,7 +64,7 @@ class Zygote:
     def serve(self) -> None:
         _import_all(CORE_MODULES)
         try:
-            from jobforge.engine import transfer
+            from jobforge.execution import transfer
 
             transfer.preload()
         except Exception:  # a worker's first transfer does it then
@@ -142,7 +142,7 @@ class Zygote:
             pid = os.getpid()
             with open(request["pid_file"], "w", encoding="ascii") as marker:
                 marker.write(f"{pid} {process_start_time(pid)}\n")
-            from jobforge.engine import worker
+            from jobforge.execution import worker
 
             worker.main(request["job"], request["confinement"])
             code = 0

@@ -1,4 +1,4 @@
-"""The server's side of the fork server (``jobforge.engine.zygote``).
+"""The server's side of the fork server (``jobforge.execution.zygote``).
 
 ``fork(...)`` asks the warm fork server for a worker and returns its handle,
 or None when the fork server is not ready, busy importing, gone, or does not
@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from jobforge.engine.zygote import MAX_MESSAGE, process_start_time
+from jobforge.execution.zygote import MAX_MESSAGE, process_start_time
 
 ANSWER_SECONDS = 0.5
 
@@ -48,7 +48,7 @@ class ZygoteClient:
         env = dict(env, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                    AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         with theirs:
-            self.process = subprocess.Popen([sys.executable, "-P", "-m", "jobforge.engine.zygote",
+            self.process = subprocess.Popen([sys.executable, "-P", "-m", "jobforge.execution.zygote",
                                              str(theirs.fileno())],
                                             env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()],
                                             start_new_session=True)

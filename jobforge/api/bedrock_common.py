@@ -1,0 +1,120 @@
+"""What Bedrock's job and model modules share: the resolution of a model identifier to the weights it
+names (for customization jobs and for bedrock-runtime), timestamps, and idempotency tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from jobforge.api.base import RequestContext
+from jobforge.core import custom_models as cm
+from jobforge.core import models_catalog
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.store import idempotency, reading
+
+UTC = dt.timezone.utc
+INVALID_MODEL = "The provided model identifier is invalid."
+
+
+def when(epoch: float | None):
+    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+def epoch(req: dict, key: str) -> float | None:
+    return req[key].timestamp() if key in req else None
+
+
+# -- resolution ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ResolvedModel:
+    family_id: str  # the foundation-model id whose family rules apply
+    location: str  # local directory or S3 prefix of the Hugging Face model
+    arn: str  # the foundation-model or custom-model ARN
+    custom: cm.CustomModel | None = None
+
+
+def foundation(ctx: RequestContext, identifier: str) -> ResolvedModel | None:
+    model_id = models_catalog.model_id_of(identifier)
+    found = models_catalog.get(ctx.engine, model_id)
+    if found is None:
+        return None
+    return ResolvedModel(found.model_id, found.location, found.arn(ctx.region))
+
+
+def is_foundation_identifier(identifier: str) -> bool:
+    """A foundation-model id (``provider.name-v1:0``) or ARN, not a custom model, deployment or name."""
+    if identifier.startswith("arn:"):
+        return ":foundation-model/" in identifier
+    return "." in identifier
+
+
+def unregistered(identifier: str) -> str:
+    """Bedrock's wording for a model that does not exist; the way to register one only for foundation models."""
+    if not is_foundation_identifier(identifier):
+        return INVALID_MODEL
+    model_id = models_catalog.model_id_of(identifier)
+    return (f"{INVALID_MODEL} Model {model_id} is not registered on this server. "
+            + models_catalog.REGISTER_HINT.format(model_id=model_id))
+
+
+def resolve_model(ctx: RequestContext, identifier: str, custom_allowed: bool = True) -> ResolvedModel:
+    """A foundation model (id or ARN) or, when allowed, an Active custom model (ARN or name)."""
+    found = foundation(ctx, identifier)
+    if found is not None:
+        return found
+    if custom_allowed and ":foundation-model/" not in identifier:
+        model = cm.find_model(ctx.engine, ctx.account_id, identifier)
+        if model is not None:
+            return _custom(model)
+    raise validation_error(unregistered(identifier))
+
+
+def _custom(model: cm.CustomModel) -> ResolvedModel:
+    if model.status != "Active":
+        raise validation_error(f"Custom model {model.name} is {model.status}, not Active.")
+    return ResolvedModel(model.base_model_id or "", model.location, model.arn, model)
+
+
+def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
+    """bedrock-runtime's modelId: a foundation model, a custom model, or a custom-model deployment."""
+    if ":custom-model-deployment/" in model_id or (not model_id.startswith("arn:") and "." not in model_id):
+        deployment = cm.find_deployment(ctx.engine, ctx.account_id, model_id)
+        if deployment is not None:
+            if deployment.status != "Active":
+                raise validation_error(f"Deployment {deployment.name} is {deployment.status}, not Active.")
+            model = cm.find_model(ctx.engine, ctx.account_id, deployment.model_arn)
+            if model is None:
+                raise validation_error(INVALID_MODEL)
+            return _custom(model)
+        if model_id.startswith("arn:"):  # a deployment that does not exist (or was deleted)
+            raise validation_error(INVALID_MODEL)
+    if ":provisioned-model/" in model_id or ":inference-profile/" in model_id:
+        raise validation_error(f"{INVALID_MODEL} Provisioned throughput and inference profiles are not served "
+                               "here; use a foundation model, a custom model or a custom-model deployment.")
+    return resolve_model(ctx, model_id)
+
+
+def replayed(ctx: RequestContext, scope: str, token: str | None, digest: str) -> str | None:
+    """The ARN created earlier with this token, or a ConflictException for other parameters."""
+    if not token:
+        return None
+    with reading(ctx.engine) as conn:
+        found = conn.execute(sa.select(idempotency).where(
+            idempotency.c.account_id == ctx.account_id, idempotency.c.scope == scope,
+            idempotency.c.token == token)).first()
+    if found is None:
+        return None
+    if found.request_hash != digest:
+        raise ServiceError("ConflictException", "The client token was already used with different request "
+                           "parameters. Use a new client token.")
+    return found.resource_arn
+
+
+def token_row(ctx: RequestContext, scope: str, token: str | None, digest: str, arn: str) -> dict | None:
+    """The idempotency record to write with the resource it created."""
+    if not token:
+        return None
+    return dict(account_id=ctx.account_id, scope=scope, token=token, request_hash=digest, resource_arn=arn,
+                created_at=dt.datetime.now(UTC).timestamp())

@@ -1,0 +1,1 @@
+"""The jobforge command line: serve, demo, jobs, models, accounts."""

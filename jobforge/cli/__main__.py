@@ -1,0 +1,3 @@
+from jobforge.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""``jobforge demo``: one section per API family, run against an embedded server."""
