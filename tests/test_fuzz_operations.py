@@ -19,13 +19,10 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from re import _constants as sre_constants  # the stdlib's own regex parser, to write strings a pattern matches
-from re import _parser as sre_parse
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 import pytest
-import regex
 import urllib3
 from botocore import parsers, serialize, xform_name
 from botocore.auth import S3SigV4Auth, SigV4Auth
@@ -37,7 +34,8 @@ from botocore.parsers import ResponseParserError
 from botocore.response import StreamingBody
 
 import rawclient
-from conftest import TEST_CATEGORY
+from conftest import SELFTEST_ENV, TEST_CATEGORY
+from model_values import DEPTH, valid_value
 from jobforge.api.base import HANDLERS
 from jobforge.core import service_models
 from jobforge.server.app import load_api_modules
@@ -48,7 +46,6 @@ CASES_PER_OPERATION = 10
 RAW_CASES_PER_OPERATION = 3
 HUGE_LIST = 5000
 MAX_GENERATED_LENGTH = 70_000  # longer strings are not sent: "too long" then means below the minimum
-DEPTH = 5  # optional members below this depth are left out of the baseline (recursive shapes)
 
 # These would start real work (a training job, a hybrid job, a quantum task, a fine-tuning run) from a valid
 # request. Only their invalid forms are sent: every case also leaves out a required member, so the server
@@ -80,96 +77,6 @@ def served_operations() -> list[tuple[str, str]]:
 
 
 # -- values from the model -------------------------------------------------------------------------------------
-
-
-def _class_char(items) -> str:
-    negate = any(op is sre_constants.NEGATE for op, _ in items)
-    allowed = []
-    for op, arg in items:
-        if op is sre_constants.LITERAL:
-            allowed.append(chr(arg))
-        elif op is sre_constants.RANGE:
-            low, high = arg
-            allowed.append(next((c for c in "a0A" if low <= ord(c) <= high), chr(low)))
-        elif op is sre_constants.CATEGORY:
-            allowed.append({sre_constants.CATEGORY_DIGIT: "0", sre_constants.CATEGORY_SPACE: " "}.get(arg, "a"))
-    if negate:
-        return next(c for c in "a0-_" if c not in allowed)
-    return next((c for c in allowed if c.isalnum()), allowed[0] if allowed else "a")
-
-
-def _emit(items, repeats: int) -> str:
-    out = []
-    for op, arg in items:
-        if op is sre_constants.LITERAL:
-            out.append(chr(arg))
-        elif op is sre_constants.NOT_LITERAL:
-            out.append("b" if arg == ord("a") else "a")
-        elif op is sre_constants.ANY:
-            out.append("a")
-        elif op is sre_constants.IN:
-            out.append(_class_char(arg))
-        elif op is sre_constants.CATEGORY:
-            out.append(_class_char([(op, arg)]))
-        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-            low, high, sub = arg
-            count = max(low, min(repeats, high))
-            out.append(_emit(sub, repeats) * count)
-        elif op is sre_constants.SUBPATTERN:
-            out.append(_emit(arg[-1], repeats))
-        elif op is sre_constants.BRANCH:
-            out.append(_emit(arg[1][0], repeats))
-    return "".join(out)
-
-
-def matching_text(pattern: str | None, low: int, high: int | None) -> str:
-    """A string the model accepts: it matches the pattern and fits the length bounds, when one can be made."""
-    high = 2048 if high is None else high
-    if not pattern:
-        return "f" * max(low, min(4, high))
-    compiled = regex.compile(pattern)
-    try:
-        tree = sre_parse.parse(re.sub(r"\\[pP]\{\w+\}", "a", pattern))
-    except (re.error, sre_constants.error):
-        tree = None
-    for repeats in (1, 4, max(low, 1)):
-        text = _emit(tree, repeats) if tree is not None else "f" * max(low, 1)
-        if low <= len(text) <= high and compiled.fullmatch(text):
-            return text
-    return "f" * max(low, 1)
-
-
-def valid_value(shape, depth: int = 0):
-    kind = shape.type_name
-    meta = shape.metadata
-    if meta.get("document"):
-        return {"key": "value"}
-    if kind == "structure":
-        names = list(shape.members)
-        if meta.get("union"):
-            names = names[:1]
-        elif depth >= DEPTH:
-            names = list(shape.required_members)
-        return {name: valid_value(shape.members[name], depth + 1) for name in names}
-    if kind == "list":
-        return [valid_value(shape.member, depth + 1) for _ in range(max(meta.get("min", 1), 1))]
-    if kind == "map":
-        return {valid_value(shape.key, depth + 1): valid_value(shape.value, depth + 1)}
-    if kind == "string":
-        if meta.get("enum"):
-            return meta["enum"][0]
-        return matching_text(meta.get("pattern"), meta.get("min", 0), meta.get("max"))
-    if kind in ("integer", "long"):
-        return max(meta.get("min", 1), min(meta.get("max", 1), 1))
-    if kind in ("double", "float"):
-        return float(max(meta.get("min", 1), min(meta.get("max", 1), 1)))
-    if kind == "boolean":
-        return True
-    if kind == "timestamp":
-        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    if kind == "blob":
-        return b"fuzz"
-    return None
 
 
 def members(shape, value, path=()):
@@ -636,7 +543,7 @@ def any_server(request, tmp_path):
         return
     postgres_url = request.getfixturevalue("postgres_url")
     server = ServerProcess(tmp_path / "data", extra_args=["--database-url", postgres_url],
-                           env={"JOBFORGE_ENGINE_TEST_CATEGORY": TEST_CATEGORY}).start()
+                           env=SELFTEST_ENV).start()
     yield server
     server.stop()
 
