@@ -22,7 +22,7 @@ def run(ctx: JobContext, spec: dict) -> None:
     import torch
 
     from . import distill
-    from .model_io import export, load_for_training, load_tokenizer, pick_device, quiet_transformers
+    from .model_io import device_name, export, load_for_training, load_tokenizer, pick_device, quiet_transformers
     from .train import TrainSettings, train
 
     quiet_transformers()
@@ -57,6 +57,7 @@ def run(ctx: JobContext, spec: dict) -> None:
 
     ctx.status("Training", "Loading the base model")
     device = pick_device(ctx.resources)
+    ctx.event(f"Training on {device_name(device)}")
     torch.manual_seed(hp["seed"])  # LoRA initialization: the same job trains the same weights
     model = load_for_training(base_dir, device, hp["fullFineTuning"], hp["loraRank"], hp["loraAlpha"])
     settings = TrainSettings.from_hyperparameters(hp)

@@ -22,6 +22,14 @@ def pick_device(resources: dict) -> torch.device:
     return torch.device("cpu")
 
 
+def device_name(device: torch.device) -> str:
+    """The device as the job's log names it: "cuda:0 (NVIDIA H200)" or "cpu"."""
+    if device.type != "cuda":
+        return device.type
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
