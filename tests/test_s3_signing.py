@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import uuid
+from email.utils import parsedate_to_datetime
 
 import pytest
 import urllib3
@@ -51,7 +52,7 @@ def _signing_key(server, date):
 
 def _signed_chunks(server, headers, chunks, trailer: bytes | None = None, corrupt_chunk: int | None = None):
     """An aws-chunked body whose chunk signatures chain from the request's seed signature."""
-    amz_date = headers["X-Amz-Date"]
+    amz_date = headers.get("X-Amz-Date") or parsedate_to_datetime(headers["Date"]).strftime("%Y%m%dT%H%M%SZ")
     scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
     key = _signing_key(server, amz_date[:8])
     previous = headers["Authorization"].rpartition("Signature=")[2]
@@ -154,6 +155,18 @@ def test_signed_streaming_chunks(server, s3, bucket):
     assert response.status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in response.data
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=bucket, Key="chunked-bad")
+
+
+def test_signed_streaming_chunks_of_a_request_dated_by_its_date_header(server, s3, bucket):
+    data = b"d" * 70000
+    fields = {"X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "Content-Encoding": "aws-chunked",
+              "X-Amz-Decoded-Content-Length": str(len(data)), "Date": "replaced when signed"}
+    headers, _, _ = _signed_headers(server, "PUT", f"/{bucket}/chunked-dated", fields)
+    assert "X-Amz-Date" not in headers  # botocore signs with the Date header when the request has one
+    body = _signed_chunks(server, headers, [data])
+    response = http.request("PUT", f"{server.endpoint}/{bucket}/chunked-dated", body=body, headers=headers)
+    assert response.status == 200, response.data
+    assert s3.get_object(Bucket=bucket, Key="chunked-dated")["Body"].read() == data
 
 
 def test_signed_streaming_with_signed_trailer(server, s3, bucket):

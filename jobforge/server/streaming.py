@@ -22,7 +22,7 @@ from jobforge.core import service_models
 from jobforge.core.blobs import StagedBody, StagingFile
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import object_store
-from jobforge.server.auth import credential_scope, signing_key
+from jobforge.server.auth import credential_scope, request_amz_date, signing_key
 from jobforge.server.aws_chunked import AwsChunkedDecoder, ChunkSigner
 
 FLUSH_BYTES = 1024 * 1024  # hand this much to the hashing thread at a time
@@ -75,7 +75,7 @@ def _signer(ctx, request) -> ChunkSigner | None:
     credential = ctx.runtime.keys.get(ctx.access_key_id)
     seed = request.headers.get("authorization", "").rpartition("Signature=")[2].strip()
     return ChunkSigner(signing_key(credential.secret_key, scope.date, scope.region, scope.service),
-                       request.headers.get("x-amz-date", ""),
+                       request_amz_date(request) or "",  # none when presigned: no chunk signature matches
                        f"{scope.date}/{scope.region}/{scope.service}/aws4_request", seed)
 
 

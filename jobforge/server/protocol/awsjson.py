@@ -26,13 +26,22 @@ def match(service: str, request: HttpRequest) -> str | None:
 
 
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
+    return json_object(request.body or b"{}")
+
+
+def json_document(body: bytes):
+    """A request body read as JSON (restJson1 reads its bodies the same way)."""
     try:
-        params = json.loads(request.body or b"{}")
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ServiceError("SerializationException", "The request body is not valid JSON", 400) from None
-    if not isinstance(params, dict):
+
+
+def json_object(body: bytes) -> dict:
+    document = json_document(body)
+    if not isinstance(document, dict):
         raise ServiceError("SerializationException", "The request body must be a JSON object", 400)
-    return params
+    return document
 
 
 def serialize(service: str, operation: str, result: dict, request_id: str) -> HttpResponse:
@@ -43,8 +52,14 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
 
 
 def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
+    return json_error(service, err, request_id, content_type(service))
+
+
+def json_error(service: str, err: ServiceError, request_id: str, content_type: str) -> HttpResponse:
+    """An error as both JSON protocols write it: the code in ``__type`` and the header, the message under the
+    member the model names."""
     status, member = service_models.error_index(service).get(err.code, (400, None))
     body = {"__type": err.code, member or service_models.message_member(service): err.message, **err.fields}
     return HttpResponse(err.status or status, [
-        ("Content-Type", content_type(service)), ("x-amzn-RequestId", request_id), ("X-Amzn-ErrorType", err.code),
+        ("Content-Type", content_type), ("x-amzn-RequestId", request_id), ("X-Amzn-ErrorType", err.code),
     ], json.dumps(body).encode())

@@ -26,7 +26,10 @@ class HttpRequest:
         return self.headers.get("host", "")
 
     def query(self) -> list[tuple[str, str]]:
-        return parse_qsl(self.query_string, keep_blank_values=True) if self.query_string else []
+        """The query string's pairs, percent-decoded; invalid UTF-8 decodes to unpaired surrogates (never
+        silently replaced), so the validator refuses the member that carried it."""
+        return parse_qsl(self.query_string, keep_blank_values=True, errors="surrogateescape") \
+            if self.query_string else []
 
 
 @dataclass
@@ -38,3 +41,11 @@ class HttpResponse:
     def header(self, name: str, value: str) -> "HttpResponse":
         self.headers.append((name, value))
         return self
+
+    def pop_header(self, name: str) -> str | None:
+        """Removes the header (any case) and returns its value; None when it is not set."""
+        found = next(((key, value) for key, value in self.headers if key.lower() == name.lower()), None)
+        if found is None:
+            return None
+        self.headers.remove(found)
+        return found[1]

@@ -8,7 +8,7 @@ from xml.sax.saxutils import escape
 from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
-from jobforge.server.protocol.validate import ERROR_CODES
+from jobforge.server.protocol.validate import ERROR_CODES, printable
 from jobforge.server.protocol.wire import from_text, to_xml
 
 XML = "text/xml"
@@ -19,7 +19,7 @@ def form(request: HttpRequest) -> dict[str, str]:
         pairs = request.query()
         if request.body:
             try:
-                pairs += parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+                pairs += parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, errors="surrogateescape")
             except UnicodeDecodeError:
                 raise ServiceError("MalformedInput", "The request body is not valid form data", 400) from None
         request.scratch["form"] = dict(pairs)
@@ -31,7 +31,7 @@ def match(service: str, request: HttpRequest) -> str | None:
     if action is None:
         return None
     if action not in service_models.service_model(service).operation_names:
-        raise ServiceError("InvalidAction", f"Could not find operation {action} for version "
+        raise ServiceError("InvalidAction", f"Could not find operation {printable(action)} for version "
                            f"{service_models.service_model(service).api_version}", 400)
     return action
 

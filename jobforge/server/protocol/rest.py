@@ -1,18 +1,23 @@
-"""What restJson1 and restXml share: URI-template routing and the HTTP bindings
-of input members (labels, query string, headers)."""
+"""What restJson1 and restXml share: URI-template routing, and the HTTP bindings
+of members (labels, query string, headers, status code) in requests and responses."""
 
 from __future__ import annotations
 
+import base64
 # URI templates compile to plain patterns: the stdlib engine matches them several times faster than
 # ``regex`` (which the validator needs for botocore's patterns), and every request tries many routes.
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 from urllib.parse import unquote
 
 from jobforge.core import service_models
-from jobforge.server.protocol.http import HttpRequest
-from jobforge.server.protocol.wire import from_text
+from jobforge.server.protocol.http import HttpRequest, HttpResponse
+from jobforge.server.protocol.wire import format_timestamp, from_text
+
+# What an HTTP/1.1 field value can carry: visible characters, space, tab and obs-text (Latin-1).
+_UNSENDABLE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 
 
 @dataclass(frozen=True)
@@ -62,20 +67,24 @@ def routes(service: str) -> tuple[Route, ...]:
     return tuple(sorted(table, key=lambda r: r.rank))
 
 
-def match(service: str, request: HttpRequest) -> str | None:
-    query = dict(request.query())
-    path_matched = False
+def path_matches(service: str, raw_path: str, query: dict[str, str]) -> Iterator[tuple[Route, re.Match]]:
+    """The routes whose URI template and query literals the request fits (any method), best ranked first."""
     for route in routes(service):
-        found = route.pattern.fullmatch(request.raw_path)
+        found = route.pattern.fullmatch(raw_path)
         if found is None:
             continue
         if any(key not in query or (value is not None and query[key] != value) for key, value in route.query_literals):
             continue
+        yield route, found
+
+
+def match(service: str, request: HttpRequest) -> str | None:
+    path_matched = False
+    for route, found in path_matches(service, request.raw_path, dict(request.query())):
         path_matched = True
-        if route.method != request.method:
-            continue
-        request.scratch["labels"] = decoded_labels(found)
-        return route.operation
+        if route.method == request.method:
+            request.scratch["labels"] = decoded_labels(found)
+            return route.operation
     request.scratch["path_matched"] = path_matched
     return None
 
@@ -119,24 +128,60 @@ def bound_members(service: str, operation: str, request: HttpRequest) -> tuple[d
                 value = next((v for k, v in query if k == wire), None)
                 if value is not None:
                     params[name] = from_text(member, value)
-        elif location == "header":
-            if member.type_name == "map":
-                prefix = wire.lower()
-                values = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
-                if values:
-                    params[name] = values
-            else:
-                value = request.headers.get(wire.lower())
-                if value is not None:
-                    if member.type_name == "list":
-                        params[name] = [from_text(member.member, v.strip()) for v in value.split(",")]
-                    else:
-                        params[name] = from_text(member, value)
-        elif location in ("headers",):
+        elif location == "headers" or (location == "header" and member.type_name == "map"):
             prefix = wire.lower()
             values = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
             if values:
                 params[name] = values
+        elif location == "header":
+            value = request.headers.get(wire.lower())
+            if value is not None:
+                if member.type_name == "list":
+                    params[name] = [from_text(member.member, v.strip()) for v in value.split(",")]
+                else:
+                    params[name] = from_text(member, value)
         elif location != "statusCode":
             body_members.append(name)
     return params, body_members
+
+
+def bind_output(shape, result: dict, response: HttpResponse) -> dict:
+    """Puts the output members bound to headers and the status code on the response; returns the members
+    left for the body (the payload member apart)."""
+    payload = shape.serialization.get("payload")
+    body_members = {}
+    for name, member in shape.members.items():
+        value = result.get(name)
+        location = member.serialization.get("location")
+        wire = member.serialization.get("name", name)
+        if location == "header":
+            if value is not None:
+                response.header(wire, header_text(member, value))
+        elif location == "headers":
+            for key, item in (value or {}).items():
+                response.header(wire + key, header_value(str(item)))
+        elif location == "statusCode":
+            if value is not None:
+                response.status = int(value)
+        elif name != payload and value is not None:
+            body_members[name] = value
+    return body_members
+
+
+def header_text(member, value) -> str:
+    """A member bound to a header, as its value goes on the wire."""
+    if member.type_name == "timestamp":
+        return str(format_timestamp(value, member.serialization.get("timestampFormat", "rfc822")))
+    if member.type_name == "boolean":
+        return "true" if value else "false"
+    return header_value(str(value))
+
+
+def header_value(text: str) -> str:
+    """A header value as it can go on the wire, never with a line break that would end it.
+
+    Text a header cannot carry is sent RFC 2047-encoded, as S3 returns non-ASCII metadata.
+    """
+    if not _UNSENDABLE.search(text):
+        return text
+    return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8", "replace")).decode() + "?="

@@ -14,7 +14,6 @@ import binascii
 import dataclasses
 import os
 import re
-from urllib.parse import unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -24,12 +23,10 @@ from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import rest
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import parse_timestamp, printable
-from jobforge.server.protocol.wire import format_timestamp, from_text, to_xml
+from jobforge.server.protocol.wire import from_text, to_xml
 
 XML = "application/xml"
 NUMERIC_OR_BOOLEAN = {"integer", "long", "float", "double", "boolean"}
-# What an HTTP/1.1 field value can carry: visible characters, space, tab and obs-text (Latin-1).
-_UNSENDABLE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Hosts of virtual-hosted-style requests: "<bucket>.localhost" and "<bucket>.s3.<anything>".
 _VIRTUAL_HOST = re.compile(r"(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?:localhost|s3[.-].+)")
 # The model does not name the root element of an output without a payload member.
@@ -91,18 +88,10 @@ def _required_present(service: str, operation: str, request: HttpRequest, query:
 def match(service: str, request: HttpRequest) -> str | None:
     target = addressed(request)
     query = dict(target.query())
-    found, path_matched = [], False
-    for route in rest.routes(service):
-        matched = route.pattern.fullmatch(target.raw_path)
-        if matched is None:
-            continue
-        if any(key not in query or (value is not None and query[key] != value) for key, value in route.query_literals):
-            continue
-        path_matched = True
-        if route.method == request.method:
-            found.append((route, matched))
+    fitting = list(rest.path_matches(service, target.raw_path, query))
+    found = [(route, matched) for route, matched in fitting if route.method == request.method]
     if not found:
-        request.scratch["path_matched"] = path_matched
+        request.scratch["path_matched"] = bool(fitting)
         return None
     best = [item for item in found if item[0].rank == found[0][0].rank]
     scored = [(_required_present(service, route.operation, request, query), route, matched)
@@ -111,8 +100,19 @@ def match(service: str, request: HttpRequest) -> str | None:
     if score < 0:
         request.scratch["path_matched"] = True
         return None
-    request.scratch["labels"] = {k[2:]: unquote(v) for k, v in matched.groupdict().items()}
+    request.scratch["labels"] = _utf8_labels(matched)
     return route.operation
+
+
+def _utf8_labels(matched) -> dict[str, str]:
+    """The bucket and key of the path; one whose percent-encoding is not UTF-8 makes the URI unreadable to S3."""
+    labels = rest.decoded_labels(matched)
+    try:
+        for label in labels.values():
+            label.encode("utf-8")  # invalid UTF-8 decodes to surrogates, which do not encode
+    except UnicodeEncodeError:
+        raise ServiceError("InvalidURI", "Couldn't parse the specified URI.", 400) from None
+    return labels
 
 
 # -- requests ------------------------------------------------------------------
@@ -210,24 +210,6 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
 # -- responses -----------------------------------------------------------------
 
 
-def _header_text(member, value) -> str:
-    if member.type_name == "timestamp":
-        return str(format_timestamp(value, member.serialization.get("timestampFormat", "rfc822")))
-    if member.type_name == "boolean":
-        return "true" if value else "false"
-    return header_value(str(value))
-
-
-def header_value(text: str) -> str:
-    """A header value as it can go on the wire, never with a line break that would end it.
-
-    Text a header cannot carry is sent RFC 2047-encoded, as S3 returns non-ASCII metadata.
-    """
-    if not _UNSENDABLE.search(text):
-        return text
-    return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8", "replace")).decode() + "?="
-
-
 async def _no_body():
     return
     yield
@@ -248,24 +230,8 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
     if shape is None:
         return response
     payload = shape.serialization.get("payload")
-    body_members = {}
-    sized = False
-    for name, member in shape.members.items():
-        value = result.get(name)
-        location = member.serialization.get("location")
-        wire = member.serialization.get("name", name)
-        if location == "header":
-            if value is not None:
-                response.header(wire, _header_text(member, value))
-                sized = sized or wire.lower() == "content-length"
-        elif location == "headers":
-            for key, item in (value or {}).items():
-                response.header(wire + key, header_value(str(item)))
-        elif location == "statusCode":
-            if value is not None:
-                response.status = int(value)
-        elif name != payload and value is not None:
-            body_members[name] = value
+    body_members = rest.bind_output(shape, result, response)
+    sized = any(name.lower() == "content-length" for name, _ in response.headers)
     if result.get("ContentRange") and response.status == 200:
         response.status = 206
     if payload:
@@ -303,7 +269,7 @@ def error(service: str, err: ServiceError, request_id: str) -> HttpResponse:
     status = err.status or service_models.error_index(service).get(err.code, (400, None))[0]
     response = HttpResponse(status, _request_headers(request_id))
     for name, value in err.headers.items():  # what S3 describes with the error (ETag, …)
-        response.header(name, header_value(str(value)))
+        response.header(name, rest.header_value(str(value)))
     if status == 304:
         return response
     extra = "".join(f"<{name}>{escape(printable(str(value)))}</{name}>" for name, value in err.fields.items())
