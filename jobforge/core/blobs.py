@@ -111,16 +111,11 @@ def _check_id(blob: str) -> str:
     return blob
 
 
-class LocalBlobs:
-    """Blobs as files under ``root/blobs/<2 hex>/<32 hex>``; staging in ``root/tmp``."""
-
-    co_located = True
+class StagingArea:
+    """Where both backends write bodies before they become blobs: files in ``root/tmp`` on this machine."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
-        self.data = self.root / "blobs"
-        self.tmp = self.root / "tmp"
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(root) / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def sweep_staging(self) -> None:
@@ -128,8 +123,20 @@ class LocalBlobs:
         for stale in self.tmp.iterdir():
             stale.unlink(missing_ok=True)
 
+    def staging_path(self) -> Path:
+        return self.tmp / uuid.uuid4().hex
+
     def staging(self, algorithms=(), sha256: bool = False) -> StagingFile:
-        return StagingFile(self.tmp / uuid.uuid4().hex, algorithms, sha256)
+        return StagingFile(self.staging_path(), algorithms, sha256)
+
+
+class LocalBlobs(StagingArea):
+    """Blobs as files under ``root/blobs/<2 hex>/<32 hex>``; staging in ``root/tmp``."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.data = Path(root) / "blobs"
+        self.data.mkdir(parents=True, exist_ok=True)
 
     def path(self, blob: str) -> Path:
         return self.data / blob[:2] / _check_id(blob)
@@ -170,7 +177,7 @@ class OpenFile:
 
     def copy(self) -> str:
         """A new blob with the same bytes: a hard link (blobs never change), or a copy once this one is deleted."""
-        staged = self.blobs.tmp / uuid.uuid4().hex
+        staged = self.blobs.staging_path()
         try:
             os.link(self.blobs.path(self.blob), staged)
         except OSError:
@@ -185,16 +192,15 @@ class OpenFile:
         os.close(self.fd)
 
 
-class S3Blobs:
-    """Blobs as objects ``<prefix>blobs/<id>`` in an external S3 endpoint.
+class S3Blobs(StagingArea):
+    """Blobs as objects ``<prefix>blobs/<id>`` in an external S3 endpoint; staging in ``tmp_root/tmp``.
 
     ``url`` is ``s3://bucket/prefix?endpoint=URL&region=R&profile=P``;
     credentials come from boto3's usual chain (or the named profile).
     """
 
-    co_located = False
-
     def __init__(self, url: str, tmp_root: Path):
+        super().__init__(tmp_root)
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -211,20 +217,11 @@ class S3Blobs:
                                      config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
         self.transfer_config = TransferConfig(multipart_threshold=64 * 1024 * 1024,
                                               multipart_chunksize=64 * 1024 * 1024)
-        self.tmp = Path(tmp_root) / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
         # An object in another store has no descriptor to hold: deleting a blob that is open waits for its
         # last reader (a crash before then leaves an unreferenced blob, as an interrupted upload does).
         self._lock = threading.Lock()
         self._readers: Counter[str] = Counter()
         self._deleted_while_open: set[str] = set()
-
-    def sweep_staging(self) -> None:
-        for stale in self.tmp.iterdir():
-            stale.unlink(missing_ok=True)
-
-    def staging(self, algorithms=(), sha256: bool = False) -> StagingFile:
-        return StagingFile(self.tmp / uuid.uuid4().hex, algorithms, sha256)
 
     def _key(self, blob: str) -> str:
         return f"{self.prefix}blobs/{_check_id(blob)}"
