@@ -29,7 +29,7 @@ def split(uri: str) -> tuple[str, str]:
 
 
 def store(ctx: RequestContext) -> objects.ObjectStore:
-    return objects.object_store(ctx.settings, ctx.engine)
+    return ctx.runtime.object_store
 
 
 def read_head(ctx: RequestContext, uri: str, max_bytes: int) -> bytes:

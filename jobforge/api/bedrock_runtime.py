@@ -13,7 +13,6 @@ client disconnects is cancelled.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Iterator
 
@@ -24,19 +23,9 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.api.bedrock_logging import log_invocation
 from jobforge.api.bedrock_common import ResolvedModel, resolve_for_inference
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.execution.inference import InferenceHost, TooManyGenerations
+from jobforge.execution.inference import TooManyGenerations
 
 CONVERSE_DEFAULTS = {"temperature": 0.7, "topP": 0.9}  # maxTokens: the model's default, within its context
-_hosts: dict[int, InferenceHost] = {}
-_hosts_lock = threading.Lock()
-
-
-def _host(ctx: RequestContext) -> InferenceHost:
-    key = id(ctx.runtime)
-    with _hosts_lock:
-        if key not in _hosts:
-            _hosts[key] = InferenceHost(threads=max(1, ctx.runtime.scheduler.capacity.cpus // 2))
-        return _hosts[key]
 
 
 def _target(ctx: RequestContext, model_id: str) -> tuple[ResolvedModel, str]:
@@ -53,7 +42,7 @@ def _start(ctx: RequestContext, model: ResolvedModel, model_dir: str,
                                                                 model.family_id),
            "temperature": request.temperature, "top_p": request.top_p, "stop": request.stop, "top_k": request.top_k}
     try:
-        generation = _host(ctx).submit(job, ctx.account_id)
+        generation = ctx.runtime.inference.submit(job, ctx.account_id)
     except TooManyGenerations:
         raise ServiceError("ThrottlingException", "Too many requests, please wait before trying again.",
                            429) from None

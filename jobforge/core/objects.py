@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -698,17 +697,9 @@ class ObjectStore:
             self.blobs.delete(blob)
 
 
-_STORES: dict = {}
-_STORES_LOCK = threading.Lock()
-
-
-def object_store(settings, engine: sa.Engine) -> ObjectStore:
-    """The one store of a server; its staging area is swept when it is first opened, before any upload."""
-    key = (settings.data_dir, settings.object_store, engine)
-    with _STORES_LOCK:
-        if key not in _STORES:
-            blobs = open_blobs(settings.object_store, settings.data_dir)
-            blobs.sweep_staging()
-            _STORES[key] = ObjectStore(engine, blobs)
-        return _STORES[key]
+def open_object_store(settings, engine: sa.Engine) -> ObjectStore:
+    """The store of a server, opened once when it starts: its staging area is swept before any upload."""
+    blobs = open_blobs(settings.object_store, settings.data_dir)
+    blobs.sweep_staging()
+    return ObjectStore(engine, blobs)
 

@@ -1,12 +1,13 @@
 """The quantum-task table (migration 0003_braket) and its record type.
 
-Quantum tasks are not scheduled jobs: they run in the task pool
-(``task_runner``) in milliseconds, so they keep their own small table with
+Quantum tasks are not scheduled jobs: they run in the simulator pool
+(``execution/quantum_task_runner.py``) in milliseconds, so they keep their own small table with
 Braket's task statuses instead of going through the job scheduler.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -63,3 +64,16 @@ class QuantumTask:
     @classmethod
     def from_row(cls, row) -> "QuantumTask":
         return cls(**dict(row._mapping))
+
+
+def transition(engine: sa.Engine, task_id: str, status: str, only_from: tuple[str, ...],
+               **values) -> QuantumTask | None:
+    """Move a task to status when it is in one of only_from; the updated task, or None."""
+    if status in TERMINAL:
+        values.setdefault("ended_at", time.time())
+    with engine.begin() as conn:
+        changed = conn.execute(quantum_tasks.update().where(quantum_tasks.c.id == task_id,
+                                                            quantum_tasks.c.status.in_(only_from))
+                               .values(status=status, **values)).rowcount
+        row = conn.execute(sa.select(quantum_tasks).where(quantum_tasks.c.id == task_id)).first() if changed else None
+    return QuantumTask.from_row(row) if row else None

@@ -25,6 +25,8 @@ import threading
 from collections import Counter, OrderedDict, deque
 from typing import Iterator
 
+from jobforge.execution.supervisor import ProcessSpec, Supervisor, Unavailable
+
 MAX_GENERATIONS_PER_ACCOUNT = 8  # each holds its attention cache and two threads in the inference process
 POLL_SECONDS = 0.2  # how often a waiting consumer checks whether its client went away
 
@@ -69,24 +71,23 @@ class Generation:
 
 
 class InferenceHost:
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
-        self._process: subprocess.Popen | None = None
-        self._lock = threading.Lock()  # the process, its stdin and the table of generations in flight
+    """The server's side of the inference process, which the supervisor starts on the first generation (it
+    loads models on demand, so a server never asked to generate runs none) and restarts after a crash."""
+
+    NAME = "inference"
+
+    def __init__(self, supervisor: Supervisor, threads: int):
+        self.supervisor = supervisor
+        self._lock = threading.Lock()  # its stdin and the table of generations in flight
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[Generation, str, subprocess.Popen]] = {}
         self._per_account: Counter = Counter()
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads))
+        supervisor.add(ProcessSpec(self.NAME, (sys.executable, "-m", "jobforge.execution.inference"), env=env,
+                                   pipes=True, reserves={"cpus": threads}, on_start=self._listen))
 
-    def _ensure(self) -> subprocess.Popen:
-        if self._process is None or self._process.poll() is not None:
-            env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-            if self.threads:
-                env["OMP_NUM_THREADS"] = str(self.threads)
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "jobforge.execution.inference"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                env=env, text=True, bufsize=1)
-            threading.Thread(target=self._read, args=(self._process,), daemon=True).start()
-        return self._process
+    def _listen(self, process: subprocess.Popen) -> None:
+        threading.Thread(target=self._read, args=(process,), name="inference-replies", daemon=True).start()
 
     def submit(self, request: dict, account: str) -> Generation:
         """Start one generation for an account; its replies arrive on the returned handle."""
@@ -94,10 +95,10 @@ class InferenceHost:
             if self._per_account[account] >= MAX_GENERATIONS_PER_ACCOUNT:
                 raise TooManyGenerations()
             generation = Generation(self, next(self._ids))
-            process = self._ensure()
             try:
+                process = self.supervisor.ensure(self.NAME)
                 _send(process, {"id": generation.id, "account": account, "job": request})
-            except OSError as err:
+            except (OSError, Unavailable) as err:
                 generation.finished = True
                 generation.queue.put({"error": f"Model inference failed: {err}"})
                 return generation
@@ -143,10 +144,6 @@ class InferenceHost:
                        if found[2] is process]
         for generation, *_ in orphans:
             generation.queue.put({"error": "Model inference failed: the inference process exited"})
-
-    def close(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
 
 
 def _send(process: subprocess.Popen, message: dict) -> None:

@@ -8,9 +8,9 @@ runtimes are declared the same way. Each process is declared once by name
 - watched by one thread blocked in ``wait()`` (no polling; a process with a
   health check is asked every ``health_interval`` seconds, and killed when it
   fails it);
-- restarted after it dies, after a back-off that doubles with each quick
-  death up to a cap, and starts over once a process has stayed up for a
-  healthy period;
+- restarted after it dies: at once, then after a back-off that doubles
+  with each quick death up to a cap, and starts over once the process has
+  stayed up for a healthy period;
 - stopped on request (``stop``) and at exit (``close``): SIGTERM, then
   SIGKILL once its grace is over;
 - accounted: ``reserved()`` says what each process that is up, or about to
@@ -32,15 +32,18 @@ log = logging.getLogger("jobforge.supervisor")
 
 @dataclass(frozen=True)
 class Backoff:
-    first: float = 0.5  # seconds before the first restart
+    """A process is restarted at once after a death, then after ``first`` seconds, doubling up to ``cap`` while
+    it keeps dying quickly; once it has stayed up ``healthy_after`` seconds, its next death counts as the first."""
+
+    first: float = 0.5
     cap: float = 30.0
-    healthy_after: float = 60.0  # a process that ran this long before dying is restarted after ``first`` again
+    healthy_after: float = 60.0
 
     def after_exit(self, failures: int, uptime: float) -> tuple[int, float]:
         """(quick deaths in a row, seconds to wait before the restart) once a process that had died ``failures``
         times in a row dies again after ``uptime`` seconds."""
         failures = failures + 1 if uptime < self.healthy_after else 1
-        return failures, min(self.cap, self.first * 2 ** (failures - 1))
+        return failures, 0.0 if failures == 1 else min(self.cap, self.first * 2 ** (failures - 2))
 
 
 @dataclass(frozen=True)

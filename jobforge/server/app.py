@@ -190,10 +190,10 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.runtime.scheduler.start(asyncio.get_running_loop())
+                self.runtime.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.runtime.scheduler.shutdown()
+                await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

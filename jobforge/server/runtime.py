@@ -1,19 +1,30 @@
-"""Everything a running server holds: settings, the database, keys, the scheduler."""
+"""Everything a running server holds: settings, the database, keys, and its long-lived services.
+
+The services are built here and started and stopped with the server (the app's lifespan): the object
+store, the job scheduler, the supervisor of long-lived child processes (the inference host's among
+them) and the quantum-task runner. Handlers reach them as ``ctx.runtime.<service>``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import os
+import time
 
 import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import accounts
 from jobforge.core.store import open_store
+from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
+from jobforge.execution.quantum_task_runner import QuantumTaskRunner
+from jobforge.execution.supervisor import Supervisor
 from jobforge.server.auth import Verifier
 
 DEFAULT_ACCOUNT = "default"
+STOP_SECONDS = 5.0  # the most a server's stop waits for its services, all together
 
 
 class Runtime:
@@ -28,12 +39,29 @@ class Runtime:
         self.default_credential = self._default_account()
         # Open the object store now: its staging area is swept before any upload, and virtual-hosted
         # addressing can tell which buckets exist from the first request on.
-        from jobforge.core.objects import object_store
+        from jobforge.core.objects import open_object_store
 
-        object_store(settings, self.engine)
+        self.object_store = open_object_store(settings, self.engine)
         from jobforge.execution.scheduler import Scheduler
 
         self.scheduler = Scheduler(self)
+        # Inference and simulations run on the server's host, beside the jobs, each on half of its CPUs.
+        half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
+        self.supervisor = Supervisor()
+        self.inference = InferenceHost(self.supervisor, threads=half_the_cpus)
+        self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start every service, each resuming the work a previous server left (at the server's start)."""
+        self.scheduler.start(loop)
+        self.quantum_tasks.start()
+
+    async def stop(self) -> None:
+        """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
+        deadline = time.monotonic() + STOP_SECONDS
+        self.quantum_tasks.stop()
+        self.supervisor.close(deadline)
+        await self.scheduler.shutdown()
 
     def _default_account(self) -> accounts.Credential:
         credential = accounts.account_credentials(self.engine, DEFAULT_ACCOUNT)

@@ -21,7 +21,6 @@ from jobforge.core import checksums
 from jobforge.core import service_models
 from jobforge.core.blobs import StagedBody, StagingFile
 from jobforge.core.errors import ServiceError
-from jobforge.core.objects import object_store
 from jobforge.server.auth import credential_scope, request_amz_date, signing_key
 from jobforge.server.aws_chunked import AwsChunkedDecoder, ChunkSigner
 
@@ -98,7 +97,7 @@ async def receive_body(ctx, request) -> None:
         decoder = AwsChunkedDecoder()
     algorithms = requested_algorithms(headers)
     if to_disk:
-        store = object_store(ctx.runtime.settings, ctx.runtime.engine)
+        store = ctx.runtime.object_store
         bucket = request.scratch.get("labels", {}).get("Bucket")
         if bucket:
             store.bucket(ctx.account_id, bucket)  # fail before receiving data for a bucket one cannot use

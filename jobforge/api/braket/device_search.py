@@ -8,7 +8,7 @@ import json
 import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
-from jobforge.api.braket import common, hybrid_jobs, task_runner
+from jobforge.api.braket import common, hybrid_jobs
 from jobforge.core.quantum_tasks import quantum_tasks
 from jobforge.core import paging
 from jobforge.core.errors import ServiceError, validation_error
@@ -43,7 +43,7 @@ def get_device(ctx: RequestContext, req: dict) -> dict:
     except KeyError:
         raise ServiceError("ResourceNotFoundException", f"Device {req['deviceArn']} not found.") from None
     if devices.is_runnable(arn):
-        task_runner.runner(ctx.runtime).warm()  # clients read a device before they run tasks on it
+        ctx.runtime.quantum_tasks.warm()  # clients read a device before they run tasks on it
     return devices.get_device(arn, **_queues(ctx, arn))
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from jobforge.api import logs
 from jobforge.api.base import RequestContext, handler, request_hash
-from jobforge.api.braket import common, task_runner
+from jobforge.api.braket import common
 from jobforge.api.roles import require_role
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
@@ -115,7 +115,7 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
     if created:
         ctx.runtime.scheduler.wake()
         if not req["deviceConfig"]["device"].startswith("local:"):  # its tasks run here, not in the job
-            task_runner.runner(ctx.runtime).warm()  # so that the job's first task does not wait for it
+            ctx.runtime.quantum_tasks.warm()  # so that the job's first task does not wait for it
     return {"jobArn": job.arn}
 
 

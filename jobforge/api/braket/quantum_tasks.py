@@ -18,8 +18,8 @@ import uuid
 import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler, request_hash
-from jobforge.api.braket import common, hybrid_jobs, task_runner
-from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks
+from jobforge.api.braket import common, hybrid_jobs
+from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks, transition
 from jobforge.core import jobs, paging
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.store import idempotency, tags as tags_table, reading
@@ -60,10 +60,8 @@ def _check_request(ctx: RequestContext, req: dict, device_arn: str) -> None:
             raise validation_error("deviceParameters is not valid JSON.") from None
     for association in req.get("associations") or []:
         raise validation_error(f"Reservation {association['arn']} does not exist: jobforge has no reservations.")
-    from jobforge.core import objects
-
     try:
-        objects.object_store(ctx.settings, ctx.engine).bucket(ctx.account_id, req["outputS3Bucket"])
+        ctx.runtime.object_store.bucket(ctx.account_id, req["outputS3Bucket"])
     except ServiceError:
         raise validation_error(f"Caller doesn't have access to {req['outputS3Bucket']} or it doesn't exist.") \
             from None
@@ -118,7 +116,7 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
         if replayed:
             return {"quantumTaskArn": replayed}
         raise
-    task_runner.runner(ctx.runtime).submit(task_id)
+    ctx.runtime.quantum_tasks.submit(task_id)
     return {"quantumTaskArn": arn}
 
 
@@ -164,9 +162,9 @@ def get_quantum_task(ctx: RequestContext, req: dict) -> dict:
 @handler("braket", "CancelQuantumTask")
 def cancel_quantum_task(ctx: RequestContext, req: dict) -> dict:
     task = find(ctx, req["quantumTaskArn"])
-    if task_runner.update(ctx.engine, task.id, "CANCELLED", ("CREATED", "QUEUED")):
+    if transition(ctx.engine, task.id, "CANCELLED", ("CREATED", "QUEUED")):
         status = "CANCELLED"
-    elif task.status == "CANCELLING" or task_runner.update(ctx.engine, task.id, "CANCELLING", ("RUNNING",)):
+    elif task.status == "CANCELLING" or transition(ctx.engine, task.id, "CANCELLING", ("RUNNING",)):
         status = "CANCELLING"
     else:
         task = find(ctx, task.arn)

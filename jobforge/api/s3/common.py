@@ -12,7 +12,7 @@ from jobforge.api.s3.protection import check_protections
 from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody
 from jobforge.core.errors import ServiceError
-from jobforge.core.objects import ObjectInfo, ObjectStore, object_store, quoted
+from jobforge.core.objects import ObjectInfo, ObjectStore, quoted
 
 # Request members kept with an object and returned by GetObject/HeadObject.
 CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
@@ -51,7 +51,7 @@ def s3_handler(operation: str):
 
 
 def store(ctx) -> ObjectStore:
-    return object_store(ctx.settings, ctx.engine)
+    return ctx.runtime.object_store
 
 
 def check_header_value(argument: str, value: str) -> None:
