@@ -17,6 +17,7 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging
 from jobforge.core.accounts import ROLE_BY_NAME, role_row
 from jobforge.core.errors import ServiceError
+from jobforge.core.role_policies import role_policy_conflict
 from jobforge.core.store import jobs_table, reading, roles, tags
 
 MAX_TAGS = 50  # IAM's quota of tags per role
@@ -150,6 +151,10 @@ def delete_role(ctx: RequestContext, req: dict) -> dict:
         # The role's row first: on PostgreSQL this waits for a TagRole holding it, whose tags then go too.
         conn.execute(roles.delete().where(roles.c.account_id == ctx.account_id,
                                           roles.c.role_name == row.role_name))
+        # Checked once the row is held, so that a policy being put meanwhile is seen (or finds no role).
+        conflict = role_policy_conflict(conn, row.role_id)
+        if conflict:
+            raise conflict
         conn.execute(tags.delete().where(tags.c.resource_arn == row.arn))
     return {}
 

@@ -59,3 +59,42 @@ def keyset_page(engine: sa.Engine, query, sort_col, id_col, ascending: bool, lim
         return Page(rows, None)
     last = rows[limit - 1]._mapping
     return Page(rows[:limit], encode({"v": last[sort_col.name], "i": last[id_col.name], "h": digest}))
+
+
+MARKER_KEY_BYTES = 210  # base64 of these, a dot and a digest stay within IAM's 320-character Marker
+
+
+def _key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def key_marker(key: str) -> str:
+    """An IAM-style Marker naming the last key handed out."""
+    prefix = key.encode()[:MARKER_KEY_BYTES].decode(errors="ignore")
+    return base64.urlsafe_b64encode(prefix.encode()).decode() + "." + _key_digest(key)
+
+
+def after_key_marker(keys: list[str], marker: str, bad_marker: Callable[[], Exception]) -> int:
+    """Where the next page of these sorted keys starts: after the key the marker names; should that key
+    have been removed meanwhile, at the first key after it (after the part of it the marker holds, for a
+    key too long to hold whole: a few keys may then come again, none is skipped)."""
+    try:
+        encoded, digest = marker.split(".")
+        prefix = base64.b64decode(encoded.encode(), altchars=b"-_", validate=True).decode()
+        if len(digest) != 20 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(digest)
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise bad_marker() from None
+    for i, key in enumerate(keys):
+        if _key_digest(key) == digest:
+            return i + 1
+    return next((i for i, key in enumerate(keys) if key > prefix), len(keys))
+
+
+def marker_page(items: list, key: Callable[[object], str], marker: str | None, limit: int,
+                bad_marker: Callable[[], Exception]) -> tuple[list, str | None]:
+    """One page of items sorted by ``key`` and the Marker of the next page (None on the last)."""
+    keys = [key(item) for item in items]
+    start = after_key_marker(keys, marker, bad_marker) if marker is not None else 0
+    chosen = items[start:start + limit]
+    return chosen, key_marker(keys[start + limit - 1]) if start + limit < len(items) else None

@@ -135,6 +135,46 @@ invocation_logging = sa.Table(  # Bedrock model-invocation logging, per account
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+managed_policies = sa.Table(  # IAM customer-managed policies (the AWS-managed ones are in code)
+    "managed_policies", metadata,
+    sa.Column("arn", sa.String(2048), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("policy_name", sa.String(128), nullable=False),
+    sa.Column("policy_id", sa.String(32), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("description", sa.String(1000)),
+    sa.Column("default_version", sa.String(16), nullable=False),
+    sa.Column("next_version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+# Policy names, like role names, are one per account whatever their case.
+sa.Index("uq_managed_policies_account_lower_name", managed_policies.c.account_id,
+         sa.func.lower(managed_policies.c.policy_name), unique=True)
+
+policy_versions = sa.Table(
+    "policy_versions", metadata,
+    sa.Column("policy_arn", sa.String(2048), primary_key=True),
+    sa.Column("version_id", sa.String(16), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+role_policies = sa.Table(  # inline policies, by the role's id (unchanged by a role name's case)
+    "role_policies", metadata,
+    sa.Column("role_id", sa.String(32), primary_key=True),
+    sa.Column("policy_name", sa.String(128), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+role_policy_attachments = sa.Table(
+    "role_policy_attachments", metadata,
+    sa.Column("role_id", sa.String(32), primary_key=True),
+    sa.Column("policy_arn", sa.String(2048), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False, index=True),
+    sa.Column("attached_at", sa.Float, nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection, _record):
     # The driver never begins a transaction: the writing engine's _sqlite_begin does.
