@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 @dataclass
@@ -16,10 +21,14 @@ class Settings:
     region: str = "us-east-1"
     auth: str = "sigv4"  # or "none", an explicit opt-out
     object_store: str | None = None  # default: a local directory under data_dir
-    executor: str = "local"
+    executor: str = "local"  # a name in jobforge.execution.executor.EXECUTORS
+    advertise_url: str | None = None  # how jobs reach this server; default: derived from host and port
     cpus: int | None = None  # resources the scheduler may hand out; default: what the host has
     memory_mb: int | None = None
     gpus: int | None = None
+    # Modules imported at start besides jobforge.api, to serve the job kinds and operations they declare.
+    plugins: tuple[str, ...] = field(default_factory=lambda: tuple(
+        name for name in os.environ.get("JOBFORGE_PLUGINS", "").split(",") if name))
     stop_grace_seconds: float = 10.0
     # Connections (see jobforge/server/connections.py): several local clients share one address, so the
     # per-client cap is far above an SDK's pool (boto3: 10) or the AWS CLI's 10 transfer threads.
@@ -37,8 +46,16 @@ class Settings:
 
     @property
     def endpoint_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        return f"http://{_bracketed(host)}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """The URL jobs reach the server by: given, else this host's address on the port served."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = reachable_address(self.host) if self.host in WILDCARD_HOSTS else self.host
+        return f"http://{_bracketed(host)}:{self.port}"
 
     @property
     def jobs_dir(self) -> Path:
@@ -47,3 +64,27 @@ class Settings:
     @property
     def credentials_file(self) -> Path:
         return self.data_dir / "credentials"
+
+
+def reachable_address(wildcard: str) -> str:
+    """An address of this host that other hosts can reach, for a server bound to every address: the one its
+    default route leaves from, else its name's, else loopback when that is all there is."""
+    family = socket.AF_INET6 if wildcard == "::" else socket.AF_INET
+    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"  # documentation ranges: nothing is sent
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            return sock.getsockname()[0]
+    except OSError:
+        pass
+    try:
+        for *_, address in socket.getaddrinfo(socket.gethostname(), None, family):
+            if not ipaddress.ip_address(address[0]).is_loopback:
+                return address[0]
+    except (OSError, ValueError):
+        pass
+    return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -128,7 +128,7 @@ def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
         account = runtime.default_credential.account_id
         job, _ = jobs.create(runtime.engine, account_id=account, region="us-east-1", family=family(TEST_CATEGORY),
                              name="interrupted", workload="one-shot", spec={}, resources={"cpus": 1})
-        jobs.transition(runtime.engine, job.id, "RUNNING", pid=2 ** 22 + 7)  # no such process
+        jobs.transition(runtime.engine, job.id, "RUNNING", handle=f"local:{2 ** 22 + 7}:")  # no such process
         runtime.scheduler.recover()
         after = jobs.load(runtime.engine, job.id)
         assert after.state == "FAILED"

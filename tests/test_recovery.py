@@ -10,6 +10,7 @@ import time
 from jobforge.api.sagemaker_jobs import family
 from jobforge.core import jobs
 from jobforge.core.store import create_engine
+from jobforge.execution.local import local_pid
 
 from conftest import TEST_CATEGORY
 from jobforge.testing_server import ServerProcess
@@ -35,7 +36,7 @@ def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path):
                 break
             time.sleep(0.1)
         server.kill()
-        orphan = _job(server.data_dir, account).pid
+        orphan = local_pid(_job(server.data_dir, account).handle)
         assert _alive(orphan)  # the worker outlives the server in its own process group
     finally:
         server.kill()

@@ -8,6 +8,7 @@ import sys
 
 from jobforge import __version__
 from jobforge.config import Settings
+from jobforge.execution.executor import EXECUTORS
 
 
 CONNECTION_OPTIONS = ("header_timeout", "idle_timeout", "max_connections_per_client", "max_connections")
@@ -19,7 +20,8 @@ def _settings(args) -> Settings:
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
-                    gpus=getattr(args, "gpus", None), **connections)
+                    gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
+                    advertise_url=getattr(args, "advertise_url", None), **connections)
 
 
 def serve(args) -> None:
@@ -39,7 +41,8 @@ def serve(args) -> None:
           f"  credentials  {settings.credentials_file} (profile 'default')\n"
           f"  use it:      export AWS_SHARED_CREDENTIALS_FILE={settings.credentials_file} "
           f"AWS_CONFIG_FILE={settings.data_dir / 'config'}\n"
-          f"               aws sts get-caller-identity --endpoint-url {settings.endpoint_url}", flush=True)
+          f"               aws sts get-caller-identity --endpoint-url {settings.endpoint_url}\n"
+          f"  jobs reach   {settings.advertised_url} ({settings.executor} executor)", flush=True)
     if settings.auth == "none":
         print("  WARNING: --auth none: requests are not authenticated", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
@@ -84,6 +87,11 @@ def main(argv=None) -> None:
     p.add_argument("--object-store", help="s3://bucket/prefix?endpoint=URL (default: a directory under the data dir)")
     p.add_argument("--auth", choices=["sigv4", "none"], default="sigv4",
                    help="'none' turns off request authentication: only for trusted, local use")
+    p.add_argument("--advertise-url", metavar="URL",
+                   help="the URL jobs reach this server by (default: http://HOST:PORT, or this host's address "
+                        "when HOST is 0.0.0.0 or ::)")
+    p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
+                   help="where jobs run: 'local' runs each job as a process group on this host")
     p.add_argument("--cpus", type=int, help="CPU slots jobs may use (default: all)")
     p.add_argument("--memory-mb", type=int, help="memory jobs may use (default: all)")
     p.add_argument("--gpus", type=int, help="GPUs jobs may use (default: detected)")

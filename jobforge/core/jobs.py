@@ -68,7 +68,7 @@ class Job:
     max_runtime: float | None
     stop_reason: str | None
     attempt: int
-    pid: int | None
+    handle: str | None  # the executor's reference to the running attempt; only it reads it
     created_at: float
     updated_at: float
     started_at: float | None
@@ -116,7 +116,7 @@ def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, n
                secondary_status=secondary_status, status_message=None, failure_reason=None, workload=workload,
                spec=spec, result={}, resources=resources,
                transitions=[{"state": "QUEUED", "secondary": secondary_status, "at": now}],
-               role_arn=role_arn, max_runtime=max_runtime, stop_reason=None, attempt=0, pid=None,
+               role_arn=role_arn, max_runtime=max_runtime, stop_reason=None, attempt=0, handle=None,
                created_at=now, updated_at=now, started_at=None, ended_at=None, worker_token_hash=None)
     try:
         with engine.begin() as conn:

@@ -72,7 +72,7 @@ jobs_table = sa.Table(
     sa.Column("max_runtime", sa.Float),
     sa.Column("stop_reason", sa.String(16)),
     sa.Column("attempt", sa.Integer, nullable=False, default=0),
-    sa.Column("pid", sa.Integer),
+    sa.Column("handle", sa.String(256)),  # the executor's own reference to the running attempt
     sa.Column("worker_token_hash", sa.String(64)),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),

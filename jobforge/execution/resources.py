@@ -1,4 +1,4 @@
-"""What this host can give jobs: CPU slots, memory, GPUs."""
+"""What one node can give jobs (CPU slots, memory, GPUs), and what this host has."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+
+_UNITS = (("cpus", "CPUs"), ("memory_mb", "MiB of memory"), ("gpus", "GPUs"))
 
 
 @dataclass
@@ -19,12 +21,22 @@ class Capacity:
                 and used.memory_mb + request.get("memory_mb", 0) <= self.memory_mb
                 and used.gpus + request.get("gpus", 0) <= self.gpus)
 
-    def shortfall(self, request: dict) -> str | None:
-        """Why a request can never run here, or None."""
-        for name, unit in (("cpus", "CPUs"), ("memory_mb", "MiB of memory"), ("gpus", "GPUs")):
-            if request.get(name, 0) > getattr(self, name):
-                return f"The job needs {request[name]} {unit}; this host offers {getattr(self, name)}."
-        return None
+    def shortfall(self, request: dict, nodes: int = 1) -> str | None:
+        """Why a request can never run on nodes of this size, or None."""
+        short = [f"{request[name]} {unit} (a node offers at most {getattr(self, name)})"
+                 for name, unit in _UNITS if request.get(name, 0) > getattr(self, name)]
+        if request.get("instances", 1) > nodes:
+            short.append(f"{request['instances']} instances (this server runs jobs on {nodes})")
+        return f"The job needs more than this server can give: {', '.join(short)}." if short else None
+
+
+def used_by(requests) -> Capacity:
+    used = Capacity(0, 0, 0)
+    for request in requests:
+        used.cpus += request.get("cpus", 1)
+        used.memory_mb += request.get("memory_mb", 0)
+        used.gpus += request.get("gpus", 0)
+    return used
 
 
 def detect_gpus() -> int:

@@ -13,26 +13,24 @@ import time
 import sqlalchemy as sa
 
 from jobforge.core import accounts, jobs, models_catalog
+from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
-from jobforge.execution import linux
-from jobforge.execution.isolation import JobIsolation
-from jobforge.execution.local import LocalExecutor
-from jobforge.execution.resources import Capacity, host_capacity
+from jobforge.execution.executor import Executor
+from jobforge.execution.resources import Capacity
 from jobforge.workloads import WORKLOADS
 
 log = logging.getLogger("jobforge.scheduler")
 TICK_SECONDS = 0.25
+CHECKPOINT_BUCKET = "jobforge-checkpoints"
 
 
 class Scheduler:
-    def __init__(self, runtime):
+    def __init__(self, runtime, executor: Executor):
         self.runtime = runtime
         self.engine = runtime.engine
-        settings = runtime.settings
-        self.capacity = host_capacity(settings.cpus, settings.memory_mb, settings.gpus)
-        self.executor = LocalExecutor(settings.jobs_dir)
-        self.isolation: JobIsolation | None = None  # what the host offers, found at start
-        self.granted: dict[str, dict] = {}  # job id → resources (with "gpu_ids")
+        self.executor = executor
+        self.attempts: dict[str, str] = {}  # job id → the executor's handle of its running attempt
+        self._checkpoint_buckets: set[str] = set()  # accounts whose checkpoint bucket exists
         self.term_sent: dict[str, float] = {}  # job id → when SIGTERM was sent
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -42,11 +40,7 @@ class Scheduler:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
         self._loop = loop
-        linux.set_dumpable(False)  # no process of this user (a job's, without root) reads the server's memory
-        settings = self.runtime.settings
-        self.isolation = JobIsolation(settings.data_dir, settings.jobs_dir)
-        self.isolation.report()
-        self.executor.warm(self._base_environment())
+        self.executor.start(self._base_environment())
         self.recover()
         self._task = loop.create_task(self._run())
 
@@ -54,6 +48,11 @@ class Scheduler:
         if self._task:
             self._task.cancel()
         self.executor.shutdown()
+
+    @property
+    def capacity(self) -> Capacity:
+        """What the executor's largest node can give one job."""
+        return self.executor.capacity()
 
     def wake(self) -> None:
         # Blocking handlers call this from worker threads: an Event set there would not wake the loop.
@@ -74,8 +73,10 @@ class Scheduler:
 
     # -- one pass ----------------------------------------------------------
     def tick(self) -> None:
-        for job_id, code in self.executor.poll():
-            self._worker_exited(job_id, code)
+        for handle, code in self.executor.poll():
+            job_id = next((j for j, h in self.attempts.items() if h == handle), None)
+            if job_id is not None:
+                self._worker_exited(job_id, code)
         self._enforce_stops()
         self._admit()
 
@@ -85,48 +86,34 @@ class Scheduler:
                                 .order_by(jobs_table.c.created_at)).all()
         return [jobs.Job.from_row(r) for r in rows]
 
-    def _used(self) -> Capacity:
-        used = Capacity(0, 0, 0)
-        for grant in self.granted.values():
-            used.cpus += grant.get("cpus", 1)
-            used.memory_mb += grant.get("memory_mb", 0)
-            used.gpus += grant.get("gpus", 0)
-        return used
-
     def _admit(self) -> None:
         for job in self._active(("QUEUED",)):
-            request = job.resources
-            reason = self.capacity.shortfall(request)
+            reason = self.executor.shortfall(job.resources)
             if reason:
                 self.finish(job.id, "FAILED", failure_reason=reason)
                 continue
-            if not self.capacity.fits(request, self._used()):
+            if not self.executor.can_start(job.resources):
                 return  # first in, first out: later jobs wait behind this one
             self._launch(job)
 
     def _launch(self, job: jobs.Job) -> None:
-        busy = {g for grant in self.granted.values() for g in grant.get("gpu_ids", [])}
-        gpu_ids = [i for i in range(self.capacity.gpus) if i not in busy][: job.resources.get("gpus", 0)]
-        grant = dict(job.resources, gpu_ids=gpu_ids)
         token = secrets.token_urlsafe(32)
         started = jobs.transition(self.engine, job.id, "STARTING", only_from=("QUEUED",), attempt=job.attempt + 1,
                                   worker_token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                                  resources=grant, secondary="Starting")
+                                  secondary="Starting")
         if started is None:
             return
         credential = accounts.issue_job_credentials(self.engine, job.account_id, job.role_arn or
                                                     f"arn:aws:iam::{job.account_id}:role/JobforgeExecutionRole",
                                                     job.id)
-        env = self._environment(started, credential, token, grant)
-        self.executor.warm(self._base_environment())
+        env = self._environment(started, credential, token)
         try:
-            confinement = self.isolation.confinement(job.id, job.account_id, self._model_dirs())
-            pid = self.executor.submit(started, env, confinement)
+            handle = self.executor.submit(started, env, self._model_dirs())
         except OSError as err:
             self.finish(job.id, "FAILED", failure_reason=f"Could not start the worker process: {err}")
             return
-        self.granted[job.id] = grant
-        jobs.transition(self.engine, job.id, pid=pid)
+        self.attempts[job.id] = handle
+        jobs.transition(self.engine, job.id, handle=handle)
 
     def _model_dirs(self) -> list[str]:
         """The foundation models' local directories: jobs read them (customization bases and teachers)."""
@@ -137,12 +124,14 @@ class Scheduler:
         """The server's environment without its own AWS and jobforge settings."""
         return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBFORGE_"))}
 
-    def _environment(self, job, credential, token, grant) -> dict:
+    def _environment(self, job, credential, token) -> dict:
         settings = self.runtime.settings
         env = self._base_environment()
-        endpoint = settings.endpoint_url
+        endpoint = settings.advertised_url
+        cpus = str(job.resources.get("cpus", 1))
         env.update({
             "JOBFORGE_ENDPOINT": endpoint, "JOBFORGE_JOB_ID": job.id, "JOBFORGE_WORKER_TOKEN": token,
+            "JOBFORGE_CHECKPOINT_URI": self._checkpoint_uri(job),
             "AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_key,
             "AWS_SESSION_TOKEN": credential.session_token, "AWS_DEFAULT_REGION": settings.region,
             "AWS_REGION": settings.region, "AWS_ENDPOINT_URL": endpoint,
@@ -150,11 +139,26 @@ class Scheduler:
             "AWS_ENDPOINT_URL_SAGEMAKER": endpoint, "AWS_ENDPOINT_URL_BEDROCK": endpoint,
             # Keep the user's own ~/.aws files out of the job's credential chain.
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "OMP_NUM_THREADS": str(grant.get("cpus", 1)), "MKL_NUM_THREADS": str(grant.get("cpus", 1)),
-            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in grant.get("gpu_ids", [])),
+            "OMP_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus,
             "PYTHONUNBUFFERED": "1",
         })
         return env
+
+    def _checkpoint_uri(self, job) -> str:
+        """Where the worker keeps the job's checkpoints, so that an attempt can resume on any node: a prefix per
+        job in a bucket of the job's account (its role's credentials reach no other), made on first use."""
+        bucket = f"{CHECKPOINT_BUCKET}-{job.account_id}"
+        if job.account_id not in self._checkpoint_buckets:
+            from jobforge.core.objects import object_store
+
+            try:
+                object_store(self.runtime.settings, self.engine).create_bucket(
+                    job.account_id, bucket, self.runtime.settings.region)
+            except ServiceError as err:
+                if err.code != "BucketAlreadyOwnedByYou":
+                    log.warning("checkpoint bucket %s of account %s: %s", bucket, job.account_id, err)
+            self._checkpoint_buckets.add(job.account_id)
+        return f"s3://{bucket}/{job.id}/"
 
     def _enforce_stops(self) -> None:
         now = time.time()
@@ -166,13 +170,14 @@ class Scheduler:
                                       message=f"MaxRuntimeInSeconds ({job.max_runtime:g} s) exceeded") or job
             if job.state != "STOPPING":
                 continue
-            if job.id not in self.executor.processes:
+            handle = self.attempts.get(job.id)
+            if handle is None:
                 self.finish(job.id, self._stopped_state(job))
             elif job.id not in self.term_sent:
                 self.term_sent[job.id] = now
-                self.executor.stop(job.id)
+                self.executor.stop(handle)
             elif now - self.term_sent[job.id] > grace:
-                self.executor.stop(job.id, force=True)
+                self.executor.stop(handle, force=True)
 
     @staticmethod
     def _stopped_state(job) -> str:
@@ -180,7 +185,7 @@ class Scheduler:
 
     # -- endings -----------------------------------------------------------
     def _worker_exited(self, job_id: str, code: int) -> None:
-        self.granted.pop(job_id, None)
+        self.attempts.pop(job_id, None)
         self.term_sent.pop(job_id, None)
         job = jobs.load(self.engine, job_id)
         if job is None or job.terminal:
@@ -194,11 +199,7 @@ class Scheduler:
                     + (f" Last output: {tail}" if tail else ""))
 
     def _log_tail(self, job_id: str) -> str:
-        path = self.executor.log_path(job_id)
-        try:
-            lines = path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
+        lines = self.executor.read_log(job_id).strip().splitlines()
         return lines[-1][-500:] if lines else ""
 
     def finish(self, job_id: str, state: str, failure_reason: str | None = None, message: str | None = None):
@@ -225,9 +226,11 @@ class Scheduler:
 
     # -- restart -------------------------------------------------------------
     def recover(self) -> None:
-        """Reconcile jobs a previous server left running: resume or fail them."""
+        """Reconcile jobs a previous server left running: adopt, resume or fail them."""
         for job in self._active(("STARTING", "RUNNING", "STOPPING")):
-            self.executor.kill_orphan(job)
+            if job.handle and self.executor.adopt(job.id, job.handle):
+                self.attempts[job.id] = job.handle  # still running: it goes on reporting to this server
+                continue
             self.runtime.keys.revoke_job(job.id)
             workload = WORKLOADS.get(job.workload)
             if job.state == "STOPPING":

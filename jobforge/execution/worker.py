@@ -6,6 +6,13 @@ as the JSON ``confinement`` from the server says. Metrics
 and log lines are batched and sent by a reporter thread every half second; the
 reply tells the worker whether a stop was requested. SIGTERM also requests a
 stop; the workload sees it through ``ctx.should_stop()``.
+
+The worker reaches the server only through the URL it was given
+(``JOBFORGE_ENDPOINT``) and the object store's S3 API. Its work and
+checkpoint directories are under the job's directory, which the executor
+names (``JOBFORGE_JOB_DIR``). The checkpoint directory is kept in step with
+the job's prefix in the object store (``JOBFORGE_CHECKPOINT_URI``): a resumed
+attempt whose directory is gone (another node, a lost disk) starts from there.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import urllib.request
 from pathlib import Path
 
 from jobforge.execution import isolation
+from jobforge.execution.checkpoints import CheckpointSync
 from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 from jobforge.execution.transfer import S3Transfer
 from jobforge.workloads import WORKLOADS
 
 FLUSH_SECONDS = 0.5
+CHECKPOINT_SYNC_SECONDS = 1.0
 
 
 class WorkerClient:
@@ -62,18 +71,45 @@ class WorkerJobContext(JobContext):
         self.region = info["region"]
         self.attempt = info["attempt"]
         self.resources = info["resources"]
-        self.work_dir = Path.cwd() / f"attempt-{self.attempt}"
-        self.checkpoint_dir = Path.cwd() / "checkpoints"
+        job_dir = Path(os.environ["JOBFORGE_JOB_DIR"])
+        self.work_dir = job_dir / f"attempt-{self.attempt}"
+        self.checkpoint_dir = job_dir / "checkpoints"
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
         self.transfer = S3Transfer()
+        self.checkpoints = CheckpointSync(self, self.checkpoint_dir, os.environ.get("JOBFORGE_CHECKPOINT_URI"))
+        self._sync_lock = threading.Lock()
+        self._sync_failed = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: dict = {"metrics": [], "events": []}
         self._closed = threading.Event()
         self._reporter = threading.Thread(target=self._report_loop, daemon=True)
         self._reporter.start()
+
+    def restore_checkpoints(self) -> None:
+        """Fill the checkpoint directory of a resumed attempt from the object store when it is empty."""
+        if self.attempt > 1:
+            try:
+                if self.checkpoints.restore():
+                    self.event("jobforge: restored the checkpoints from the object store")
+            except WorkloadError as err:
+                self.event(f"jobforge: could not restore the checkpoints from the object store: {err}")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._checkpoint_loop, daemon=True).start()
+
+    def push_checkpoints(self) -> None:
+        with self._sync_lock:
+            try:
+                self.checkpoints.push()
+            except WorkloadError as err:  # the job goes on; only a resume elsewhere would miss them
+                if not self._sync_failed:
+                    self.event(f"jobforge: could not store the checkpoints in the object store: {err}")
+                self._sync_failed = True
+
+    def _checkpoint_loop(self):
+        while not self._closed.wait(CHECKPOINT_SYNC_SECONDS):
+            self.push_checkpoints()
 
     def request_stop(self, *_):
         self._stop.set()
@@ -127,6 +163,7 @@ class WorkerJobContext(JobContext):
 
     def close(self, outcome: str, reason: str | None = None):
         self._closed.set()
+        self.push_checkpoints()
         self._reporter.join(timeout=5)
         self.flush("finish", outcome=outcome, reason=reason)
 
@@ -159,6 +196,7 @@ def main(job_id: str, confinement: dict) -> None:
     info = client.call("job")
     ctx = WorkerJobContext(client, info)
     signal.signal(signal.SIGTERM, ctx.request_stop)
+    ctx.restore_checkpoints()
     if client.call("running").get("stop"):
         ctx.request_stop()
     outcome, reason = run_workload(ctx, info)

@@ -42,9 +42,10 @@ class Runtime:
         from jobforge.core.objects import open_object_store
 
         self.object_store = open_object_store(settings, self.engine)
+        from jobforge.execution.executor import open_executor
         from jobforge.execution.scheduler import Scheduler
 
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(self, open_executor(settings))
         # Inference and simulations run on the server's host, beside the jobs, each on half of its CPUs.
         half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
         self.supervisor = Supervisor()

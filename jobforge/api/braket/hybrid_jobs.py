@@ -11,7 +11,6 @@ to the job.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 import uuid
 
@@ -23,6 +22,7 @@ from jobforge.api.braket import common
 from jobforge.api.roles import require_role
 from jobforge.core import jobs
 from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.instance_types import resources_for
 from jobforge.core.store import jobs_table, reading
 
 WORKLOAD = "braket-hybrid"
@@ -55,19 +55,6 @@ def log_stream(job: jobs.Job) -> str:
 
 
 logs.register_log_group(LOG_GROUP, (FAMILY.name,), log_stream)
-
-# vCPUs of an instance size; GPU instance families get one GPU of this host.
-_SIZE_CPUS = {"large": 2, "xlarge": 4}
-_GPU_FAMILIES = ("p2", "p3", "p3dn", "p4d", "g4dn", "g6", "g6e")
-
-
-def _resources(ctx: RequestContext, instance: dict) -> dict:
-    kind, size = instance["instanceType"].split(".")[1:3]
-    multiple = re.match(r"(\d+)xlarge", size)
-    cpus = _SIZE_CPUS.get(size) or 4 * int(multiple.group(1))
-    return {"cpus": min(cpus, ctx.runtime.scheduler.capacity.cpus), "memory_mb": 512,
-            "gpus": 1 if kind in _GPU_FAMILIES else 0}
-
 
 def _check_request(ctx: RequestContext, req: dict) -> None:
     if "scriptModeConfig" not in req["algorithmSpecification"]:
@@ -106,9 +93,12 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
     arn = FAMILY.arn(ctx.region, ctx.account_id, req["jobName"], job_id)
     spec = _with_defaults({k: v for k, v in req.items() if k not in ("clientToken", "tags")})
     spec.update(jobArn=arn, jobToken=f"{job_id}.{secrets.token_urlsafe(24)}")
+    instance = req["instanceConfig"]
     job, created = jobs.create(
         ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
-        workload=WORKLOAD, spec=spec, resources=_resources(ctx, req["instanceConfig"]), role_arn=req["roleArn"],
+        workload=WORKLOAD, spec=spec, resources=resources_for(instance["instanceType"],
+                                                              instance.get("instanceCount", 1)),
+        role_arn=req["roleArn"],
         max_runtime=spec["stoppingCondition"]["maxRuntimeInSeconds"],
         tags_=req.get("tags"), client_token=req["clientToken"], request_hash=request_hash(req, ("clientToken",)),
         job_id=job_id, secondary_status="QUEUED_FOR_EXECUTION")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from jobforge.execution.context import JobContext, JobStopped, NoSuchData, WorkloadError, split_s3_uri
 from jobforge.execution.local_paths import UnsafePath, path_under
-from jobforge.workloads.braket.checkpoints import CheckpointSync
+from jobforge.execution.checkpoints import CheckpointSync
 from jobforge.workloads.braket.process import Stopped, supervise
 
 # Run as a script with -P: nothing but the user's code and the environment's packages on sys.path.

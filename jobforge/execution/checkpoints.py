@@ -1,4 +1,10 @@
-"""Keep a job's checkpoint directory and its ``checkpointConfig.s3Uri`` in step."""
+"""Keep a local checkpoint directory and an S3 prefix in step.
+
+The worker syncs every job's ``ctx.checkpoint_dir`` with the per-job prefix
+the scheduler gives it, so an attempt that resumes on another node (or after
+its directory was lost) starts from the last checkpoint; Braket hybrid jobs
+also sync it with their own ``checkpointConfig.s3Uri``.
+"""
 
 from __future__ import annotations
 
