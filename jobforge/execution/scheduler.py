@@ -149,10 +149,8 @@ class Scheduler:
         job in a bucket of the job's account (its role's credentials reach no other), made on first use."""
         bucket = f"{CHECKPOINT_BUCKET}-{job.account_id}"
         if job.account_id not in self._checkpoint_buckets:
-            from jobforge.core.objects import object_store
-
             try:
-                object_store(self.runtime.settings, self.engine).create_bucket(
+                self.runtime.object_store.create_bucket(
                     job.account_id, bucket, self.runtime.settings.region)
             except ServiceError as err:
                 if err.code != "BucketAlreadyOwnedByYou":
