@@ -17,12 +17,10 @@ import uuid
 import boto3
 import numpy as np
 import pytest
-from braket.aws import AwsDevice, AwsQuantumTask, AwsSession
-from braket.circuits import Circuit, Observable, noises
-from braket.devices import LocalSimulator
 
 from jobforge.testing_server import ServerProcess
 
+# The Braket SDK is imported by the tests that use it, so that collecting them stays fast.
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 DM1 = "arn:aws:braket:::device/quantum-simulator/amazon/dm1"
 
@@ -42,12 +40,16 @@ def session(server):
     os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
                       AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    from braket.aws import AwsSession
+
     yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
     os.environ.clear()
     os.environ.update(saved)
 
 
-def ansatz(n: int, seed: int) -> Circuit:
+def ansatz(n: int, seed: int):
+    from braket.circuits import Circuit
+
     rng = np.random.default_rng(seed)
     circuit = Circuit()
     for q in range(n):
@@ -65,6 +67,10 @@ def run(device, circuit, shots):
 
 
 def test_exact_results_equal_local_simulator(session):
+    from braket.aws import AwsDevice
+    from braket.circuits import Circuit, Observable, noises
+    from braket.devices import LocalSimulator
+
     circuit = ansatz(5, seed=7)
     exact = (circuit.copy().state_vector().probability(target=[0, 1])
              .expectation(Observable.Z() @ Observable.Z(), target=[2, 3]))
@@ -80,6 +86,9 @@ def test_exact_results_equal_local_simulator(session):
 
 def test_one_shape_with_new_angles_equals_local_simulator(session):
     """The server parses a program shape once; every later program of that shape still simulates as itself."""
+    from braket.aws import AwsDevice
+    from braket.devices import LocalSimulator
+
     device, local = AwsDevice(SV1, aws_session=session), LocalSimulator("braket_sv")
     for seed in (11, 12, 13):
         circuit = ansatz(4, seed).state_vector()
@@ -93,6 +102,9 @@ def test_one_shape_with_new_angles_equals_local_simulator(session):
 
 
 def test_sampled_results_are_consistent(session):
+    from braket.aws import AwsDevice
+    from braket.devices import LocalSimulator
+
     circuit = ansatz(3, seed=11)
     shots = 4000
     probabilities = LocalSimulator("braket_sv").run(circuit.copy().probability(), shots=0).result().values[0]
@@ -107,6 +119,7 @@ def test_sampled_results_are_consistent(session):
 
 
 def test_jaqcd_program_and_task_record(session):
+    from braket.aws import AwsQuantumTask
     from braket.ir.jaqcd import CNot, H, Program
 
     program = Program(instructions=[H(target=0), CNot(control=0, target=1)])
@@ -137,6 +150,9 @@ def test_jaqcd_program_and_task_record(session):
 
 
 def test_cancel_queued_and_running_tasks(session):
+    from braket.aws import AwsDevice
+    from braket.circuits import Circuit
+
     device = AwsDevice(SV1, aws_session=session)
     slow = device.run(ansatz(22, seed=1), shots=10)  # seconds of simulation: holds the simulator process
     deadline = time.time() + 60

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 import sqlalchemy as sa
-from braket.aws import AwsQuantumJob, AwsSession
-from braket.jobs.config import StoppingCondition
 
 from jobforge.core.store import create_engine, job_metrics
 from jobforge.testing_server import ServerProcess
+
+if TYPE_CHECKING:  # the Braket SDK is imported by the tests that use it, so that collecting them stays fast
+    from braket.aws import AwsQuantumJob
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 
@@ -89,6 +91,8 @@ def sdk_env(server):
 
 @pytest.fixture(scope="module")
 def session(sdk_env):
+    from braket.aws import AwsSession
+
     return AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
 
 
@@ -106,6 +110,8 @@ def role(session) -> str:
 
 def create(session, role, source, entry, **kwargs) -> AwsQuantumJob:
     """role=None leaves the SDK to find its default role (AmazonBraketJobsExecutionRole under /service-role/)."""
+    from braket.aws import AwsQuantumJob
+
     return AwsQuantumJob.create(device=SV1, source_module=source, entry_point=f"algo:{entry}", role_arn=role,
                                 aws_session=session, **kwargs)
 
@@ -144,6 +150,7 @@ def test_job_through_the_sdk(session, role, source, capsys):
 
 
 def test_hybrid_job_decorator(session, role):
+    from braket.aws import AwsQuantumJob
     from braket.jobs import hybrid_job
 
     @hybrid_job(device=SV1, aws_session=session, role_arn=role, wait_until_complete=False)
@@ -176,6 +183,8 @@ def test_cancel_mid_run(session, role, source):
 
 
 def test_user_exception_fails_the_job(session, role, source):
+    from braket.aws import AwsQuantumJob
+
     job = create(session, role, source, "broken")
     wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=90)
     metadata = job.metadata()
@@ -186,6 +195,9 @@ def test_user_exception_fails_the_job(session, role, source):
 
 
 def test_max_runtime_is_enforced(session, role, source):
+    from braket.aws import AwsQuantumJob
+    from braket.jobs.config import StoppingCondition
+
     job = create(session, role, source, "slow", hyperparameters={"steps": "600"},
                  stopping_condition=StoppingCondition(maxRuntimeInSeconds=8))
     wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=90)
@@ -196,6 +208,8 @@ def test_max_runtime_is_enforced(session, role, source):
 
 def test_job_created_without_optional_settings_reads_back_their_defaults(session, role, source, capsys):
     """GetJob fills in the modelled defaults, so the SDK can stream the logs of a job boto3 created."""
+    from braket.aws import AwsQuantumJob
+
     bucket = session.default_bucket()
     session.s3_client.upload_file(source, bucket, "plain/algo.py")
     arn = session.braket_client.create_job(
@@ -227,6 +241,8 @@ def _log(session, job) -> str:
 
 
 def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
+    from braket.aws import AwsQuantumJob, AwsSession
+
     data = tmp_path / "data"
     first = ServerProcess(data).start()
     saved = dict(os.environ)

@@ -7,37 +7,45 @@ import warnings
 
 import boto3
 import pytest
-from braket.aws import AwsDevice, AwsSession
-from braket.device_schema import DeviceActionType, DeviceCapabilities
-from braket.device_schema.ionq import IonqDeviceCapabilities
-from braket.device_schema.iqm import IqmDeviceCapabilities
-from braket.device_schema.rigetti import RigettiDeviceCapabilities
-from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
-from braket.devices import Devices, LocalSimulator
-from braket.schema_common import BraketSchemaBase
 
-from jobforge.workloads.braket import devices
-
-SV1, DM1 = Devices.Amazon.SV1.value, Devices.Amazon.DM1.value
+# The Braket SDK (and the catalogue built on it) is imported by the tests, so that collecting them stays fast.
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+DM1 = "arn:aws:braket:::device/quantum-simulator/amazon/dm1"
 TN1 = "arn:aws:braket:::device/quantum-simulator/amazon/tn1"
-FORTE = Devices.IonQ.Forte1.value
+FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 HARMONY = "arn:aws:braket:us-east-1::device/qpu/ionq/Harmony"
 
 
-class CatalogueSession(AwsSession):
-    """AwsSession whose GetDevice is answered by the catalogue."""
+def catalogue_session():
+    """An AwsSession whose GetDevice is answered by the catalogue."""
+    from braket.aws import AwsSession
 
-    def __init__(self):
-        super().__init__(
-            boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
-        )
+    from jobforge.workloads.braket import devices
 
-    def get_device(self, arn):
-        return devices.get_device(arn, queued_tasks=2, queued_priority_tasks=1, queued_jobs=0)
+    class CatalogueSession(AwsSession):
+        def get_device(self, arn):
+            return devices.get_device(arn, queued_tasks=2, queued_priority_tasks=1, queued_jobs=0)
+
+    return CatalogueSession(
+        boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"))
+
+
+def capabilities_class(name: str):
+    """A device capabilities schema of the Braket SDK, by class name."""
+    from braket.device_schema import ionq, iqm, rigetti, simulators
+
+    return next(getattr(module, name) for module in (ionq, iqm, rigetti, simulators) if hasattr(module, name))
 
 
 @pytest.mark.parametrize(("arn", "backend"), [(SV1, "braket_sv"), (DM1, "braket_dm")])
 def test_simulators_are_online_with_the_default_simulator_capabilities(arn, backend):
+    from braket.device_schema import DeviceActionType
+    from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
+    from braket.devices import LocalSimulator
+    from braket.schema_common import BraketSchemaBase
+
+    from jobforge.workloads.braket import devices
+
     record = devices.get_device(arn)
     assert record["deviceStatus"] == "ONLINE" and record["deviceType"] == "SIMULATOR"
     assert record["providerName"] == "Amazon Braket"
@@ -53,7 +61,11 @@ def test_simulators_are_online_with_the_default_simulator_capabilities(arn, back
 
 
 def test_aws_device_reads_the_catalogue():
-    session = CatalogueSession()
+    from braket.aws import AwsDevice
+    from braket.device_schema.ionq import IonqDeviceCapabilities
+    from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
+
+    session = catalogue_session()
     sv1 = AwsDevice(SV1, aws_session=session)
     assert (sv1.name, sv1.status, sv1.type.value, sv1.provider_name) == ("SV1", "ONLINE", "SIMULATOR", "Amazon Braket")
     assert sv1.properties.paradigm.qubitCount == 26
@@ -75,12 +87,18 @@ def test_aws_device_reads_the_catalogue():
 @pytest.mark.parametrize(
     ("arn", "status", "reason", "kind"),
     [
-        (TN1, "OFFLINE", "does not run the TN1 simulator", GateModelSimulatorDeviceCapabilities),
-        (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach", IonqDeviceCapabilities),
-        (HARMONY, "RETIRED", "IonQ Harmony has been retired", IonqDeviceCapabilities),
+        (TN1, "OFFLINE", "does not run the TN1 simulator", "GateModelSimulatorDeviceCapabilities"),
+        (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach", "IonqDeviceCapabilities"),
+        (HARMONY, "RETIRED", "IonQ Harmony has been retired", "IonqDeviceCapabilities"),
     ],
 )
 def test_devices_that_cannot_run_here_say_so(arn, status, reason, kind):
+    from braket.device_schema.simulators import GateModelSimulatorDeviceCapabilities
+    from braket.schema_common import BraketSchemaBase
+
+    from jobforge.workloads.braket import devices
+
+    kind = capabilities_class(kind)
     record = devices.get_device(arn)
     assert record["deviceStatus"] == status
     assert not devices.is_runnable(arn)
@@ -97,12 +115,17 @@ def test_devices_that_cannot_run_here_say_so(arn, status, reason, kind):
 @pytest.mark.parametrize(
     ("arn", "kind"),
     [
-        ("arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet", IqmDeviceCapabilities),
-        ("arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-3", RigettiDeviceCapabilities),
-        (Devices.IonQ.Forte1.value, IonqDeviceCapabilities),
+        ("arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet", "IqmDeviceCapabilities"),
+        ("arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-3", "RigettiDeviceCapabilities"),
+        (FORTE, "IonqDeviceCapabilities"),
     ],
 )
 def test_qpu_documents_have_their_provider_type(arn, kind):
+    from braket.schema_common import BraketSchemaBase
+
+    from jobforge.workloads.braket import devices
+
+    kind = capabilities_class(kind)
     record = devices.get_device(arn)
     capabilities = BraketSchemaBase.parse_raw_schema(record["deviceCapabilities"])
     assert isinstance(capabilities, kind) and record["deviceStatus"] in ("OFFLINE", "RETIRED")
@@ -111,12 +134,18 @@ def test_qpu_documents_have_their_provider_type(arn, kind):
 
 
 def test_devices_without_the_data_their_schema_requires_keep_the_generic_document():
+    from braket.device_schema import DeviceCapabilities
+
+    from jobforge.workloads.braket import devices
+
     record = devices.get_device("arn:aws:braket:us-east-1::device/qpu/quera/Aquila")  # lattice/Rydberg ranges
     capabilities = DeviceCapabilities.parse_raw(record["deviceCapabilities"])
     assert capabilities.action == {} and "cannot reach" in capabilities.service.deviceDocumentation.summary
 
 
 def test_local_names_reach_the_simulators_and_unknown_devices_are_not_found():
+    from jobforge.workloads.braket import devices
+
     assert devices.resolve("braket_sv") == SV1
     assert devices.resolve("local:braket/braket_dm") == DM1
     assert devices.get_device("braket_dm")["deviceArn"] == DM1
@@ -127,6 +156,10 @@ def test_local_names_reach_the_simulators_and_unknown_devices_are_not_found():
 
 
 def test_search_summaries_cover_the_sdk_catalogue():
+    from braket.devices import Devices
+
+    from jobforge.workloads.braket import devices
+
     summaries = {summary["deviceArn"]: summary for summary in devices.list_devices()}
     for group in (Devices.Amazon, Devices.IonQ, Devices.IQM, Devices.QuEra, Devices.Rigetti, Devices.AQT):
         for member in group:

@@ -13,15 +13,17 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
-from braket.aws import AwsQuantumJob, AwsSession
-from braket.jobs import hybrid_job
 
 from jobforge.execution.context import JobStopped, LocalJobContext, WorkloadError, split_s3_uri
 from jobforge.workloads.braket import hybrid
 from jobforge.workloads.braket.hybrid import parse_metrics
+
+if TYPE_CHECKING:  # the Braket SDK is imported by the tests that use it, so that collecting them stays fast
+    from braket.aws import AwsQuantumJob
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -79,8 +81,8 @@ def start_here(iterations: int, fail_at: str = "", hang: str = ""):
 '''
 
 
-class LocalS3Session(AwsSession):
-    """The SDK's own AwsSession, with its AWS calls answered from the local S3 directory of the test."""
+class LocalS3Answers:
+    """The AWS calls of the SDK's own AwsSession, answered from the local S3 directory of the test."""
 
     def __init__(self, s3_root: Path):
         super().__init__(
@@ -122,6 +124,11 @@ class LocalS3Session(AwsSession):
 
 @pytest.fixture
 def session(tmp_path):
+    from braket.aws import AwsSession
+
+    class LocalS3Session(LocalS3Answers, AwsSession):
+        pass
+
     return LocalS3Session(tmp_path / "s3")
 
 
@@ -147,6 +154,8 @@ def write_source(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def create_job(session, tmp_path, hyperparameters, *, files=None, entry_point="algorithms.algo:start_here",
                job_name="vqe-job") -> tuple[AwsQuantumJob, dict]:
+    from braket.aws import AwsQuantumJob
+
     source = write_source(tmp_path, files or {"algo.py": ALGORITHM})
     job = AwsQuantumJob.create(
         device=DEVICE,
@@ -246,6 +255,8 @@ def test_stop_terminates_the_whole_process_group(session, tmp_path):
 
 
 def test_hybrid_job_decorator(session, tmp_path, monkeypatch):
+    from braket.jobs import hybrid_job
+
     monkeypatch.chdir(tmp_path)
 
     @hybrid_job(device=DEVICE, aws_session=session, job_name="decorated", dependencies=["numpy"])

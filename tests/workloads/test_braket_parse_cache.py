@@ -2,12 +2,6 @@
 
 import numpy as np
 import pytest
-from braket.default_simulator import StateVectorSimulator
-from braket.default_simulator.openqasm.parser import openqasm_ast as ast
-from braket.default_simulator.openqasm.parser.openqasm_parser import parse
-from braket.ir.openqasm import Program
-
-from jobforge.workloads.braket.parse_cache import ShapeCache, install
 
 
 def layered(angles) -> str:
@@ -18,8 +12,17 @@ def layered(angles) -> str:
     return "\n".join(lines)
 
 
+def parsed(source: str):
+    """The parser's own tree of a program."""
+    from braket.default_simulator.openqasm.parser.openqasm_parser import parse
+
+    return parse(source)
+
+
 def without_spans(node):
     """A tree as comparable data: no spans, and -(FloatLiteral(v)) as FloatLiteral(-v), which the cache gives."""
+    from braket.default_simulator.openqasm.parser import openqasm_ast as ast
+
     if (isinstance(node, ast.UnaryExpression) and node.op.name == "-"
             and isinstance(node.expression, ast.FloatLiteral)):
         return ("FloatLiteral", {"value": -node.expression.value})
@@ -37,34 +40,40 @@ class CountingParser:
 
     def __call__(self, source):
         self.calls += 1
-        return parse(source)
+        return parsed(source)
 
 
 def test_new_angles_reuse_one_parse_and_give_the_parsers_tree():
+    from jobforge.workloads.braket.parse_cache import ShapeCache
+
     parser = CountingParser()
     cache = ShapeCache(parser)
     rng = np.random.default_rng(3)
     for _ in range(5):
         source = layered(rng.uniform(-np.pi, np.pi, 3).tolist())
-        assert without_spans(cache.parse(source)) == without_spans(parse(source))
+        assert without_spans(cache.parse(source)) == without_spans(parsed(source))
     assert parser.calls == 1  # the angles' signs are part of the values, not of the shape
 
 
 @pytest.mark.parametrize("expression", ["2 - -1.5", "2 -1.5", "2**-1.5", "-1.5 ** 2", "(-1.5 + 2) * 3",
                                         "-2.5e-1 * pi", "1.5e3 - .5", "3. / -4.25e-2"])
 def test_expressions_keep_their_value(expression):
+    from jobforge.workloads.braket.parse_cache import ShapeCache
+
     source = f"OPENQASM 3.0;\nfloat[64] x = {expression};\nqubit[1] q;\nrx(x) q[0];\n"
     cache = ShapeCache()
     for _ in range(2):
-        assert without_spans(cache.parse(source)) == without_spans(parse(source))
+        assert without_spans(cache.parse(source)) == without_spans(parsed(source))
 
 
 def test_each_call_gets_its_own_tree():
+    from jobforge.workloads.braket.parse_cache import ShapeCache
+
     cache = ShapeCache()
     source = layered([0.1, 0.2, 0.3])
     first = cache.parse(source)
     first.statements.clear()  # the interpreter rewrites what it visits
-    assert len(cache.parse(source).statements) == len(parse(source).statements)
+    assert len(cache.parse(source).statements) == len(parsed(source).statements)
 
 
 @pytest.mark.parametrize("source", [
@@ -74,15 +83,22 @@ def test_each_call_gets_its_own_tree():
     'OPENQASM 3.0;\nqubit[1] q;\n// 2.5\nrx(0.25) q[0];\n',
 ])
 def test_shapes_with_floats_outside_float_literals_are_parsed_every_time(source):
+    from jobforge.workloads.braket.parse_cache import ShapeCache
+
     parser = CountingParser()
     cache = ShapeCache(parser)
     for _ in range(2):
         tree = cache.parse(source)
-    assert without_spans(tree) == without_spans(parse(source))
+    assert without_spans(tree) == without_spans(parsed(source))
     assert parser.calls == 3  # the shape once, then the program itself each time
 
 
 def test_simulation_through_the_cache_matches_a_plain_parse():
+    from braket.default_simulator import StateVectorSimulator
+    from braket.ir.openqasm import Program
+
+    from jobforge.workloads.braket.parse_cache import install
+
     program = Program(source=layered([0.3, 1.1, 2.9]).replace("b = measure q;", "#pragma braket result state_vector"))
     plain = StateVectorSimulator().run(program, shots=0).resultTypes[0].value
     install()
@@ -94,6 +110,8 @@ def test_simulation_through_the_cache_matches_a_plain_parse():
 
 
 def test_the_cache_keeps_within_its_byte_budget():
+    from jobforge.workloads.braket.parse_cache import ShapeCache
+
     cache = ShapeCache(max_bytes=8_000)
     for qubits in range(1, 12):  # a new shape each time
         source = "OPENQASM 3.0;\nqubit[12] q;\n" + "".join(f"rx(0.5) q[{i}];\n" for i in range(qubits))

@@ -7,24 +7,21 @@ import math
 
 import numpy as np
 import pytest
-from braket.circuits import Circuit, FreeParameter, Noise, Observable
-from braket.circuits.serialization import IRType
-from braket.devices import Devices, LocalSimulator
-from braket.program_sets import ProgramSet
-from braket.schema_common import BraketSchemaBase
-from braket.tasks import GateModelQuantumTaskResult, ProgramSetQuantumTaskResult
 
 from jobforge.execution.context import WorkloadError
-from jobforge.workloads.braket import devices, tasks
 
-SV1, DM1 = Devices.Amazon.SV1.value, Devices.Amazon.DM1.value
+# The Braket SDK is imported by the tests that use it, so that collecting them stays fast.
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+DM1 = "arn:aws:braket:::device/quantum-simulator/amazon/dm1"
 TASK_ID = "6f1c3b6e-5f0a-4c6f-9d55-1d2a8f0b9c11"
 TASK_ARN = f"arn:aws:braket:us-east-1:000000000000:quantum-task/{TASK_ID}"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # JAQCD deprecation, noise-free DM runs
 
 
-def exact_circuit() -> Circuit:
+def exact_circuit():
+    from braket.circuits import Circuit, Observable
+
     circuit = Circuit().h(0).cnot(0, 1).ry(2, 0.7).rx(1, 0.2).cz(1, 2)
     return (
         circuit.expectation(Observable.Z() @ Observable.Z(), target=[0, 2])
@@ -42,14 +39,21 @@ def as_complex(value):
     return array[..., 0] + 1j * array[..., 1] if array.dtype != complex and array.shape[-1:] == (2,) else array
 
 
-def parse(document: dict) -> GateModelQuantumTaskResult:
+def parse(document: dict):
+    from braket.tasks import GateModelQuantumTaskResult
+
     return GateModelQuantumTaskResult.from_string(json.dumps(document))
 
 
-@pytest.mark.parametrize("ir_type", [IRType.OPENQASM, IRType.JAQCD])
+@pytest.mark.parametrize("ir_type", ["OPENQASM", "JAQCD"])
 def test_exact_results_equal_a_direct_local_simulator_run(ir_type):
+    from braket.circuits.serialization import IRType
+    from braket.devices import LocalSimulator
+
+    from jobforge.workloads.braket import tasks
+
     circuit = exact_circuit()
-    document = tasks.run_task(SV1, circuit.to_ir(ir_type=ir_type).json(), 0, task_arn=TASK_ARN)
+    document = tasks.run_task(SV1, circuit.to_ir(ir_type=IRType[ir_type]).json(), 0, task_arn=TASK_ARN)
     ours = parse(document)
     direct = LocalSimulator("braket_sv").run(circuit, shots=0).result()
     assert len(ours.values) == len(direct.values) == 6
@@ -65,6 +69,12 @@ def test_exact_results_equal_a_direct_local_simulator_run(ir_type):
 
 
 def test_noisy_program_on_dm1_equals_local_density_matrix_simulator():
+    from braket.circuits import Circuit, Noise
+    from braket.circuits.serialization import IRType
+    from braket.devices import LocalSimulator
+
+    from jobforge.workloads.braket import tasks
+
     circuit = Circuit().h(0).cnot(0, 1).apply_gate_noise(Noise.Depolarizing(0.1)).probability()
     program = circuit.to_ir(ir_type=IRType.OPENQASM)
     document = tasks.run_task(DM1, program.json(), 0)
@@ -75,6 +85,12 @@ def test_noisy_program_on_dm1_equals_local_density_matrix_simulator():
 
 
 def test_inputs_bind_free_parameters_like_local_simulator():
+    from braket.circuits import Circuit, FreeParameter, Observable
+    from braket.circuits.serialization import IRType
+    from braket.devices import LocalSimulator
+
+    from jobforge.workloads.braket import tasks
+
     theta = FreeParameter("theta")
     circuit = Circuit().ry(0, theta).expectation(Observable.Z(), target=[0])
     action = circuit.to_ir(ir_type=IRType.OPENQASM).json()
@@ -83,11 +99,17 @@ def test_inputs_bind_free_parameters_like_local_simulator():
     assert parse(document).values[0] == pytest.approx(direct.values[0]) == pytest.approx(math.cos(0.4))
 
 
-@pytest.mark.parametrize(("device", "ir_type"), [(SV1, IRType.OPENQASM), (SV1, IRType.JAQCD), (DM1, IRType.OPENQASM)])
+@pytest.mark.parametrize(("device", "ir_type"), [(SV1, "OPENQASM"), (SV1, "JAQCD"), (DM1, "OPENQASM")])
 def test_sampled_results_agree_statistically_with_local_simulator(device, ir_type):
+    from braket.circuits import Circuit, Observable
+    from braket.circuits.serialization import IRType
+    from braket.devices import LocalSimulator
+
+    from jobforge.workloads.braket import devices, tasks
+
     shots, theta = 4000, 1.1
     circuit = Circuit().ry(0, theta).cnot(0, 1).expectation(Observable.Z(), target=[1]).probability(target=[0])
-    document = tasks.run_task(device, circuit.to_ir(ir_type=ir_type).json(), shots)
+    document = tasks.run_task(device, circuit.to_ir(ir_type=IRType[ir_type]).json(), shots)
     ours = parse(document)
     direct = LocalSimulator(devices.simulator_backend(device)).run(circuit, shots=shots).result()
 
@@ -105,6 +127,13 @@ def test_sampled_results_agree_statistically_with_local_simulator(device, ir_typ
 
 
 def test_program_set_results_parse():
+    from braket.circuits import Circuit
+    from braket.program_sets import ProgramSet
+    from braket.schema_common import BraketSchemaBase
+    from braket.tasks import ProgramSetQuantumTaskResult
+
+    from jobforge.workloads.braket import tasks
+
     program_set = ProgramSet([Circuit().x(0).measure(0), Circuit().h(0).measure(0)])
     document = tasks.run_task(SV1, program_set.to_ir().json(), 200)
     result = ProgramSetQuantumTaskResult.from_object(
@@ -114,16 +143,35 @@ def test_program_set_results_parse():
     assert sum(result[1][0].counts.values()) == 100
 
 
+def hadamard() -> str:
+    from braket.circuits import Circuit
+    from braket.circuits.serialization import IRType
+
+    return Circuit().h(0).to_ir(ir_type=IRType.OPENQASM).json()
+
+
+def sample_without_shots() -> str:
+    from braket.circuits import Circuit, Observable
+    from braket.circuits.serialization import IRType
+
+    return Circuit().h(0).sample(Observable.Z(), target=[0]).to_ir(ir_type=IRType.OPENQASM).json()
+
+
+def not_a_program() -> str:
+    return '{"not": "a program"}'
+
+
 @pytest.mark.parametrize(
     ("device", "action", "shots", "message"),
     [
-        ("arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1", None, 10, "quantum hardware that jobforge cannot reach"),
-        ("arn:aws:braket:::device/quantum-simulator/amazon/nope", None, 10, "Unknown device"),
-        (SV1, '{"not": "a program"}', 10, "Invalid action"),
-        (SV1, Circuit().h(0).sample(Observable.Z(), target=[0]).to_ir(ir_type=IRType.OPENQASM).json(), 0, "Error"),
+        ("arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1", hadamard, 10, "quantum hardware that jobforge cannot reach"),
+        ("arn:aws:braket:::device/quantum-simulator/amazon/nope", hadamard, 10, "Unknown device"),
+        (SV1, not_a_program, 10, "Invalid action"),
+        (SV1, sample_without_shots, 0, "Error"),
     ],
 )
 def test_failures_are_workload_errors(device, action, shots, message):
-    action = action or Circuit().h(0).to_ir(ir_type=IRType.OPENQASM).json()
+    from jobforge.workloads.braket import tasks
+
     with pytest.raises(WorkloadError, match=message):
-        tasks.run_task(device, action, shots)
+        tasks.run_task(device, action(), shots)

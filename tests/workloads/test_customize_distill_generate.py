@@ -6,7 +6,6 @@ from conftest import WORDS, build_model, corpus, losses, make_ctx, make_spec, wr
 
 from jobforge.execution.context import JobStopped
 from jobforge.workloads.customize import run
-from jobforge.workloads.customize.generate import generate, stream
 
 OUT = "s3/data/output/model-customization-job-abcdef123456/"
 
@@ -93,6 +92,8 @@ def test_distillation_from_invocation_logs(tmp_path, teacher):
 
 
 def test_generate_and_stream(teacher):
+    from jobforge.workloads.customize.generate import generate, stream
+
     text, input_tokens, output_tokens, reason = generate(teacher, prompt="delta ->", max_tokens=6, temperature=0)
     assert text == " echo foxtrot" and reason == "end_turn"  # what the fine-tuned weights learned
     assert input_tokens >= 2 and output_tokens <= 6
@@ -107,5 +108,7 @@ def test_generate_and_stream(teacher):
 
 def test_zero_max_tokens_generates_nothing(tiny_llama):
     """Titan admits maxTokenCount 0: the prompt is counted and nothing is generated."""
+    from jobforge.workloads.customize.generate import generate
+
     text, input_tokens, output_tokens, reason = generate(tiny_llama, prompt="delta ->", max_tokens=0)
     assert (text, output_tokens, reason) == ("", 0, "max_tokens") and input_tokens >= 2

@@ -1,14 +1,11 @@
 import csv
 
 import pytest
-import torch
 from conftest import losses, make_ctx, make_spec, prompt_completion_records, write_jsonl
 
 from jobforge.execution.context import JobStopped, WorkloadError
 from jobforge.workloads.customize import run
-from jobforge.workloads.customize.attention import use_packed_attention
 from jobforge.workloads.customize.data import Record
-from jobforge.workloads.customize.packing import loss_sum, pack
 from jobforge.workloads.customize.prompting import Encoded, encode, ensure_chat_template
 
 OUT = "s3/data/output/model-customization-job-abcdef123456/"
@@ -31,7 +28,11 @@ def stop_after(ctx, calls: int):
 
 @pytest.mark.parametrize("per_sequence_attention", [False, True])
 def test_packed_rows_match_separate_sequences(tiny_llama, tiny_gpt2, per_sequence_attention):
+    import torch
     from transformers import AutoModelForCausalLM
+
+    from jobforge.workloads.customize.attention import use_packed_attention
+    from jobforge.workloads.customize.packing import loss_sum, pack
 
     examples = [Encoded(list(range(3, 3 + n)), [True] * n, 0) for n in (6, 1, 9, 2)]
     for path in (tiny_llama, tiny_gpt2):
@@ -70,6 +71,8 @@ def test_loss_only_on_completion_and_assistant_tokens(tiny_llama):
 
 
 def test_fine_tuning_end_to_end(tmp_path, tiny_llama):
+    import torch
+
     write_jsonl(tmp_path / "s3/data/train.jsonl", prompt_completion_records(64))
     write_jsonl(tmp_path / "s3/data/valid.jsonl", prompt_completion_records(16, seed=1))
     ctx = make_ctx(tmp_path)
