@@ -12,8 +12,6 @@ import uuid
 
 import boto3
 import sqlalchemy as sa
-from braket.aws import AwsQuantumTask, AwsSession
-from braket.ir.openqasm import Program
 
 from jobforge.core.quantum_tasks import quantum_tasks
 from jobforge.core.store import create_engine
@@ -33,6 +31,9 @@ def _status(data_dir, arn: str) -> str:
 
 
 def test_task_queued_when_the_server_died_completes_when_only_polled(tmp_path, monkeypatch):
+    from braket.aws import AwsQuantumTask, AwsSession  # here, so that collecting the suite stays fast
+    from braket.ir.openqasm import Program
+
     first = ServerProcess(tmp_path / "data").start()
     try:
         first.client("s3").create_bucket(Bucket="results")
