@@ -116,15 +116,25 @@ def issue_job_credentials(engine: sa.Engine, account_id: str, role_arn: str, job
                           lifetime: float = 7 * 24 * 3600) -> Credential:
     """Temporary credentials of a role, for one job; revoked when the job ends."""
     role_name = role_arn.rsplit("/", 1)[-1]
-    credential = Credential(
-        _key_id("ASIA"), _secret(), account_id,
-        f"arn:aws:sts::{account_id}:assumed-role/{role_name}/jobforge-{job_id[:16]}",
-        secrets.token_urlsafe(96), job_id, time.time() + lifetime)
+    return issue_temporary_credentials(
+        engine, account_id, f"arn:aws:sts::{account_id}:assumed-role/{role_name}/jobforge-{job_id[:16]}",
+        lifetime, job_id)
+
+
+def issue_temporary_credentials(engine: sa.Engine, account_id: str, principal_arn: str, lifetime: float,
+                                job_id: str | None = None) -> Credential:
+    """Credentials with a session token that act as ``principal_arn`` until they expire (or, for a job's,
+    until the job ends). Session credentials that expired a day ago or more are dropped meanwhile."""
+    now = time.time()
+    credential = Credential(_key_id("ASIA"), _secret(), account_id, principal_arn, secrets.token_urlsafe(96),
+                            job_id, now + lifetime)
     with engine.begin() as conn:
+        conn.execute(access_keys.delete().where(access_keys.c.job_id.is_(None),
+                                                access_keys.c.expires_at < now - 24 * 3600))
         conn.execute(access_keys.insert().values(
             access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
             principal_arn=credential.principal_arn, session_token=credential.session_token, job_id=job_id,
-            expires_at=credential.expires_at, created_at=time.time()))
+            expires_at=credential.expires_at, created_at=now))
     return credential
 
 
