@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.core import paging, policy_documents
-from jobforge.core.accounts import ROLE_BY_NAME
-from jobforge.core.aws_managed_policies import CREATED_AT, POLICIES as AWS_POLICIES
+from jobforge.core.accounts import ROLE_BY_NAME, find_role
+from jobforge.core.aws_managed_policies import CREATED_AT, POLICIES as AWS_POLICIES, AwsManagedPolicy
 from jobforge.core.errors import ServiceError
 from jobforge.core.policy_evaluation import Decision, Policy, arn_match, evaluate, wildcard_match
 from jobforge.core.role_policies import role_identity_policies
@@ -67,7 +67,7 @@ def _attachment_counts(conn, account_id: str) -> dict[str, int]:
 
 def _policy_view(row, attachments: int) -> dict:
     """A policy as ListPolicies shows it (GetPolicy adds its description and tags)."""
-    if row.__class__.__name__ == "AwsManagedPolicy":
+    if isinstance(row, AwsManagedPolicy):
         return {"PolicyName": row.name, "PolicyId": row.policy_id, "Arn": row.arn, "Path": row.path,
                 "DefaultVersionId": "v1", "AttachmentCount": attachments, "PermissionsBoundaryUsageCount": 0,
                 "IsAttachable": True, "CreateDate": _date(CREATED_AT), "UpdateDate": _date(CREATED_AT)}
@@ -116,11 +116,7 @@ def create_policy(ctx: RequestContext, req: dict) -> dict:
     except sa.exc.IntegrityError:
         raise ServiceError("EntityAlreadyExists",
                            f"A policy called {name} already exists. Duplicate names are not allowed.") from None
-    policy = get_policy(ctx, {"PolicyArn": arn})["Policy"]
-    policy.pop("Tags", None)
-    if req.get("Tags"):
-        policy["Tags"] = req["Tags"]
-    return {"Policy": policy}
+    return get_policy(ctx, {"PolicyArn": arn})
 
 
 @handler("iam", "GetPolicy")
@@ -440,12 +436,11 @@ def _simulated_principal(ctx: RequestContext, conn, source_arn: str, excluded: l
     if source_arn == account_prefix + "root":
         return None
     if source_arn.startswith(account_prefix + "role/"):
-        path, _, name = source_arn[len(account_prefix) + 4:].rpartition("/")
-        role = conn.execute(ROLE_BY_NAME, {"account": ctx.account_id, "name": name}).first()
-        if role is not None and role.path == path + "/":
-            return [policy for policy in role_identity_policies(conn, ctx.account_id, role.role_id)
-                    if not _excluded(policy, excluded, role.role_name)]
-        raise ServiceError("NoSuchEntity", f"The role with name {name} cannot be found.")
+        role = find_role(ctx.engine, ctx.account_id, source_arn)
+        if role is None:
+            raise ServiceError("NoSuchEntity", f"The role with name {source_arn.rsplit('/', 1)[-1]} cannot be found.")
+        return [policy for policy in role_identity_policies(conn, ctx.account_id, role.role_id)
+                if not _excluded(policy, excluded, role.role_name)]
     kind = source_arn[len(account_prefix):].split("/", 1)[0] if source_arn.startswith(account_prefix) else ""
     if kind in ("user", "group"):  # jobforge accounts have no IAM users or groups
         raise ServiceError("NoSuchEntity", f"The {kind} with name {source_arn.rsplit('/', 1)[-1]} cannot be found.")
