@@ -1,5 +1,9 @@
-"""The scheduler: admits queued jobs by resources, enforces stops and
-runtime limits, notices finished workers, and reconciles after a restart."""
+"""The scheduler: admits queued jobs first in, first out, enforces stops and
+runtime limits, notices finished workers, and reconciles after a restart.
+
+Where a job runs and whether it fits is the executor's (``Executor``); the
+scheduler keeps the job records, the worker's environment (credentials, the
+advertised URL, the checkpoint location) and each attempt's handle."""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from jobforge.core import accounts, jobs, models_catalog
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
 from jobforge.execution.executor import Executor
-from jobforge.execution.resources import Capacity
 from jobforge.workloads import WORKLOADS
 
 log = logging.getLogger("jobforge.scheduler")
@@ -48,11 +51,6 @@ class Scheduler:
         if self._task:
             self._task.cancel()
         self.executor.shutdown()
-
-    @property
-    def capacity(self) -> Capacity:
-        """What the executor's largest node can give one job."""
-        return self.executor.capacity()
 
     def wake(self) -> None:
         # Blocking handlers call this from worker threads: an Event set there would not wake the loop.
@@ -150,8 +148,7 @@ class Scheduler:
         bucket = f"{CHECKPOINT_BUCKET}-{job.account_id}"
         if job.account_id not in self._checkpoint_buckets:
             try:
-                self.runtime.object_store.create_bucket(
-                    job.account_id, bucket, self.runtime.settings.region)
+                self.runtime.object_store.create_bucket(job.account_id, bucket, self.runtime.settings.region)
             except ServiceError as err:
                 if err.code != "BucketAlreadyOwnedByYou":
                     log.warning("checkpoint bucket %s of account %s: %s", bucket, job.account_id, err)
