@@ -198,7 +198,7 @@ class Scheduler:
         return lines[-1][-500:] if lines else ""
 
     def finish(self, job_id: str, state: str, failure_reason: str | None = None, message: str | None = None):
-        """Move a job to a terminal state, revoke its credentials, run the family's hook."""
+        """Move a job to a terminal state, revoke its credentials, run the family's hook, drop its checkpoints."""
         job = jobs.transition(self.engine, job_id, state, failure_reason=failure_reason, message=message,
                               secondary=state.title().replace("_", ""))
         self.runtime.keys.revoke_job(job_id)
@@ -209,8 +209,19 @@ class Scheduler:
                     hook(self.runtime, job)
                 except Exception:
                     log.exception("terminal hook of %s failed", job_id)
+            self._drop_checkpoints(job)
         self.wake()
         return job
+
+    def _drop_checkpoints(self, job: jobs.Job) -> None:
+        """A job that ended resumes no more: the object store's copy of its checkpoints goes."""
+        store, bucket = self.runtime.object_store, f"{CHECKPOINT_BUCKET}-{job.account_id}"
+        try:
+            while found := store.list(job.account_id, bucket, prefix=f"{job.id}/").contents:
+                for info in found:
+                    store.delete(job.account_id, bucket, info.key)
+        except ServiceError:  # no such bucket of the account's: it holds nothing of the job's
+            pass
 
     def worker_reported_end(self, job: jobs.Job, outcome: str, reason: str | None) -> jobs.Job | None:
         if outcome == "completed":
