@@ -179,8 +179,7 @@ def _hyperparameters(base: ResolvedModel, kind: str, given: dict | None) -> None
 def _resources(ctx: RequestContext) -> dict:
     """What a customization job asks for. Bedrock's API names no instance type (AWS picks the hardware), so
     jobforge picks: one GPU when the executor's nodes have any (the workload trains on it, else on CPU), up to
-    4 CPU threads (more gain little for the small models trained on CPU) and 4 GiB beside the model's own
-    memory-mapped weights."""
+    4 CPU threads (more gain little for the small models trained on CPU) and up to 4 GiB of memory."""
     node = ctx.runtime.scheduler.executor.capacity()
     return {"cpus": max(1, min(4, node.cpus)), "memory_mb": min(4096, node.memory_mb), "gpus": 1 if node.gpus else 0}
 
