@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core.store import access_keys, accounts, reading, roles
+from jobforge.core.store import access_keys, accounts, reading, role_policy_attachments, roles
 
 _KEY_CHARS = string.ascii_uppercase + string.digits
 DEFAULT_ROLES = (  # (path, name, description)
@@ -20,6 +20,9 @@ DEFAULT_ROLES = (  # (path, name, description)
     # The Braket SDK looks for a role with this name prefix under /service-role/ when none is given.
     ("/service-role/", "AmazonBraketJobsExecutionRole", "Default role of Braket hybrid jobs"),
 )
+# What the default roles may do, said as IAM says it: jobforge checks no identity policy on requests, so a
+# job's credentials reach everything in its account (and SDKs that simulate the role's policies agree).
+DEFAULT_ROLE_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
 TRUST_POLICY = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{
@@ -66,8 +69,10 @@ def create_account(engine: sa.Engine, name: str) -> Credential:
             access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
             principal_arn=credential.principal_arn, created_at=now))
         for path, role_name, description in DEFAULT_ROLES:
-            conn.execute(roles.insert().values(role_row(account_id, role_name, path, TRUST_POLICY, description, 3600,
-                                                        now)))
+            row = role_row(account_id, role_name, path, TRUST_POLICY, description, 3600, now)
+            conn.execute(roles.insert().values(row))
+            conn.execute(role_policy_attachments.insert().values(
+                role_id=row["role_id"], policy_arn=DEFAULT_ROLE_POLICY, account_id=account_id, attached_at=now))
     return credential
 
 

@@ -393,3 +393,35 @@ def test_policies_through_the_aws_cli(server, role, account_id, tmp_path):
     assert rc != 0 and "MalformedPolicyDocument" in stderr
     assert _aws(server, "iam", "detach-role-policy", "--role-name", role, "--policy-arn", arn)[0] == 0
     assert _aws(server, "iam", "delete-policy", "--policy-arn", arn)[0] == 0
+
+
+# The actions with Resource "*" that the SageMaker Python SDK simulates on a training role before it uses it.
+SAGEMAKER_SDK_TRAINING_CHECK = [
+    "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability",
+    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups"]
+
+
+def _denied(iam, role_arn: str, actions: list[str]) -> list[str]:
+    """As the SDK asks: every page of a simulation without resources, the actions not allowed."""
+    pages = iam.get_paginator("simulate_principal_policy").paginate(PolicySourceArn=role_arn, ActionNames=actions)
+    return [r["EvalActionName"] for page in pages for r in page["EvaluationResults"] if r["EvalDecision"] != "allowed"]
+
+
+def test_the_default_roles_say_what_they_may_do(iam, role_arn, account_id):
+    """jobforge checks no identity policy on requests, so its default roles carry AdministratorAccess: what they
+    can do, and what lets SDKs that check a role's policies before a job accept them."""
+    for name in ("JobforgeExecutionRole", "AmazonBraketJobsExecutionRole"):
+        attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+        assert attached == [{"PolicyName": "AdministratorAccess",
+                             "PolicyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}]
+    assert _denied(iam, role_arn, SAGEMAKER_SDK_TRAINING_CHECK + ["sagemaker:CreateTrainingJob"]) == []
+
+
+def test_a_role_with_the_sagemaker_managed_policy_passes_the_sdks_check(iam, role, account_id):
+    role_arn = f"arn:aws:iam::{account_id}:role/{role}"
+    assert _denied(iam, role_arn, SAGEMAKER_SDK_TRAINING_CHECK) == SAGEMAKER_SDK_TRAINING_CHECK
+    iam.attach_role_policy(RoleName=role, PolicyArn=SAGEMAKER_FULL)
+    assert _denied(iam, role_arn, SAGEMAKER_SDK_TRAINING_CHECK) == []

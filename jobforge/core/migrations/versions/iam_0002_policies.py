@@ -49,6 +49,12 @@ def upgrade():
     sa.PrimaryKeyConstraint('role_id', 'policy_arn')
     )
     op.create_index('ix_role_policy_attachments_account_id', 'role_policy_attachments', ['account_id'])
+    # The default roles of accounts made before policies existed get the policy new ones are made with.
+    for path, name in (('/', 'JobforgeExecutionRole'), ('/service-role/', 'AmazonBraketJobsExecutionRole')):
+        op.get_bind().execute(sa.text(
+            'INSERT INTO role_policy_attachments (role_id, policy_arn, account_id, attached_at) '
+            'SELECT role_id, :arn, account_id, created_at FROM roles WHERE role_name = :name AND path = :path'),
+            {'arn': 'arn:aws:iam::aws:policy/AdministratorAccess', 'name': name, 'path': path})
 
 
 def downgrade():
