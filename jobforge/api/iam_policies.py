@@ -1,5 +1,6 @@
 """IAM policies: customer-managed policies and their versions, the AWS-managed ones samples attach,
-inline role policies, attachments, and SimulatePrincipalPolicy evaluated against them."""
+inline role policies, attachments, roles' trust policies, and SimulatePrincipalPolicy evaluated against
+them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from jobforge.core.errors import ServiceError
 from jobforge.core.policy_evaluation import Decision, Policy, arn_match, evaluate, wildcard_match
 from jobforge.core.role_policies import role_identity_policies
 from jobforge.core.store import (managed_policies, policy_versions, reading, role_policies,
-                                 role_policy_attachments, tags)
+                                 role_policy_attachments, roles, tags)
 
 MAX_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 MAX_ATTACHED = 10  # IAM's default quota of managed policies attached to a role
@@ -336,6 +337,39 @@ def list_attached_role_policies(ctx: RequestContext, req: dict) -> dict:
         if path.startswith(prefix):
             attached.append({"PolicyName": name, "PolicyArn": arn})
     return _page(attached, lambda p: p["PolicyArn"], req, "AttachedPolicies")
+
+
+@handler("iam", "ListEntitiesForPolicy")
+def list_entities_for_policy(ctx: RequestContext, req: dict) -> dict:
+    """The roles a policy is attached to (jobforge accounts have no users or groups)."""
+    arn, prefix = req["PolicyArn"], req.get("PathPrefix", "/")
+    with reading(ctx.engine) as conn:
+        if arn not in AWS_POLICIES and _customer_policy(conn, ctx, arn) is None:
+            raise _not_found(arn)
+        attached = conn.execute(
+            sa.select(roles.c.role_name, roles.c.role_id)
+            .join(role_policy_attachments, role_policy_attachments.c.role_id == roles.c.role_id)
+            .where(role_policy_attachments.c.policy_arn == arn, roles.c.account_id == ctx.account_id,
+                   roles.c.path.startswith(prefix))).all()
+    wanted = req.get("EntityFilter", "Role") not in ("User", "Group") \
+        and req.get("PolicyUsageFilter") != "PermissionsBoundary"  # no permissions boundaries are set
+    entities = sorted(({"RoleName": r.role_name, "RoleId": r.role_id} for r in attached if wanted),
+                      key=lambda e: e["RoleName"])
+    page = _page(entities, lambda e: e["RoleName"], req, "PolicyRoles")
+    return {"PolicyGroups": [], "PolicyUsers": [], **page}
+
+
+# --- trust policies ------------------------------------------------------------------------------------
+
+@handler("iam", "UpdateAssumeRolePolicy")
+def update_assume_role_policy(ctx: RequestContext, req: dict) -> dict:
+    document = req["PolicyDocument"]
+    policy_documents.require_json(document)
+    with ctx.engine.begin() as conn:
+        role = _role(conn, ctx, req["RoleName"], lock=True)
+        conn.execute(roles.update().where(roles.c.account_id == ctx.account_id, roles.c.role_name == role.role_name)
+                     .values(assume_role_policy=document))
+    return {}
 
 
 # --- inline role policies ----------------------------------------------------------------------------

@@ -65,6 +65,14 @@ def size(policy: str) -> int:
     return sum(not c.isspace() for c in document_text(policy))
 
 
+def require_json(policy: str) -> None:
+    """A trust policy is checked no further than this: IAM's first check, JSON that parses."""
+    try:
+        json.loads(document_text(policy))
+    except ValueError:
+        raise malformed("This policy contains invalid Json") from None
+
+
 def parse_identity_policy(policy: str) -> list[Statement]:
     """The statements of an identity policy, or ``MalformedPolicyDocument`` saying what is wrong."""
     text = document_text(policy)

@@ -152,6 +152,14 @@ def test_attachments_and_the_conflicts_they_cause(iam, role, account_id):
     assert iam.get_policy(PolicyArn=arn)["Policy"]["AttachmentCount"] == 1
     only_attached = {p["Arn"] for p in iam.list_policies(OnlyAttached=True)["Policies"]}
     assert {arn, SAGEMAKER_FULL} <= only_attached
+    entities = iam.list_entities_for_policy(PolicyArn=arn)  # what clean-up code asks before deleting
+    role_id = iam.get_role(RoleName=role)["Role"]["RoleId"]
+    assert entities["PolicyRoles"] == [{"RoleName": role, "RoleId": role_id}]
+    assert entities["PolicyUsers"] == [] and entities["PolicyGroups"] == []
+    assert iam.list_entities_for_policy(PolicyArn=arn, EntityFilter="User")["PolicyRoles"] == []
+    assert iam.list_entities_for_policy(PolicyArn=arn, PathPrefix="/elsewhere/")["PolicyRoles"] == []
+    assert {"RoleName": role, "RoleId": role_id} in iam.list_entities_for_policy(
+        PolicyArn=SAGEMAKER_FULL)["PolicyRoles"]
 
     with pytest.raises(ClientError) as err:
         iam.delete_policy(PolicyArn=arn)
@@ -181,6 +189,8 @@ def test_unknown_policies_and_roles_are_no_such_entity(iam, role, account_id):
         iam.attach_role_policy(RoleName="NoSuchRole", PolicyArn=SAGEMAKER_FULL)
     assert _error(err) == ("NoSuchEntity", 404, "The role with name NoSuchRole cannot be found.")
     for call in (lambda: iam.get_policy(PolicyArn=unknown), lambda: iam.delete_policy(PolicyArn=unknown),
+                 lambda: iam.list_entities_for_policy(PolicyArn=unknown),
+                 lambda: iam.update_assume_role_policy(RoleName="NoSuchRole", PolicyDocument=TRUST),
                  lambda: iam.list_policy_versions(PolicyArn=unknown),
                  lambda: iam.get_role_policy(RoleName=role, PolicyName="nothing"),
                  lambda: iam.delete_role_policy(RoleName=role, PolicyName="nothing"),

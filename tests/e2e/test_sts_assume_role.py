@@ -137,6 +137,22 @@ def test_the_trust_policy_decides_who_may_assume(server, sts, make_role, account
         assert _error(err)[:2] == ("AccessDenied", 403)
 
 
+def test_updating_the_trust_policy_changes_who_may_assume(iam, sts, make_role, account_id):
+    role_arn = make_role(_trust(_allow({"Service": "sagemaker.amazonaws.com"})))
+    name = role_arn.rsplit("/", 1)[1]
+    with pytest.raises(ClientError) as err:
+        sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")
+    assert _error(err)[0] == "AccessDenied"
+    trust = _trust(_allow({"Service": "sagemaker.amazonaws.com"}), _allow({"AWS": account_id}))
+    iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
+    assert json.loads(json.dumps(iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"])) == \
+        json.loads(trust)
+    assert sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    with pytest.raises(ClientError) as err:
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument="{not json")
+    assert _error(err) == ("MalformedPolicyDocument", 400, "This policy contains invalid Json")
+
+
 def test_a_role_session_assumes_a_role_that_trusts_its_role(server, sts, make_role, account_id):
     first = make_role(_trust(_allow({"AWS": account_id})))
     second = make_role(_trust(_allow({"AWS": first})))
