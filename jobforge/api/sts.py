@@ -80,10 +80,15 @@ def assume_role(ctx: RequestContext, req: dict) -> dict:
     if "Policy" in req:
         policy_documents.parse_identity_policy(req["Policy"])
     role = find_role(ctx.engine, ctx.account_id, role_arn)
-    if role is None or not trusts(policy_documents.read_statements(role.assume_role_policy), ctx.account_id,
-                                  ctx.principal_arn, _trust_context(ctx, req)):
-        raise ServiceError("AccessDenied", f"User: {ctx.principal_arn} is not authorized to perform: "
-                           f"sts:AssumeRole on resource: {role_arn}", 403)
+    statements = policy_documents.read_statements(role.assume_role_policy) if role is not None else []
+    context = _trust_context(ctx, req)
+    # Session tags and a source identity need their own actions in the trust policy, as on AWS.
+    needed = ["sts:AssumeRole", *(["sts:TagSession"] if req.get("Tags") else []),
+              *(["sts:SetSourceIdentity"] if "SourceIdentity" in req else [])]
+    for action in needed:
+        if role is None or not trusts(statements, ctx.account_id, ctx.principal_arn, context, action):
+            raise ServiceError("AccessDenied", f"User: {ctx.principal_arn} is not authorized to perform: "
+                               f"{action} on resource: {role_arn}", 403)
     duration = req.get("DurationSeconds", 3600)
     if ":assumed-role/" in ctx.principal_arn and duration > ROLE_CHAINING_SECONDS:
         raise ServiceError("ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit "

@@ -129,6 +129,18 @@ def test_the_trust_policy_decides_who_may_assume(server, sts, make_role, account
     assert _error(err)[0] == "AccessDenied"
     assert sts.assume_role(RoleArn=external, RoleSessionName="s1", ExternalId="shared-secret-42")["Credentials"]
 
+    tags = [{"Key": "project", "Value": "p1"}]
+    with pytest.raises(ClientError) as err:  # session tags need sts:TagSession too
+        sts.assume_role(RoleArn=by_account_id, RoleSessionName="s1", Tags=tags)
+    assert _error(err)[0] == "AccessDenied" and "sts:TagSession" in _error(err)[2]
+    tagging = make_role(_trust({"Effect": "Allow", "Principal": {"AWS": account_id},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                                "Condition": {"StringEquals": {"aws:RequestTag/project": "p1"}}}))
+    assert sts.assume_role(RoleArn=tagging, RoleSessionName="s1", Tags=tags)["Credentials"]
+    with pytest.raises(ClientError) as err:
+        sts.assume_role(RoleArn=tagging, RoleSessionName="s1", Tags=[{"Key": "project", "Value": "p2"}])
+    assert _error(err)[0] == "AccessDenied"
+
     for missing in (f"arn:aws:iam::{account_id}:role/NoSuchRole",
                     "arn:aws:iam::123456789012:role/JobforgeExecutionRole",  # another account's
                     by_account_id.replace(":role/", ":role/wrong-path/")):
