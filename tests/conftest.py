@@ -7,16 +7,20 @@ import uuid
 
 import pytest
 
+import selftest_kind
 from jobforge.testing_server import ServerProcess
 
-TEST_CATEGORY = "DataTransformation"  # bound to the engine's self-test workload in these servers
+TEST_CATEGORY = selftest_kind.CATEGORY  # the JobCategory of the engine's self-test job kind
+# What a test server needs to serve the self-test kind: the plugin, and this folder to import it from.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+SELFTEST_ENV = {"JOBFORGE_PLUGINS": "selftest_kind",
+                "PYTHONPATH": os.pathsep.join(filter(None, (TESTS_DIR, os.environ.get("PYTHONPATH"))))}
 POSTGRES_URL = os.environ.get("JOBFORGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data",
-                        env={"JOBFORGE_ENGINE_TEST_CATEGORY": TEST_CATEGORY}).start()
+    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", env=SELFTEST_ENV).start()
     yield srv
     srv.stop()
 

@@ -17,7 +17,7 @@ def job(state, phases, kind="FINE_TUNING"):
     return Job(id="x", account_id="1", family="bedrock-customization", name="j", arn="a", state=state,
                secondary_status=None, status_message=None, failure_reason=None, workload="w",
                spec={"customizationType": kind}, result={}, resources={}, transitions=transitions, role_arn=None,
-               max_runtime=None, stop_reason=None, attempt=1, pid=None, created_at=100.0, updated_at=200.0,
+               max_runtime=None, stop_reason=None, attempt=1, handle=None, created_at=100.0, updated_at=200.0,
                started_at=105.0, ended_at=None)
 
 
@@ -110,7 +110,7 @@ def test_a_completed_job_whose_hook_was_lost_gets_its_model(tmp_path):
     """A server killed between a job's completion and its model's registration registers it on the next read."""
     from types import SimpleNamespace
 
-    from jobforge.api.bedrock import FAMILY, reconcile_models
+    from jobforge.api.bedrock import KIND, reconcile_models
     from jobforge.core import custom_models, jobs
     from jobforge.core.store import open_store
 
@@ -120,8 +120,8 @@ def test_a_completed_job_whose_hook_was_lost_gets_its_model(tmp_path):
     spec = {"customizationType": "FINE_TUNING", "baseModel": {"identifier": "a.b-v1", "path": "/m"},
             "trainingDataConfig": {"s3Uri": "s3://b/t.jsonl"}, "validationDataConfig": {"validators": []},
             "outputDataConfig": {"s3Uri": "s3://b/o"}, "outputModelUri": "s3://b/o/m/", "api": api}
-    job, _ = jobs.create(engine, account_id="111111111111", region="us-east-1", family=FAMILY, name="j",
-                         workload="bedrock-customization", spec=spec, resources={}, arn="arn:job")
+    job, _ = jobs.create(engine, account_id="111111111111", region="us-east-1", kind=KIND, name="j", spec=spec,
+                         resources={}, arn="arn:job")
     jobs.transition(engine, job.id, "COMPLETED", result={"trainingLoss": 0.5})
     runtime = SimpleNamespace(engine=engine)
     reconcile_models(runtime, "111111111111")

@@ -11,8 +11,8 @@ import time
 
 from conftest import TEST_CATEGORY
 from jobforge.config import Settings
-from jobforge.core import jobs
-from jobforge.workloads import WORKLOADS, Workload
+from jobforge.core import jobs, kinds
+from jobforge.core.kinds import Workload
 
 
 def cli(*args, data_dir=None, check=True):
@@ -117,22 +117,19 @@ def test_serve_takes_an_ipv6_host(tmp_path):
         server.wait(timeout=30)
 
 
-def test_restart_fails_running_jobs_that_cannot_resume(tmp_path):
+def test_restart_fails_running_jobs_that_cannot_resume(tmp_path, monkeypatch):
+    from jobforge.api.sagemaker_jobs import job_category
     from jobforge.server.runtime import Runtime
 
-    WORKLOADS["one-shot"] = Workload("jobforge.workloads.testing", resumable=False)
-    try:
-        runtime = Runtime(Settings(data_dir=tmp_path / "data"))
-        from jobforge.api.sagemaker_jobs import family
-
-        account = runtime.default_credential.account_id
-        job, _ = jobs.create(runtime.engine, account_id=account, region="us-east-1", family=family(TEST_CATEGORY),
-                             name="interrupted", workload="one-shot", spec={}, resources={"cpus": 1})
-        jobs.transition(runtime.engine, job.id, "RUNNING", handle=f"local:{2 ** 22 + 7}:")  # no such process
-        runtime.scheduler.recover()
-        after = jobs.load(runtime.engine, job.id)
-        assert after.state == "FAILED"
-        assert "cannot resume" in after.failure_reason
-        assert after.ended_at >= after.started_at <= time.time()
-    finally:
-        del WORKLOADS["one-shot"]
+    one_shot = job_category("OneShot", Workload("jobforge.workloads.testing", resumable=False), {}, None)
+    monkeypatch.setitem(kinds.KINDS, one_shot.name, one_shot)
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"))
+    account = runtime.default_credential.account_id
+    job, _ = jobs.create(runtime.engine, account_id=account, region="us-east-1", kind=one_shot,
+                         name="interrupted", spec={}, resources={"cpus": 1})
+    jobs.transition(runtime.engine, job.id, "RUNNING", handle=f"local:{2 ** 22 + 7}:")  # no such process
+    runtime.scheduler.recover()
+    after = jobs.load(runtime.engine, job.id)
+    assert after.state == "FAILED"
+    assert "cannot resume" in after.failure_reason
+    assert after.ended_at >= after.started_at <= time.time()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import TEST_CATEGORY
+from conftest import SELFTEST_ENV, TEST_CATEGORY
 from jobforge.testing_server import ServerProcess
 
 
 def test_server_on_postgresql(tmp_path, postgres_url):
-    env = {"JOBFORGE_ENGINE_TEST_CATEGORY": TEST_CATEGORY}
     args = ["--database-url", postgres_url]
-    server = ServerProcess(tmp_path / "data", extra_args=args, env=env).start()
+    server = ServerProcess(tmp_path / "data", extra_args=args, env=SELFTEST_ENV).start()
     try:
         sm = server.client("sagemaker")
         account = server.client("sts").get_caller_identity()["Account"]
@@ -26,7 +25,7 @@ def test_server_on_postgresql(tmp_path, postgres_url):
     finally:
         server.stop()
     assert not (tmp_path / "data" / "jobforge.db").exists()  # nothing went to SQLite
-    restarted = ServerProcess(tmp_path / "data", extra_args=args, env=env).start()
+    restarted = ServerProcess(tmp_path / "data", extra_args=args, env=SELFTEST_ENV).start()
     try:
         job = restarted.client("sagemaker").describe_job(JobName="pg-job", JobCategory=TEST_CATEGORY)
         assert job["JobStatus"] == "Completed"

@@ -7,12 +7,12 @@ import json
 import os
 import time
 
-from jobforge.api.sagemaker_jobs import family
 from jobforge.core import jobs
 from jobforge.core.store import create_engine
 from jobforge.execution.local import local_pid
 
-from conftest import TEST_CATEGORY
+import selftest_kind
+from conftest import SELFTEST_ENV, TEST_CATEGORY
 from jobforge.testing_server import ServerProcess
 
 
@@ -21,8 +21,7 @@ def _describe(sm, name):
 
 
 def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path):
-    env = {"JOBFORGE_ENGINE_TEST_CATEGORY": TEST_CATEGORY}
-    server = ServerProcess(tmp_path / "data", env=env).start()
+    server = ServerProcess(tmp_path / "data", env=SELFTEST_ENV).start()
     try:
         sm = server.client("sagemaker")
         account = server.client("sts").get_caller_identity()["Account"]
@@ -41,7 +40,7 @@ def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path):
     finally:
         server.kill()
 
-    restarted = ServerProcess(tmp_path / "data", port=server.port, env=env).start()
+    restarted = ServerProcess(tmp_path / "data", port=server.port, env=SELFTEST_ENV).start()
     try:
         sm = restarted.client("sagemaker")
         deadline = time.time() + 60
@@ -68,7 +67,7 @@ def _engine(data_dir):
 
 
 def _job(data_dir, account):
-    return jobs.get(_engine(data_dir), account, family(TEST_CATEGORY), "survivor")
+    return jobs.get(_engine(data_dir), account, selftest_kind.KIND, "survivor")
 
 
 def _alive(pid) -> bool:

@@ -6,14 +6,18 @@ import threading
 
 import pytest
 
-from jobforge.core import accounts, jobs
+from jobforge.core import accounts, jobs, kinds, tags
 from jobforge.core.errors import ServiceError
+from jobforge.core.idempotency import ClientToken
+from jobforge.core.kinds import JobErrors, JobKind, Workload
 from jobforge.core.store import open_store
 
-FAMILY = jobs.register_family(jobs.Family(
-    name="store-test", service="braket", arn=lambda r, a, n, i: f"arn:aws:braket:{r}:{a}:job/{n}",
-    statuses={s: s for s in jobs.STATES}, conflict_code="ConflictException",
-    not_found_code="ResourceNotFoundException", resource_label="Job"))
+KIND = kinds.register(JobKind(
+    name="store-test", label="Job", statuses={s: s for s in jobs.STATES},
+    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
+                     not_stoppable="ConflictException", in_use="ConflictException"),
+    workload=Workload("jobforge.workloads.testing", resumable=True),
+    arn=lambda r, a, n, i: f"arn:aws:braket:{r}:{a}:job/{n}"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,7 +32,7 @@ def engine(request, tmp_path):
 
 
 def _create(engine, name, **kw):
-    args = dict(account_id="111111111111", region="us-east-1", family=FAMILY, name=name, workload="testing",
+    args = dict(account_id="111111111111", region="us-east-1", kind=KIND, name=name,
                 spec={"n": 1}, resources={"cpus": 1})
     args.update(kw)
     return jobs.create(engine, **args)
@@ -70,11 +74,14 @@ def test_concurrent_creates_leave_one_job(engine):
 
 
 def test_idempotency_tokens(engine):
-    first, created = _create(engine, "tok", client_token="t1", request_hash="h1")
-    again, created_again = _create(engine, "tok", client_token="t1", request_hash="h1")
+    def token(digest):
+        return ClientToken("111111111111", KIND.token_scope, "t1", digest)
+
+    first, created = _create(engine, "tok", token=token("h1"))
+    again, created_again = _create(engine, "tok", token=token("h1"))
     assert created and not created_again and again.arn == first.arn
     with pytest.raises(ServiceError) as err:
-        _create(engine, "tok-2", client_token="t1", request_hash="h2")
+        _create(engine, "tok-2", token=token("h2"))
     assert err.value.code == "ConflictException"
 
 
@@ -112,7 +119,7 @@ def test_paging_is_stable_and_bound_to_filters(engine):
     bad = lambda m: ServiceError("ValidationException", m)  # noqa: E731
     seen, token = [], None
     while True:
-        page = jobs.list_jobs(engine, "111111111111", FAMILY, name_contains="p", sort_by="Name", ascending=True,
+        page = jobs.list_jobs(engine, "111111111111", KIND, name_contains="p", sort_by="Name", ascending=True,
                               limit=2, token=token, bad_token=bad)
         seen += [j.name for j in page.rows]
         if not page.next_token:
@@ -123,7 +130,7 @@ def test_paging_is_stable_and_bound_to_filters(engine):
     # rows created meanwhile sort before the cursor ("-" < "0"): no page repeats or shifts
     assert seen == ["p0", "p1", "p2", "p3", "p4"]
     with pytest.raises(ServiceError):
-        jobs.list_jobs(engine, "111111111111", FAMILY, name_contains="zzz", limit=2, token=token, bad_token=bad)
+        jobs.list_jobs(engine, "111111111111", KIND, name_contains="zzz", limit=2, token=token, bad_token=bad)
 
 
 def test_metrics_logs_and_tags(engine):
@@ -132,10 +139,10 @@ def test_metrics_logs_and_tags(engine):
     jobs.add_logs(engine, job.id, "m/stream", [(1.0, "hello"), (2.0, "world")])
     assert [m["value"] for m in jobs.metrics(engine, job.id)] == [2.5, 1.5]
     assert [line["message"] for line in jobs.logs(engine, job.id)] == ["hello", "world"]
-    jobs.put_tags(engine, job.account_id, job.arn, {"b": "2", "a": "3"})
-    assert jobs.get_tags(engine, job.arn) == {"a": "3", "b": "2"}
-    jobs.remove_tags(engine, job.arn, ["a"])
-    assert jobs.get_tags(engine, job.arn) == {"b": "2"}
+    tags.put(engine, job.account_id, job.arn, {"b": "2", "a": "3"})
+    assert tags.of(engine, job.arn) == {"a": "3", "b": "2"}
+    tags.remove(engine, job.arn, ["a"])
+    assert tags.of(engine, job.arn) == {"b": "2"}
 
 
 def test_accounts_keys_and_job_credentials(engine):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core.errors import ServiceError
+from jobforge.core.idempotency import ClientToken
 
 if TYPE_CHECKING:  # handlers are given the server's runtime; they never import the server
     from jobforge.server.runtime import Runtime
@@ -68,6 +69,12 @@ def request_hash(req: dict, exclude: tuple[str, ...] = ()) -> str:
     """A stable digest of a request, for idempotency-token comparison."""
     body = {k: v for k, v in req.items() if k not in exclude}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def client_token(ctx: RequestContext, scope: str, req: dict, member: str) -> ClientToken | None:
+    """The request's client token (in ``member``) with the digest of the rest of the request; None without one."""
+    token = req.get(member)
+    return ClientToken(ctx.account_id, scope, token, request_hash(req, exclude=(member,))) if token else None
 
 
 def not_implemented(service: str, operation: str) -> ServiceError:

@@ -15,22 +15,20 @@ import time
 import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
-from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.base import RequestContext, client_token, handler
 from jobforge.api.bedrock_common import (ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered,
                                          when)
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
-from jobforge.core import jobs
+from jobforge.core import jobs, kinds, tags
+from jobforge.core.kinds import JobErrors, JobKind, Workload
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
 from jobforge.core.store import jobs_table, reading
 
-WORKLOAD = "bedrock-customization"
 SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
             "COMPLETED": "Completed", "FAILED": "Failed", "STOPPED": "Stopped", "TIMED_OUT": "Failed"}
-STATUS_FILTER = {"InProgress": ("QUEUED", "STARTING", "RUNNING"), "Stopping": ("STOPPING",),
-                 "Completed": ("COMPLETED",), "Failed": ("FAILED", "TIMED_OUT"), "Stopped": ("STOPPED",)}
 PHASES = (("Validation", "validationDetails"), ("DataProcessing", "dataProcessingDetails"),
           ("Training", "trainingDetails"))
 PHASE_END = {"COMPLETED": "Completed", "FAILED": "Failed", "TIMED_OUT": "Failed", "STOPPED": "Stopped",
@@ -44,19 +42,16 @@ def job_arn(region: str, account_id: str, base_model_id: str, job_id: str) -> st
     return f"arn:aws:bedrock:{region}:{account_id}:model-customization-job/{base_model_id}/{job_id}"
 
 
-def _arn_from_request(*_):
-    raise TypeError("Bedrock job ARNs embed the base model: jobs.create is given arn=")
-
-
 def _on_terminal(runtime, job: jobs.Job) -> None:
     if job.state == "COMPLETED":
         register_model(runtime.engine, job)
 
 
-FAMILY = jobs.register_family(jobs.Family(
-    name="bedrock-customization", service="bedrock", arn=_arn_from_request, statuses=STATUSES,
-    conflict_code="ConflictException", not_found_code="ResourceNotFoundException",
-    resource_label="Model customization job", on_terminal=_on_terminal))
+KIND = kinds.register(JobKind(
+    name="bedrock-customization", label="Model customization job", statuses=STATUSES,
+    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
+                     not_stoppable="ConflictException", in_use="ConflictException"),
+    workload=Workload("jobforge.workloads.customize", resumable=True), on_terminal=_on_terminal))
 
 
 # -- the custom model of a completed job -------------------------------------
@@ -79,7 +74,7 @@ def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
         customization_type=job.spec["customizationType"],
         location=result.get("outputModelUri") or job.spec["outputModelUri"], status="Active",
         failure_message=None, details=details, created_at=job.ended_at or time.time()))
-    jobs.put_tags(engine, job.account_id, model.arn, api.get("customModelTags") or {})
+    tags.put(engine, job.account_id, model.arn, api.get("customModelTags") or {})
     return model
 
 
@@ -88,7 +83,7 @@ def reconcile_models(runtime, account_id: str) -> None:
     engine = runtime.engine
     with reading(engine) as conn:
         rows = conn.execute(sa.select(jobs_table).where(
-            jobs_table.c.account_id == account_id, jobs_table.c.family == FAMILY.name,
+            jobs_table.c.account_id == account_id, jobs_table.c.family == KIND.name,
             jobs_table.c.state == "COMPLETED",
             jobs_table.c.id.not_in(sa.select(cm.custom_models.c.job_id).where(cm.custom_models.c.job_id.is_not(None)))
         )).all()
@@ -190,16 +185,15 @@ def model_name_reserved(ctx: RequestContext, name: str) -> bool:
         return True
     with reading(ctx.engine) as conn:
         rows = conn.execute(sa.select(jobs_table.c.spec).where(
-            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family == FAMILY.name,
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family == KIND.name,
             jobs_table.c.state.in_(jobs.ACTIVE))).all()
     return any(row.spec["api"]["customModelName"] == name for row in rows)
 
 
 @handler("bedrock", "CreateModelCustomizationJob", blocking=True)
 def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
-    token = req.get("clientRequestToken")
-    digest = request_hash(req, exclude=("clientRequestToken",))
-    earlier = replayed(ctx, f"{FAMILY.name}:create", token, digest)
+    token = client_token(ctx, KIND.token_scope, req, "clientRequestToken")
+    earlier = replayed(ctx, token)
     if earlier:  # a retry of a request that created a job
         return {"jobArn": earlier}
     kind = _customization_type(req)
@@ -237,17 +231,17 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
                 "customModelArn": cm.custom_model_arn(ctx.region, ctx.account_id, base.family_id, model_id),
                 "customModelTags": {t["key"]: t["value"] for t in req.get("customModelTags", [])},
                 "baseModelArn": foundation_model_arn(ctx.region, base.family_id),
-                "baseModelIdentifierArn": base.arn, "clientRequestToken": token,
+                "baseModelIdentifierArn": base.arn, "clientRequestToken": req.get("clientRequestToken"),
                 "customizationConfig": req.get("customizationConfig"), "vpcConfig": req.get("vpcConfig"),
                 "customModelKmsKeyId": req.get("customModelKmsKeyId")},
     }
     if teacher is not None:
         spec["teacherModel"] = teacher
     job, _ = jobs.create(
-        ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
-        workload=WORKLOAD, spec=spec, resources=_resources(ctx), role_arn=req["roleArn"],
-        tags_={t["key"]: t["value"] for t in req.get("jobTags", [])}, client_token=token, request_hash=digest,
-        job_id=job_id, arn=job_arn(ctx.region, ctx.account_id, base.family_id, job_id))
+        ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["jobName"], spec=spec,
+        resources=_resources(ctx), role_arn=req["roleArn"],
+        tags_={t["key"]: t["value"] for t in req.get("jobTags", [])}, token=token, job_id=job_id,
+        arn=job_arn(ctx.region, ctx.account_id, base.family_id, job_id))
     ctx.runtime.scheduler.wake()
     return {"jobArn": job.arn}
 
@@ -322,7 +316,7 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
 
 @handler("bedrock", "GetModelCustomizationJob")
 def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobIdentifier"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"])
     if job.state == "COMPLETED":
         reconcile_models(ctx.runtime, ctx.account_id)
     return _describe(ctx, job)
@@ -331,8 +325,8 @@ def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
 @handler("bedrock", "ListModelCustomizationJobs")
 def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
     page = jobs.list_jobs(
-        ctx.engine, ctx.account_id, FAMILY, name_contains=req.get("nameContains"),
-        states=STATUS_FILTER[req["statusEquals"]] if "statusEquals" in req else None,
+        ctx.engine, ctx.account_id, KIND, name_contains=req.get("nameContains"),
+        states=KIND.states(req["statusEquals"]) if "statusEquals" in req else None,
         created_after=epoch(req, "creationTimeAfter"), created_before=epoch(req, "creationTimeBefore"),
         sort_by=req.get("sortBy", "CreationTime"), ascending=req.get("sortOrder") == "Ascending",
         limit=req.get("maxResults", 100), token=req.get("nextToken"), bad_token=validation_error)
@@ -354,7 +348,7 @@ def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "StopModelCustomizationJob")
 def stop_model_customization_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobIdentifier"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"])
     jobs.request_stop(ctx.engine, job)
     ctx.runtime.scheduler.wake()
     return {}

@@ -1,18 +1,16 @@
 """What Bedrock's job and model modules share: the resolution of a model identifier to the weights it
-names (for customization jobs and for bedrock-runtime), timestamps, and idempotency tokens."""
+names (for customization jobs and for bedrock-runtime), timestamps, and client tokens."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from jobforge.api.base import RequestContext
 from jobforge.core import custom_models as cm
-from jobforge.core import models_catalog
-from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import idempotency, reading
+from jobforge.core import idempotency, models_catalog
+from jobforge.core.errors import validation_error
+from jobforge.core.idempotency import ClientToken
 
 UTC = dt.timezone.utc
 INVALID_MODEL = "The provided model identifier is invalid."
@@ -96,25 +94,6 @@ def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
     return resolve_model(ctx, model_id)
 
 
-def replayed(ctx: RequestContext, scope: str, token: str | None, digest: str) -> str | None:
-    """The ARN created earlier with this token, or a ConflictException for other parameters."""
-    if not token:
-        return None
-    with reading(ctx.engine) as conn:
-        found = conn.execute(sa.select(idempotency).where(
-            idempotency.c.account_id == ctx.account_id, idempotency.c.scope == scope,
-            idempotency.c.token == token)).first()
-    if found is None:
-        return None
-    if found.request_hash != digest:
-        raise ServiceError("ConflictException", "The client token was already used with different request "
-                           "parameters. Use a new client token.")
-    return found.resource_arn
-
-
-def token_row(ctx: RequestContext, scope: str, token: str | None, digest: str, arn: str) -> dict | None:
-    """The idempotency record to write with the resource it created."""
-    if not token:
-        return None
-    return dict(account_id=ctx.account_id, scope=scope, token=token, request_hash=digest, resource_arn=arn,
-                created_at=dt.datetime.now(UTC).timestamp())
+def replayed(ctx: RequestContext, token: ClientToken | None) -> str | None:
+    """The ARN created earlier with this client token, or a ConflictException for other parameters."""
+    return idempotency.earlier(ctx.engine, token, idempotency.reused("ConflictException"))

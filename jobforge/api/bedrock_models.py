@@ -8,11 +8,11 @@ import time
 import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
-from jobforge.api.base import RequestContext, handler, request_hash
-from jobforge.api.bedrock_common import epoch, replayed, token_row, when
+from jobforge.api.base import RequestContext, client_token, handler
+from jobforge.api.bedrock_common import epoch, replayed, when
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
-from jobforge.core import jobs, models_catalog
+from jobforge.core import jobs, models_catalog, tags
 from jobforge.core.errors import ServiceError, validation_error
 
 
@@ -119,15 +119,15 @@ def delete_custom_model(ctx: RequestContext, req: dict) -> dict:
         job = jobs.load(ctx.engine, model.job_id)
         if job is not None:
             jobs.transition(ctx.engine, job.id, result=dict(job.result, customModelDeleted=True))
-    jobs.remove_tags(ctx.engine, model.arn, list(jobs.get_tags(ctx.engine, model.arn)))
+    tags.remove(ctx.engine, model.arn)
     return {}
 
 
 @handler("bedrock", "CreateCustomModel", blocking=True)
 def create_custom_model(ctx: RequestContext, req: dict) -> dict:
     """Import Hugging Face weights from S3 as a custom model."""
-    digest = request_hash(req, exclude=("clientRequestToken",))
-    earlier = replayed(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest)
+    token = client_token(ctx, "bedrock-custom-model:create", req, "clientRequestToken")
+    earlier = replayed(ctx, token)
     if earlier:
         return {"modelArn": earlier}
     source = (req.get("modelSourceConfig") or {}).get("s3DataSource")
@@ -155,9 +155,8 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
         id=model_id, account_id=ctx.account_id, name=req["modelName"], arn=arn, base_model_id=None, job_id=None,
         customization_type="IMPORTED", location=prefix, status="Active", failure_message=None,
         details={"modelSource": prefix, "architecture": config["model_type"]},
-        created_at=time.time()),
-        token_row(ctx, "bedrock-custom-model:create", req.get("clientRequestToken"), digest, arn))
-    jobs.put_tags(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("modelTags", [])})
+        created_at=time.time()), token)
+    tags.put(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("modelTags", [])})
     return {"modelArn": model.arn}
 
 
@@ -170,8 +169,8 @@ def _deployment_view(d: cm.Deployment) -> dict:
 
 @handler("bedrock", "CreateCustomModelDeployment")
 def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
-    digest = request_hash(req, exclude=("clientRequestToken",))
-    earlier = replayed(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest)
+    token = client_token(ctx, "bedrock-deployment:create", req, "clientRequestToken")
+    earlier = replayed(ctx, token)
     if earlier:
         return {"customModelDeploymentArn": earlier}
     model = cm.get_model(ctx.engine, ctx.account_id, req["modelArn"])
@@ -184,8 +183,8 @@ def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
     deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
         id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"], arn=arn, model_arn=model.arn,
         status="Active", description=req.get("description"), failure_message=None, created_at=now, updated_at=now),
-        token_row(ctx, "bedrock-deployment:create", req.get("clientRequestToken"), digest, arn))
-    jobs.put_tags(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("tags", [])})
+        token)
+    tags.put(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("tags", [])})
     return {"customModelDeploymentArn": deployment.arn}
 
 
@@ -210,7 +209,7 @@ def update_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
 def delete_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
     deployment = cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"])
     cm.delete_deployment(ctx.engine, deployment)
-    jobs.remove_tags(ctx.engine, deployment.arn, list(jobs.get_tags(ctx.engine, deployment.arn)))
+    tags.remove(ctx.engine, deployment.arn)
     return {}
 
 
@@ -243,11 +242,14 @@ def list_custom_model_deployments(ctx: RequestContext, req: dict) -> dict:
 
 
 # -- tags ----------------------------------------------------------------------
+MAX_TAGS = 200  # Bedrock's quota of tags per resource
+
+
 def _taggable(ctx: RequestContext, arn: str) -> str:
-    from jobforge.api.bedrock import FAMILY
+    from jobforge.api.bedrock import KIND
 
     if ":model-customization-job/" in arn:
-        return jobs.get(ctx.engine, ctx.account_id, FAMILY, arn).arn
+        return jobs.get(ctx.engine, ctx.account_id, KIND, arn).arn
     if ":custom-model-deployment/" in arn:
         return cm.get_deployment(ctx.engine, ctx.account_id, arn).arn
     if ":custom-model/" in arn:
@@ -258,21 +260,19 @@ def _taggable(ctx: RequestContext, arn: str) -> str:
 @handler("bedrock", "TagResource")
 def tag_resource(ctx: RequestContext, req: dict) -> dict:
     arn = _taggable(ctx, req["resourceARN"])
-    current = jobs.get_tags(ctx.engine, arn)
-    new = {t["key"]: t["value"] for t in req["tags"]}
-    if len(set(current) | set(new)) > 200:
-        raise ServiceError("TooManyTagsException", "A resource can have at most 200 tags.", resourceName=arn)
-    jobs.put_tags(ctx.engine, ctx.account_id, arn, new)
+    tags.put(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req["tags"]}, limit=MAX_TAGS,
+             too_many=lambda: ServiceError("TooManyTagsException", f"A resource can have at most {MAX_TAGS} tags.",
+                                           resourceName=arn))
     return {}
 
 
 @handler("bedrock", "UntagResource")
 def untag_resource(ctx: RequestContext, req: dict) -> dict:
-    jobs.remove_tags(ctx.engine, _taggable(ctx, req["resourceARN"]), req["tagKeys"])
+    tags.remove(ctx.engine, _taggable(ctx, req["resourceARN"]), req["tagKeys"])
     return {}
 
 
 @handler("bedrock", "ListTagsForResource")
 def list_tags_for_resource(ctx: RequestContext, req: dict) -> dict:
-    tags = jobs.get_tags(ctx.engine, _taggable(ctx, req["resourceARN"]))
-    return {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]}
+    found = tags.of(ctx.engine, _taggable(ctx, req["resourceARN"]))
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(found.items())]}

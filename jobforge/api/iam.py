@@ -14,11 +14,12 @@ from urllib.parse import quote, unquote
 import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
-from jobforge.core import paging
+from jobforge.core import paging, tags
 from jobforge.core.accounts import ROLE_BY_NAME, role_row
 from jobforge.core.errors import ServiceError
 from jobforge.core.role_policies import role_policy_conflict
-from jobforge.core.store import jobs_table, reading, roles, tags
+from jobforge.core.store import jobs_table, reading, roles
+from jobforge.core.store import tags as tags_table
 
 MAX_TAGS = 50  # IAM's quota of tags per role
 
@@ -45,8 +46,8 @@ def _role(row, role_tags: list[dict] | None = None) -> dict:
 
 
 # A role and its tags in one query (GetRole is the call a client makes most).
-ROLE_WITH_TAGS = (sa.select(roles, tags.c.key.label("tag_key"), tags.c.value.label("tag_value"))
-                  .select_from(roles.outerjoin(tags, tags.c.resource_arn == roles.c.arn))
+ROLE_WITH_TAGS = (sa.select(roles, tags_table.c.key.label("tag_key"), tags_table.c.value.label("tag_value"))
+                  .select_from(roles.outerjoin(tags_table, tags_table.c.resource_arn == roles.c.arn))
                   .where(roles.c.account_id == sa.bindparam("account"),
                          sa.func.lower(roles.c.role_name) == sa.func.lower(sa.bindparam("name"))))
 
@@ -67,16 +68,8 @@ def _requested_tags(tag_list: list[dict]) -> dict[str, str]:
 
 def _put_tags(conn, account_id: str, arn: str, requested: dict[str, str]) -> None:
     """Add or overwrite tags (a key in another case replaces the old one), within IAM's quota."""
-    existing = [r.key for r in conn.execute(sa.select(tags.c.key).where(tags.c.resource_arn == arn))]
-    folded = {key.lower() for key in requested}
-    replaced = [key for key in existing if key.lower() in folded]
-    if len(existing) - len(replaced) + len(requested) > MAX_TAGS:
-        raise ServiceError("LimitExceeded", f"Cannot exceed quota for TagsPerRole: {MAX_TAGS}.")
-    if replaced:
-        conn.execute(tags.delete().where(tags.c.resource_arn == arn, tags.c.key.in_(replaced)))
-    if requested:
-        conn.execute(tags.insert(), [dict(resource_arn=arn, key=key, value=value, account_id=account_id)
-                                     for key, value in requested.items()])
+    tags.put(conn, account_id, arn, requested, limit=MAX_TAGS, same_key=str.lower,
+             too_many=lambda: ServiceError("LimitExceeded", f"Cannot exceed quota for TagsPerRole: {MAX_TAGS}."))
 
 
 def _locked(conn, ctx: RequestContext, name: str):
@@ -109,7 +102,7 @@ def create_role(ctx: RequestContext, req: dict) -> dict:
     try:
         with ctx.engine.begin() as conn:
             conn.execute(roles.insert().values(row))
-            conn.execute(tags.delete().where(tags.c.resource_arn == row["arn"]))  # none may outlive a role
+            tags.remove(conn, row["arn"])  # none may outlive a role
             _put_tags(conn, ctx.account_id, row["arn"], requested)
     except sa.exc.IntegrityError:
         raise ServiceError("EntityAlreadyExists", f"Role with name {req['RoleName']} already exists.") from None
@@ -155,7 +148,7 @@ def delete_role(ctx: RequestContext, req: dict) -> dict:
         conflict = role_policy_conflict(conn, row.role_id)
         if conflict:
             raise conflict
-        conn.execute(tags.delete().where(tags.c.resource_arn == row.arn))
+        tags.remove(conn, row.arn)
     return {}
 
 
@@ -170,13 +163,9 @@ def tag_role(ctx: RequestContext, req: dict) -> dict:
 
 @handler("iam", "UntagRole")
 def untag_role(ctx: RequestContext, req: dict) -> dict:
-    folded = {key.lower() for key in req["TagKeys"]}
     with ctx.engine.begin() as conn:
         row = _locked(conn, ctx, req["RoleName"])
-        existing = [r.key for r in conn.execute(sa.select(tags.c.key).where(tags.c.resource_arn == row.arn))]
-        doomed = [key for key in existing if key.lower() in folded]  # keys absent are no error
-        if doomed:
-            conn.execute(tags.delete().where(tags.c.resource_arn == row.arn, tags.c.key.in_(doomed)))
+        tags.remove(conn, row.arn, req["TagKeys"], same_key=str.lower)
     return {}
 
 
@@ -216,8 +205,7 @@ def list_role_tags(ctx: RequestContext, req: dict) -> dict:
         row = conn.execute(ROLE_BY_NAME, {"account": ctx.account_id, "name": req["RoleName"]}).first()
         if row is None:
             raise ServiceError("NoSuchEntity", f"The role with name {req['RoleName']} cannot be found.")
-        keyed = sorted(((r.key, r.value) for r in conn.execute(
-            sa.select(tags.c.key, tags.c.value).where(tags.c.resource_arn == row.arn))))
+        keyed = sorted(tags.of(conn, row.arn).items())
     start = _after_marker([key for key, _ in keyed], req["Marker"]) if "Marker" in req else 0
     limit = req.get("MaxItems", 100)
     chosen = keyed[start:start + limit]

@@ -1,9 +1,9 @@
 """CloudWatch Logs (awsJson1.1) over the job store's log lines.
 
-A job family exposes its jobs' output as a log group by registering it
-(``register_log_group``): each job of the family is one log stream of the
-group, named by the family, holding every line of the job's log. The group
-exists for an account once the account has a job of the family, as on AWS,
+A job kind exposes its jobs' output as a log group by declaring one
+(``JobKind.log_group``): each job of the kind is one log stream of the
+group, named by the kind, holding every line of the job's log. The group
+exists for an account once the account has a job of the kind, as on AWS,
 where a service creates its group with its first job. Reads only:
 DescribeLogGroups, DescribeLogStreams, GetLogEvents, FilterLogEvents, and
 Logs Insights queries (StartQuery, GetQueryResults, StopQuery) in the subset
@@ -19,13 +19,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
 
 import sqlalchemy as sa
 
 from jobforge.api import logs_insights
 from jobforge.api.base import RequestContext, handler
-from jobforge.core import paging
+from jobforge.core import kinds, paging
 from jobforge.core.errors import ServiceError
 from jobforge.core.jobs import Job
 from jobforge.core.store import job_logs, jobs_table, log_queries, reading
@@ -37,15 +36,21 @@ DEFAULT_STREAMS = 50
 @dataclass(frozen=True)
 class LogGroup:
     name: str
-    families: tuple[str, ...]  # job families whose jobs are the group's streams
-    stream: Callable[[Job], str]  # a job's stream name; must start with "<job name>/"
+    families: tuple[str, ...]  # the kinds whose jobs are the group's streams
+
+    @staticmethod
+    def stream(job: Job) -> str:
+        """The job's stream name, as its kind names it."""
+        return kinds.of(job).log_group.stream(job)
 
 
-GROUPS: dict[str, LogGroup] = {}
-
-
-def register_log_group(name: str, families: tuple[str, ...], stream: Callable[[Job], str]) -> None:
-    GROUPS[name] = LogGroup(name, families, stream)
+def groups() -> dict[str, LogGroup]:
+    """The log groups the declared job kinds write to, by name."""
+    members: dict[str, list[str]] = {}
+    for kind in kinds.KINDS.values():
+        if kind.log_group is not None:
+            members.setdefault(kind.log_group.name, []).append(kind.name)
+    return {name: LogGroup(name, tuple(names)) for name, names in members.items()}
 
 
 def invalid(message: str) -> ServiceError:
@@ -85,7 +90,7 @@ def _group(ctx: RequestContext, req: dict) -> LogGroup:
             else identifier
     if not name:
         raise invalid("Either logGroupName or logGroupIdentifier is required.")
-    group = GROUPS.get(name)
+    group = groups().get(name)
     if group is None or not _exists(ctx, group):
         raise ServiceError("ResourceNotFoundException", "The specified log group does not exist.")
     return group
@@ -106,8 +111,7 @@ def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
         raise invalid("Only one of logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers can be given.")
     wanted = {ident.rsplit(":log-group:", 1)[-1].removesuffix(":*") for ident in identifiers or []}
     found = []
-    for name in sorted(GROUPS):
-        group = GROUPS[name]
+    for name, group in sorted(groups().items()):
         if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()) \
                 or (identifiers and name not in wanted) or req.get("logGroupClass", "STANDARD") != "STANDARD":
             continue

@@ -1,66 +1,80 @@
-"""SageMaker CreateJob and friends: one family per JobCategory.
+"""SageMaker CreateJob and friends: one job kind per JobCategory.
 
-A category is served once a workload is bound to it (``register_category``);
-until then CreateJob refuses it with a clear ValidationException.
+A category is served once it is declared (``kinds.register(job_category(...))``),
+with its workload, its JobConfigDocument schemas and how a document becomes a
+job; until then CreateJob refuses it with a clear ValidationException.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
-from jobforge.core import jobs
+from jobforge.core import jobs, kinds, tags
 from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.kinds import JobErrors, JobKind, Workload
 
 UTC = dt.timezone.utc
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
             "COMPLETED": "Completed", "FAILED": "Failed", "STOPPED": "Stopped", "TIMED_OUT": "Stopped"}
-STATUS_FILTER = {"InProgress": ("QUEUED", "STARTING", "RUNNING"), "Stopping": ("STOPPING",),
-                 "Completed": ("COMPLETED",), "Failed": ("FAILED",), "Stopped": ("STOPPED", "TIMED_OUT"),
-                 "Deleting": (), "DeleteFailed": ()}
+ERRORS = JobErrors(not_found="ResourceNotFound", conflict="ResourceInUse", not_stoppable="ValidationException",
+                   in_use="ResourceInUse")
 SECONDARY = {"TIMED_OUT": "MaxRuntimeExceeded", "STOPPED": "Stopped", "FAILED": "Failed",
              "COMPLETED": "Completed", "STOPPING": "Stopping"}
 # Internal progress names that are not SageMaker secondary statuses.
 SECONDARY_ALIASES = {"TimedOut": "MaxRuntimeExceeded", "Restarting": "Restarting", "Starting": "Starting"}
+PREFIX = "sagemaker-job/"  # before the category in the name of its kind
 
 
 @dataclass(frozen=True)
-class Category:
-    workload: str
-    schemas: dict[str, dict]  # JobConfigSchemaVersion → JSON Schema
+class Category(JobKind):
+    """The kind of the jobs of one JobCategory."""
+
+    schemas: dict[str, dict] = field(default_factory=dict)  # JobConfigSchemaVersion → JSON Schema
     # (document, request) → (spec, resources, max runtime seconds or None); raises ServiceError
-    build: Callable[[dict, dict], tuple[dict, dict, float | None]]
+    build: Callable[[dict, dict], tuple[dict, dict, float | None]] | None = None
+
+    @property
+    def category(self) -> str:
+        return self.name.removeprefix(PREFIX)
 
 
-CATEGORIES: dict[str, Category] = {}
+def job_category(name: str, workload: Workload, schemas: dict[str, dict],
+                 build: Callable[[dict, dict], tuple[dict, dict, float | None]]) -> Category:
+    """The declaration of JobCategory ``name``, for ``kinds.register``."""
+    return Category(
+        name=PREFIX + name, label=f"{name} job", statuses=STATUSES, errors=ERRORS, workload=workload,
+        arn=lambda region, account, job_name, _id: f"arn:aws:sagemaker:{region}:{account}:job/{name}/{job_name}",
+        schemas=schemas, build=build)
 
 
-def register_category(name: str, category: Category) -> None:
-    CATEGORIES[name] = category
+def categories() -> dict[str, Category]:
+    return {kind.category: kind for kind in kinds.KINDS.values() if isinstance(kind, Category)}
 
 
-def family(category: str) -> jobs.Family:
-    name = f"sagemaker-job/{category}"
-    if name not in jobs.FAMILIES:
-        jobs.register_family(jobs.Family(
-            name=name, service="sagemaker",
-            arn=lambda region, account, job_name, _id: f"arn:aws:sagemaker:{region}:{account}:job/{category}/{job_name}",
-            statuses=STATUSES, conflict_code="ResourceInUse", not_found_code="ResourceNotFound",
-            resource_label=f"{category} job"))
-    return jobs.FAMILIES[name]
+def served(name: str) -> Category | None:
+    found = kinds.get(PREFIX + name)
+    return found if isinstance(found, Category) else None
 
 
 def _category(name: str) -> Category:
-    found = CATEGORIES.get(name)
+    found = served(name)
     if found is None:
         raise validation_error(f"JobCategory {name} is not available on this server: no workload is installed "
-                               f"for it. Available: {', '.join(sorted(CATEGORIES)) or 'none'}.")
+                               f"for it. Available: {', '.join(sorted(categories())) or 'none'}.")
     return found
+
+
+def _job(ctx: RequestContext, req: dict) -> jobs.Job:
+    """The job JobName names in JobCategory, of the caller's account."""
+    found = served(req["JobCategory"])
+    if found is None:
+        raise ServiceError(ERRORS.not_found, f"{req['JobCategory']} job {req['JobName']} not found.")
+    return jobs.get(ctx.engine, ctx.account_id, found, req["JobName"])
 
 
 def _time(epoch: float | None):
@@ -107,8 +121,8 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
     spec, resources, max_runtime = category.build(document, req)
     require_role(ctx, req["RoleArn"], "ResourceNotFound")
     job, _ = jobs.create(
-        ctx.engine, account_id=ctx.account_id, region=ctx.region, family=family(req["JobCategory"]),
-        name=req["JobName"], workload=category.workload, spec=dict(spec, JobConfigDocument=document),
+        ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=category,
+        name=req["JobName"], spec=dict(spec, JobConfigDocument=document),
         resources=resources, role_arn=req["RoleArn"], max_runtime=max_runtime,
         tags_={t["Key"]: t["Value"] for t in req.get("Tags", [])}, secondary_status="Pending")
     ctx.runtime.scheduler.wake()
@@ -120,12 +134,12 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
     if job.result.get("ServiceOutput"):
         document["ServiceOutput"] = job.result["ServiceOutput"]
     out = {
-        "JobName": job.name, "JobArn": job.arn, "RoleArn": job.role_arn, "JobCategory": job.family.split("/", 1)[1],
+        "JobName": job.name, "JobArn": job.arn, "RoleArn": job.role_arn, "JobCategory": job.family.removeprefix(PREFIX),
         "JobConfigSchemaVersion": job.spec.get("JobConfigSchemaVersion"),
         "JobConfigDocument": json.dumps(document), "CreationTime": _time(job.created_at),
         "LastModifiedTime": _time(job.updated_at), "EndTime": _time(job.ended_at), "JobStatus": job.status,
         "SecondaryStatus": _secondary(job), "SecondaryStatusTransitions": _transitions(job),
-        "Tags": [{"Key": k, "Value": v} for k, v in jobs.get_tags(ctx.engine, job.arn).items()],
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.of(ctx.engine, job.arn).items()],
     }
     if job.failure_reason:
         out["FailureReason"] = job.failure_reason[:1024]
@@ -136,15 +150,18 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
 
 @handler("sagemaker", "DescribeJob")
 def describe_job(ctx: RequestContext, req: dict) -> dict:
-    return _describe(ctx, jobs.get(ctx.engine, ctx.account_id, family(req["JobCategory"]), req["JobName"]))
+    return _describe(ctx, _job(ctx, req))
 
 
 @handler("sagemaker", "ListJobs")
 def list_jobs(ctx: RequestContext, req: dict) -> dict:
     epoch = lambda key: req[key].timestamp() if key in req else None  # noqa: E731
+    kind = served(req["JobCategory"])
+    if kind is None:
+        return {"JobSummaries": []}
     page = jobs.list_jobs(
-        ctx.engine, ctx.account_id, family(req["JobCategory"]), name_contains=req.get("NameContains"),
-        states=STATUS_FILTER[req["StatusEquals"]] if "StatusEquals" in req else None,
+        ctx.engine, ctx.account_id, kind, name_contains=req.get("NameContains"),
+        states=kind.states(req["StatusEquals"]) if "StatusEquals" in req else None,
         created_after=epoch("CreationTimeAfter"), created_before=epoch("CreationTimeBefore"),
         modified_after=epoch("LastModifiedTimeAfter"), modified_before=epoch("LastModifiedTimeBefore"),
         sort_by=req.get("SortBy", "CreationTime"), ascending=req.get("SortOrder") == "Ascending",
@@ -162,22 +179,20 @@ def list_jobs(ctx: RequestContext, req: dict) -> dict:
 
 @handler("sagemaker", "StopJob")
 def stop_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, family(req["JobCategory"]), req["JobName"])
-    jobs.request_stop(ctx.engine, job)
+    jobs.request_stop(ctx.engine, _job(ctx, req))
     ctx.runtime.scheduler.wake()
     return {}
 
 
 @handler("sagemaker", "DeleteJob")
 def delete_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, family(req["JobCategory"]), req["JobName"])
-    jobs.delete(ctx.engine, job)
+    jobs.delete(ctx.engine, _job(ctx, req))
     return {}
 
 
 @handler("sagemaker", "ListJobSchemaVersions")
 def list_job_schema_versions(ctx: RequestContext, req: dict) -> dict:
-    category = CATEGORIES.get(req["JobCategory"])
+    category = served(req["JobCategory"])
     if category is None:
         raise ServiceError("ResourceNotFound", f"No schemas are published for JobCategory {req['JobCategory']}.")
     return {"JobConfigSchemas": [{"JobConfigSchemaVersion": v} for v in sorted(category.schemas)]}
@@ -185,7 +200,7 @@ def list_job_schema_versions(ctx: RequestContext, req: dict) -> dict:
 
 @handler("sagemaker", "DescribeJobSchemaVersion")
 def describe_job_schema_version(ctx: RequestContext, req: dict) -> dict:
-    category = CATEGORIES.get(req["JobCategory"])
+    category = served(req["JobCategory"])
     if category is None:
         raise ServiceError("ResourceNotFound", f"No schemas are published for JobCategory {req['JobCategory']}.")
     version = req.get("JobConfigSchemaVersion") or max(category.schemas)
@@ -193,25 +208,3 @@ def describe_job_schema_version(ctx: RequestContext, req: dict) -> dict:
         raise ServiceError("ResourceNotFound", f"Schema version {version} of {req['JobCategory']} does not exist.")
     return {"JobCategory": req["JobCategory"], "JobConfigSchemaVersion": version,
             "JobConfigSchema": json.dumps(category.schemas[version])}
-
-
-def _engine_test_category() -> None:
-    """Bind a category to the engine's self-test workload when the server is
-    started with JOBFORGE_ENGINE_TEST_CATEGORY (used by the engine's own tests)."""
-    name = os.environ.get("JOBFORGE_ENGINE_TEST_CATEGORY")
-    if not name:
-        return
-    schema = {"type": "object", "properties": {
-        "Steps": {"type": "integer"}, "SleepSeconds": {"type": "number"}, "FailAtStep": {"type": "integer"},
-        "StoppingCondition": {"type": "object"}}}
-
-    def build(document: dict, req: dict):
-        spec = {"steps": document.get("Steps", 5), "sleep": document.get("SleepSeconds", 0.1),
-                "fail_at": document.get("FailAtStep"), "JobConfigSchemaVersion": req["JobConfigSchemaVersion"]}
-        runtime = document.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-        return spec, {"cpus": 1, "memory_mb": 256, "gpus": document.get("Gpus", 0)}, runtime
-
-    register_category(name, Category("testing", {"1.0.0": schema}, build))
-
-
-_engine_test_category()

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import paging
+from jobforge.core import idempotency, paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import idempotency, metadata, reading
+from jobforge.core.identifiers import name_or_arn
+from jobforge.core.idempotency import ClientToken
+from jobforge.core.store import metadata, reading
 
 custom_models = sa.Table(
     "custom_models", metadata,
@@ -98,14 +100,13 @@ def name_taken(engine: sa.Engine, account_id: str, name: str) -> bool:
             custom_models.c.account_id == account_id, custom_models.c.name == name)).first() is not None
 
 
-def insert_model(engine: sa.Engine, model: CustomModel, token: dict | None = None) -> CustomModel:
+def insert_model(engine: sa.Engine, model: CustomModel, token: ClientToken | None = None) -> CustomModel:
     """Insert once: a model already recorded for the same job (or id) is returned as it is.
-    ``token`` is an idempotency row written in the same transaction."""
+    ``token`` is the request's client token, written in the same transaction."""
     try:
         with engine.begin() as conn:
             conn.execute(custom_models.insert().values(vars(model)))
-            if token:
-                conn.execute(idempotency.insert().values(token))
+            idempotency.remember(conn, token, model.arn)
     except sa.exc.IntegrityError:
         with reading(engine) as conn:
             row = conn.execute(sa.select(custom_models).where(sa.or_(
@@ -119,10 +120,9 @@ def insert_model(engine: sa.Engine, model: CustomModel, token: dict | None = Non
 
 
 def find_model(engine: sa.Engine, account_id: str, identifier: str) -> CustomModel | None:
-    column = custom_models.c.arn if identifier.startswith("arn:") else custom_models.c.name
     with reading(engine) as conn:
         row = conn.execute(sa.select(custom_models).where(custom_models.c.account_id == account_id,
-                                                          column == identifier)).first()
+                                                          name_or_arn(custom_models, identifier))).first()
     return CustomModel(**row._mapping) if row else None
 
 
@@ -166,12 +166,11 @@ def list_models(engine: sa.Engine, account_id: str, *, conditions: list, ascendi
     return page
 
 
-def insert_deployment(engine: sa.Engine, deployment: Deployment, token: dict | None = None) -> Deployment:
+def insert_deployment(engine: sa.Engine, deployment: Deployment, token: ClientToken | None = None) -> Deployment:
     try:
         with engine.begin() as conn:
             conn.execute(model_deployments.insert().values(vars(deployment)))
-            if token:
-                conn.execute(idempotency.insert().values(token))
+            idempotency.remember(conn, token, deployment.arn)
     except sa.exc.IntegrityError:
         raise ServiceError("ConflictException", f"A custom model deployment named {deployment.name} already "
                            "exists. Choose a different name.") from None
@@ -179,10 +178,9 @@ def insert_deployment(engine: sa.Engine, deployment: Deployment, token: dict | N
 
 
 def find_deployment(engine: sa.Engine, account_id: str, identifier: str) -> Deployment | None:
-    column = model_deployments.c.arn if identifier.startswith("arn:") else model_deployments.c.name
     with reading(engine) as conn:
         row = conn.execute(sa.select(model_deployments).where(model_deployments.c.account_id == account_id,
-                                                              column == identifier)).first()
+                                                              name_or_arn(model_deployments, identifier))).first()
     return Deployment(**row._mapping) if row else None
 
 

@@ -1,13 +1,14 @@
-"""One job lifecycle for every family.
+"""One job lifecycle for every kind of job.
 
 Internal states::
 
     QUEUED → STARTING → RUNNING → COMPLETED | FAILED
        ↘ (stop) ↘ STOPPING → STOPPED          ↘ (max runtime) → TIMED_OUT
 
-A ``Family`` (SageMaker job, Bedrock customization, Braket job, …) maps the
-internal states to its own status enum, ARN format and error codes; the API
-handlers translate, this module keeps the truth.
+A job kind (``jobforge.core.kinds``: SageMaker job, Bedrock customization,
+Braket job, …) maps the internal states to its own status enum, ARN format and
+error codes; the API handlers translate, this module keeps the truth. A job's
+``family`` is the name of its kind.
 """
 
 from __future__ import annotations
@@ -19,33 +20,16 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from jobforge.core import paging
+from jobforge.core import idempotency, kinds, paging, tags
 from jobforge.core.errors import ServiceError
-from jobforge.core.store import idempotency, job_logs, job_metrics, jobs_table, reading, tags
+from jobforge.core.identifiers import name_or_arn
+from jobforge.core.idempotency import ClientToken
+from jobforge.core.kinds import JobKind
+from jobforge.core.store import job_logs, job_metrics, jobs_table, reading
 
 ACTIVE = ("QUEUED", "STARTING", "RUNNING", "STOPPING")
 TERMINAL = ("COMPLETED", "FAILED", "STOPPED", "TIMED_OUT")
 STATES = ACTIVE + TERMINAL
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str  # internal key, e.g. "braket-job"
-    service: str  # botocore model whose errors it raises
-    arn: Callable[[str, str, str, str], str]  # (region, account, name, id) → ARN
-    statuses: dict[str, str]  # internal state → the family's status value
-    conflict_code: str  # duplicate name / token mismatch
-    not_found_code: str
-    resource_label: str  # in messages: "Job", "Model customization job", …
-    on_terminal: Callable | None = None  # (runtime, job) after the job reaches a terminal state
-
-
-FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    FAMILIES[family.name] = family
-    return family
 
 
 @dataclass
@@ -81,7 +65,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        return FAMILIES[self.family].statuses[self.state]
+        return kinds.of(self).statuses[self.state]
 
     @property
     def terminal(self) -> bool:
@@ -92,28 +76,26 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, name: str, workload: str,
-           spec: dict, resources: dict, role_arn: str | None = None, max_runtime: float | None = None,
-           tags_: dict | None = None, client_token: str | None = None, request_hash: str | None = None,
-           job_id: str | None = None, secondary_status: str | None = None,
-           arn: str | None = None) -> tuple[Job, bool]:
-    """Create a job, or return the original one for a repeated idempotency token.
+def create(engine: sa.Engine, *, account_id: str, region: str, kind: JobKind, name: str, spec: dict,
+           resources: dict, role_arn: str | None = None, max_runtime: float | None = None,
+           tags_: dict | None = None, token: ClientToken | None = None, job_id: str | None = None,
+           secondary_status: str | None = None, arn: str | None = None) -> tuple[Job, bool]:
+    """Create a job, or return the original one for a repeated client token.
 
     Returns (job, created). The name, the token and the tags are written in one
     transaction, so concurrent creates with one name leave exactly one job.
-    ``arn`` overrides ``family.arn`` for ARNs that embed request fields
-    (Bedrock's embed the base model).
+    ``arn`` is given for kinds whose ARNs embed request fields (Bedrock's embed
+    the base model).
     """
     job_id = job_id or new_id()
-    arn = arn or family.arn(region, account_id, name, job_id)
+    arn = arn or kind.arn(region, account_id, name, job_id)
     now = time.time()
-    scope = f"{family.name}:create"
-    if client_token:
-        existing = _by_token(engine, account_id, scope, client_token, request_hash, family)
-        if existing is not None:
-            return existing, False
-    row = dict(id=job_id, account_id=account_id, family=family.name, name=name, arn=arn, state="QUEUED",
-               secondary_status=secondary_status, status_message=None, failure_reason=None, workload=workload,
+    existing = _by_token(engine, token, kind)
+    if existing is not None:
+        return existing, False
+    row = dict(id=job_id, account_id=account_id, family=kind.name, name=name, arn=arn, state="QUEUED",
+               secondary_status=secondary_status, status_message=None, failure_reason=None,
+               workload=kind.workload.module,
                spec=spec, result={}, resources=resources,
                transitions=[{"state": "QUEUED", "secondary": secondary_status, "at": now}],
                role_arn=role_arn, max_runtime=max_runtime, stop_reason=None, attempt=0, handle=None,
@@ -121,34 +103,20 @@ def create(engine: sa.Engine, *, account_id: str, region: str, family: Family, n
     try:
         with engine.begin() as conn:
             conn.execute(jobs_table.insert().values(row))
-            if client_token:
-                conn.execute(idempotency.insert().values(
-                    account_id=account_id, scope=scope, token=client_token, request_hash=request_hash or "",
-                    resource_arn=arn, created_at=now))
-            for key, value in (tags_ or {}).items():
-                conn.execute(tags.insert().values(resource_arn=arn, key=key, value=value, account_id=account_id))
+            idempotency.remember(conn, token, arn)
+            tags.put(conn, account_id, arn, tags_ or {})
     except sa.exc.IntegrityError:
-        if client_token:
-            existing = _by_token(engine, account_id, scope, client_token, request_hash, family)
-            if existing is not None:
-                return existing, False
-        raise ServiceError(family.conflict_code,
-                           f"{family.resource_label} with name {name} already exists. Choose a different name."
-                           ) from None
+        existing = _by_token(engine, token, kind)
+        if existing is not None:
+            return existing, False
+        raise ServiceError(kind.errors.conflict,
+                           f"{kind.label} with name {name} already exists. Choose a different name.") from None
     return Job.from_row(_row(engine, jobs_table.c.id == job_id)), True
 
 
-def _by_token(engine, account_id, scope, token, request_hash, family) -> Job | None:
-    with reading(engine) as conn:
-        found = conn.execute(sa.select(idempotency).where(
-            idempotency.c.account_id == account_id, idempotency.c.scope == scope,
-            idempotency.c.token == token)).first()
-        if found is None:
-            return None
-        if found.request_hash != (request_hash or ""):
-            raise ServiceError(family.conflict_code, "The client token was already used with different "
-                               "request parameters. Use a new client token.")
-        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.arn == found.resource_arn)).first()
+def _by_token(engine, token: ClientToken | None, kind: JobKind) -> Job | None:
+    arn = idempotency.earlier(engine, token, idempotency.reused(kind.errors.conflict))
+    row = _row(engine, jobs_table.c.arn == arn) if arn else None
     return Job.from_row(row) if row else None
 
 
@@ -157,13 +125,12 @@ def _row(engine, condition):
         return conn.execute(sa.select(jobs_table).where(condition)).first()
 
 
-def get(engine: sa.Engine, account_id: str, family: Family, name_or_arn: str) -> Job:
-    """By name or ARN, within the caller's account; else the family's not-found error."""
-    column = jobs_table.c.arn if name_or_arn.startswith("arn:") else jobs_table.c.name
-    row = _row(engine, sa.and_(jobs_table.c.account_id == account_id, jobs_table.c.family == family.name,
-                               column == name_or_arn))
+def get(engine: sa.Engine, account_id: str, kind: JobKind, identifier: str) -> Job:
+    """By name or ARN, within the caller's account; else the kind's not-found error."""
+    row = _row(engine, sa.and_(jobs_table.c.account_id == account_id, jobs_table.c.family == kind.name,
+                               name_or_arn(jobs_table, identifier)))
     if row is None:
-        raise ServiceError(family.not_found_code, f"{family.resource_label} {name_or_arn} not found.")
+        raise ServiceError(kind.errors.not_found, f"{kind.label} {identifier} not found.")
     return Job.from_row(row)
 
 
@@ -176,13 +143,13 @@ SORT_COLUMNS = {"CreationTime": jobs_table.c.created_at, "Name": jobs_table.c.na
                 "LastModifiedTime": jobs_table.c.updated_at}
 
 
-def list_jobs(engine: sa.Engine, account_id: str, family: Family, *, name_contains: str | None = None,
+def list_jobs(engine: sa.Engine, account_id: str, kind: JobKind, *, name_contains: str | None = None,
               states: tuple[str, ...] | None = None, created_after: float | None = None,
               created_before: float | None = None, modified_after: float | None = None,
               modified_before: float | None = None, extra: list | None = None, sort_by: str = "CreationTime",
               ascending: bool = False, limit: int = 100, token: str | None = None,
               bad_token: Callable[[str], Exception]) -> paging.Page:
-    query = sa.select(jobs_table).where(jobs_table.c.account_id == account_id, jobs_table.c.family == family.name)
+    query = sa.select(jobs_table).where(jobs_table.c.account_id == account_id, jobs_table.c.family == kind.name)
     if name_contains:
         query = query.where(jobs_table.c.name.contains(name_contains, autoescape=True))
     if states is not None:
@@ -197,7 +164,7 @@ def list_jobs(engine: sa.Engine, account_id: str, family: Family, *, name_contai
         query = query.where(jobs_table.c.updated_at < modified_before)
     for condition in extra or ():
         query = query.where(condition)
-    bind = dict(family=family.name, name=name_contains, states=states, ca=created_after, cb=created_before,
+    bind = dict(family=kind.name, name=name_contains, states=states, ca=created_after, cb=created_before,
                 ma=modified_after, mb=modified_before, sort=sort_by, asc=ascending,
                 extra=[str(c.compile(compile_kwargs={"literal_binds": True})) for c in extra or ()])
     page = paging.keyset_page(engine, query, SORT_COLUMNS[sort_by], jobs_table.c.id, ascending, limit, token, bind,
@@ -244,10 +211,10 @@ def transition(engine: sa.Engine, job_id: str, state: str | None = None, *, seco
 
 def request_stop(engine: sa.Engine, job: Job, reason: str = "user") -> Job:
     """A queued job stops at once; a started one goes through STOPPING."""
-    family = FAMILIES[job.family]
+    kind = kinds.of(job)
     if job.terminal or job.state == "STOPPING":
-        raise ServiceError("ConflictException" if family.service != "sagemaker" else "ValidationException",
-                           f"{family.resource_label} {job.name} is {job.status} and cannot be stopped.")
+        raise ServiceError(kind.errors.not_stoppable,
+                           f"{kind.label} {job.name} is {job.status} and cannot be stopped.")
     stopped = transition(engine, job.id, "STOPPED", only_from=("QUEUED",), stop_reason=reason,
                          message="Stopped before it started")
     if stopped is not None:
@@ -257,15 +224,15 @@ def request_stop(engine: sa.Engine, job: Job, reason: str = "user") -> Job:
 
 
 def delete(engine: sa.Engine, job: Job) -> None:
-    family = FAMILIES[job.family]
+    kind = kinds.of(job)
     if not job.terminal:
-        raise ServiceError("ResourceInUse" if family.service == "sagemaker" else "ConflictException",
-                           f"{family.resource_label} {job.name} is {job.status}; stop it before deleting it.")
+        raise ServiceError(kind.errors.in_use,
+                           f"{kind.label} {job.name} is {job.status}; stop it before deleting it.")
     with engine.begin() as conn:
         conn.execute(jobs_table.delete().where(jobs_table.c.id == job.id))
         conn.execute(job_metrics.delete().where(job_metrics.c.job_id == job.id))
         conn.execute(job_logs.delete().where(job_logs.c.job_id == job.id))
-        conn.execute(tags.delete().where(tags.c.resource_arn == job.arn))
+        tags.remove(conn, job.arn)
 
 
 def add_metrics(engine: sa.Engine, job_id: str, metrics: list[dict]) -> None:
@@ -296,20 +263,3 @@ def logs(engine: sa.Engine, job_id: str, after_id: int = 0, limit: int = 10000) 
         rows = conn.execute(sa.select(job_logs).where(job_logs.c.job_id == job_id, job_logs.c.id > after_id)
                             .order_by(job_logs.c.id).limit(limit)).all()
     return [dict(r._mapping) for r in rows]
-
-
-def get_tags(engine: sa.Engine, arn: str) -> dict[str, str]:
-    with reading(engine) as conn:
-        return {r.key: r.value for r in conn.execute(sa.select(tags).where(tags.c.resource_arn == arn))}
-
-
-def put_tags(engine: sa.Engine, account_id: str, arn: str, new: dict[str, str]) -> None:
-    with engine.begin() as conn:
-        for key, value in new.items():
-            conn.execute(tags.delete().where(tags.c.resource_arn == arn, tags.c.key == key))
-            conn.execute(tags.insert().values(resource_arn=arn, key=key, value=value, account_id=account_id))
-
-
-def remove_tags(engine: sa.Engine, arn: str, keys: list[str]) -> None:
-    with engine.begin() as conn:
-        conn.execute(tags.delete().where(tags.c.resource_arn == arn, tags.c.key.in_(keys)))

@@ -25,12 +25,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobforge.core import kinds
 from jobforge.execution import linux
 from jobforge.execution.isolation import JobIsolation, prepare_job_dir
 from jobforge.execution.resources import Capacity, host_capacity, used_by
 from jobforge.execution.zygote import process_start_time
 from jobforge.execution.zygote_client import ZygoteClient
-from jobforge.workloads import WORKLOADS
 
 
 @dataclass
@@ -92,8 +92,8 @@ class LocalExecutor:
         env = dict(env, JOBFORGE_JOB_DIR=str(work), CUDA_VISIBLE_DEVICES=",".join(map(str, gpu_ids)))
         self._pid_path(job.id).unlink(missing_ok=True)
         self._warm()
-        workload = WORKLOADS.get(job.workload)
-        process = self._zygote.fork(job.id, workload.preload if workload else (), str(work),
+        kind = kinds.get(job.family)
+        process = self._zygote.fork(job.id, kind.workload.preload if kind else (), str(work),
                                     str(self._log_path(job.id)), str(self._pid_path(job.id)), env, confinement)
         if process is None:
             with open(self._log_path(job.id), "ab") as log:

@@ -16,11 +16,10 @@ import time
 
 import sqlalchemy as sa
 
-from jobforge.core import accounts, jobs, models_catalog
+from jobforge.core import accounts, jobs, kinds, models_catalog
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
 from jobforge.execution.executor import Executor
-from jobforge.workloads import WORKLOADS
 
 log = logging.getLogger("jobforge.scheduler")
 TICK_SECONDS = 0.25
@@ -198,12 +197,13 @@ class Scheduler:
         return lines[-1][-500:] if lines else ""
 
     def finish(self, job_id: str, state: str, failure_reason: str | None = None, message: str | None = None):
-        """Move a job to a terminal state, revoke its credentials, run the family's hook, drop its checkpoints."""
+        """Move a job to a terminal state, revoke its credentials, run its kind's hook, drop its checkpoints."""
         job = jobs.transition(self.engine, job_id, state, failure_reason=failure_reason, message=message,
                               secondary=state.title().replace("_", ""))
         self.runtime.keys.revoke_job(job_id)
         if job is not None and job.terminal:
-            hook = jobs.FAMILIES[job.family].on_terminal if job.family in jobs.FAMILIES else None
+            kind = kinds.get(job.family)
+            hook = kind.on_terminal if kind is not None else None
             if hook is not None:
                 try:
                     hook(self.runtime, job)
@@ -238,10 +238,10 @@ class Scheduler:
                 self.attempts[job.id] = job.handle  # still running: it goes on reporting to this server
                 continue
             self.runtime.keys.revoke_job(job.id)
-            workload = WORKLOADS.get(job.workload)
+            kind = kinds.get(job.family)
             if job.state == "STOPPING":
                 self.finish(job.id, self._stopped_state(job))
-            elif workload is not None and workload.resumable:
+            elif kind is not None and kind.workload.resumable:
                 jobs.transition(self.engine, job.id, "QUEUED", secondary="Restarting",
                                 message="The server restarted; the job resumes from its last checkpoint")
                 jobs.add_logs(self.engine, job.id, job.name,

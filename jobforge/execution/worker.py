@@ -32,7 +32,6 @@ from jobforge.execution import isolation
 from jobforge.execution.checkpoints import CheckpointSync
 from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 from jobforge.execution.transfer import S3Transfer
-from jobforge.workloads import WORKLOADS
 
 FLUSH_SECONDS = 0.5
 CHECKPOINT_SYNC_SECONDS = 1.0
@@ -169,11 +168,8 @@ class WorkerJobContext(JobContext):
 
 
 def run_workload(ctx: WorkerJobContext, info: dict) -> tuple[str, str | None]:
-    workload = WORKLOADS.get(info["workload"])
-    if workload is None:
-        return "failed", f"Unknown workload {info['workload']!r}"
     try:
-        module = importlib.import_module(workload.module)
+        module = importlib.import_module(info["workload"])
         module.run(ctx, info["spec"])
     except JobStopped:
         return "stopped", None

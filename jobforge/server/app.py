@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import pkgutil
 import threading
 import uuid
 
 from anyio import CapacityLimiter, to_thread
 
+import jobforge.api
 from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core import service_models
 from jobforge.core.blobs import BlockingBody
@@ -27,7 +29,6 @@ from jobforge.server.runtime import Runtime
 
 log = logging.getLogger("jobforge.server")
 
-API_MODULES = ("iam", "sts", "sagemaker_jobs", "bedrock_models", "bedrock", "bedrock_runtime", "logs", "braket", "s3", "ecr")
 # A body this large is hashed, parsed and validated in a worker thread, so that no client waits for another's.
 OFF_LOOP_BODY = 64 * 1024
 
@@ -67,15 +68,19 @@ AUTH_ERRORS = {
 AUTH_ERRORS["rest-json"] = AUTH_ERRORS["json"]
 
 
-def load_api_modules(names=API_MODULES) -> None:
-    for name in names:
-        importlib.import_module(f"jobforge.api.{name}")
+def load_api_modules(plugins: tuple[str, ...] = ()) -> None:
+    """Import every module of jobforge.api, then the plugin modules: importing them registers their
+    operations' handlers and the job kinds they declare."""
+    for module in pkgutil.walk_packages(jobforge.api.__path__, "jobforge.api."):
+        importlib.import_module(module.name)
+    for name in plugins:
+        importlib.import_module(name)
 
 
 class App:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        load_api_modules()
+        load_api_modules(runtime.settings.plugins)
         from jobforge.server.internal import InternalApi
 
         self.internal = InternalApi(runtime)

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 
-from jobforge.core import jobs
+from jobforge.core import jobs, kinds
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 
 
@@ -52,8 +52,8 @@ class InternalApi:
 
     def _job(self, job: jobs.Job, body: dict) -> dict:
         return {"id": job.id, "arn": job.arn, "name": job.name, "account_id": job.account_id,
-                "region": self.runtime.settings.region, "workload": job.workload, "spec": job.spec,
-                "resources": job.resources, "attempt": job.attempt, "family": job.family}
+                "region": self.runtime.settings.region, "workload": kinds.of(job).workload.module,
+                "spec": job.spec, "resources": job.resources, "attempt": job.attempt, "family": job.family}
 
     def _running(self, job: jobs.Job, body: dict) -> dict:
         jobs.transition(self.engine, job.id, "RUNNING", only_from=("STARTING",), secondary=body.get("secondary"))

@@ -23,7 +23,7 @@ def _queues(ctx: RequestContext, device_arn: str) -> dict:
                 quantum_tasks.c.device_arn == device_arn, quantum_tasks.c.status == "QUEUED")
             .group_by(quantum_tasks.c.job_arn.is_not(None))).all())
         specs = conn.execute(sa.select(jobs_table.c.spec).where(
-            jobs_table.c.family == hybrid_jobs.FAMILY.name, jobs_table.c.state.in_(("QUEUED", "STARTING")))).scalars()
+            jobs_table.c.family == hybrid_jobs.KIND.name, jobs_table.c.state.in_(("QUEUED", "STARTING")))).scalars()
         devices = common.catalogue()
         queued_jobs = 0
         for spec in specs:

@@ -1,7 +1,7 @@
 """Braket hybrid jobs: CreateJob, GetJob, CancelJob, SearchJobs.
 
-A hybrid job is a job of the ``braket-job`` family run by the
-``braket-hybrid`` workload (``jobforge.workloads.braket.hybrid``). Its ARN
+A hybrid job is a job of the ``braket-job`` kind run by the workload
+``jobforge.workloads.braket.hybrid``. Its ARN
 ends in the job id, as on Braket today, so the SDK reads its logs under the
 stream prefix ``<jobName>/<id>``. CreateJob mints the job token that the job's
 code passes to CreateQuantumTask (``AMZN_BRAKET_JOB_TOKEN``) to tie its tasks
@@ -16,17 +16,15 @@ import uuid
 
 import sqlalchemy as sa
 
-from jobforge.api import logs
-from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.base import RequestContext, client_token, handler
 from jobforge.api.braket import common
 from jobforge.api.roles import require_role
-from jobforge.core import jobs
+from jobforge.core import jobs, kinds, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.instance_types import resources_for
+from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.store import jobs_table, reading
 
-WORKLOAD = "braket-hybrid"
-LOG_GROUP = "/aws/braket/jobs"
 DEFAULT_MAX_RUNTIME = 432_000  # the SDK's default and the model's maximum: what jobforge enforces when unset
 DEFAULT_INSTANCE_COUNT = 1  # InstanceConfig.instanceCount: "The default value is 1."
 MAX_EVENTS = 20
@@ -42,11 +40,6 @@ TERMINAL_EVENTS = {"COMPLETED": "COMPLETED", "FAILED": "FAILED", "STOPPED": "CAN
 EVENT_MESSAGES = {"QUEUED_FOR_EXECUTION": "Job queued for execution", "STARTING_INSTANCE": "Starting the job process",
                   "COMPLETED": "Job completed", "CANCELLED": "Job cancelled"}
 
-FAMILY = jobs.register_family(jobs.Family(
-    name="braket-job", service="braket",
-    arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
-    statuses=STATUSES, conflict_code="ConflictException", not_found_code="ResourceNotFoundException",
-    resource_label="Hybrid job"))
 
 
 def log_stream(job: jobs.Job) -> str:
@@ -54,7 +47,14 @@ def log_stream(job: jobs.Job) -> str:
     return f"{job.name}/{job.id}/algo-1-{int(job.created_at)}"
 
 
-logs.register_log_group(LOG_GROUP, (FAMILY.name,), log_stream)
+KIND = kinds.register(JobKind(
+    name="braket-job", label="Hybrid job", statuses=STATUSES,
+    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
+                     not_stoppable="ConflictException", in_use="ConflictException"),
+    workload=Workload("jobforge.workloads.hybrid", resumable=True,
+                      preload=("jobforge.workloads.hybrid", "braket.jobs.metrics_data.log_metrics_parser")),
+    arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
+    log_group=LogGroup("/aws/braket/jobs", log_stream)))
 
 def _check_request(ctx: RequestContext, req: dict) -> None:
     if "scriptModeConfig" not in req["algorithmSpecification"]:
@@ -90,18 +90,16 @@ def _with_defaults(spec: dict) -> dict:
 def create_job(ctx: RequestContext, req: dict) -> dict:
     _check_request(ctx, req)
     job_id = str(uuid.uuid4())
-    arn = FAMILY.arn(ctx.region, ctx.account_id, req["jobName"], job_id)
+    arn = KIND.arn(ctx.region, ctx.account_id, req["jobName"], job_id)
     spec = _with_defaults({k: v for k, v in req.items() if k not in ("clientToken", "tags")})
     spec.update(jobArn=arn, jobToken=f"{job_id}.{secrets.token_urlsafe(24)}")
     instance = req["instanceConfig"]
     job, created = jobs.create(
-        ctx.engine, account_id=ctx.account_id, region=ctx.region, family=FAMILY, name=req["jobName"],
-        workload=WORKLOAD, spec=spec, resources=resources_for(instance["instanceType"],
-                                                              instance.get("instanceCount", 1)),
-        role_arn=req["roleArn"],
-        max_runtime=spec["stoppingCondition"]["maxRuntimeInSeconds"],
-        tags_=req.get("tags"), client_token=req["clientToken"], request_hash=request_hash(req, ("clientToken",)),
-        job_id=job_id, secondary_status="QUEUED_FOR_EXECUTION")
+        ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["jobName"], spec=spec,
+        resources=resources_for(instance["instanceType"], instance.get("instanceCount", 1)),
+        role_arn=req["roleArn"], max_runtime=spec["stoppingCondition"]["maxRuntimeInSeconds"], tags_=req.get("tags"),
+        token=client_token(ctx, KIND.token_scope, req, "clientToken"), job_id=job_id,
+        secondary_status="QUEUED_FOR_EXECUTION")
     if created:
         ctx.runtime.scheduler.wake()
         if not req["deviceConfig"]["device"].startswith("local:"):  # its tasks run here, not in the job
@@ -113,7 +111,7 @@ def job_of_token(ctx: RequestContext, token: str) -> jobs.Job:
     """The running job a CreateQuantumTask ``jobToken`` names, in the caller's account."""
     job_id = token.split(".", 1)[0]
     job = jobs.load(ctx.engine, job_id)
-    if job is None or job.family != FAMILY.name or job.account_id != ctx.account_id or \
+    if job is None or job.family != KIND.name or job.account_id != ctx.account_id or \
             not hmac.compare_digest(job.spec.get("jobToken", ""), token):
         raise validation_error("The jobToken does not belong to a hybrid job of this account.")
     if job.terminal:
@@ -175,7 +173,7 @@ def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> di
            if spec.get(key) is not None}
     out.update(jobArn=job.arn, status=status(job), createdAt=common.to_time(job.created_at),
                startedAt=common.to_time(job.started_at), endedAt=common.to_time(job.ended_at),
-               events=_events(job), tags=jobs.get_tags(ctx.engine, job.arn), failureReason=_failure_reason(job))
+               events=_events(job), tags=tags.of(ctx.engine, job.arn), failureReason=_failure_reason(job))
     if out["failureReason"]:
         out["failureReason"] = out["failureReason"][:1024]
     if job.started_at and job.ended_at:
@@ -187,13 +185,13 @@ def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> di
 
 @handler("braket", "GetJob")
 def get_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobArn"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"])
     return describe(ctx, job, "QueueInfo" in (req.get("additionalAttributeNames") or ()))
 
 
 @handler("braket", "CancelJob")
 def cancel_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, FAMILY, req["jobArn"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"])
     if job.state == "STOPPING" and job.stop_reason != "timeout":
         return {"jobArn": job.arn, "cancellationStatus": "CANCELLING"}
     if job.terminal or job.state == "STOPPING":
@@ -238,12 +236,12 @@ def _search_conditions(filters: list[dict]) -> list:
 @handler("braket", "SearchJobs")
 def search_jobs(ctx: RequestContext, req: dict) -> dict:
     conditions = _search_conditions(req["filters"])
-    page = jobs.list_jobs(ctx.engine, ctx.account_id, FAMILY, extra=conditions, limit=req.get("maxResults", 100),
+    page = jobs.list_jobs(ctx.engine, ctx.account_id, KIND, extra=conditions, limit=req.get("maxResults", 100),
                           token=req.get("nextToken"), bad_token=validation_error)
     summaries = [{"status": status(job), "jobArn": job.arn, "jobName": job.name,
                   "device": job.spec["deviceConfig"]["device"], "createdAt": common.to_time(job.created_at),
                   "startedAt": common.to_time(job.started_at), "endedAt": common.to_time(job.ended_at),
-                  "tags": jobs.get_tags(ctx.engine, job.arn)} for job in page.rows]
+                  "tags": tags.of(ctx.engine, job.arn)} for job in page.rows]
     out = {"jobs": summaries}
     if page.next_token:
         out["nextToken"] = page.next_token

@@ -17,14 +17,15 @@ import uuid
 
 import sqlalchemy as sa
 
-from jobforge.api.base import RequestContext, handler, request_hash
+from jobforge.api.base import RequestContext, client_token, handler
 from jobforge.api.braket import common, hybrid_jobs
 from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks, transition
-from jobforge.core import jobs, paging
+from jobforge.core import idempotency, paging, tags
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.store import idempotency, tags as tags_table, reading
+from jobforge.core.store import reading
 
-IDEMPOTENCY_SCOPE = "braket-quantum-task:create"
+TOKEN_SCOPE = "braket-quantum-task:create"
+TOKEN_REUSED = idempotency.reused("ValidationException", "clientToken")
 QUEUE_POSITION_CAP = 2000
 TASK_STATUSES = ("CREATED", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
 
@@ -67,24 +68,11 @@ def _check_request(ctx: RequestContext, req: dict, device_arn: str) -> None:
             from None
 
 
-def _replayed(conn, ctx: RequestContext, token: str, digest: str) -> str | None:
-    found = conn.execute(sa.select(idempotency).where(
-        idempotency.c.account_id == ctx.account_id, idempotency.c.scope == IDEMPOTENCY_SCOPE,
-        idempotency.c.token == token)).first()
-    if found is None:
-        return None
-    if found.request_hash != digest:
-        raise validation_error("The clientToken was already used with different request parameters. "
-                               "Use a new clientToken.")
-    return found.resource_arn
-
-
 @handler("braket", "CreateQuantumTask", blocking=True)
 def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
     device_arn = common.require_usable_device(req["deviceArn"])
-    digest = request_hash(req, ("clientToken",))
-    with reading(ctx.engine) as conn:
-        replayed = _replayed(conn, ctx, req["clientToken"], digest)
+    token = client_token(ctx, TOKEN_SCOPE, req, "clientToken")
+    replayed = idempotency.earlier(ctx.engine, token, TOKEN_REUSED)
     if replayed:
         return {"quantumTaskArn": replayed}
     action_type = _action_type(device_arn, req["action"])
@@ -103,16 +91,11 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
                created_at=now, started_at=None, ended_at=None)
     try:
         with ctx.engine.begin() as conn:
-            conn.execute(idempotency.insert().values(account_id=ctx.account_id, scope=IDEMPOTENCY_SCOPE,
-                                                     token=req["clientToken"], request_hash=digest,
-                                                     resource_arn=arn, created_at=now))
+            idempotency.remember(conn, token, arn)
             conn.execute(quantum_tasks.insert().values(row))
-            for key, value in (req.get("tags") or {}).items():
-                conn.execute(tags_table.insert().values(resource_arn=arn, key=key, value=value,
-                                                        account_id=ctx.account_id))
+            tags.put(conn, ctx.account_id, arn, req.get("tags") or {})
     except sa.exc.IntegrityError:  # the same token, concurrently
-        with reading(ctx.engine) as conn:
-            replayed = _replayed(conn, ctx, req["clientToken"], digest)
+        replayed = idempotency.earlier(ctx.engine, token, TOKEN_REUSED)
         if replayed:
             return {"quantumTaskArn": replayed}
         raise
@@ -150,7 +133,7 @@ def get_quantum_task(ctx: RequestContext, req: dict) -> dict:
            "deviceArn": task.device_arn, "deviceParameters": task.device_parameters or "{}", "shots": task.shots,
            "outputS3Bucket": task.output_bucket, "outputS3Directory": task.output_directory,
            "createdAt": common.to_time(task.created_at), "endedAt": common.to_time(task.ended_at),
-           "tags": jobs.get_tags(ctx.engine, task.arn), "jobArn": task.job_arn,
+           "tags": tags.of(ctx.engine, task.arn), "jobArn": task.job_arn,
            "actionMetadata": {"actionType": task.action_type}, **task.extra}
     if task.status == "COMPLETED":
         out["numSuccessfulShots"] = task.shots
@@ -199,7 +182,7 @@ def search_quantum_tasks(ctx: RequestContext, req: dict) -> dict:
                           "shots": task.shots, "outputS3Bucket": task.output_bucket,
                           "outputS3Directory": task.output_directory,
                           "createdAt": common.to_time(task.created_at), "endedAt": common.to_time(task.ended_at),
-                          "tags": jobs.get_tags(ctx.engine, task.arn)})
+                          "tags": tags.of(ctx.engine, task.arn)})
     out = {"quantumTasks": summaries}
     if page.next_token:
         out["nextToken"] = page.next_token

@@ -7,14 +7,14 @@ import sqlalchemy as sa
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.braket import hybrid_jobs
 from jobforge.core.quantum_tasks import quantum_tasks
-from jobforge.core import jobs
+from jobforge.core import tags
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
 
 
 def _require_resource(ctx: RequestContext, arn: str) -> None:
     if ":job/" in arn:
-        table, condition = jobs_table, jobs_table.c.family == hybrid_jobs.FAMILY.name
+        table, condition = jobs_table, jobs_table.c.family == hybrid_jobs.KIND.name
     elif ":quantum-task/" in arn:
         table, condition = quantum_tasks, sa.true()
     else:
@@ -29,18 +29,18 @@ def _require_resource(ctx: RequestContext, arn: str) -> None:
 @handler("braket", "TagResource")
 def tag_resource(ctx: RequestContext, req: dict) -> dict:
     _require_resource(ctx, req["resourceArn"])
-    jobs.put_tags(ctx.engine, ctx.account_id, req["resourceArn"], req["tags"])
+    tags.put(ctx.engine, ctx.account_id, req["resourceArn"], req["tags"])
     return {}
 
 
 @handler("braket", "UntagResource")
 def untag_resource(ctx: RequestContext, req: dict) -> dict:
     _require_resource(ctx, req["resourceArn"])
-    jobs.remove_tags(ctx.engine, req["resourceArn"], req["tagKeys"])
+    tags.remove(ctx.engine, req["resourceArn"], req["tagKeys"])
     return {}
 
 
 @handler("braket", "ListTagsForResource")
 def list_tags_for_resource(ctx: RequestContext, req: dict) -> dict:
     _require_resource(ctx, req["resourceArn"])
-    return {"tags": jobs.get_tags(ctx.engine, req["resourceArn"])}
+    return {"tags": tags.of(ctx.engine, req["resourceArn"])}

@@ -1,0 +1,26 @@
+"""The engine's self-test job kind, for test servers: SageMaker JobCategory ``DataTransformation`` run by
+``jobforge.workloads.testing``. A server serves it when started with ``JOBFORGE_PLUGINS=selftest_kind`` and
+this folder on its import path (``conftest.SELFTEST_ENV``); tests that use the job store directly import it."""
+
+from __future__ import annotations
+
+from jobforge.api import sagemaker_jobs
+from jobforge.core import kinds
+from jobforge.core.kinds import Workload
+
+CATEGORY = "DataTransformation"
+SCHEMA = {"type": "object", "properties": {
+    "Steps": {"type": "integer"}, "SleepSeconds": {"type": "number"}, "FailAtStep": {"type": "integer"},
+    "StoppingCondition": {"type": "object"}}}
+
+
+def build(document: dict, req: dict):
+    spec = {"steps": document.get("Steps", 5), "sleep": document.get("SleepSeconds", 0.1),
+            "fail_at": document.get("FailAtStep"), "JobConfigSchemaVersion": req["JobConfigSchemaVersion"]}
+    runtime = document.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    return spec, {"cpus": 1, "memory_mb": 256, "gpus": document.get("Gpus", 0)}, runtime
+
+
+KIND = kinds.register(sagemaker_jobs.job_category(
+    CATEGORY, Workload("jobforge.workloads.testing", resumable=True, preload=("jobforge.workloads.testing",)),
+    {"1.0.0": SCHEMA}, build))
