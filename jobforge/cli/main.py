@@ -16,12 +16,13 @@ CONNECTION_OPTIONS = ("header_timeout", "idle_timeout", "max_connections_per_cli
 
 def _settings(args) -> Settings:
     connections = {name: getattr(args, name) for name in CONNECTION_OPTIONS if hasattr(args, name)}
+    plugins = {"plugins": tuple(args.plugins)} if getattr(args, "plugins", None) else {}  # else $JOBFORGE_PLUGINS
     return Settings(data_dir=args.data_dir, database_url=args.database_url,
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
-                    advertise_url=getattr(args, "advertise_url", None), **connections)
+                    advertise_url=getattr(args, "advertise_url", None), **connections, **plugins)
 
 
 def serve(args) -> None:
@@ -92,6 +93,9 @@ def main(argv=None) -> None:
                         "when HOST is 0.0.0.0 or ::)")
     p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
                    help="where jobs run: 'local' runs each job as a process group on this host")
+    p.add_argument("--plugin", action="append", dest="plugins", metavar="MODULE",
+                   help="also import MODULE at start, to serve the job kinds and operations it declares "
+                        "(repeatable; default: the comma-separated modules of $JOBFORGE_PLUGINS)")
     p.add_argument("--cpus", type=int, help="CPU slots jobs may use (default: all)")
     p.add_argument("--memory-mb", type=int, help="memory jobs may use (default: all)")
     p.add_argument("--gpus", type=int, help="GPUs jobs may use (default: detected)")
