@@ -204,12 +204,7 @@ def capabilities_json(arn: str) -> str:
     # header, says only what is known: nothing runs here, and why.
     return json.dumps(
         {
-            "service": {
-                "braketSchemaHeader": {"name": "braket.device_schema.device_service_properties", "version": "1"},
-                "executionWindows": [],
-                "shotsRange": [0, 0],
-                "deviceDocumentation": {"summary": device.reason},
-            },
+            "service": _offline_service(device),
             "action": {},
             "deviceParameters": {},
         }
@@ -250,6 +245,16 @@ def _schema_classes(provider_path: str):
     return RigettiDeviceCapabilities, RigettiDeviceParameters
 
 
+def _offline_service(device: Device) -> dict:
+    """The service properties of a device that cannot run here: no shots, no execution windows, and why."""
+    return {
+        "braketSchemaHeader": {"name": "braket.device_schema.device_service_properties", "version": "1"},
+        "executionWindows": [],
+        "shotsRange": [0, 0],
+        "deviceDocumentation": {"summary": device.reason},
+    }
+
+
 def _offline_capabilities(device: Device) -> str | None:
     """The typed capabilities document of a device that cannot run here, built with the schema classes.
 
@@ -257,12 +262,7 @@ def _offline_capabilities(device: Device) -> str | None:
     native gates: no shots are taken on such a device here, whatever the device
     takes on AWS, and ``deviceDocumentation.summary`` says why.
     """
-    service = {
-        "braketSchemaHeader": {"name": "braket.device_schema.device_service_properties", "version": "1"},
-        "executionWindows": [],
-        "shotsRange": [0, 0],
-        "deviceDocumentation": {"summary": device.reason},
-    }
+    service = _offline_service(device)
     openqasm = {"actionType": "braket.ir.openqasm.program", "version": ["1"]}
     if device.arn.endswith("/quantum-simulator/amazon/tn1"):
         from braket.device_schema.simulators import (

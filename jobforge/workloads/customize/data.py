@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .families import (
     CONTINUED_PRE_TRAINING,
@@ -174,12 +175,7 @@ def _conversation(obj: dict, line: int, distill: bool, family: ModelFamily) -> R
         text = "\n".join(_block_text(b, "system") for b in system)
         if text:
             turns.append({"role": "system", "content": text})
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError('"messages" must be a non-empty list.')
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            raise ValueError(f'messages[{index}] must have exactly "role" and "content".')
+    for index, message in _each_message(obj):
         content = message["content"]
         if not isinstance(content, list) or not content:
             raise ValueError(f"messages[{index}].content must be a non-empty list of content blocks.")
@@ -187,6 +183,18 @@ def _conversation(obj: dict, line: int, distill: bool, family: ModelFamily) -> R
         turns.append({"role": message["role"], "content": text})
     _check_turns(turns, distill, family)
     return Record(line, messages=turns)
+
+
+def _each_message(obj: dict) -> Iterator[tuple[int, dict]]:
+    """(index, message) of the record's non-empty "messages" list, each checked, as it is reached, to be an
+    object with exactly "role" and "content"."""
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError('"messages" must be a non-empty list.')
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise ValueError(f'messages[{index}] must have exactly "role" and "content".')
+        yield index, message
 
 
 def _block_text(block, where: str) -> str:
@@ -207,12 +215,7 @@ def _messages(obj: dict, line: int, distill: bool, family: ModelFamily) -> Recor
             raise ValueError('"system" must be a string.')
         if obj["system"].strip():
             turns.append({"role": "system", "content": obj["system"]})
-    messages = obj["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise ValueError('"messages" must be a non-empty list.')
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            raise ValueError(f'messages[{index}] must have exactly "role" and "content".')
+    for index, message in _each_message(obj):
         if not isinstance(message["content"], str) or not message["content"].strip():
             raise ValueError(f"messages[{index}].content must be a non-empty string.")
         turns.append(dict(message))
