@@ -16,8 +16,7 @@ import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, client_token, handler
-from jobforge.api.bedrock_common import (ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered,
-                                         when)
+from jobforge.api.bedrock_common import ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs, kinds, tags
@@ -25,6 +24,7 @@ from jobforge.core.kinds import JobErrors, JobKind, Workload
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
 from jobforge.core.store import jobs_table, reading
+from jobforge.core.timestamps import from_epoch
 
 SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
@@ -262,8 +262,8 @@ def status_details(job: jobs.Job) -> dict:
         if phase not in entered:
             if current is None and index == 0 and job.state in PHASE_END:
                 # The job ended (failed at launch, or stopped while queued) before its first phase.
-                out[key] = {"status": PHASE_END[job.state], "creationTime": when(job.created_at),
-                            "lastModifiedTime": when(job.updated_at)}
+                out[key] = {"status": PHASE_END[job.state], "creationTime": from_epoch(job.created_at),
+                            "lastModifiedTime": from_epoch(job.updated_at)}
             else:
                 out[key] = {"status": "NotStarted"}
             continue
@@ -272,7 +272,8 @@ def status_details(job: jobs.Job) -> dict:
             status, modified = "Completed", min(later)
         else:
             status, modified = PHASE_END.get(job.state, "InProgress"), job.updated_at
-        out[key] = {"status": status, "creationTime": when(entered[phase]), "lastModifiedTime": when(modified)}
+        out[key] = {"status": status, "creationTime": from_epoch(entered[phase]),
+                    "lastModifiedTime": from_epoch(modified)}
     return out
 
 
@@ -294,8 +295,8 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
         "jobArn": job.arn, "jobName": job.name, "outputModelName": api["customModelName"],
         "outputModelArn": _custom_model_arn(job), "clientRequestToken": api.get("clientRequestToken"),
         "roleArn": job.role_arn, "status": job.status, "statusDetails": status_details(job),
-        "creationTime": when(job.created_at), "lastModifiedTime": when(job.updated_at),
-        "endTime": when(job.ended_at), "baseModelArn": api["baseModelArn"],
+        "creationTime": from_epoch(job.created_at), "lastModifiedTime": from_epoch(job.updated_at),
+        "endTime": from_epoch(job.ended_at), "baseModelArn": api["baseModelArn"],
         "hyperParameters": spec.get("hyperParameters") or {}, "trainingDataConfig": spec["trainingDataConfig"],
         "validationDataConfig": spec["validationDataConfig"], "outputDataConfig": spec["outputDataConfig"],
         "customizationType": spec["customizationType"], "vpcConfig": api.get("vpcConfig"),
@@ -336,8 +337,8 @@ def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
         summaries.append({
             "jobArn": job.arn, "baseModelArn": api.get("baseModelIdentifierArn") or api["baseModelArn"],
             "jobName": job.name, "status": job.status, "statusDetails": status_details(job),
-            "lastModifiedTime": when(job.updated_at), "creationTime": when(job.created_at),
-            "endTime": when(job.ended_at), "customModelArn": _custom_model_arn(job),
+            "lastModifiedTime": from_epoch(job.updated_at), "creationTime": from_epoch(job.created_at),
+            "endTime": from_epoch(job.ended_at), "customModelArn": _custom_model_arn(job),
             "customModelName": api["customModelName"], "customizationType": job.spec["customizationType"],
         })
     out = {"modelCustomizationJobSummaries": summaries}

@@ -3,7 +3,6 @@ names (for customization jobs and for bedrock-runtime), timestamps, and client t
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from jobforge.api.base import RequestContext
@@ -12,12 +11,7 @@ from jobforge.core import idempotency, models_catalog
 from jobforge.core.errors import validation_error
 from jobforge.core.idempotency import ClientToken
 
-UTC = dt.timezone.utc
 INVALID_MODEL = "The provided model identifier is invalid."
-
-
-def when(epoch: float | None):
-    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
 
 
 def epoch(req: dict, key: str) -> float | None:

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, client_token, handler
-from jobforge.api.bedrock_common import epoch, replayed, when
+from jobforge.api.bedrock_common import epoch, replayed
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs, models_catalog, tags
 from jobforge.core.errors import ServiceError, validation_error
+from jobforge.core.timestamps import from_epoch
 
 
 # -- foundation models ---------------------------------------------------------
@@ -26,7 +27,7 @@ def _fm_summary(ctx: RequestContext, model: models_catalog.FoundationModel) -> d
         "responseStreamingSupported": True,
         "customizationsSupported": customization_support(model.model_id)["customizationsSupported"],
         "inferenceTypesSupported": ["ON_DEMAND"],
-        "modelLifecycle": {"status": "ACTIVE", "startOfLifeTime": when(model.created_at)},
+        "modelLifecycle": {"status": "ACTIVE", "startOfLifeTime": from_epoch(model.created_at)},
     }
 
 
@@ -58,7 +59,7 @@ def get_foundation_model(ctx: RequestContext, req: dict) -> dict:
 def _model_view(ctx: RequestContext, model: cm.CustomModel) -> dict:
     details = model.details
     out = {
-        "modelArn": model.arn, "modelName": model.name, "creationTime": when(model.created_at),
+        "modelArn": model.arn, "modelName": model.name, "creationTime": from_epoch(model.created_at),
         "customizationType": model.customization_type, "modelStatus": model.status,
         "baseModelArn": details.get("baseModelArn"), "failureMessage": model.failure_message,
     }
@@ -102,7 +103,7 @@ def list_custom_models(ctx: RequestContext, req: dict) -> dict:
                           ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
                           token=req.get("nextToken"), bind=bind, bad_token=validation_error)
     out = {"modelSummaries": [{
-        "modelArn": m.arn, "modelName": m.name, "creationTime": when(m.created_at),
+        "modelArn": m.arn, "modelName": m.name, "creationTime": from_epoch(m.created_at),
         "baseModelArn": m.details.get("baseModelArn") or m.arn, "baseModelName": m.base_model_id or "",
         "customizationType": m.customization_type, "ownerAccountId": m.account_id, "modelStatus": m.status,
     } for m in page.rows]}
@@ -163,8 +164,8 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
 # -- deployments -----------------------------------------------------------------
 def _deployment_view(d: cm.Deployment) -> dict:
     return {"customModelDeploymentArn": d.arn, "modelDeploymentName": d.name, "modelArn": d.model_arn,
-            "createdAt": when(d.created_at), "status": d.status, "description": d.description,
-            "failureMessage": d.failure_message, "lastUpdatedAt": when(d.updated_at)}
+            "createdAt": from_epoch(d.created_at), "status": d.status, "description": d.description,
+            "failureMessage": d.failure_message, "lastUpdatedAt": from_epoch(d.updated_at)}
 
 
 @handler("bedrock", "CreateCustomModelDeployment")
@@ -233,7 +234,7 @@ def list_custom_model_deployments(ctx: RequestContext, req: dict) -> dict:
                                token=req.get("nextToken"), bind=bind, bad_token=validation_error)
     out = {"modelDeploymentSummaries": [{
         "customModelDeploymentArn": d.arn, "customModelDeploymentName": d.name, "modelArn": d.model_arn,
-        "createdAt": when(d.created_at), "status": d.status, "lastUpdatedAt": when(d.updated_at),
+        "createdAt": from_epoch(d.created_at), "status": d.status, "lastUpdatedAt": from_epoch(d.updated_at),
         "failureMessage": d.failure_message,
     } for d in page.rows]}
     if page.next_token:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from anyio import to_thread
 
@@ -66,6 +66,15 @@ def _client_gone() -> ServiceError:
     return ServiceError("ModelErrorException", "The client closed the connection; the generation was stopped.", 424)
 
 
+async def _streamed(replies: Iterator[dict]) -> AsyncIterator[dict]:
+    """A streamed generation's replies, each read off the event loop: its text pieces, then its end (token
+    counts, stop reason); they stop short when the client went away, and a failure is the stream's error event."""
+    while (reply := await to_thread.run_sync(next, replies, None)) is not None:
+        if "error" in reply:
+            raise ServiceError("ModelStreamErrorException", reply["error"])
+        yield reply
+
+
 def _generate(ctx: RequestContext, model: ResolvedModel, model_dir: str,
               request: invoke_formats.Request) -> invoke_formats.Result:
     text = []
@@ -113,18 +122,15 @@ def invoke_model_with_response_stream(ctx: RequestContext, req: dict) -> dict:
         for value in invoke_formats.stream_start(kind, model_name):
             yield chunk(value)
         text, first_byte = [], None
-        while True:
-            reply = await to_thread.run_sync(next, replies, None)
-            if reply is None:
-                return  # the client went away
-            if "error" in reply:
-                raise ServiceError("ModelStreamErrorException", reply["error"])
-            if "done" in reply:
+        async for reply in _streamed(replies):
+            if "text" not in reply:
                 break
             if reply["text"]:
                 first_byte = first_byte or int((time.monotonic() - started) * 1000)
                 yield chunk(invoke_formats.stream_piece(kind, request, reply["text"], len(text)))
                 text.append(reply["text"])
+        else:
+            return  # the client went away
         result = invoke_formats.Result("".join(text), reply["input_tokens"], reply["output_tokens"],
                                        reply["stop_reason"])
         latency = int((time.monotonic() - started) * 1000)
@@ -228,18 +234,14 @@ def converse_stream(ctx: RequestContext, req: dict) -> dict:
     async def events():
         yield "messageStart", {"role": "assistant"}
         text = []
-        while True:
-            reply = await to_thread.run_sync(next, replies, None)
-            if reply is None:
-                return  # the client went away
-            if "error" in reply:
-                raise ServiceError("ModelStreamErrorException", reply["error"])
-            if "text" in reply:
-                if reply["text"]:
-                    text.append(reply["text"])
-                    yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": reply["text"]}}
-                continue
-            break
+        async for reply in _streamed(replies):
+            if "text" not in reply:
+                break
+            if reply["text"]:
+                text.append(reply["text"])
+                yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": reply["text"]}}
+        else:
+            return  # the client went away
         usage = _usage(reply["input_tokens"], reply["output_tokens"])
         yield "contentBlockStop", {"contentBlockIndex": 0}
         yield "messageStop", {"stopReason": reply["stop_reason"]}

@@ -7,7 +7,6 @@ job; until then CreateJob refuses it with a clear ValidationException.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,8 +16,8 @@ from jobforge.api.roles import require_role
 from jobforge.core import jobs, kinds, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.kinds import JobErrors, JobKind, Workload
+from jobforge.core.timestamps import from_epoch
 
-UTC = dt.timezone.utc
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
             "COMPLETED": "Completed", "FAILED": "Failed", "STOPPED": "Stopped", "TIMED_OUT": "Stopped"}
 ERRORS = JobErrors(not_found="ResourceNotFound", conflict="ResourceInUse", not_stoppable="ValidationException",
@@ -77,10 +76,6 @@ def _job(ctx: RequestContext, req: dict) -> jobs.Job:
     return jobs.get(ctx.engine, ctx.account_id, found, req["JobName"])
 
 
-def _time(epoch: float | None):
-    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
-
-
 def _secondary(job: jobs.Job) -> str:
     if job.terminal or job.state == "STOPPING":
         return SECONDARY[job.state]
@@ -96,7 +91,7 @@ def _transitions(job: jobs.Job) -> list[dict]:
         status = SECONDARY.get(state) if state in SECONDARY else SECONDARY_ALIASES.get(secondary, secondary)
         if not status or (out and out[-1]["Status"] == status):
             continue
-        entry = {"Status": status, "StartTime": _time(item["at"])}
+        entry = {"Status": status, "StartTime": from_epoch(item["at"])}
         if item.get("message"):
             entry["StatusMessage"] = item["message"][:1024]
         if out:
@@ -136,8 +131,8 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
     out = {
         "JobName": job.name, "JobArn": job.arn, "RoleArn": job.role_arn, "JobCategory": job.family.removeprefix(PREFIX),
         "JobConfigSchemaVersion": job.spec.get("JobConfigSchemaVersion"),
-        "JobConfigDocument": json.dumps(document), "CreationTime": _time(job.created_at),
-        "LastModifiedTime": _time(job.updated_at), "EndTime": _time(job.ended_at), "JobStatus": job.status,
+        "JobConfigDocument": json.dumps(document), "CreationTime": from_epoch(job.created_at),
+        "LastModifiedTime": from_epoch(job.updated_at), "EndTime": from_epoch(job.ended_at), "JobStatus": job.status,
         "SecondaryStatus": _secondary(job), "SecondaryStatusTransitions": _transitions(job),
         "Tags": [{"Key": k, "Value": v} for k, v in tags.of(ctx.engine, job.arn).items()],
     }
@@ -168,8 +163,8 @@ def list_jobs(ctx: RequestContext, req: dict) -> dict:
         limit=req.get("MaxResults", 100), token=req.get("NextToken"), bad_token=validation_error)
     summaries = [{
         "JobName": j.name, "JobArn": j.arn, "JobCategory": req["JobCategory"], "JobStatus": j.status,
-        "JobSecondaryStatus": _secondary(j), "CreationTime": _time(j.created_at),
-        "LastModifiedTime": _time(j.updated_at), "EndTime": _time(j.ended_at),
+        "JobSecondaryStatus": _secondary(j), "CreationTime": from_epoch(j.created_at),
+        "LastModifiedTime": from_epoch(j.updated_at), "EndTime": from_epoch(j.ended_at),
     } for j in page.rows]
     out = {"JobSummaries": summaries}
     if page.next_token:

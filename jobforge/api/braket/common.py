@@ -63,9 +63,6 @@ def rfc3339_interval(name: str, value: str) -> tuple[float, float]:
     return start.timestamp(), start.timestamp() + step
 
 
-def to_time(epoch: float | None):
-    return dt.datetime.fromtimestamp(epoch, UTC) if epoch else None
-
 
 @dataclass(frozen=True)
 class Field:

@@ -24,6 +24,7 @@ from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.instance_types import resources_for
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.store import jobs_table, reading
+from jobforge.core.timestamps import from_epoch
 
 DEFAULT_MAX_RUNTIME = 432_000  # the SDK's default and the model's maximum: what jobforge enforces when unset
 DEFAULT_INSTANCE_COUNT = 1  # InstanceConfig.instanceCount: "The default value is 1."
@@ -140,7 +141,7 @@ def _events(job: jobs.Job) -> list[dict]:
         message = entry.get("message") or EVENT_MESSAGES.get(kind)
         if state in ("FAILED", "TIMED_OUT") and job.failure_reason:
             message = job.failure_reason
-        event = {"eventType": kind, "timeOfEvent": common.to_time(entry["at"])}
+        event = {"eventType": kind, "timeOfEvent": from_epoch(entry["at"])}
         if message:
             event["message"] = message[:2500]
         events.append(event)
@@ -171,8 +172,8 @@ def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> di
                                       "outputDataConfig", "checkpointConfig", "stoppingCondition",
                                       "instanceConfig", "hyperParameters", "deviceConfig", "associations")
            if spec.get(key) is not None}
-    out.update(jobArn=job.arn, status=status(job), createdAt=common.to_time(job.created_at),
-               startedAt=common.to_time(job.started_at), endedAt=common.to_time(job.ended_at),
+    out.update(jobArn=job.arn, status=status(job), createdAt=from_epoch(job.created_at),
+               startedAt=from_epoch(job.started_at), endedAt=from_epoch(job.ended_at),
                events=_events(job), tags=tags.of(ctx.engine, job.arn), failureReason=_failure_reason(job))
     if out["failureReason"]:
         out["failureReason"] = out["failureReason"][:1024]
@@ -239,8 +240,8 @@ def search_jobs(ctx: RequestContext, req: dict) -> dict:
     page = jobs.list_jobs(ctx.engine, ctx.account_id, KIND, extra=conditions, limit=req.get("maxResults", 100),
                           token=req.get("nextToken"), bad_token=validation_error)
     summaries = [{"status": status(job), "jobArn": job.arn, "jobName": job.name,
-                  "device": job.spec["deviceConfig"]["device"], "createdAt": common.to_time(job.created_at),
-                  "startedAt": common.to_time(job.started_at), "endedAt": common.to_time(job.ended_at),
+                  "device": job.spec["deviceConfig"]["device"], "createdAt": from_epoch(job.created_at),
+                  "startedAt": from_epoch(job.started_at), "endedAt": from_epoch(job.ended_at),
                   "tags": tags.of(ctx.engine, job.arn)} for job in page.rows]
     out = {"jobs": summaries}
     if page.next_token:

@@ -23,6 +23,7 @@ from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks, transition
 from jobforge.core import idempotency, paging, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.store import reading
+from jobforge.core.timestamps import from_epoch
 
 TOKEN_SCOPE = "braket-quantum-task:create"
 TOKEN_REUSED = idempotency.reused("ValidationException", "clientToken")
@@ -132,7 +133,7 @@ def get_quantum_task(ctx: RequestContext, req: dict) -> dict:
     out = {"quantumTaskArn": task.arn, "status": task.status, "failureReason": task.failure_reason,
            "deviceArn": task.device_arn, "deviceParameters": task.device_parameters or "{}", "shots": task.shots,
            "outputS3Bucket": task.output_bucket, "outputS3Directory": task.output_directory,
-           "createdAt": common.to_time(task.created_at), "endedAt": common.to_time(task.ended_at),
+           "createdAt": from_epoch(task.created_at), "endedAt": from_epoch(task.ended_at),
            "tags": tags.of(ctx.engine, task.arn), "jobArn": task.job_arn,
            "actionMetadata": {"actionType": task.action_type}, **task.extra}
     if task.status == "COMPLETED":
@@ -181,7 +182,7 @@ def search_quantum_tasks(ctx: RequestContext, req: dict) -> dict:
         summaries.append({"quantumTaskArn": task.arn, "status": task.status, "deviceArn": task.device_arn,
                           "shots": task.shots, "outputS3Bucket": task.output_bucket,
                           "outputS3Directory": task.output_directory,
-                          "createdAt": common.to_time(task.created_at), "endedAt": common.to_time(task.ended_at),
+                          "createdAt": from_epoch(task.created_at), "endedAt": from_epoch(task.ended_at),
                           "tags": tags.of(ctx.engine, task.arn)})
     out = {"quantumTasks": summaries}
     if page.next_token:
