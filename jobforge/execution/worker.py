@@ -86,8 +86,9 @@ class WorkerJobContext(JobContext):
         self._reporter = threading.Thread(target=self._report_loop, daemon=True)
         self._reporter.start()
 
-    def restore_checkpoints(self) -> None:
-        """Fill the checkpoint directory of a resumed attempt from the object store when it is empty."""
+    def sync_checkpoints(self) -> None:
+        """Fill a resumed attempt's empty checkpoint directory from the object store, then keep the object
+        store's copy in step with it (every CHECKPOINT_SYNC_SECONDS, and at the end of the attempt)."""
         if self.attempt > 1:
             try:
                 if self.checkpoints.restore():
@@ -192,7 +193,7 @@ def main(job_id: str, confinement: dict) -> None:
     info = client.call("job")
     ctx = WorkerJobContext(client, info)
     signal.signal(signal.SIGTERM, ctx.request_stop)
-    ctx.restore_checkpoints()
+    ctx.sync_checkpoints()
     if client.call("running").get("stop"):
         ctx.request_stop()
     outcome, reason = run_workload(ctx, info)
