@@ -36,7 +36,7 @@ DEFAULT_STREAMS = 50
 @dataclass(frozen=True)
 class LogGroup:
     name: str
-    families: tuple[str, ...]  # the kinds whose jobs are the group's streams
+    kind_names: tuple[str, ...]  # the kinds whose jobs are the group's streams
 
     @staticmethod
     def stream(job: Job) -> str:
@@ -64,7 +64,7 @@ def _group_arn(ctx: RequestContext, name: str) -> str:
 def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_prefix: str | None = None,
           ids: list[str] | None = None) -> list[Job]:
     query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id,
-                                        jobs_table.c.family.in_(group.families))
+                                        jobs_table.c.family.in_(group.kind_names))
     if name is not None:
         query = query.where(jobs_table.c.name == name)
     if name_prefix:
@@ -76,7 +76,7 @@ def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_pr
 def _exists(ctx: RequestContext, group: LogGroup) -> bool:
     with reading(ctx.engine) as conn:
         return conn.execute(sa.select(jobs_table.c.id).where(
-            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family.in_(group.families)).limit(1)).first() \
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family.in_(group.kind_names)).limit(1)).first() \
             is not None
 
 

@@ -76,7 +76,7 @@ def test_the_server_discovers_api_modules_kinds_and_plugins(tmp_path, monkeypatc
 
 def test_log_groups_come_from_the_kinds_that_declare_one():
     group = logs.groups()["/aws/braket/jobs"]
-    assert group.families == (hybrid_jobs.KIND.name,)
+    assert group.kind_names == (hybrid_jobs.KIND.name,)
     job = jobs.Job(id="abc", account_id="1", family=hybrid_jobs.KIND.name, name="n", arn="a", state="RUNNING",
                    secondary_status=None, status_message=None, failure_reason=None, workload="w", spec={},
                    result={}, resources={}, transitions=[], role_arn=None, max_runtime=None, stop_reason=None,

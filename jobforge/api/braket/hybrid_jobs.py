@@ -159,7 +159,7 @@ def _queue_info(ctx: RequestContext, job: jobs.Job) -> dict:
     if current != "QUEUED":
         return {"queue": "JOBS_QUEUE", "position": "None",
                 "message": f"Job is in {current} status. AmazonBraket does not show queue position for this status."}
-    with reading(ctx.engine) as conn:  # the scheduler admits every family first in, first out
+    with reading(ctx.engine) as conn:  # the scheduler admits every kind first in, first out
         ahead = conn.execute(sa.select(sa.func.count()).select_from(jobs_table).where(
             jobs_table.c.state == "QUEUED", jobs_table.c.created_at < job.created_at)).scalar_one()
     position = ahead + 1 if job.state == "QUEUED" else 1
