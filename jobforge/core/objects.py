@@ -698,8 +698,6 @@ class ObjectStore:
 
 
 def open_object_store(settings, engine: sa.Engine) -> ObjectStore:
-    """The store of a server, opened once when it starts: its staging area is swept before any upload."""
-    blobs = open_blobs(settings.object_store, settings.data_dir)
-    blobs.sweep_staging()
-    return ObjectStore(engine, blobs)
+    """The store of a server (whose start sweeps the staging area, before any upload)."""
+    return ObjectStore(engine, open_blobs(settings.object_store, settings.data_dir))
 

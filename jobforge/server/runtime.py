@@ -1,8 +1,8 @@
 """Everything a running server holds: settings, the database, keys, and its long-lived services.
 
-The services are built here and started and stopped with the server (the app's lifespan): the object
-store, the job scheduler, the supervisor of long-lived child processes (the inference host's among
-them) and the quantum-task runner. Handlers reach them as ``ctx.runtime.<service>``.
+The services start and stop with the server (the app's lifespan): the object store, the job
+scheduler, the supervisor of long-lived child processes (the inference host's among them) and the
+quantum-task runner. Handlers reach them as ``ctx.runtime.<service>``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import accounts
+from jobforge.core.objects import open_object_store
 from jobforge.core.store import open_store
 from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
@@ -37,10 +38,6 @@ class Runtime:
         self.keys = accounts.KeyRing(self.engine)
         self.verifier = Verifier(self.keys)
         self.default_credential = self._default_account()
-        # Open the object store now: its staging area is swept before any upload, and virtual-hosted
-        # addressing can tell which buckets exist from the first request on.
-        from jobforge.core.objects import open_object_store
-
         self.object_store = open_object_store(settings, self.engine)
         from jobforge.execution.executor import open_executor
         from jobforge.execution.scheduler import Scheduler
@@ -53,7 +50,10 @@ class Runtime:
         self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start every service, each resuming the work a previous server left (at the server's start)."""
+        """Start every service, each resuming the work a previous server left (at the server's start, before
+        the first request; a runtime built beside a running server, as ``jobforge accounts create`` builds
+        one, is never started and leaves that server's work alone)."""
+        self.object_store.blobs.sweep_staging()  # what uploads cut short by a crash left
         self.scheduler.start(loop)
         self.quantum_tasks.start()
 
