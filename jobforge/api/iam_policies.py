@@ -13,14 +13,14 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
-from jobforge.core import paging, policy_documents
+from jobforge.core import paging, policy_documents, tags
 from jobforge.core.accounts import ROLE_BY_NAME, find_role
 from jobforge.core.aws_managed_policies import CREATED_AT, POLICIES as AWS_POLICIES, AwsManagedPolicy
 from jobforge.core.errors import ServiceError
 from jobforge.core.policy_evaluation import Decision, Policy, arn_match, evaluate, wildcard_match
 from jobforge.core.role_policies import role_identity_policies
 from jobforge.core.store import (managed_policies, policy_versions, reading, role_policies,
-                                 role_policy_attachments, roles, tags)
+                                 role_policy_attachments, roles)
 
 MAX_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 MAX_ATTACHED = 10  # IAM's default quota of managed policies attached to a role
@@ -110,10 +110,8 @@ def create_policy(ctx: RequestContext, req: dict) -> dict:
                 updated_at=now))
             conn.execute(policy_versions.insert().values(policy_arn=arn, version_id="v1", document=document,
                                                          created_at=now))
-            conn.execute(tags.delete().where(tags.c.resource_arn == arn))  # none may outlive a policy
-            if requested_tags:
-                conn.execute(tags.insert(), [dict(resource_arn=arn, key=key, value=value, account_id=ctx.account_id)
-                                             for key, value in requested_tags.items()])
+            tags.remove(conn, arn)  # none may outlive a policy
+            tags.put(conn, ctx.account_id, arn, requested_tags)
     except sa.exc.IntegrityError:
         raise ServiceError("EntityAlreadyExists",
                            f"A policy called {name} already exists. Duplicate names are not allowed.") from None
@@ -128,8 +126,7 @@ def get_policy(ctx: RequestContext, req: dict) -> dict:
         if row is None:
             raise _not_found(arn)
         count = _attachment_counts(conn, ctx.account_id).get(arn, 0)
-        policy_tags = sorted((r.key, r.value) for r in conn.execute(
-            sa.select(tags.c.key, tags.c.value).where(tags.c.resource_arn == arn)))
+        policy_tags = sorted(tags.of(conn, arn).items())
     policy = _policy_view(row, count)
     if row.description:
         policy["Description"] = row.description
@@ -173,7 +170,7 @@ def delete_policy(ctx: RequestContext, req: dict) -> dict:
                                "with the policy.")
         conn.execute(policy_versions.delete().where(policy_versions.c.policy_arn == arn))
         conn.execute(managed_policies.delete().where(managed_policies.c.arn == arn))
-        conn.execute(tags.delete().where(tags.c.resource_arn == arn))
+        tags.remove(conn, arn)
     return {}
 
 
