@@ -7,14 +7,9 @@ import uuid
 
 import pytest
 
-import selftest_kind
 from jobforge.testing_server import ServerProcess
+from selftest_kind import SELFTEST_ENV
 
-TEST_CATEGORY = selftest_kind.CATEGORY  # the JobCategory of the engine's self-test job kind
-# What a test server needs to serve the self-test kind: the plugin, and this folder to import it from.
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-SELFTEST_ENV = {"JOBFORGE_PLUGINS": "selftest_kind",
-                "PYTHONPATH": os.pathsep.join(filter(None, (TESTS_DIR, os.environ.get("PYTHONPATH"))))}
 POSTGRES_URL = os.environ.get("JOBFORGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

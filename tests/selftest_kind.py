@@ -1,14 +1,22 @@
 """The engine's self-test job kind, for test servers: SageMaker JobCategory ``DataTransformation`` run by
 ``jobforge.workloads.testing``. A server serves it when started with ``JOBFORGE_PLUGINS=selftest_kind`` and
-this folder on its import path (``conftest.SELFTEST_ENV``); tests that use the job store directly import it."""
+this folder on its import path (``SELFTEST_ENV``); tests that use the job store directly import it.
+
+Tests import what they need of it from here, never from a conftest: each test folder has a conftest module
+of its own, and which one the name ``conftest`` means depends on the order pytest collects them in."""
 
 from __future__ import annotations
+
+import os
 
 from jobforge.api import sagemaker_jobs
 from jobforge.core import kinds
 from jobforge.core.kinds import Workload
 
 CATEGORY = "DataTransformation"
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+SELFTEST_ENV = {"JOBFORGE_PLUGINS": "selftest_kind",
+                "PYTHONPATH": os.pathsep.join(filter(None, (TESTS_DIR, os.environ.get("PYTHONPATH"))))}
 SCHEMA = {"type": "object", "properties": {
     "Steps": {"type": "integer"}, "SleepSeconds": {"type": "number"}, "FailAtStep": {"type": "integer"},
     "StoppingCondition": {"type": "object"}}}

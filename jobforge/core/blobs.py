@@ -288,15 +288,4 @@ class PinnedBlob:
 
 def open_blobs(object_store: str | None, data_dir: Path):
     root = Path(data_dir) / "objects"
-    blobs = S3Blobs(object_store, root) if object_store else LocalBlobs(root)
-    # Workers on this machine read it to know whether blobs are files they may copy directly.
-    (root / "backend").write_text("s3\n" if object_store else "local\n")
-    return blobs
-
-
-def backend_of(data_dir: Path) -> str | None:
-    """"local" or "s3": where the server of this data dir keeps blobs (None before it first started)."""
-    try:
-        return (Path(data_dir) / "objects" / "backend").read_text().strip()
-    except FileNotFoundError:
-        return None
+    return S3Blobs(object_store, root) if object_store else LocalBlobs(root)

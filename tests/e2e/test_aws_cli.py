@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY
 
 AWS = str(Path(sys.executable).with_name("aws"))
 

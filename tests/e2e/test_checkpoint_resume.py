@@ -15,7 +15,7 @@ from jobforge.core.store import create_engine, job_logs, jobs_table
 from jobforge.execution.local import local_pid
 from jobforge.testing_server import ServerProcess
 
-from conftest import SELFTEST_ENV, TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, SELFTEST_ENV
 
 
 def _record(data_dir, name: str):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY
 from jobforge.config import Settings
 from jobforge.core import jobs, kinds
 from jobforge.core.kinds import Workload

@@ -34,7 +34,7 @@ from botocore.parsers import ResponseParserError
 from botocore.response import StreamingBody
 
 import rawclient
-from conftest import SELFTEST_ENV, TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, SELFTEST_ENV
 from model_values import DEPTH, valid_value
 from jobforge.api.base import HANDLERS
 from jobforge.core import service_models

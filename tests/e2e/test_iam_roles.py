@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from conftest import TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY
 
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]})

@@ -7,7 +7,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import TESTS_DIR, TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, TESTS_DIR
 from jobforge.testing_server import ServerProcess
 
 

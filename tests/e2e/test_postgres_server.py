@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import SELFTEST_ENV, TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, SELFTEST_ENV
 from jobforge.testing_server import ServerProcess
 
 

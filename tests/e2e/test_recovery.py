@@ -12,7 +12,7 @@ from jobforge.core.store import create_engine
 from jobforge.execution.local import local_pid
 
 import selftest_kind
-from conftest import SELFTEST_ENV, TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, SELFTEST_ENV
 from jobforge.testing_server import ServerProcess
 
 

@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY
 
 AWS = str(Path(sys.executable).with_name("aws"))
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import rawclient
-from conftest import TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY
 
 
 def _json_error(status, headers, body):

@@ -2,7 +2,7 @@ import gzip
 import json
 
 import pytest
-from conftest import write_jsonl
+from tiny_models import write_jsonl
 
 from jobforge.workloads.customize.data import DataValidationError, check_jsonl_uri, load_records
 from jobforge.workloads.customize.families import GENERIC, family_of

@@ -2,7 +2,7 @@ import gzip
 import json
 
 import pytest
-from conftest import WORDS, build_model, corpus, losses, make_ctx, make_spec, write_jsonl
+from tiny_models import WORDS, build_model, corpus, losses, make_ctx, make_spec, write_jsonl
 
 from jobforge.execution.context import JobStopped
 from jobforge.workloads.customize import run

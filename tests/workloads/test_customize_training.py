@@ -1,7 +1,7 @@
 import csv
 
 import pytest
-from conftest import losses, make_ctx, make_spec, prompt_completion_records, write_jsonl
+from tiny_models import losses, make_ctx, make_spec, prompt_completion_records, write_jsonl
 
 from jobforge.execution.context import JobStopped, WorkloadError
 from jobforge.workloads.customize import run
@@ -127,7 +127,7 @@ def test_lora_conversation_on_gpt2(tmp_path, tiny_gpt2):
 
 
 def test_continued_pre_training(tmp_path, tiny_llama):
-    from conftest import corpus
+    from tiny_models import corpus
 
     write_jsonl(tmp_path / "s3/data/train.jsonl", [{"input": text} for text in corpus(48)])
     ctx = make_ctx(tmp_path)

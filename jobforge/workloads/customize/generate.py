@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .job import _max_positions
+from .job import max_positions
 from .prompting import chat_ids, ensure_chat_template, prompt_ids
 
 CACHE_SIZE = 2
@@ -127,7 +127,7 @@ class Stream:
                  top_p=1.0, stop=None, top_k=None, default_max_tokens: int = 512,
                  max_tokens_limit: int | None = None, pacing=None):
         self.model, self.tokenizer = load(model_dir)
-        context = _max_positions(Path(model_dir))
+        context = max_positions(Path(model_dir))
         texts = [m["content"] for m in messages] if messages is not None else [prompt or ""]
         if surely_too_long(self.tokenizer, texts, context):
             raise RequestRejected(INPUT_TOO_LONG)

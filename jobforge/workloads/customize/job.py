@@ -38,7 +38,7 @@ def run(ctx: JobContext, spec: dict) -> None:
     base_dir = fetch_model(ctx, spec["baseModel"], "base")
     tokenizer = load_tokenizer(base_dir)
     ensure_chat_template(tokenizer)
-    limit = min(hp["maxSequenceLength"], _max_positions(base_dir))
+    limit = min(hp["maxSequenceLength"], max_positions(base_dir))
     train_records, rejected = _training_records(ctx, spec, customization, family)
     valid_records = _validation_records(ctx, spec, customization, family)
     if not valid_records and "evalPercentage" in hp:
@@ -179,7 +179,7 @@ def _split(records: list[Record], percent: float, seed: int) -> tuple[list[Recor
     return shuffled[count:], shuffled[:count]
 
 
-def _max_positions(model_dir: Path) -> int:
+def max_positions(model_dir: Path) -> int:
     config = json.loads((model_dir / "config.json").read_text())
     config = config.get("text_config", config)
     return int(config.get("max_position_embeddings") or config.get("n_positions") or 1_000_000)
