@@ -133,3 +133,14 @@ def test_validation_messages_follow_aws_wording():
     assert "Value '' at 'jobName' failed to satisfy constraint: Member must have length greater than or equal to 1" \
         in message
     assert "Value null at 'tags.1.member.value' failed to satisfy constraint: Member must not be null" in message
+
+
+def test_a_list_longer_than_allowed_is_refused_whole_in_a_short_message():
+    shape = service_models.operation("sagemaker", "AddTags").input_shape
+    tags = [{"Key": "k" * 200, "Value": "\x00"} for _ in range(10_000)]  # every item broken too
+    with pytest.raises(ServiceError) as err:
+        check_input(shape, {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/j", "Tags": tags})
+    message = err.value.message
+    assert message.startswith("1 validation error detected: Value '[{")
+    assert "at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50" in message
+    assert len(message) < 2_000

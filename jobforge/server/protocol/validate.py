@@ -90,6 +90,10 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+# How much of a list or map an error quotes: a refused request of megabytes must not come back as one.
+QUOTED_COLLECTION = 1024
+
+
 def _quote(value) -> str:
     if value is None:
         return "null"
@@ -97,7 +101,10 @@ def _quote(value) -> str:
         return "'" + str(value).lower() + "'"
     if isinstance(value, bytes):
         return "'java.nio.HeapByteBuffer'"
-    return f"'{value}'"
+    text = str(value)
+    if isinstance(value, (list, dict)) and len(text) > QUOTED_COLLECTION:
+        text = text[:QUOTED_COLLECTION] + "..."
+    return f"'{text}'"
 
 
 def _child_path(path: str, name: str) -> str:
@@ -144,14 +151,16 @@ class Checker:
         if not isinstance(value, list):
             self.type_errors.append(f"Expected a list at '{path}'")
             return value
-        self._size(shape, value, path)
+        if self._size(shape, value, path):
+            return value  # refused whole: its items are not worth reading
         return [self.check(shape.member, item, f"{path}.{i}.member") for i, item in enumerate(value, 1)]
 
     def _map(self, shape, value, path):
         if not isinstance(value, dict):
             self.type_errors.append(f"Expected a map at '{path}'")
             return value
-        self._size(shape, value, path)
+        if self._size(shape, value, path):
+            return value
         out = {}
         for key, item in value.items():
             self.check(shape.key, key, f"{path}.{key}.key")
@@ -175,12 +184,15 @@ class Checker:
                     break
         return value
 
-    def _size(self, shape, value, path):
+    def _size(self, shape, value, path) -> bool:
+        """Check value's length against its shape; whether it is longer than allowed."""
         meta = shape.metadata
         if "min" in meta and len(value) < meta["min"]:
             self.violation(value, path, f"Member must have length greater than or equal to {meta['min']}")
         if "max" in meta and len(value) > meta["max"]:
             self.violation(value, path, f"Member must have length less than or equal to {meta['max']}")
+            return True
+        return False
 
     def _string(self, shape, value, path):
         if not isinstance(value, str):
