@@ -349,3 +349,13 @@ def test_expected_bucket_owner_is_checked(server, s3, bucket):
         with pytest.raises(ClientError) as err:
             call()
         assert (_code(err.value), _status(err.value)) == ("AccessDenied", 403)
+
+
+@pytest.mark.parametrize("tagging", ["k=%FF", "k=a%00b", "%C3=v"])
+def test_object_tags_that_no_store_can_keep_are_refused(s3, bucket, tagging):
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=bucket, Key="tagged", Body=b"x", Tagging=tagging)
+    assert _code(refused.value) == "InvalidTag"
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=bucket, Key="tagged")
+    assert _status(missing.value) == 404

@@ -13,6 +13,7 @@ from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody
 from jobforge.core.errors import ServiceError
 from jobforge.core.objects import ObjectInfo, ObjectStore, quoted
+from jobforge.core.text import unstorable_text
 
 # Request members kept with an object and returned by GetObject/HeadObject.
 CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
@@ -111,10 +112,10 @@ def owner(account_id: str) -> dict:
 
 
 def parse_tagging(text: str | None) -> dict:
-    """The x-amz-tagging header: URL-encoded key=value pairs."""
+    """The x-amz-tagging header: URL-encoded key=value pairs (text that is not UTF-8 is kept, and refused)."""
     if not text:
         return {}
-    return tag_dict(parse_qsl(text, keep_blank_values=True))
+    return tag_dict(parse_qsl(text, keep_blank_values=True, errors="surrogateescape"))
 
 
 def tag_dict(pairs: list[tuple[str, str]]) -> dict:
@@ -125,8 +126,10 @@ def tag_dict(pairs: list[tuple[str, str]]) -> dict:
     if len(tags) > MAX_TAGS:
         raise ServiceError("BadRequest", f"Object tags cannot be greater than {MAX_TAGS}", 400)
     for key, value in tags.items():
-        if not 1 <= len(key) <= 128 or len(value) > 256:
+        if not 1 <= len(key) <= 128 or unstorable_text(key):
             raise ServiceError("InvalidTag", "The TagKey you have provided is invalid", 400)
+        if len(value) > 256 or unstorable_text(value):
+            raise ServiceError("InvalidTag", "The TagValue you have provided is invalid", 400)
     return tags
 
 

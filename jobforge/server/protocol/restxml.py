@@ -203,7 +203,7 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
         elif member.type_name == "structure" and payload in shape.required_members:
             raise objects.malformed_xml()  # S3 reads a missing document as an empty, invalid one
         elif member.type_name == "string" and request.body:
-            params[payload] = request.body.decode("utf-8", "replace")
+            params[payload] = request.body.decode("utf-8", "surrogateescape")  # not UTF-8: refused by name
     return params
 
 

@@ -20,7 +20,6 @@ import base64
 import binascii
 import datetime as dt
 import math
-import re
 import unicodedata
 from functools import lru_cache
 
@@ -28,9 +27,9 @@ import regex
 from botocore.model import Shape
 
 from jobforge.core.errors import ServiceError
+from jobforge.core.text import unstorable_text
 
 UTC = dt.timezone.utc
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNPRINTABLE = {"Cc", "Cf", "Cs", "Cn"}  # control, format, surrogate, unassigned (U+FFFE, U+FFFF among them)
 # The wire ranges of the model's integer types (AWS reads them as Java int and long).
 _INTEGER_BITS = {"integer": 32, "long": 64}
@@ -63,15 +62,6 @@ def parse_timestamp(value) -> dt.datetime:
             parsed = parsedate_to_datetime(text)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise ValueError(value)
-
-
-def unstorable_text(value: str) -> str | None:
-    """The constraint a string breaks by its characters alone, or None."""
-    if "\x00" in value:
-        return "Member must not contain the NUL character"
-    if _SURROGATE.search(value):
-        return "Member must be valid Unicode text (invalid UTF-8 or an unpaired surrogate)"
-    return None
 
 
 def printable(text: str) -> str:
