@@ -9,15 +9,21 @@ also sync it with their own ``checkpointConfig.s3Uri``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from jobforge.execution.context import JobContext, NoSuchData
 
 
 class CheckpointSync:
-    def __init__(self, ctx: JobContext, local_dir: Path, s3_uri: str | None):
+    """``delete`` (given for jobforge's own per-job copy, not for a user's ``checkpointConfig``) removes from
+    S3 what the job removed locally, so a job that keeps only its latest checkpoints keeps only those there."""
+
+    def __init__(self, ctx: JobContext, local_dir: Path, s3_uri: str | None,
+                 delete: Callable[[str], None] | None = None):
         self._ctx = ctx
         self._dir = local_dir
         self._prefix = s3_uri.rstrip("/") + "/" if s3_uri else None
+        self._delete = delete
         self._uploaded: dict[str, tuple[int, int]] = {}
 
     def restore(self) -> bool:
@@ -39,22 +45,32 @@ class CheckpointSync:
         return bool(self._uploaded)
 
     def push(self) -> None:
-        """Upload every file that changed since it was last uploaded."""
+        """Upload every file that changed since it was last uploaded, then (with ``delete``) remove what the
+        job removed."""
         if not self._prefix:
             return
-        for relative, signature in self._files():
+        present = dict(self._files())
+        for relative, signature in present.items():
             if self._uploaded.get(relative) != signature:
                 try:
                     self._ctx.upload(self._dir / relative, self._prefix + relative)
                 except FileNotFoundError:  # removed by the job meanwhile
                     continue
                 self._uploaded[relative] = signature
+        if self._delete is not None:
+            for relative in [name for name in self._uploaded if name not in present]:
+                self._delete(self._prefix + relative)
+                del self._uploaded[relative]
 
-    def _files(self):
-        for path in sorted(self._dir.rglob("*")):
+    def _files(self) -> list[tuple[str, tuple[int, int]]]:
+        """(relative name, (mtime, size)) of every file, oldest first: a pointer a job writes after the
+        checkpoint it names (such as latest.json) reaches S3 after that checkpoint does."""
+        found = []
+        for path in self._dir.rglob("*"):
             try:
                 stat = path.stat()
             except FileNotFoundError:
                 continue
             if path.is_file():
-                yield path.relative_to(self._dir).as_posix(), (stat.st_mtime_ns, stat.st_size)
+                found.append((stat.st_mtime_ns, path.relative_to(self._dir).as_posix(), stat.st_size))
+        return [(name, (mtime, size)) for mtime, name, size in sorted(found)]

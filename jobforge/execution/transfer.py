@@ -102,3 +102,12 @@ class S3Transfer:
                 self.client.upload_file(str(file), bucket, name)
         except (ClientError, S3UploadFailedError) as err:
             raise WorkloadError(f"Could not write {uri}: {err}") from None
+
+    def delete(self, uri: str) -> None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            raise WorkloadError(f"Could not delete {uri}: {err}") from None

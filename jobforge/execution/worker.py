@@ -76,7 +76,8 @@ class WorkerJobContext(JobContext):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
         self.transfer = S3Transfer()
-        self.checkpoints = CheckpointSync(self, self.checkpoint_dir, os.environ.get("JOBFORGE_CHECKPOINT_URI"))
+        self.checkpoints = CheckpointSync(self, self.checkpoint_dir, os.environ.get("JOBFORGE_CHECKPOINT_URI"),
+                                          delete=self.transfer.delete)
         self._sync_lock = threading.Lock()
         self._sync_failed = False
         self._stop = threading.Event()
