@@ -41,8 +41,9 @@ class Executor(Protocol):
     def shortfall(self, request: dict) -> str | None:
         """Why a job asking for request could never run here, or None if it could."""
 
-    def can_start(self, request: dict) -> bool:
-        """Whether a job asking for request fits now, beside the attempts running."""
+    def can_start(self, request: dict, held: Capacity) -> bool:
+        """Whether a job asking for request fits now, beside the attempts running and what the server's own
+        long-lived processes hold on its host (``held``; an executor whose nodes are not that host ignores it)."""
 
     def submit(self, job: "Job", env: dict, readable: list[str]) -> str:
         """Start the job's next attempt with env; return its handle. Raises OSError when it cannot start.

@@ -80,8 +80,10 @@ class LocalExecutor:
     def shortfall(self, request: dict) -> str | None:
         return self._capacity.shortfall(request)
 
-    def can_start(self, request: dict) -> bool:
-        return self._capacity.fits(request, used_by(a.request for a in self._attempts.values()))
+    def can_start(self, request: dict, held: Capacity) -> bool:
+        used = used_by(a.request for a in self._attempts.values())
+        return self._capacity.fits(request, Capacity(used.cpus + held.cpus, used.memory_mb + held.memory_mb,
+                                                     used.gpus + held.gpus))
 
     # -- attempts ----------------------------------------------------------------
     def submit(self, job, env: dict, readable: list[str]) -> str:

@@ -39,6 +39,16 @@ def used_by(requests) -> Capacity:
     return used
 
 
+def held_by_services(reserved: dict[str, dict]) -> Capacity:
+    """What the server's long-lived processes (``Supervisor.reserved()``) keep from jobs: their memory and GPUs.
+
+    Their CPU time is shared with jobs, not set aside: a service is idle most of the time (the inference host
+    between generations), and setting its threads aside would keep jobs queued behind CPUs nobody uses.
+    """
+    held = used_by(reserved.values())
+    return Capacity(0, held.memory_mb, held.gpus)
+
+
 def detect_gpus() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:

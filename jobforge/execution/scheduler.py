@@ -20,6 +20,7 @@ from jobforge.core import accounts, jobs, kinds, models_catalog
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
 from jobforge.execution.executor import Executor
+from jobforge.execution.resources import held_by_services
 
 log = logging.getLogger("jobforge.scheduler")
 TICK_SECONDS = 0.25
@@ -84,12 +85,16 @@ class Scheduler:
         return [jobs.Job.from_row(r) for r in rows]
 
     def _admit(self) -> None:
-        for job in self._active(("QUEUED",)):
+        queued = self._active(("QUEUED",))
+        if not queued:
+            return
+        held = held_by_services(self.runtime.supervisor.reserved())
+        for job in queued:
             reason = self.executor.shortfall(job.resources)
             if reason:
                 self.finish(job.id, "FAILED", failure_reason=reason)
                 continue
-            if not self.executor.can_start(job.resources):
+            if not self.executor.can_start(job.resources, held):
                 return  # first in, first out: later jobs wait behind this one
             self._launch(job)
 

@@ -14,13 +14,15 @@ runtimes are declared the same way. Each process is declared once by name
 - stopped on request (``stop``) and at exit (``close``): SIGTERM, then
   SIGKILL once its grace is over;
 - accounted: ``reserved()`` says what each process that is up, or about to
-  restart, holds, in the form of a job's resources, so that the capacity left
-  for jobs can leave it out.
+  restart, holds, in the form of a job's resources (its memory as declared, or
+  as resident now where it has grown past that), so that the scheduler can
+  leave it out of what jobs are given (``resources.held_by_services``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -59,6 +61,16 @@ class ProcessSpec:
     health_interval: float = 10.0
     backoff: Backoff = Backoff()
     stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def _resident_mb(pid: int) -> int:
+    """The resident memory of a process in MiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
 class Unavailable(Exception):
@@ -121,8 +133,13 @@ class Supervisor:
     def reserved(self) -> dict[str, dict]:
         """Name → resources held, for every process that is up or about to restart."""
         with self._lock:
-            return {name: dict(entry.spec.reserves) for name, entry in self._entries.items()
+            held = {name: (dict(entry.spec.reserves), entry.process) for name, entry in self._entries.items()
                     if entry.watcher is not None and not entry.stopped.is_set()}
+        for resources, process in held.values():
+            resident = _resident_mb(process.pid) if process is not None and process.poll() is None else 0
+            if resident > resources.get("memory_mb", 0):
+                resources["memory_mb"] = resident
+        return {name: resources for name, (resources, _) in held.items()}
 
     def stop(self, name: str, deadline: float | None = None) -> None:
         """Stop a process for good and forget it (the name may be added again)."""

@@ -42,10 +42,10 @@ class Runtime:
         from jobforge.execution.executor import open_executor
         from jobforge.execution.scheduler import Scheduler
 
+        self.supervisor = Supervisor()  # before the scheduler, which leaves out what its processes hold
         self.scheduler = Scheduler(self, open_executor(settings))
         # Inference and simulations run on the server's host, beside the jobs, each on half of its CPUs.
         half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
-        self.supervisor = Supervisor()
         self.inference = InferenceHost(self.supervisor, threads=half_the_cpus)
         self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
 

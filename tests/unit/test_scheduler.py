@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ from jobforge.core.objects import open_object_store
 from jobforge.core.store import jobs_table, open_store
 from jobforge.execution.resources import Capacity, used_by
 from jobforge.execution.scheduler import Scheduler
+from jobforge.execution.supervisor import ProcessSpec, Supervisor
 
 RESUMABLE = ("braket-job", "braket-hybrid")  # a kind whose workload resumes from its checkpoints
 NOT_RESUMABLE = ("unknown-kind", "unknown-workload")
@@ -44,8 +46,9 @@ class FakeExecutor:
     def shortfall(self, request):
         return self.node.shortfall(request)
 
-    def can_start(self, request):
-        return self.node.fits(request, used_by(self.running.values()))
+    def can_start(self, request, held):
+        used = used_by([*self.running.values(), vars(held)])
+        return self.node.fits(request, used)
 
     def submit(self, job, env, readable):
         handle = f"fake:{job.id}:{job.attempt}"
@@ -83,8 +86,10 @@ def runtime(tmp_path):
     account = accounts.create_account(engine, "default").account_id
     import jobforge.api.braket.hybrid_jobs  # noqa: F401  (declares the resumable kind)
 
-    return SimpleNamespace(settings=settings, engine=engine, account=account, keys=accounts.KeyRing(engine),
-                           object_store=open_object_store(settings, engine))
+    supervisor = Supervisor()
+    yield SimpleNamespace(settings=settings, engine=engine, account=account, keys=accounts.KeyRing(engine),
+                          object_store=open_object_store(settings, engine), supervisor=supervisor)
+    supervisor.close()
 
 
 def scheduler_with(runtime, executor) -> Scheduler:
@@ -110,6 +115,23 @@ def add_job(runtime, name, resources, *, state="QUEUED", kind=RESUMABLE, max_run
 
 def state(runtime, job_id) -> jobs.Job:
     return jobs.load(runtime.engine, job_id)
+
+
+SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
+
+
+def test_jobs_wait_for_the_memory_and_gpus_a_service_holds_but_share_its_cpus(runtime):
+    executor = FakeExecutor(Capacity(cpus=4, memory_mb=8192, gpus=1))
+    scheduler = scheduler_with(runtime, executor)
+    runtime.supervisor.add(ProcessSpec("model-server", SLEEPER, reserves={"cpus": 4, "memory_mb": 6144, "gpus": 1}))
+    runtime.supervisor.ensure("model-server")
+    big = add_job(runtime, "big", {"cpus": 4, "memory_mb": 4096, "gpus": 0})
+    scheduler.tick()
+    assert state(runtime, big).state == "QUEUED"  # 6144 MiB of 8192 are the service's
+    runtime.supervisor.stop("model-server")
+    scheduler.tick()
+    assert executor.submitted == [big]  # all four CPUs: the service's threads never kept it waiting
+    assert state(runtime, big).state == "STARTING"
 
 
 def test_a_job_no_node_can_fit_fails_at_once(runtime):

@@ -50,6 +50,14 @@ def test_a_process_starts_on_first_use_and_is_accounted_while_up(supervisor):
         supervisor.add(ProcessSpec("sleeper", SLEEPER))
 
 
+def test_a_process_is_accounted_at_its_resident_memory_once_it_outgrows_its_reservation(supervisor):
+    supervisor.add(ProcessSpec("grower", (sys.executable, "-c", "x = bytearray(64 << 20); import time; time.sleep(60)"),
+                               reserves={"cpus": 1, "memory_mb": 1}))
+    supervisor.ensure("grower")
+    _wait_for(lambda: supervisor.reserved()["grower"]["memory_mb"] >= 64)
+    assert supervisor.reserved()["grower"]["cpus"] == 1
+
+
 def _kill(process) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
