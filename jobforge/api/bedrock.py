@@ -47,13 +47,6 @@ def _on_terminal(runtime, job: jobs.Job) -> None:
         register_model(runtime.engine, job)
 
 
-KIND = kinds.register(JobKind(
-    name="bedrock-customization", label="Model customization job", statuses=STATUSES,
-    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
-                     not_stoppable="ConflictException", in_use="ConflictException"),
-    workload=Workload("jobforge.workloads.customize", resumable=True), on_terminal=_on_terminal))
-
-
 # -- the custom model of a completed job -------------------------------------
 def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
     api = job.spec["api"]
@@ -282,14 +275,14 @@ def _custom_model_arn(job: jobs.Job) -> str | None:
     return job.spec["api"]["customModelArn"] if job.state == "COMPLETED" else None
 
 
-def _latest_training_loss(ctx: RequestContext, job: jobs.Job) -> float | None:
+def _latest_training_loss(engine: sa.Engine, job: jobs.Job) -> float | None:
     if job.result.get("trainingLoss") is not None:
         return job.result["trainingLoss"]
-    losses = [m["value"] for m in jobs.metrics(ctx.engine, job.id) if m["name"] == "training_loss"]
+    losses = [m["value"] for m in jobs.metrics(engine, job.id) if m["name"] == "training_loss"]
     return losses[-1] if losses else None
 
 
-def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
+def describe(engine: sa.Engine, job: jobs.Job) -> dict:
     spec, api = job.spec, job.spec["api"]
     out = {
         "jobArn": job.arn, "jobName": job.name, "outputModelName": api["customModelName"],
@@ -304,7 +297,7 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
     }
     if job.failure_reason and job.state in ("FAILED", "TIMED_OUT"):
         out["failureMessage"] = job.failure_reason[:2048]
-    loss = _latest_training_loss(ctx, job)
+    loss = _latest_training_loss(engine, job)
     if loss is not None:
         out["trainingMetrics"] = {"trainingLoss": loss}
     if job.result.get("validationMetrics"):
@@ -315,12 +308,20 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
     return out
 
 
+KIND = kinds.register(JobKind(
+    name="bedrock-customization", label="Model customization job", statuses=STATUSES,
+    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
+                     not_stoppable="ConflictException", in_use="ConflictException"),
+    workload=Workload("jobforge.workloads.customize", resumable=True), on_terminal=_on_terminal,
+    describe=describe))
+
+
 @handler("bedrock", "GetModelCustomizationJob")
 def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
     job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"])
     if job.state == "COMPLETED":
         reconcile_models(ctx.runtime, ctx.account_id)
-    return _describe(ctx, job)
+    return KIND.describe(ctx.engine, job)
 
 
 @handler("bedrock", "ListModelCustomizationJobs")

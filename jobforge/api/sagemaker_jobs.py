@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+import sqlalchemy as sa
+
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
 from jobforge.core import jobs, kinds, tags
@@ -48,7 +50,7 @@ def job_category(name: str, workload: Workload, schemas: dict[str, dict],
     return Category(
         name=PREFIX + name, label=f"{name} job", statuses=STATUSES, errors=ERRORS, workload=workload,
         arn=lambda region, account, job_name, _id: f"arn:aws:sagemaker:{region}:{account}:job/{name}/{job_name}",
-        schemas=schemas, build=build)
+        schemas=schemas, build=build, describe=describe)
 
 
 def categories() -> dict[str, Category]:
@@ -124,7 +126,7 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
     return {"JobArn": job.arn}
 
 
-def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
+def describe(engine: sa.Engine, job: jobs.Job) -> dict:
     document = dict(job.spec.get("JobConfigDocument", {}))
     if job.result.get("ServiceOutput"):
         document["ServiceOutput"] = job.result["ServiceOutput"]
@@ -134,7 +136,7 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
         "JobConfigDocument": json.dumps(document), "CreationTime": from_epoch(job.created_at),
         "LastModifiedTime": from_epoch(job.updated_at), "EndTime": from_epoch(job.ended_at), "JobStatus": job.status,
         "SecondaryStatus": _secondary(job), "SecondaryStatusTransitions": _transitions(job),
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.of(ctx.engine, job.arn).items()],
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.of(engine, job.arn).items()],
     }
     if job.failure_reason:
         out["FailureReason"] = job.failure_reason[:1024]
@@ -145,7 +147,7 @@ def _describe(ctx: RequestContext, job: jobs.Job) -> dict:
 
 @handler("sagemaker", "DescribeJob")
 def describe_job(ctx: RequestContext, req: dict) -> dict:
-    return _describe(ctx, _job(ctx, req))
+    return describe(ctx.engine, _job(ctx, req))
 
 
 @handler("sagemaker", "ListJobs")

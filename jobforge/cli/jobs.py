@@ -57,9 +57,29 @@ def list_cmd(args) -> None:
 
 
 def describe_cmd(args) -> None:
-    job = _find(_engine(args), args.job)
+    engine = _engine(args)
+    job = _find(engine, args.job)
+    if args.api:
+        print(json.dumps(_as_the_api_describes_it(engine, job), indent=2, default=_json_value))
+        return
     record = {k: v for k, v in vars(job).items() if k != "worker_token_hash"}
     print(json.dumps(record, indent=2, default=str))
+
+
+def _as_the_api_describes_it(engine: sa.Engine, job: jobs.Job) -> dict:
+    from jobforge.core import kinds
+    from jobforge.server.app import load_api_modules
+
+    load_api_modules(Settings().plugins)  # the kinds are declared by the modules that serve them
+    kind = kinds.get(job.family)
+    if kind is None:
+        sys.exit(f"No module declares jobs of kind {job.family!r} here (is its plugin in JOBFORGE_PLUGINS?); "
+                 "leave out --api for the job's record")
+    return kind.describe(engine, job)
+
+
+def _json_value(value):
+    return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else str(value)
 
 
 def logs_cmd(args) -> None:
@@ -117,6 +137,9 @@ def add_parser(sub) -> None:
         q.add_argument("job", help="job name, ARN or id")
         if name == "logs":
             q.add_argument("-f", "--follow", action="store_true")
+        if name == "describe":
+            q.add_argument("--api", action="store_true",
+                           help="as the job's service describes it (DescribeJob, GetJob, GetModelCustomizationJob)")
         if name == "watch":
             q.add_argument("--interval", type=float, default=1.0)
         q.set_defaults(func=func)

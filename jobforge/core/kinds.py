@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from jobforge.core.jobs import Job
 
 
@@ -56,6 +58,9 @@ class JobKind:
     statuses: dict[str, str]  # engine state (jobforge.core.jobs.STATES) → the API's status value
     errors: JobErrors
     workload: Workload
+    # (engine, job) → the job as the kind's describe operation returns it (its output shape, as Python values):
+    # what the kind's handlers answer, and what tools that show any job (``jobforge jobs describe --api``) show.
+    describe: Callable[[sa.Engine, Job], dict]
     # (region, account, name, id) → ARN; None where the create request decides it (jobs.create's arn=)
     arn: Callable[[str, str, str, str], str] | None = None
     log_group: LogGroup | None = None

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import subprocess
 import sys
 import time
 
-from selftest_kind import CATEGORY as TEST_CATEGORY
+from selftest_kind import CATEGORY as TEST_CATEGORY, SELFTEST_ENV
 from jobforge.config import Settings
 from jobforge.core import jobs, kinds
 from jobforge.core.kinds import Workload
 
 
-def cli(*args, data_dir=None, check=True):
+def cli(*args, data_dir=None, check=True, env=None):
     prefix = ["--data-dir", str(data_dir)] if data_dir else []
     return subprocess.run([sys.executable, "-m", "jobforge.cli", *prefix, *args], capture_output=True, text=True,
-                          check=check, timeout=120)
+                          check=check, timeout=120, env=dict(os.environ, **env) if env else None)
 
 
 def test_version():
@@ -36,6 +37,12 @@ def test_jobs_commands_follow_a_job(server, role_arn):
     assert "cli-job" in listed and "COMPLETED" in listed
     described = json.loads(cli("jobs", "describe", "cli-job", data_dir=server.data_dir).stdout)
     assert described["state"] == "COMPLETED" and described["result"]["steps"] == 6
+    as_the_api_says = json.loads(cli("jobs", "describe", "cli-job", "--api", data_dir=server.data_dir,
+                                          env=SELFTEST_ENV).stdout)
+    described_by_the_api = sm.describe_job(JobName="cli-job", JobCategory=TEST_CATEGORY)
+    assert as_the_api_says["JobStatus"] == described_by_the_api["JobStatus"] == "Completed"
+    assert as_the_api_says["JobArn"] == described_by_the_api["JobArn"]
+    assert as_the_api_says["SecondaryStatus"] == described_by_the_api["SecondaryStatus"]
     logs = cli("jobs", "logs", "cli-job", data_dir=server.data_dir).stdout
     assert "step 6/6" in logs
     assert cli("jobs", "describe", "nope", data_dir=server.data_dir, check=False).returncode != 0

@@ -23,7 +23,7 @@ def _arn(region: str, account: str, job_name: str, _id: str) -> str:
 
 def _kind(name: str, label: str = "Unit job") -> JobKind:
     return JobKind(name=name, label=label, statuses={s: s.title() for s in jobs.STATES}, errors=ERRORS,
-                   workload=WORKLOAD, arn=_arn)
+                   workload=WORKLOAD, describe=lambda engine, job: {"JobName": job.name}, arn=_arn)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,16 @@ def test_the_store_raises_each_kinds_own_error_codes(engine, monkeypatch):
     assert missing.value.code == "NotFound" and str(missing.value) == "Unit job nope not found."
     assert jobs.get(engine, "111111111111", kind, job.arn).id == job.id == \
         jobs.get(engine, "111111111111", kind, "e").id
+
+
+def test_a_kind_describes_its_jobs_as_its_api_does(engine):
+    job = jobs.Job(id="abc", account_id="1", family=hybrid_jobs.KIND.name, name="n", arn="arn:braket:job/abc",
+                   state="FAILED", secondary_status=None, status_message=None, failure_reason="boom", workload="w",
+                   spec={"jobName": "n", "roleArn": "r", "instanceConfig": {"instanceType": "ml.m5.large",
+                                                                     "volumeSizeInGb": 1}},
+                   result={}, resources={}, transitions=[], role_arn="r",
+                   max_runtime=None, stop_reason=None, attempt=1, handle=None, created_at=12.5, updated_at=13.0,
+                   started_at=12.75, ended_at=13.0)
+    described = kinds.of(job).describe(engine, job)
+    assert described["status"] == "FAILED" and described["failureReason"] == "boom"
+    assert described["jobArn"] == job.arn and described["billableDuration"] == 250

@@ -16,7 +16,7 @@ KIND = kinds.register(JobKind(
     name="store-test", label="Job", statuses={s: s for s in jobs.STATES},
     errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
                      not_stoppable="ConflictException", in_use="ConflictException"),
-    workload=Workload("jobforge.workloads.testing", resumable=True),
+    workload=Workload("jobforge.workloads.testing", resumable=True), describe=lambda engine, job: {"name": job.name},
     arn=lambda r, a, n, i: f"arn:aws:braket:{r}:{a}:job/{n}"))
 
 

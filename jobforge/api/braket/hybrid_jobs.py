@@ -42,20 +42,10 @@ EVENT_MESSAGES = {"QUEUED_FOR_EXECUTION": "Job queued for execution", "STARTING_
                   "COMPLETED": "Job completed", "CANCELLED": "Job cancelled"}
 
 
-
 def log_stream(job: jobs.Job) -> str:
     """The job's one log stream (one instance): ``<jobName>/<id>/algo-1-<created>``."""
     return f"{job.name}/{job.id}/algo-1-{int(job.created_at)}"
 
-
-KIND = kinds.register(JobKind(
-    name="braket-job", label="Hybrid job", statuses=STATUSES,
-    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
-                     not_stoppable="ConflictException", in_use="ConflictException"),
-    workload=Workload("jobforge.workloads.hybrid", resumable=True,
-                      preload=("jobforge.workloads.hybrid", "braket.jobs.metrics_data.log_metrics_parser")),
-    arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
-    log_group=LogGroup("/aws/braket/jobs", log_stream)))
 
 def _check_request(ctx: RequestContext, req: dict) -> None:
     if "scriptModeConfig" not in req["algorithmSpecification"]:
@@ -166,7 +156,7 @@ def _queue_info(ctx: RequestContext, job: jobs.Job) -> dict:
     return {"queue": "JOBS_QUEUE", "position": str(position) if position <= QUEUE_POSITION_CAP else ">15"}
 
 
-def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> dict:
+def describe(engine: sa.Engine, job: jobs.Job) -> dict:
     spec = _with_defaults(job.spec)  # also for jobs recorded before the defaults were stored
     out = {key: spec[key] for key in ("jobName", "roleArn", "algorithmSpecification", "inputDataConfig",
                                       "outputDataConfig", "checkpointConfig", "stoppingCondition",
@@ -174,20 +164,31 @@ def describe(ctx: RequestContext, job: jobs.Job, queue_info: bool = False) -> di
            if spec.get(key) is not None}
     out.update(jobArn=job.arn, status=status(job), createdAt=from_epoch(job.created_at),
                startedAt=from_epoch(job.started_at), endedAt=from_epoch(job.ended_at),
-               events=_events(job), tags=tags.of(ctx.engine, job.arn), failureReason=_failure_reason(job))
+               events=_events(job), tags=tags.of(engine, job.arn), failureReason=_failure_reason(job))
     if out["failureReason"]:
         out["failureReason"] = out["failureReason"][:1024]
     if job.started_at and job.ended_at:
         out["billableDuration"] = int((job.ended_at - job.started_at) * 1000)
-    if queue_info:
-        out["queueInfo"] = _queue_info(ctx, job)
     return out
+
+
+KIND = kinds.register(JobKind(
+    name="braket-job", label="Hybrid job", statuses=STATUSES,
+    errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
+                     not_stoppable="ConflictException", in_use="ConflictException"),
+    workload=Workload("jobforge.workloads.hybrid", resumable=True,
+                      preload=("jobforge.workloads.hybrid", "braket.jobs.metrics_data.log_metrics_parser")),
+    arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
+    log_group=LogGroup("/aws/braket/jobs", log_stream), describe=describe))
 
 
 @handler("braket", "GetJob")
 def get_job(ctx: RequestContext, req: dict) -> dict:
     job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"])
-    return describe(ctx, job, "QueueInfo" in (req.get("additionalAttributeNames") or ()))
+    out = KIND.describe(ctx.engine, job)
+    if "QueueInfo" in (req.get("additionalAttributeNames") or ()):
+        out["queueInfo"] = _queue_info(ctx, job)
+    return out
 
 
 @handler("braket", "CancelJob")
