@@ -318,7 +318,7 @@ KIND = kinds.register(JobKind(
 
 @handler("bedrock", "GetModelCustomizationJob")
 def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"], region=ctx.region)
     if job.state == "COMPLETED":
         reconcile_models(ctx.runtime, ctx.account_id)
     return KIND.describe(ctx.engine, job)
@@ -327,7 +327,7 @@ def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
 @handler("bedrock", "ListModelCustomizationJobs")
 def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
     page = jobs.list_jobs(
-        ctx.engine, ctx.account_id, KIND, name_contains=req.get("nameContains"),
+        ctx.engine, ctx.account_id, KIND, region=ctx.region, name_contains=req.get("nameContains"),
         states=KIND.states(req["statusEquals"]) if "statusEquals" in req else None,
         created_after=epoch(req, "creationTimeAfter"), created_before=epoch(req, "creationTimeBefore"),
         sort_by=req.get("sortBy", "CreationTime"), ascending=req.get("sortOrder") == "Ascending",
@@ -350,7 +350,7 @@ def list_model_customization_jobs(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "StopModelCustomizationJob")
 def stop_model_customization_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"], region=ctx.region)
     jobs.request_stop(ctx.engine, job)
     ctx.runtime.scheduler.wake()
     return {}

@@ -250,7 +250,7 @@ def _taggable(ctx: RequestContext, arn: str) -> str:
     from jobforge.api.bedrock import KIND
 
     if ":model-customization-job/" in arn:
-        return jobs.get(ctx.engine, ctx.account_id, KIND, arn).arn
+        return jobs.get(ctx.engine, ctx.account_id, KIND, arn, region=ctx.region).arn
     if ":custom-model-deployment/" in arn:
         return cm.get_deployment(ctx.engine, ctx.account_id, arn).arn
     if ":custom-model/" in arn:

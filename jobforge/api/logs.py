@@ -63,7 +63,7 @@ def _group_arn(ctx: RequestContext, name: str) -> str:
 
 def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_prefix: str | None = None,
           ids: list[str] | None = None) -> list[Job]:
-    query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id,
+    query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
                                         jobs_table.c.family.in_(group.kind_names))
     if name is not None:
         query = query.where(jobs_table.c.name == name)
@@ -76,7 +76,8 @@ def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_pr
 def _exists(ctx: RequestContext, group: LogGroup) -> bool:
     with reading(ctx.engine) as conn:
         return conn.execute(sa.select(jobs_table.c.id).where(
-            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family.in_(group.kind_names)).limit(1)).first() \
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
+            jobs_table.c.family.in_(group.kind_names)).limit(1)).first() \
             is not None
 
 

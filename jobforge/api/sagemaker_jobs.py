@@ -75,7 +75,7 @@ def _job(ctx: RequestContext, req: dict) -> jobs.Job:
     found = served(req["JobCategory"])
     if found is None:
         raise ServiceError(ERRORS.not_found, f"{req['JobCategory']} job {req['JobName']} not found.")
-    return jobs.get(ctx.engine, ctx.account_id, found, req["JobName"])
+    return jobs.get(ctx.engine, ctx.account_id, found, req["JobName"], region=ctx.region)
 
 
 def _secondary(job: jobs.Job) -> str:
@@ -157,7 +157,7 @@ def list_jobs(ctx: RequestContext, req: dict) -> dict:
     if kind is None:
         return {"JobSummaries": []}
     page = jobs.list_jobs(
-        ctx.engine, ctx.account_id, kind, name_contains=req.get("NameContains"),
+        ctx.engine, ctx.account_id, kind, region=ctx.region, name_contains=req.get("NameContains"),
         states=kind.states(req["StatusEquals"]) if "StatusEquals" in req else None,
         created_after=epoch("CreationTimeAfter"), created_before=epoch("CreationTimeBefore"),
         modified_after=epoch("LastModifiedTimeAfter"), modified_before=epoch("LastModifiedTimeBefore"),

@@ -36,6 +36,7 @@ STATES = ACTIVE + TERMINAL
 class Job:
     id: str
     account_id: str
+    region: str
     family: str
     name: str
     arn: str
@@ -93,7 +94,7 @@ def create(engine: sa.Engine, *, account_id: str, region: str, kind: JobKind, na
     existing = _by_token(engine, token, kind)
     if existing is not None:
         return existing, False
-    row = dict(id=job_id, account_id=account_id, family=kind.name, name=name, arn=arn, state="QUEUED",
+    row = dict(id=job_id, account_id=account_id, region=region, family=kind.name, name=name, arn=arn, state="QUEUED",
                secondary_status=secondary_status, status_message=None, failure_reason=None,
                workload=kind.workload.module,
                spec=spec, result={}, resources=resources,
@@ -125,10 +126,10 @@ def _row(engine, condition):
         return conn.execute(sa.select(jobs_table).where(condition)).first()
 
 
-def get(engine: sa.Engine, account_id: str, kind: JobKind, identifier: str) -> Job:
-    """By name or ARN, within the caller's account; else the kind's not-found error."""
-    row = _row(engine, sa.and_(jobs_table.c.account_id == account_id, jobs_table.c.family == kind.name,
-                               name_or_arn(jobs_table, identifier)))
+def get(engine: sa.Engine, account_id: str, kind: JobKind, identifier: str, *, region: str) -> Job:
+    """By name or ARN, within the caller's account and region; else the kind's not-found error."""
+    row = _row(engine, sa.and_(jobs_table.c.account_id == account_id, jobs_table.c.region == region,
+                               jobs_table.c.family == kind.name, name_or_arn(jobs_table, identifier)))
     if row is None:
         raise ServiceError(kind.errors.not_found, f"{kind.label} {identifier} not found.")
     return Job.from_row(row)
@@ -143,13 +144,14 @@ SORT_COLUMNS = {"CreationTime": jobs_table.c.created_at, "Name": jobs_table.c.na
                 "LastModifiedTime": jobs_table.c.updated_at}
 
 
-def list_jobs(engine: sa.Engine, account_id: str, kind: JobKind, *, name_contains: str | None = None,
+def list_jobs(engine: sa.Engine, account_id: str, kind: JobKind, *, region: str, name_contains: str | None = None,
               states: tuple[str, ...] | None = None, created_after: float | None = None,
               created_before: float | None = None, modified_after: float | None = None,
               modified_before: float | None = None, extra: list | None = None, sort_by: str = "CreationTime",
               ascending: bool = False, limit: int = 100, token: str | None = None,
               bad_token: Callable[[str], Exception]) -> paging.Page:
-    query = sa.select(jobs_table).where(jobs_table.c.account_id == account_id, jobs_table.c.family == kind.name)
+    query = sa.select(jobs_table).where(jobs_table.c.account_id == account_id, jobs_table.c.region == region,
+                                        jobs_table.c.family == kind.name)
     if name_contains:
         query = query.where(jobs_table.c.name.contains(name_contains, autoescape=True))
     if states is not None:
@@ -164,7 +166,7 @@ def list_jobs(engine: sa.Engine, account_id: str, kind: JobKind, *, name_contain
         query = query.where(jobs_table.c.updated_at < modified_before)
     for condition in extra or ():
         query = query.where(condition)
-    bind = dict(family=kind.name, name=name_contains, states=states, ca=created_after, cb=created_before,
+    bind = dict(family=kind.name, region=region, name=name_contains, states=states, ca=created_after, cb=created_before,
                 ma=modified_after, mb=modified_before, sort=sort_by, asc=ascending,
                 extra=[str(c.compile(compile_kwargs={"literal_binds": True})) for c in extra or ()])
     page = paging.keyset_page(engine, query, SORT_COLUMNS[sort_by], jobs_table.c.id, ascending, limit, token, bind,

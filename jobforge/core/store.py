@@ -56,6 +56,7 @@ jobs_table = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # the region of the request that created it
     sa.Column("family", sa.String(64), nullable=False),
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("arn", sa.String(2048), nullable=False, unique=True),
@@ -78,8 +79,8 @@ jobs_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("ended_at", sa.Float),
-    sa.UniqueConstraint("account_id", "family", "name", name="uq_jobs_account_family_name"),
-    sa.Index("ix_jobs_account_family_created", "account_id", "family", "created_at"),
+    sa.UniqueConstraint("account_id", "region", "family", "name", name="uq_jobs_account_region_family_name"),
+    sa.Index("ix_jobs_account_region_family_created", "account_id", "region", "family", "created_at"),
 )
 
 job_metrics = sa.Table(

@@ -67,7 +67,7 @@ def _engine(data_dir):
 
 
 def _job(data_dir, account):
-    return jobs.get(_engine(data_dir), account, selftest_kind.KIND, "survivor")
+    return jobs.get(_engine(data_dir), account, selftest_kind.KIND, "survivor", region="us-east-1")
 
 
 def _alive(pid) -> bool:

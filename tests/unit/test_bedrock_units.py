@@ -14,7 +14,8 @@ from jobforge.core.jobs import Job
 def job(state, phases, kind="FINE_TUNING"):
     transitions = [{"state": "QUEUED", "secondary": None, "at": 100.0}]
     transitions += [{"state": "RUNNING", "secondary": phase, "at": 110.0 + i} for i, phase in enumerate(phases)]
-    return Job(id="x", account_id="1", family="bedrock-customization", name="j", arn="a", state=state,
+    return Job(id="x", account_id="1", region="us-east-1", family="bedrock-customization", name="j", arn="a",
+               state=state,
                secondary_status=None, status_message=None, failure_reason=None, workload="w",
                spec={"customizationType": kind}, result={}, resources={}, transitions=transitions, role_arn=None,
                max_runtime=None, stop_reason=None, attempt=1, handle=None, created_at=100.0, updated_at=200.0,

@@ -77,7 +77,7 @@ def test_the_server_discovers_api_modules_kinds_and_plugins(tmp_path, monkeypatc
 def test_log_groups_come_from_the_kinds_that_declare_one():
     group = logs.groups()["/aws/braket/jobs"]
     assert group.kind_names == (hybrid_jobs.KIND.name,)
-    job = jobs.Job(id="abc", account_id="1", family=hybrid_jobs.KIND.name, name="n", arn="a", state="RUNNING",
+    job = jobs.Job(id="abc", account_id="1", region="us-east-1", family=hybrid_jobs.KIND.name, name="n", arn="a", state="RUNNING",
                    secondary_status=None, status_message=None, failure_reason=None, workload="w", spec={},
                    result={}, resources={}, transitions=[], role_arn=None, max_runtime=None, stop_reason=None,
                    attempt=1, handle=None, created_at=12.5, updated_at=12.5, started_at=None, ended_at=None)
@@ -103,14 +103,14 @@ def test_the_store_raises_each_kinds_own_error_codes(engine, monkeypatch):
         jobs.request_stop(engine, stopped)
     assert ended.value.code == "NotStoppable"
     with pytest.raises(ServiceError) as missing:
-        jobs.get(engine, "111111111111", kind, "nope")
+        jobs.get(engine, "111111111111", kind, "nope", region="us-east-1")
     assert missing.value.code == "NotFound" and str(missing.value) == "Unit job nope not found."
-    assert jobs.get(engine, "111111111111", kind, job.arn).id == job.id == \
-        jobs.get(engine, "111111111111", kind, "e").id
+    assert jobs.get(engine, "111111111111", kind, job.arn, region="us-east-1").id == job.id == \
+        jobs.get(engine, "111111111111", kind, "e", region="us-east-1").id
 
 
 def test_a_kind_describes_its_jobs_as_its_api_does(engine):
-    job = jobs.Job(id="abc", account_id="1", family=hybrid_jobs.KIND.name, name="n", arn="arn:braket:job/abc",
+    job = jobs.Job(id="abc", account_id="1", region="us-east-1", family=hybrid_jobs.KIND.name, name="n", arn="arn:braket:job/abc",
                    state="FAILED", secondary_status=None, status_message=None, failure_reason="boom", workload="w",
                    spec={"jobName": "n", "roleArn": "r", "instanceConfig": {"instanceType": "ml.m5.large",
                                                                      "volumeSizeInGb": 1}},

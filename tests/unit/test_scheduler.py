@@ -104,7 +104,7 @@ def add_job(runtime, name, resources, *, state="QUEUED", kind=RESUMABLE, max_run
     now = time.time()
     with runtime.engine.begin() as conn:
         conn.execute(jobs_table.insert().values(
-            id=job_id, account_id=runtime.account, family=kind[0], name=name, arn=f"arn:test:job/{name}",
+            id=job_id, account_id=runtime.account, region="us-east-1", family=kind[0], name=name, arn=f"arn:test:job/{name}",
             state=state, secondary_status=None, status_message=None, failure_reason=None, workload=kind[1],
             spec={}, result={}, resources=resources, transitions=[], role_arn=None, max_runtime=max_runtime,
             stop_reason=None, attempt=1 if handle else 0, handle=handle, worker_token_hash=None, created_at=now,

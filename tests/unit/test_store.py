@@ -119,8 +119,8 @@ def test_paging_is_stable_and_bound_to_filters(engine):
     bad = lambda m: ServiceError("ValidationException", m)  # noqa: E731
     seen, token = [], None
     while True:
-        page = jobs.list_jobs(engine, "111111111111", KIND, name_contains="p", sort_by="Name", ascending=True,
-                              limit=2, token=token, bad_token=bad)
+        page = jobs.list_jobs(engine, "111111111111", KIND, region="us-east-1", name_contains="p", sort_by="Name",
+                              ascending=True, limit=2, token=token, bad_token=bad)
         seen += [j.name for j in page.rows]
         if not page.next_token:
             break
@@ -130,7 +130,7 @@ def test_paging_is_stable_and_bound_to_filters(engine):
     # rows created meanwhile sort before the cursor ("-" < "0"): no page repeats or shifts
     assert seen == ["p0", "p1", "p2", "p3", "p4"]
     with pytest.raises(ServiceError):
-        jobs.list_jobs(engine, "111111111111", KIND, name_contains="zzz", limit=2, token=token, bad_token=bad)
+        jobs.list_jobs(engine, "111111111111", KIND, region="us-east-1", name_contains="zzz", limit=2, token=token, bad_token=bad)
 
 
 def test_metrics_logs_and_tags(engine):

@@ -184,7 +184,7 @@ KIND = kinds.register(JobKind(
 
 @handler("braket", "GetJob")
 def get_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"], region=ctx.region)
     out = KIND.describe(ctx.engine, job)
     if "QueueInfo" in (req.get("additionalAttributeNames") or ()):
         out["queueInfo"] = _queue_info(ctx, job)
@@ -193,7 +193,7 @@ def get_job(ctx: RequestContext, req: dict) -> dict:
 
 @handler("braket", "CancelJob")
 def cancel_job(ctx: RequestContext, req: dict) -> dict:
-    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"])
+    job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobArn"], region=ctx.region)
     if job.state == "STOPPING" and job.stop_reason != "timeout":
         return {"jobArn": job.arn, "cancellationStatus": "CANCELLING"}
     if job.terminal or job.state == "STOPPING":
@@ -238,8 +238,8 @@ def _search_conditions(filters: list[dict]) -> list:
 @handler("braket", "SearchJobs")
 def search_jobs(ctx: RequestContext, req: dict) -> dict:
     conditions = _search_conditions(req["filters"])
-    page = jobs.list_jobs(ctx.engine, ctx.account_id, KIND, extra=conditions, limit=req.get("maxResults", 100),
-                          token=req.get("nextToken"), bad_token=validation_error)
+    page = jobs.list_jobs(ctx.engine, ctx.account_id, KIND, region=ctx.region, extra=conditions,
+                          limit=req.get("maxResults", 100), token=req.get("nextToken"), bad_token=validation_error)
     summaries = [{"status": status(job), "jobArn": job.arn, "jobName": job.name,
                   "device": job.spec["deviceConfig"]["device"], "createdAt": from_epoch(job.created_at),
                   "startedAt": from_epoch(job.started_at), "endedAt": from_epoch(job.ended_at),

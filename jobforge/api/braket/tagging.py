@@ -14,7 +14,8 @@ from jobforge.core.store import jobs_table, reading
 
 def _require_resource(ctx: RequestContext, arn: str) -> None:
     if ":job/" in arn:
-        table, condition = jobs_table, jobs_table.c.family == hybrid_jobs.KIND.name
+        table, condition = jobs_table, sa.and_(jobs_table.c.family == hybrid_jobs.KIND.name,
+                                               jobs_table.c.region == ctx.region)
     elif ":quantum-task/" in arn:
         table, condition = quantum_tasks, sa.true()
     else:
