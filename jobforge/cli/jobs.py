@@ -26,15 +26,16 @@ def _engine(args) -> sa.Engine:
 
 
 def _find(engine, ident: str) -> jobs.Job:
-    """The job an id, ARN or name names; a name used by jobs of several accounts or families is refused."""
+    """The job an id, ARN or name names; a name used by jobs of several accounts, regions or families is
+    refused."""
     with reading(engine) as conn:
         rows = conn.execute(sa.select(jobs_table).where(sa.or_(
             jobs_table.c.id == ident, jobs_table.c.arn == ident, jobs_table.c.name == ident))
             .order_by(jobs_table.c.created_at.desc())).all()
     if not rows:
         sys.exit(f"No job {ident!r}")
-    if len({(row.account_id, row.family) for row in rows}) > 1:
-        sys.exit(f"{ident!r} names jobs of several accounts or families; use one of their ARNs:\n"
+    if len({(row.account_id, row.region, row.family) for row in rows}) > 1:
+        sys.exit(f"{ident!r} names jobs of several accounts, regions or families; use one of their ARNs:\n"
                  + "\n".join(f"  {row.arn}" for row in rows))
     return jobs.Job.from_row(rows[0])
 
@@ -50,9 +51,9 @@ def list_cmd(args) -> None:
         query = query.where(jobs_table.c.family.startswith(args.family))
     with reading(engine) as conn:
         rows = [jobs.Job.from_row(r) for r in conn.execute(query)]
-    print(f"{'NAME':32} {'FAMILY':28} {'ACCOUNT':12} {'STATE':10} {'CREATED':19}  ID")
+    print(f"{'NAME':32} {'FAMILY':28} {'ACCOUNT':12} {'REGION':14} {'STATE':10} {'CREATED':19}  ID")
     for job in rows:
-        print(f"{job.name[:32]:32} {job.family[:28]:28} {job.account_id:12} {job.state:10} "
+        print(f"{job.name[:32]:32} {job.family[:28]:28} {job.account_id:12} {job.region[:14]:14} {job.state:10} "
               f"{_when(job.created_at)}  {job.id}")
 
 
