@@ -71,7 +71,7 @@ def test_devices(braket):
 
     devices = {d["deviceArn"]: d for d in braket.search_devices(filters=[])["devices"]}
     assert devices[SV1]["deviceStatus"] == devices[DM1]["deviceStatus"] == "ONLINE"
-    assert devices[TN1]["deviceStatus"] == "OFFLINE" and devices[QPU]["deviceStatus"] == "OFFLINE"
+    assert devices[TN1]["deviceStatus"] == "RETIRED" and devices[QPU]["deviceStatus"] == "OFFLINE"
     assert {d["deviceType"] for d in devices.values()} == {"SIMULATOR", "QPU"}
     sv1 = braket.get_device(deviceArn=SV1)
     capabilities = GateModelSimulatorDeviceCapabilities.parse_raw(sv1["deviceCapabilities"])
@@ -104,7 +104,7 @@ def test_create_job_validation(braket, account):
         (job_request(account, "other-account", roleArn="arn:aws:iam::123456789012:role/JobforgeExecutionRole"),
          ("ValidationException", 400)),
         (job_request(account, "on-qpu", deviceConfig={"device": QPU}), ("DeviceOfflineException", 424)),
-        (job_request(account, "on-tn1", deviceConfig={"device": TN1}), ("DeviceOfflineException", 424)),
+        (job_request(account, "on-tn1", deviceConfig={"device": TN1}), ("DeviceRetiredException", 410)),
         (job_request(account, "unknown-device", deviceConfig={"device": "arn:aws:braket:::device/qpu/x/y"}),
          ("ValidationException", 400)),
         (job_request(account, "two-hosts", instanceConfig={"instanceType": "ml.m5.large", "volumeSizeInGb": 30,
@@ -243,7 +243,7 @@ def test_quantum_task_requests_are_checked(server, braket, account):
         return braket.create_quantum_task(**dict(base, clientToken=str(uuid.uuid4()), **changes))
 
     assert code_of(lambda: create(deviceArn=QPU)) == ("DeviceOfflineException", 424)
-    assert code_of(lambda: create(deviceArn=TN1)) == ("DeviceOfflineException", 424)
+    assert code_of(lambda: create(deviceArn=TN1)) == ("DeviceRetiredException", 410)
     assert code_of(lambda: create(deviceArn="arn:aws:braket:::device/qpu/acme/x")) == ("ValidationException", 400)
     assert code_of(lambda: create(action="{not json")) == ("ValidationException", 400)
     assert code_of(lambda: create(action=json.dumps({"braketSchemaHeader": {"name": "braket.ir.ahs.program",

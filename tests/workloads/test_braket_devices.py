@@ -32,9 +32,9 @@ def catalogue_session():
 
 def capabilities_class(name: str):
     """A device capabilities schema of the Braket SDK, by class name."""
-    from braket.device_schema import ionq, iqm, rigetti, simulators
+    from braket.device_schema import ionq, iqm, quera, rigetti, simulators
 
-    return next(getattr(module, name) for module in (ionq, iqm, rigetti, simulators) if hasattr(module, name))
+    return next(getattr(module, name) for module in (ionq, iqm, quera, rigetti, simulators) if hasattr(module, name))
 
 
 @pytest.mark.parametrize(("arn", "backend"), [(SV1, "braket_sv"), (DM1, "braket_dm")])
@@ -81,13 +81,13 @@ def test_aws_device_reads_the_catalogue():
     assert forte.status == "OFFLINE" and forte.type.value == "QPU" and not forte.is_available
     assert isinstance(forte.properties, IonqDeviceCapabilities)
     assert forte.properties.paradigm.qubitCount == 36 and forte.properties.standardized is None  # no calibration
-    assert isinstance(tn1.properties, GateModelSimulatorDeviceCapabilities) and tn1.status == "OFFLINE"
+    assert isinstance(tn1.properties, GateModelSimulatorDeviceCapabilities) and tn1.status == "RETIRED"
 
 
 @pytest.mark.parametrize(
     ("arn", "status", "reason", "kind"),
     [
-        (TN1, "OFFLINE", "does not run the TN1 simulator", "GateModelSimulatorDeviceCapabilities"),
+        (TN1, "RETIRED", "Amazon Braket TN1 has been retired", "GateModelSimulatorDeviceCapabilities"),
         (FORTE, "OFFLINE", "IonQ Forte-1 is quantum hardware that jobforge cannot reach", "IonqDeviceCapabilities"),
         (HARMONY, "RETIRED", "IonQ Harmony has been retired", "IonqDeviceCapabilities"),
     ],
@@ -133,14 +133,35 @@ def test_qpu_documents_have_their_provider_type(arn, kind):
     assert json.loads(record["deviceCapabilities"])["deviceParameters"]["title"].endswith("DeviceParameters")
 
 
-def test_devices_without_the_data_their_schema_requires_keep_the_generic_document():
-    from braket.device_schema import DeviceCapabilities
+def test_every_listed_device_has_a_typed_document_of_its_provider():
+    from braket.device_schema.quera import QueraDeviceCapabilities
+    from braket.device_schema.rigetti import RigettiDeviceCapabilities
+    from braket.schema_common import BraketSchemaBase
 
     from jobforge.workloads.braket import devices
 
-    record = devices.get_device("arn:aws:braket:us-east-1::device/qpu/quera/Aquila")  # lattice/Rydberg ranges
-    capabilities = DeviceCapabilities.parse_raw(record["deviceCapabilities"])
-    assert capabilities.action == {} and "cannot reach" in capabilities.service.deviceDocumentation.summary
+    for summary in devices.list_devices():
+        capabilities = BraketSchemaBase.parse_raw_schema(devices.get_device(summary["deviceArn"])["deviceCapabilities"])
+        assert capabilities.braketSchemaHeader.name.endswith("_device_capabilities"), summary["deviceArn"]
+    aquila = BraketSchemaBase.parse_raw_schema(
+        devices.get_device("arn:aws:braket:us-east-1::device/qpu/quera/Aquila")["deviceCapabilities"])
+    assert isinstance(aquila, QueraDeviceCapabilities) and aquila.paradigm.qubitCount == 256
+    assert list(aquila.action) == ["braket.ir.ahs.program"] and aquila.service.shotsRange == (0, 0)
+    cepheus = BraketSchemaBase.parse_raw_schema(
+        devices.get_device("arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q")["deviceCapabilities"])
+    assert isinstance(cepheus, RigettiDeviceCapabilities) and cepheus.paradigm.qubitCount == 108
+
+
+def test_devices_jobforge_cannot_describe_are_not_listed():
+    from braket.devices import Devices
+
+    from jobforge.workloads.braket import devices
+
+    listed = {summary["deviceArn"] for summary in devices.list_devices()}
+    assert Devices.AQT.IbexQ1 not in listed  # its schema requires today's calibration
+    assert not any("/d-wave/" in arn or "/xanadu/" in arn or "/oqc/" in arn for arn in listed)  # left Braket
+    with pytest.raises(KeyError):
+        devices.get_device(Devices.AQT.IbexQ1)
 
 
 def test_local_names_reach_the_simulators_and_unknown_devices_are_not_found():
@@ -161,7 +182,7 @@ def test_search_summaries_cover_the_sdk_catalogue():
     from jobforge.workloads.braket import devices
 
     summaries = {summary["deviceArn"]: summary for summary in devices.list_devices()}
-    for group in (Devices.Amazon, Devices.IonQ, Devices.IQM, Devices.QuEra, Devices.Rigetti, Devices.AQT):
+    for group in (Devices.Amazon, Devices.IonQ, Devices.IQM, Devices.QuEra, Devices.Rigetti):
         for member in group:
             assert member.value in summaries
     assert set(summaries[SV1]) == {"deviceArn", "deviceName", "providerName", "deviceType", "deviceStatus"}

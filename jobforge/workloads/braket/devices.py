@@ -2,17 +2,25 @@
 
 SV1 and DM1 are served by amazon-braket-default-simulator's state-vector and
 density-matrix simulators, with those simulators' own capabilities documents.
-Every other device the Braket SDK knows (QPUs, TN1) is listed so that clients
-get an honest answer: OFFLINE (or RETIRED) with the reason in the capabilities'
-``deviceDocumentation.summary``, and ``is_runnable`` false so the API answers
-DeviceOfflineException / DeviceRetiredException instead of simulating a QPU
-under its name.
+The other devices of the providers the Braket SDK lists as current (QPUs,
+the retired TN1) are listed so that clients get an honest answer: OFFLINE (or
+RETIRED) with the reason in the capabilities' ``deviceDocumentation.summary``,
+and ``is_runnable`` false so the API answers DeviceOfflineException /
+DeviceRetiredException instead of simulating a QPU under its name. Each has a
+typed capabilities document of its provider's schema, holding only published
+facts, so the SDK's ``AwsDevice(...).properties`` parses for every device.
+
+Not listed, as on AWS: the devices of providers that left Braket (the SDK keeps
+them in private groups only). Not listed either: a device whose schema requires
+data jobforge does not have (AQT's calibration, which changes daily), rather
+than a document with invented values.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from importlib import resources
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -67,29 +75,30 @@ class Device:
 
 
 def _known_devices() -> dict[str, Device]:
-    """Every device ARN of the SDK's Devices catalogue, current and retired.
+    """Every device ARN of the SDK's current providers, current and retired, that jobforge can describe.
 
-    The SDK marks retired devices (and the hidden TN1) with a leading underscore
-    in its per-provider enums; its private group classes also hold providers
-    that left Braket.
+    The SDK marks retired devices (and TN1) with a leading underscore in its
+    per-provider enums; providers that left Braket are only in its private groups.
     """
     devices = {}
     for group_name, group in vars(Devices).items():
-        if not (group_name.startswith("_") and isinstance(group, type) and issubclass(group, StrEnum)):
+        if group_name.startswith("_") or not (isinstance(group, type) and issubclass(group, StrEnum)):
             continue
-        provider = _PROVIDERS.get(group_name.lstrip("_"), group_name.lstrip("_"))
+        provider = _PROVIDERS.get(group_name, group_name)
         for member in group:
             arn = member.value
             name = arn.rsplit("/", 1)[-1]
             is_simulator = "/quantum-simulator/" in arn
+            if not (is_simulator or _device_path(arn) in _GATE_MODEL_QPUS or _device_path(arn) in _AHS_QPUS):
+                continue  # its schema requires data jobforge does not have
             if arn in _SIMULATOR_BACKENDS:
                 status, reason = ONLINE, ""
+            elif member.name.startswith("_"):
+                status = RETIRED
+                reason = f"{provider} {name.upper() if is_simulator else name} has been retired from Amazon Braket."
             elif is_simulator:
                 status = OFFLINE
                 reason = f"jobforge does not run the {name.upper()} simulator; use SV1 or DM1."
-            elif member.name.startswith("_"):
-                status = RETIRED
-                reason = f"{provider} {name} has been retired from Amazon Braket."
             else:
                 status = OFFLINE
                 reason = (
@@ -107,7 +116,9 @@ def _known_devices() -> dict[str, Device]:
     return devices
 
 
-_DEVICES = _known_devices()
+def _device_path(arn: str) -> str:
+    """``provider/name`` of a QPU ARN."""
+    return arn.split("/qpu/", 1)[-1]
 
 
 def resolve(device: str) -> str:
@@ -196,25 +207,14 @@ def capabilities_json(arn: str) -> str:
             )
         }
         return json.dumps(document)
-    document = _offline_capabilities(device)
-    if document is not None:
-        return document
-    # A device whose schema requires data jobforge does not have (calibration, lattice
-    # and Rydberg ranges, annealer qubit lists): the generic document, without a schema
-    # header, says only what is known: nothing runs here, and why.
-    return json.dumps(
-        {
-            "service": _offline_service(device),
-            "action": {},
-            "deviceParameters": {},
-        }
-    )
+    return _offline_capabilities(device)
 
 
-# Published hardware facts for the devices that get a typed capabilities document while
-# they cannot run here: (qubit count, native gate set, fully connected). Nothing else
+# Published hardware facts for the gate-model QPUs, which get a typed capabilities document
+# while they cannot run here: (qubit count, native gate set, fully connected). Nothing else
 # about them is stated: no calibration (``standardized``, ``provider``), no connectivity
-# graph, no execution windows or prices. Devices missing here keep the generic document.
+# graph, no execution windows or prices. An empty gate set: none is published for the device.
+_ASPEN_GATES = ("RX", "RZ", "CZ", "CPHASE", "XY")
 _GATE_MODEL_QPUS = {
     "ionq/Harmony": (11, ("GPI", "GPI2", "MS"), True),
     "ionq/Aria-1": (25, ("GPI", "GPI2", "MS"), True),
@@ -223,9 +223,19 @@ _GATE_MODEL_QPUS = {
     "ionq/Forte-Enterprise-1": (36, ("GPI", "GPI2", "ZZ"), True),
     "iqm/Garnet": (20, ("CZ", "PRX"), False),
     "iqm/Emerald": (54, ("CZ", "PRX"), False),
+    "rigetti/Aspen-8": (31, _ASPEN_GATES, False),
+    "rigetti/Aspen-9": (32, _ASPEN_GATES, False),
+    "rigetti/Aspen-10": (32, _ASPEN_GATES, False),
+    "rigetti/Aspen-11": (40, _ASPEN_GATES, False),
+    "rigetti/Aspen-M-1": (80, _ASPEN_GATES, False),
+    "rigetti/Aspen-M-2": (80, _ASPEN_GATES, False),
+    "rigetti/Aspen-M-3": (79, _ASPEN_GATES, False),
     "rigetti/Ankaa-2": (84, ("RX", "RZ", "ISWAP"), False),
     "rigetti/Ankaa-3": (84, ("RX", "RZ", "ISWAP"), False),
+    "rigetti/Cepheus-1-108Q": (108, (), False),
 }
+# Analog Hamiltonian simulation QPUs: their published paradigm (lattice, Rydberg ranges, performance).
+_AHS_QPUS = {"quera/Aquila": "aquila_paradigm.json"}
 _TN1_QUBITS = 50  # TN1's published maximum
 
 
@@ -255,7 +265,7 @@ def _offline_service(device: Device) -> dict:
     }
 
 
-def _offline_capabilities(device: Device) -> str | None:
+def _offline_capabilities(device: Device) -> str:
     """The typed capabilities document of a device that cannot run here, built with the schema classes.
 
     ``service.shotsRange`` is [0, 0] and the OpenQASM action lists only the
@@ -281,9 +291,9 @@ def _offline_capabilities(device: Device) -> str | None:
             "deviceParameters": GateModelSimulatorDeviceParameters.schema(),
         })
         return document.json()
-    path = device.arn.split("/qpu/", 1)[-1]
-    if path not in _GATE_MODEL_QPUS:
-        return None
+    path = _device_path(device.arn)
+    if path in _AHS_QPUS:
+        return _ahs_capabilities(service, path)
     qubits, native_gates, fully_connected = _GATE_MODEL_QPUS[path]
     capabilities_class, parameters_class = _schema_classes(path)
     header = capabilities_class.__fields__["braketSchemaHeader"].default
@@ -301,3 +311,21 @@ def _offline_capabilities(device: Device) -> str | None:
         "deviceParameters": parameters_class.schema(),
     })
     return document.json()
+
+
+def _ahs_capabilities(service: dict, path: str) -> str:
+    from braket.device_schema.quera import QueraAhsParadigmProperties, QueraDeviceCapabilities
+
+    paradigm = json.loads(resources.files(__package__).joinpath(_AHS_QPUS[path]).read_text())
+    document = QueraDeviceCapabilities.parse_obj({
+        "braketSchemaHeader": QueraDeviceCapabilities.__fields__["braketSchemaHeader"].default.dict(),
+        "service": service,
+        "action": {"braket.ir.ahs.program": {"actionType": "braket.ir.ahs.program", "version": ["1"]}},
+        "paradigm": {"braketSchemaHeader": QueraAhsParadigmProperties.__fields__["braketSchemaHeader"].default.dict(),
+                     **paradigm},
+        "deviceParameters": {},
+    })
+    return document.json()
+
+
+_DEVICES = _known_devices()
