@@ -68,8 +68,13 @@ class JobContext:
     def should_stop(self) -> bool:
         raise NotImplementedError
 
-    def download(self, uri: str, path: str | Path) -> Path:
-        """Fetch an S3 object, or every object under a prefix ending in '/', to path."""
+    def download(self, uri: str, path: str | Path, key_prefix: bool = False) -> Path:
+        """Fetch an S3 object, or every object under a prefix ending in '/', to path.
+
+        With ``key_prefix``, every object whose key starts with the URI's key, each at its key relative to the
+        key's last '/' under the folder path: ``s3://b/data/train`` fetches ``data/train-0.csv`` as
+        ``train-0.csv`` and ``data/train/x.csv`` as ``train/x.csv``.
+        """
         raise NotImplementedError
 
     def upload(self, path: str | Path, uri: str) -> None:
@@ -122,8 +127,20 @@ class LocalJobContext(JobContext):
         except UnsafePath as err:
             raise WorkloadError(f"{uri} cannot be a local path: {err}") from None
 
-    def download(self, uri, path):
+    def download(self, uri, path, key_prefix=False):
         source, target = self._local(uri), Path(path)
+        if key_prefix:
+            bucket, key = split_s3_uri(uri)
+            folder = self._local(f"s3://{bucket}/{key[:key.rfind('/') + 1]}")
+            files = [f for f in folder.rglob("*") if f.is_file()
+                     and f.relative_to(self._local(f"s3://{bucket}/")).as_posix().startswith(key)]
+            if not files:
+                raise NoSuchData(f"No objects under {uri}")
+            for file in files:
+                copy = target / file.relative_to(folder)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, copy)
+            return target
         if uri.endswith("/"):
             if not source.is_dir():
                 raise NoSuchData(f"No objects under {uri}")

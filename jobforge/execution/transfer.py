@@ -49,14 +49,18 @@ class S3Transfer:
                 config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
         return self._client
 
-    def download(self, uri: str, path: Path) -> Path:
-        """One object to path, or, for a URI ending in '/', every object under it into the folder path."""
+    def download(self, uri: str, path: Path, key_prefix: bool = False) -> Path:
+        """One object to path, or, for a URI ending in '/', every object under it into the folder path.
+
+        With ``key_prefix``, every object whose key starts with the URI's key goes into the folder path, at its
+        key relative to the key's last '/' (how SageMaker and Braket place an S3Prefix channel's objects).
+        """
         from botocore.exceptions import ClientError
 
         bucket, key = split_s3_uri(uri)
         try:
-            if uri.endswith("/") or not key:
-                files = self._files_under(uri, bucket, key, path)
+            if key_prefix or uri.endswith("/") or not key:
+                files = self._files_under(uri, bucket, key, path, key[:key.rfind("/") + 1] if key_prefix else key)
                 for name, target in files:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     self.client.download_file(bucket, name, str(target))
@@ -70,13 +74,13 @@ class S3Transfer:
         except OSError as err:  # e.g. one key is a file and another a folder at the same path
             raise WorkloadError(f"Could not write {uri} to the job's disk: {err}") from None
 
-    def _files_under(self, uri: str, bucket: str, prefix: str, root: Path) -> list[tuple[str, Path]]:
+    def _files_under(self, uri: str, bucket: str, prefix: str, root: Path, relative_to: str) -> list[tuple[str, Path]]:
         """(key, local path) of every object under the prefix, all checked before any is written."""
         files = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 try:
-                    target = path_for_key(root, item["Key"], prefix)
+                    target = path_for_key(root, item["Key"], relative_to)
                 except UnsafePath as err:
                     raise WorkloadError(f"Could not read {uri}: the object key {err.name!r} cannot be a local "
                                         f"file name: it {err.reason}.") from None

@@ -132,8 +132,8 @@ class WorkerJobContext(JobContext):
     def should_stop(self):
         return self._stop.is_set()
 
-    def download(self, uri, path):
-        return self.transfer.download(uri, Path(path))
+    def download(self, uri, path, key_prefix=False):
+        return self.transfer.download(uri, Path(path), key_prefix)
 
     def upload(self, path, uri):
         self.transfer.upload(Path(path), uri)

@@ -424,3 +424,18 @@ def test_lines_keep_their_time_while_metrics_are_parsed(monkeypatch):
     assert recorder.events[-1][0] - recorder.events[0][0] < 0.3  # not 1.5 s behind the first
     job_log.close()
     assert recorder.metrics == [("energy", 0.0, None), ("energy", 1.0, None), ("energy", 2.0, None)]
+
+
+def test_channel_uri_is_a_key_prefix(tmp_path):
+    for key in ("datasets/train-0.csv", "datasets/train-1.csv", "datasets/train/nested.csv", "datasets/test.csv"):
+        _upload(tmp_path, key, key.encode())
+    script = (
+        "import os\nfrom braket.jobs import get_input_data_dir, save_job_result\n"
+        "root = get_input_data_dir('train')\n"
+        "save_job_result({'files': sorted(os.path.relpath(os.path.join(d, f), root)"
+        " for d, _, fs in os.walk(root) for f in fs)})\n"
+    )
+    uri = _upload(tmp_path, "code/job_main.py", script.encode())
+    channels = [{"channelName": "train", "dataSource": {"s3DataSource": {"s3Uri": "s3://bucket/datasets/train"}}}]
+    hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_main", None, inputDataConfig=channels))
+    assert _read_result(tmp_path) == {"files": ["train-0.csv", "train-1.csv", "train/nested.csv"]}

@@ -168,7 +168,12 @@ def _fetch_source(ctx: JobContext, script: dict, layout: Layout) -> None:
 
 
 def _fetch_channel(ctx: JobContext, channel: dict, input_dir: Path) -> None:
-    """Copy one input channel: a single object to ``<channel>/<name>``, a folder's objects under ``<channel>/``."""
+    """Copy one input channel: every object whose key starts with its s3Uri, a key prefix as on AWS.
+
+    Each lands at its key relative to the prefix's last '/': ``s3://b/data/train``
+    fetches ``data/train-0.csv`` to ``<channel>/train-0.csv`` and ``data/train/x.csv``
+    to ``<channel>/train/x.csv``.
+    """
     name = channel["channelName"]
     uri = channel["dataSource"]["s3DataSource"]["s3Uri"]
     try:
@@ -176,14 +181,8 @@ def _fetch_channel(ctx: JobContext, channel: dict, input_dir: Path) -> None:
     except UnsafePath as error:
         raise WorkloadError(f"The channel name {error}") from None
     target.mkdir(parents=True, exist_ok=True)
-    if not uri.endswith("/"):
-        try:
-            ctx.download(uri, path_under(target, posixpath.basename(uri)))
-            return
-        except (NoSuchData, UnsafePath):  # not an object: a folder prefix
-            pass
     try:
-        ctx.download(uri.rstrip("/") + "/", target)
+        ctx.download(uri, target, key_prefix=True)
     except NoSuchData:
         raise WorkloadError(f"No data found for channel '{name}' at {uri}") from None
 
