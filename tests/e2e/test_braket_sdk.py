@@ -189,7 +189,7 @@ def test_user_exception_fails_the_job(session, role, source):
     wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=90)
     metadata = job.metadata()
     assert metadata["status"] == "FAILED"
-    assert "ValueError: the ansatz has no parameters" in metadata["failureReason"]
+    assert metadata["failureReason"] == "AlgorithmError: ValueError: the ansatz has no parameters, exit code: 1"
     assert metadata["events"][-1]["eventType"] == "FAILED"
     assert "Traceback" in _log(session, job)
 

@@ -217,7 +217,7 @@ def test_user_exception_fails_with_its_message_and_a_new_attempt_resumes_from_th
     first = make_ctx(tmp_path)
     with pytest.raises(WorkloadError) as failure:
         hybrid.run(first, spec)
-    assert str(failure.value) == "ValueError: boom at iteration 1"
+    assert str(failure.value) == "AlgorithmError: ValueError: boom at iteration 1, exit code: 1"
     assert any("Traceback" in line for line in first.events)
     assert (Path(spec["checkpointConfig"]["s3Uri"].replace("s3://", f"{tmp_path}/s3/")) / "vqe-job_ckpt.json").exists()
 
@@ -361,7 +361,7 @@ def test_missing_input_channel_and_exit_status_failures(tmp_path):
     missing = [{"channelName": "train", "dataSource": {"s3DataSource": {"s3Uri": "s3://bucket/nothing"}}}]
     with pytest.raises(WorkloadError, match="No data found for channel 'train'"):
         hybrid.run(make_ctx(tmp_path), _raw_spec(uri, "job_main", "NONE", inputDataConfig=missing))
-    with pytest.raises(WorkloadError, match="exited with status 3"):
+    with pytest.raises(WorkloadError, match="^AlgorithmError: The job.s code exited with status 3, exit code: 3$"):
         hybrid.run(make_ctx(tmp_path, "second"), _raw_spec(uri, "job_main", "NONE"))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import uuid
 
@@ -48,7 +49,34 @@ def _action_type(device_arn: str, action: str) -> str:
     if action_type not in supported:
         raise validation_error(f"Device {device_arn} does not support action type {action_type}; "
                                f"supported: {', '.join(supported)}.")
+    _check_result_types(device_arn, program, supported[action_type].get("supportedResultTypes"))
     return action_type
+
+
+_RESULT_PRAGMA = re.compile(r"^\s*#pragma\s+braket\s+result\s+(\w+)", re.MULTILINE)
+
+
+def _comparable(name: str) -> str:
+    """A result type's name as OpenQASM (adjoint_gradient), JAQCD (adjoint_gradient) and capabilities
+    (AdjointGradient) write it, in one form."""
+    return name.replace("_", "").lower()
+
+
+def _check_result_types(device_arn: str, program, supported: list[dict] | None) -> None:
+    """Refuse a result type the device's simulator does not compute (such as adjoint_gradient, which the
+    local simulator would silently leave out), rather than accept the task and return less than it asked."""
+    if supported is None:
+        return
+    if getattr(program, "source", None) is not None:
+        requested = _RESULT_PRAGMA.findall(program.source)
+    else:
+        requested = [getattr(result.type, "value", result.type) for result in getattr(program, "results", None) or ()]
+    names = {_comparable(item["name"]) for item in supported}
+    for name in requested:
+        if _comparable(name) not in names:
+            raise validation_error(
+                f"Result type {name} is not supported by {device_arn} here; supported result types: "
+                f"{', '.join(item['name'] for item in supported)}.")
 
 
 def _check_request(ctx: RequestContext, req: dict, device_arn: str) -> None:

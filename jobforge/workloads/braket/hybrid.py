@@ -311,17 +311,20 @@ def parse_metrics(line: str) -> list[tuple[str, float, int | None]]:
 
 
 def _failure_reason(layout: Layout, status: int) -> str:
+    """``AlgorithmError: <message>, exit code: <code>``, as Braket words a failure of the job's code."""
     reason = layout.failure.read_text(encoding="utf-8").strip() if layout.failure.exists() else ""
+    code = 128 - status if status < 0 else status  # killed by a signal: the shell's 128 + signal number
     if not reason:
         if status < 0:
             reason = f"The job's code was killed by signal {signal.Signals(-status).name}"
         else:
             reason = f"The job's code exited with status {status}"
-    return _truncate(reason)
+    suffix = f", exit code: {code}"
+    return _truncate(f"AlgorithmError: {reason}", FAILURE_REASON_MAX - len(suffix)) + suffix
 
 
-def _truncate(text: str) -> str:
-    return text if len(text) <= FAILURE_REASON_MAX else text[: FAILURE_REASON_MAX - 3] + "..."
+def _truncate(text: str, limit: int = FAILURE_REASON_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _upload_results(ctx: JobContext, results_dir: Path, s3_path: str) -> None:
