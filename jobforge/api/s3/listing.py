@@ -38,7 +38,7 @@ def list_objects_v2(ctx, req):
                               max_keys=max_keys)
     return {
         "Name": req["Bucket"], "Prefix": url_encoded(prefix, encoding),
-        "Delimiter": url_encoded(req.get("Delimiter"), encoding), "MaxKeys": max_keys,
+        "Delimiter": url_encoded(delimiter or None, encoding), "MaxKeys": max_keys,
         "EncodingType": encoding, "KeyCount": len(listing.contents) + len(listing.common_prefixes),
         "IsTruncated": listing.truncated, "ContinuationToken": req.get("ContinuationToken"),
         "NextContinuationToken": listing.resume, "StartAfter": url_encoded(req.get("StartAfter"), encoding),
@@ -61,7 +61,7 @@ def list_objects(ctx, req):
     last = max([info.key for info in listing.contents] + listing.common_prefixes, default=None)
     return {
         "Name": req["Bucket"], "Prefix": url_encoded(prefix, encoding), "Marker": url_encoded(marker, encoding),
-        "Delimiter": url_encoded(req.get("Delimiter"), encoding), "MaxKeys": max_keys, "EncodingType": encoding,
+        "Delimiter": url_encoded(delimiter or None, encoding), "MaxKeys": max_keys, "EncodingType": encoding,
         "IsTruncated": listing.truncated,
         "NextMarker": url_encoded(last, encoding) if listing.truncated and delimiter else None,
         "Contents": [_entry(info, encoding, True, ctx.account_id) for info in listing.contents] or None,
