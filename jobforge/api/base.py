@@ -32,6 +32,10 @@ class Handler:
 
 HANDLERS: dict[tuple[str, str], Handler] = {}
 
+# Under this key a handler's result may carry response headers that the service sends but its model does not
+# declare (Bedrock's token counts on InvokeModel); no output member has such a name.
+UNMODELED_HEADERS = "$unmodeledHeaders"
+
 
 def handler(service: str, operation: str, blocking: bool = False):
     """Register fn for a botocore service model name and operation name."""

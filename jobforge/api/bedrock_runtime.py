@@ -19,7 +19,7 @@ from typing import AsyncIterator, Iterator
 from anyio import to_thread
 
 from jobforge.api import bedrock_objects, invoke_formats
-from jobforge.api.base import RequestContext, handler
+from jobforge.api.base import UNMODELED_HEADERS, RequestContext, handler
 from jobforge.api.bedrock_logging import log_invocation
 from jobforge.api.bedrock_common import ResolvedModel, resolve_for_inference
 from jobforge.core.errors import ServiceError, validation_error
@@ -92,6 +92,7 @@ def _generate(ctx: RequestContext, model: ResolvedModel, model_dir: str,
 
 @handler("bedrock-runtime", "InvokeModel", blocking=True)
 def invoke_model(ctx: RequestContext, req: dict) -> dict:
+    started = time.monotonic()
     body = _json_body(req)
     metadata = _header_metadata(req.get("requestMetadata"))
     model, model_dir = _target(ctx, req["modelId"])
@@ -101,7 +102,11 @@ def invoke_model(ctx: RequestContext, req: dict) -> dict:
     rendered = invoke_formats.render(kind, model.family_id or req["modelId"], request, result)
     log_invocation(ctx, operation="InvokeModel", model_id=req["modelId"], input_body=body, output_body=rendered,
                    input_tokens=result.input_tokens, output_tokens=result.output_tokens, request_metadata=metadata)
-    return {"body": json.dumps(rendered).encode(), "contentType": "application/json"}
+    # Bedrock's usage headers, which clients such as langchain-aws's ChatBedrock read the token counts from.
+    usage = {"X-Amzn-Bedrock-Input-Token-Count": str(result.input_tokens),
+             "X-Amzn-Bedrock-Output-Token-Count": str(result.output_tokens),
+             "X-Amzn-Bedrock-Invocation-Latency": str(int((time.monotonic() - started) * 1000))}
+    return {"body": json.dumps(rendered).encode(), "contentType": "application/json", UNMODELED_HEADERS: usage}
 
 
 @handler("bedrock-runtime", "InvokeModelWithResponseStream", blocking=True)
@@ -166,8 +171,11 @@ def _header_metadata(raw: str | None) -> dict | None:
 # -- Converse -------------------------------------------------------------------
 def _text_blocks(blocks: list[dict], where: str) -> str:
     parts = []
-    for block in blocks:
+    for index, block in enumerate(blocks):
         if "text" in block:
+            if where != "system" and not block["text"].strip():
+                raise validation_error(f"The text field in the ContentBlock object at {where}.content.{index} is "
+                                       "blank. Add text to the text field, and try again.")
             parts.append(block["text"])
         elif "cachePoint" in block:
             continue
@@ -192,7 +200,10 @@ def _converse_request(req: dict) -> invoke_formats.Request:
     system = _text_blocks(req.get("system") or [], "system")
     if system:
         chat.append({"role": "system", "content": system})
-    for index, message in enumerate(messages, 1):
+    for index, message in enumerate(messages):
+        if not message["content"]:
+            raise validation_error(f"The content field in the Message object at messages.{index} is empty. Add a "
+                                   "ContentBlock object to the content field and try again.")
         chat.append({"role": message["role"], "content": _text_blocks(message["content"], f"messages.{index}")})
     config = {**CONVERSE_DEFAULTS, **(req.get("inferenceConfig") or {})}
     return invoke_formats.Request(messages=chat, max_tokens=config.get("maxTokens"), temperature=config["temperature"],

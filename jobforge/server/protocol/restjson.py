@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from jobforge.api.base import UNMODELED_HEADERS
 from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import awsjson, eventstream, rest
@@ -49,6 +50,8 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
         return response
     payload = shape.serialization.get("payload")
     body_members = rest.bind_output(shape, result, response)
+    for name, value in result.get(UNMODELED_HEADERS, {}).items():
+        response.header(name, value)
     content_type = response.pop_header("Content-Type")  # set once the body is known
     if payload:
         member = shape.members[payload]
