@@ -16,7 +16,15 @@ import sqlalchemy as sa
 
 from jobforge.api import bedrock_objects
 from jobforge.api.base import RequestContext, client_token, handler
-from jobforge.api.bedrock_common import ResolvedModel, epoch, foundation, replayed, resolve_model, unregistered
+from jobforge.api.bedrock_common import (
+    INVALID_MODEL,
+    ResolvedModel,
+    epoch,
+    foundation,
+    replayed,
+    resolve_model,
+    unregistered,
+)
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
 from jobforge.core import jobs, kinds, tags
@@ -25,6 +33,7 @@ from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
 from jobforge.core.store import jobs_table, reading
 from jobforge.core.timestamps import from_epoch
+from jobforge.workloads.customize.families import on_demand_only
 
 SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
@@ -111,6 +120,8 @@ def _customization_type(req: dict) -> str:
 
 def _base_model(ctx: RequestContext, identifier: str) -> ResolvedModel:
     base = resolve_model(ctx, identifier)
+    if base.custom is None and on_demand_only(base.family_id):
+        raise validation_error(INVALID_MODEL)  # Bedrock customizes a model's context-window variants only
     if base.custom is not None and not base.family_id:
         raise validation_error(f"{base.arn} was imported; imported models cannot be customized further.")
     return base

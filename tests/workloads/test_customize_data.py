@@ -75,7 +75,7 @@ def test_conversation_rules(tmp_path):
             conv(("assistant", "a"), ("user", "b")),
             conv(("user", "a"), ("user", "b")),
             conv(("user", "only")),
-            {"schemaVersion": "v9", "messages": []},
+            {**conv(("user", "a"), ("assistant", "b")), "schemaVersion": 2024},
             {"schemaVersion": "bedrock-conversation-2024", "messages": [{"role": "user", "content": [{"image": {}}]}]},
             {"prompt": "p", "completion": "c"},
         ],
@@ -85,9 +85,20 @@ def test_conversation_rules(tmp_path):
     problems = dict(error.value.problems)
     assert "alternate" in problems[1] and "alternate" in problems[2]
     assert "must end with assistant" in problems[3]
-    assert "schemaVersion" in problems[4]
+    assert problems[4] == '"schemaVersion" must be a string.'
     assert "image" in problems[5]
     assert "prompt-completion format is not supported for this base model" in problems[6]
+
+
+def test_schema_version_is_optional_and_any_string(tmp_path):
+    tool_use = {**conv(("user", "weather in Paris?"), ("assistant", "sunny")), "schemaVersion": "tooluse-dataset-2024"}
+    unversioned = conv(("user", "hi"), ("assistant", "hello"), system="be brief")
+    del unversioned["schemaVersion"]
+    records = load_records(write_jsonl(tmp_path / "v.jsonl", [tool_use, unversioned]), "s", "FINE_TUNING", LLAMA32)
+    assert [r.messages for r in records] == [
+        [{"role": "user", "content": "weather in Paris?"}, {"role": "assistant", "content": "sunny"}],
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+         {"role": "assistant", "content": "hello"}]]
 
 
 def test_nova_forbidden_markers_and_minimum(tmp_path):

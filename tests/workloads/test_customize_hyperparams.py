@@ -16,6 +16,22 @@ def test_defaults_per_family():
     assert nova["learningRate"] == 5e-5 and nova["epochCount"] == 2
 
 
+def test_nova_takes_the_batch_size_aws_samples_send():
+    sample = {"epochCount": "1", "batchSize": "1", "learningRate": "0.00001", "learningRateWarmupSteps": "5"}
+    assert validate_hyperparameters("amazon.nova-micro-v1:0:128k", "FINE_TUNING", sample)["batchSize"] == 1
+    with pytest.raises(ValueError, match=r"batchSize value 4 is out of range. Valid range: \[1, 1\]"):
+        validate_hyperparameters("amazon.nova-micro-v1:0:128k", "FINE_TUNING", {"batchSize": "4"})
+
+
+def test_context_window_variants_alone_are_customizable():
+    from jobforge.workloads.customize.families import on_demand_only
+
+    assert on_demand_only("amazon.nova-lite-v1:0") and on_demand_only("meta.llama3-1-8b-instruct-v1:0")
+    assert on_demand_only("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0")
+    assert not on_demand_only("amazon.nova-lite-v1:0:300k") and not on_demand_only("cohere.command-text-v14:7:4k")
+    assert not on_demand_only("myorg.tiny-v1")  # outside Bedrock's families
+
+
 def test_strings_are_parsed():
     hp = validate_hyperparameters(
         "my.model", "FINE_TUNING", {"epochCount": "3", "batchSize": "4", "learningRate": "1e-3", "fullFineTuning": "TRUE"}

@@ -86,11 +86,11 @@ def test_fine_tuning_end_to_end(tmp_path, tiny_llama):
     assert phases[0] == "Validation" and phases[-1] == "Training" and "DataProcessing" not in phases
     rows = read_csv(tmp_path / OUT / "training_artifacts/step_wise_training_metrics.csv")
     assert rows[0] == ["step_number", "epoch_number", "training_loss", "perplexity"]
-    assert [r[:2] for r in rows[1:3]] == [["1", "0"], ["2", "0"]] and rows[-1][:2] == ["16", "1"]
+    assert [r[:2] for r in rows[1:3]] == [["0", "0"], ["1", "0"]] and rows[-1][:2] == ["15", "1"]
     assert float(rows[-1][3]) == pytest.approx(torch.tensor(float(rows[-1][2])).exp().item(), rel=1e-6)
     valid = read_csv(tmp_path / OUT / "validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv")
     assert valid[0] == ["step_number", "epoch_number", "validation_loss", "perplexity"]
-    assert [r[:2] for r in valid[1:]] == [["8", "0"], ["16", "1"]]
+    assert [r[:2] for r in valid[1:]] == [["7", "0"], ["15", "1"]]
     result = ctx.results
     assert result["trainingLoss"] == pytest.approx(train_loss[-1])
     assert result["validationMetrics"] == [{"validationLoss": result["validationLoss"]}]

@@ -22,7 +22,6 @@ from .families import (
     ModelFamily,
 )
 
-SCHEMA_VERSIONS = ("bedrock-conversation-2024", "bedrock-conversion-2024")  # the docs spell it both ways
 MAX_REPORTED_ERRORS = 20
 
 
@@ -126,7 +125,7 @@ def parse_record(obj: dict, line: int, customization_type: str, family: ModelFam
         _only_keys(obj, {"input"}, 'Continued pre-training records must be {"input": "<text>"}.')
         return Record(line, text=_text(obj, "input"))
     distill = customization_type == DISTILLATION
-    if "schemaVersion" in obj:
+    if _is_conversation(obj):
         _require_format(CONVERSATION, family, distill)
         record = _conversation(obj, line, distill, family)
     elif "messages" in obj:
@@ -160,10 +159,19 @@ def _expected(family: ModelFamily, distill: bool) -> str:
     return " or ".join(names[f] for f in formats)
 
 
+def _is_conversation(obj: dict) -> bool:
+    """A bedrock-conversation-2024 record: its content in blocks. Its schemaVersion is optional and may be any
+    string, as Bedrock's own validator has it (AWS's tool-use dataset says ``tooluse-dataset-2024``)."""
+    messages = obj.get("messages")
+    blocks = isinstance(messages, list) and any(isinstance(m, dict) and isinstance(m.get("content"), list)
+                                                for m in messages)
+    return "schemaVersion" in obj or isinstance(obj.get("system"), list) or blocks
+
+
 def _conversation(obj: dict, line: int, distill: bool, family: ModelFamily) -> Record:
     _only_keys(obj, {"schemaVersion", "system", "messages"}, "Unexpected key in bedrock-conversation-2024 record.")
-    if obj["schemaVersion"] not in SCHEMA_VERSIONS:
-        raise ValueError(f"schemaVersion must be bedrock-conversation-2024, got {obj['schemaVersion']!r}.")
+    if not isinstance(obj.get("schemaVersion", ""), str):
+        raise ValueError('"schemaVersion" must be a string.')
     turns = []
     system = obj.get("system")
     if system is not None:
@@ -258,6 +266,6 @@ def _only_keys(obj: dict, allowed: set[str], message: str) -> None:
     extra = sorted(set(obj) - allowed)
     if extra:
         raise ValueError(f"{message} Unexpected key(s): {', '.join(extra)}.")
-    missing = sorted(k for k in allowed if k not in obj and k not in ("system", "completion"))
+    missing = sorted(k for k in allowed if k not in obj and k not in ("schemaVersion", "system", "completion"))
     if missing:
         raise ValueError(f"{message} Missing key(s): {', '.join(missing)}.")

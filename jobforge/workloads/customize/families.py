@@ -101,6 +101,8 @@ FAMILIES: tuple[ModelFamily, ...] = (
         (FINE_TUNING, DISTILLATION),
         {
             "epochCount": Param(1, 5, 2, integer=True),
+            # Not in Nova's table, but AWS's own Nova samples send batchSize "1" and Bedrock accepts it.
+            "batchSize": Param(1, 1, 1, integer=True),
             "learningRate": Param(1e-6, 1e-4, 1e-5),
             "learningRateWarmupSteps": Param(0, 100, 10, integer=True),
         },
@@ -245,9 +247,21 @@ DISTILLATION_MAX_PROMPTS = 15_000
 CPT_MAX_TRAIN_RECORDS = 1_000_000
 
 
+def on_demand_only(identifier: str) -> bool:
+    """A Bedrock family's model id without its context-window variant (``amazon.nova-lite-v1:0``, not
+    ``amazon.nova-lite-v1:0:300k``). Bedrock serves such an id on demand only: it customizes, and provisions
+    throughput for, the variants alone, and refuses the plain id there as an invalid model identifier."""
+    model_id = _model_id(identifier)
+    return family_of(model_id) is not GENERIC and model_id.count(":") < 2
+
+
+def _model_id(identifier: str) -> str:
+    return identifier.rsplit("/", 1)[-1] if identifier.startswith("arn:") else identifier
+
+
 def family_of(identifier: str) -> ModelFamily:
     """The family of a Bedrock model identifier or foundation-model ARN."""
-    model_id = identifier.rsplit("/", 1)[-1] if identifier.startswith("arn:") else identifier
+    model_id = _model_id(identifier)
     for family in FAMILIES:
         if any(model_id.startswith(prefix) for prefix in family.prefixes):
             return family

@@ -1,7 +1,8 @@
 """Bedrock's metric files and where they go.
 
-Both CSVs use ``step_number`` starting at 1 and ``epoch_number`` starting at 0
-(as in real Bedrock files) and add ``perplexity`` = exp(loss).
+Both CSVs use ``step_number`` starting at 0, as Bedrock's user guide documents the
+columns (a validation row carries the step after which it was measured), and
+``epoch_number`` starting at 0; ``perplexity`` = exp(loss).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def job_output_prefix(output_s3_uri: str, job_id: str) -> str:
     return f"{output_s3_uri.rstrip('/')}/model-customization-job-{job_id}/"
 
 
-def row(step: int, epoch: int, loss: float) -> list:
-    return [step, epoch, loss, perplexity(loss)]
+def row(steps_done: int, epoch: int, loss: float) -> list:
+    """The metric row after ``steps_done`` optimizer steps: its step_number counts from 0."""
+    return [steps_done - 1, epoch, loss, perplexity(loss)]
 
 
 def perplexity(loss: float) -> float:
