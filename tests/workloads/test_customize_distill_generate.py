@@ -12,9 +12,12 @@ OUT = "s3/data/output/model-customization-job-abcdef123456/"
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, tiny_llama):
-    """A teacher that really learned something: 8 facts ("delta ->" answers " echo golf"), memorized."""
+    """A teacher that really learned something: 8 facts ("delta ->" answers " echo golf"), memorized, asked
+    alone or after another fact as an example."""
     root = tmp_path_factory.mktemp("teacher")
-    rows = [{"prompt": f"{WORDS[i]} ->", "completion": f" {WORDS[i + 1]} {WORDS[i + 2]}"} for i in range(8)] * 8
+    facts = [(f"{WORDS[i]} ->", f" {WORDS[i + 1]} {WORDS[i + 2]}") for i in range(8)]
+    rows = [{"prompt": q, "completion": a} for q, a in facts] * 8 + [
+        {"prompt": f"{eq}{ea}\n\n{q}", "completion": a} for q, a in facts for eq, ea in facts if eq != q]
     write_jsonl(root / "s3/data/train.jsonl", rows)
     spec = make_spec(tiny_llama)
     spec["hyperParameters"].update(epochCount="20", learningRate="0.01")
@@ -32,7 +35,8 @@ def distillation_spec(student, teacher, **extra):
 def test_distillation_from_prompts(tmp_path, teacher):
     student = build_model(tmp_path / "student", "gpt2", seed=5)
     prompts = [{"schemaVersion": "bedrock-conversation-2024", "messages": [{"role": "user", "content": [{"text": t}]}]} for t in corpus(20, seed=7)]
-    prompts.append({"prompt": "golden ->", "completion": " golden"})
+    prompts += [{"prompt": f"{WORDS[i]} ->"} for i in range(1, 6)]
+    prompts.append({"prompt": f"{WORDS[0]} ->", "completion": " golden answer"})  # a pair: guidance, not data
     prompts.append({"prompt": "alpha " * 600})  # longer than the student's 512 positions
     write_jsonl(tmp_path / "s3/data/train.jsonl", prompts)
     ctx = make_ctx(tmp_path)
@@ -41,16 +45,46 @@ def test_distillation_from_prompts(tmp_path, teacher):
     phases = [s for s, _ in ctx.statuses]
     assert phases.index("Validation") < phases.index("DataProcessing") < phases.index("Training")
     result = ctx.results
-    assert result["acceptedPromptCount"] + result["rejectedPromptCount"] == 22
+    assert result["acceptedPromptCount"] + result["rejectedPromptCount"] == 27
     assert result["acceptedPromptCount"] >= 2 and result["rejectedPromptCount"] >= 1
     synthetic = (tmp_path / OUT / "distillation_artifacts/synthetic_data.jsonl").read_text().splitlines()
     assert len(synthetic) == result["acceptedPromptCount"]
-    assert {"prompt": "golden ->", "completion": " golden"} in [json.loads(s) for s in synthetic]
+    answered = {r["prompt"]: r["completion"] for r in map(json.loads, synthetic) if "prompt" in r}
+    assert answered[f"{WORDS[0]} ->"] != " golden answer"  # the teacher answered the pair's prompt too
+    asked = [m["value"] for m in ctx.metrics if m["name"] == "teacher_prompts_processed"]
+    assert asked[-1] == 26  # every prompt but the one too long for the student
     insights = [json.loads(s) for s in (tmp_path / OUT / "distillation_artifacts/prompt_insights.jsonl").read_text().splitlines()]
     assert any("no room for a response" in i["reason"] for i in insights)
     train_loss = losses(ctx)
     assert train_loss[-1] < train_loss[0]
     assert (tmp_path / "s3/models/custom/abcdef123456/model.safetensors").is_file()
+
+
+def test_golden_pairs_precede_the_prompt_in_the_teachers_input(teacher):
+    from transformers import AutoTokenizer
+
+    from jobforge.workloads.customize.data import Record
+    from jobforge.workloads.customize.distill import golden_examples, teacher_input
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    golden = [Record(line, prompt=f"{WORDS[line]} ->", completion=f" {WORDS[line + 1]}") for line in range(1, 6)]
+    question = Record(9, prompt=f"{WORDS[9]} ->")
+    examples = golden_examples(question, golden, seed=0)
+    assert len(examples) == 3 and examples == golden_examples(question, golden, seed=0)
+    text = tokenizer.decode(teacher_input(tokenizer, question, examples, room=500))
+    assert text.endswith(f"{WORDS[9]} ->") and all(e.prompt + e.completion in text for e in examples)
+    assert golden_examples(golden[0], golden, seed=0).count(golden[0]) == 0  # never its own answer
+    alone = tokenizer.decode(teacher_input(tokenizer, question, examples, room=4))
+    assert alone.endswith(f"{WORDS[9]} ->") and examples[0].completion not in alone  # no room: the prompt alone
+    assert golden_examples(Record(9, messages=[{"role": "user", "content": "red ->"}]), golden, seed=0) == []
+    chat = Record(9, messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "red ->"},
+                               {"role": "assistant", "content": " golden"}])
+    shown = Record(3, messages=[{"role": "system", "content": "other"}, {"role": "user", "content": "blue ->"},
+                                {"role": "assistant", "content": " sky"}])
+    assert golden_examples(chat, [chat, shown], seed=0) == [shown]
+    text = tokenizer.decode(teacher_input(tokenizer, chat, [shown], room=500))
+    assert text.index("be brief") < text.index("blue ->") < text.index(" sky") < text.index("red ->")
+    assert " golden" not in text and "other" not in text
 
 
 def test_distillation_from_invocation_logs(tmp_path, teacher):

@@ -2,14 +2,20 @@
 
 Bedrock's distillation is sequence-level: the teacher generates up to
 ``maxResponseLengthForInference`` tokens per prompt, and the student is then
-fine-tuned on the pairs. A prompt that already carries an answer (a "golden"
-assistant turn, a ``completion``, or a logged response with
-``usePromptResponse``) is trained on as given. Prompts are rejected, with a
-reason, when they leave no room for a response within the student's token
-limit, when the teacher's answer is empty, or when prompt plus answer exceed
-that limit. The accepted pairs and the rejections are written as
-``distillation_artifacts/synthetic_data.jsonl`` and
-``distillation_artifacts/prompt_insights.jsonl`` under the job's output
+fine-tuned on the pairs. Every prompt of a dataset goes to the teacher, also
+one that carries an answer (a "golden" assistant turn or a ``completion``):
+as Bedrock's user guide describes labelled input (distillation prerequisites
+and data-preparation option 1), such prompt-response pairs serve as golden
+examples that show the teacher the kind of response wanted. Here up to
+``GOLDEN_EXAMPLES`` of the other pairs precede each prompt as earlier turns of
+the teacher's conversation (text before a plain prompt), fewer when they would
+not leave the teacher room to answer. Invocation logs read with
+``usePromptResponse`` already hold the teacher's responses, which are trained
+on as logged. Prompts are rejected, with a reason, when they leave no room for
+a response within the student's token limit, when the teacher's answer is
+empty, or when prompt plus answer exceed that limit. The accepted pairs and
+the rejections are written as ``distillation_artifacts/synthetic_data.jsonl``
+and ``distillation_artifacts/prompt_insights.jsonl`` under the job's output
 folder, and cached in the checkpoint directory so a resumed job does not ask
 the teacher again.
 """
@@ -17,6 +23,7 @@ the teacher again.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,9 +33,11 @@ from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 
 from .data import Record
 from .generate import generate_batch
+from .job import max_positions
 from .prompting import chat_ids, encode, ensure_chat_template, prompt_ids
 
 DEFAULT_MAX_RESPONSE_TOKENS = 1024
+GOLDEN_EXAMPLES = 3  # golden pairs shown to the teacher before each prompt
 TEACHER_BATCH = 16
 TEACHER_TEMPERATURE = 0.7
 TEACHER_TOP_P = 0.9
@@ -55,19 +64,22 @@ def synthesize(
 
     teacher = spec.get("teacherModel") or {}
     max_response = int(teacher.get("maxResponseLengthForInference") or DEFAULT_MAX_RESPONSE_TOKENS)
+    logs = spec["trainingDataConfig"].get("invocationLogsConfig") or {}
+    logged_responses = bool(logs.get("usePromptResponse"))
+    golden = [] if logged_responses else [r for r in records if _has_answer(r)]
     rejected = list(rejected)
     accepted: list[Record] = []
     pending: list[Record] = []
     for record in records:
-        if _has_answer(record):
-            accepted.append(record)
-        elif len(encode(student_tokenizer, _with_answer(record, ""), False).input_ids) >= limit:
+        if logged_responses and _has_answer(record):
+            accepted.append(record)  # the teacher's response, as the invocation log holds it
+        elif len(encode(student_tokenizer, _with_answer(_prompt_of(record), ""), False).input_ids) >= limit:
             rejected.append(_rejection(record, f"the prompt leaves no room for a response within {limit} tokens"))
         else:
             pending.append(record)
 
     if pending:
-        accepted += _ask_teacher(ctx, spec, teacher, pending, max_response, rejected, fetch_model)
+        accepted += _ask_teacher(ctx, spec, teacher, pending, golden, max_response, rejected, fetch_model)
     kept = []
     for record in accepted:
         if len(encode(student_tokenizer, record, False).input_ids) > limit:
@@ -84,7 +96,8 @@ def synthesize(
     return kept, summary
 
 
-def _ask_teacher(ctx, spec, teacher: dict, prompts: list[Record], max_response, rejected, fetch_model):
+def _ask_teacher(ctx, spec, teacher: dict, prompts: list[Record], golden: list[Record], max_response, rejected,
+                 fetch_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not teacher.get("path"):
@@ -95,12 +108,12 @@ def _ask_teacher(ctx, spec, teacher: dict, prompts: list[Record], max_response, 
     device = torch.device("cuda" if ctx.resources.get("gpus") and torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=dtype).to(device).eval()
-    torch.manual_seed(int((spec.get("hyperParameters") or {}).get("seed", 0)))
-
-    inputs = [
-        chat_ids(tokenizer, r.messages, add_generation_prompt=True) if r.messages else prompt_ids(tokenizer, r.prompt)
-        for r in prompts
-    ]
+    seed = int((spec.get("hyperParameters") or {}).get("seed", 0))
+    torch.manual_seed(seed)
+    if golden:
+        ctx.event(f"The teacher answers {len(prompts)} prompts, guided by {len(golden)} golden examples")
+    room = max_positions(teacher_dir) - max_response
+    inputs = [teacher_input(tokenizer, r, golden_examples(r, golden, seed), room) for r in prompts]
     # Similar lengths share a batch, so little left padding is generated over.
     order = sorted(range(len(prompts)), key=lambda i: len(inputs[i]))
     answered: list[Record] = []
@@ -116,13 +129,54 @@ def _ask_teacher(ctx, spec, teacher: dict, prompts: list[Record], max_response, 
             if not text.strip():
                 rejected.append(_rejection(prompts[index], "the teacher returned an empty response"))
             else:
-                answered.append(_with_answer(prompts[index], text))
+                answered.append(_with_answer(_prompt_of(prompts[index]), text))
         done = min(start + TEACHER_BATCH, len(order))
         ctx.metric("teacher_prompts_processed", done, done)
         ctx.status("DataProcessing", f"Teacher answered {done} of {len(order)} prompts")
     del model
     answered.sort(key=lambda r: r.line)
     return answered
+
+
+def golden_examples(record: Record, golden: list[Record], seed: int) -> list[Record]:
+    """The golden pairs shown to the teacher before a prompt: up to GOLDEN_EXAMPLES others in the prompt's own
+    format (chat turns or plain text), the same each run."""
+    others = [g for g in golden if g.line != record.line and (g.messages is None) == (record.messages is None)]
+    return random.Random(seed * 1_000_003 + record.line).sample(others, min(GOLDEN_EXAMPLES, len(others)))
+
+
+def teacher_input(tokenizer, record: Record, examples: list[Record], room: int) -> list[int]:
+    """The teacher's input ids for a record's prompt: the golden examples as earlier turns of its conversation
+    (text before a plain prompt), as many as fit in ``room`` tokens."""
+    prompt = _prompt_of(record)
+    while True:
+        if prompt.messages is not None:
+            system = [m for m in prompt.messages if m["role"] == "system"]
+            shots = [turn for example in examples for turn in _turns(example)]
+            turns = system + shots + [m for m in prompt.messages if m["role"] != "system"]
+            ids = chat_ids(tokenizer, turns, add_generation_prompt=True)
+        else:
+            ids = prompt_ids(tokenizer, "".join(_text(example) + "\n\n" for example in examples) + prompt.prompt)
+        if len(ids) <= room or not examples:
+            return ids
+        examples = examples[:-1]
+
+
+def _turns(example: Record) -> list[dict]:
+    return [m for m in example.messages if m["role"] != "system"]
+
+
+def _text(example: Record) -> str:
+    return example.prompt + example.completion
+
+
+def _prompt_of(record: Record) -> Record:
+    """The record without its answer: what the teacher is asked."""
+    if not _has_answer(record):
+        return record
+    if record.messages is not None:
+        return Record(record.line, messages=record.messages[:-1])
+    return Record(record.line, prompt=record.prompt)
 
 
 def _has_answer(record: Record) -> bool:
