@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from jobforge.api.base import RequestContext
 from jobforge.core import custom_models as cm
-from jobforge.core import idempotency, models_catalog
+from jobforge.core import idempotency, models_catalog, provisioned_models
 from jobforge.core.errors import validation_error
 from jobforge.core.idempotency import ClientToken
 
@@ -70,11 +70,15 @@ def _custom(model: cm.CustomModel) -> ResolvedModel:
 
 
 def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
-    """bedrock-runtime's modelId: a foundation model, a custom model, or a custom-model deployment."""
+    """bedrock-runtime's modelId: a foundation model, a custom model, a custom-model deployment or a
+    Provisioned Throughput (by its ARN)."""
+    if ":provisioned-model/" in model_id:
+        return _provisioned(ctx, model_id)
     if ":custom-model-deployment/" in model_id or (not model_id.startswith("arn:") and "." not in model_id):
         deployment = cm.find_deployment(ctx.engine, ctx.account_id, model_id)
         if deployment is not None:
             if deployment.status != "Active":
+                _resume_serving(ctx)
                 raise validation_error(f"Deployment {deployment.name} is {deployment.status}, not Active.")
             model = cm.find_model(ctx.engine, ctx.account_id, deployment.model_arn)
             if model is None:
@@ -82,12 +86,31 @@ def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
             return _custom(model)
         if model_id.startswith("arn:"):  # a deployment that does not exist (or was deleted)
             raise validation_error(INVALID_MODEL)
-    if ":provisioned-model/" in model_id or ":inference-profile/" in model_id:
-        raise validation_error(f"{INVALID_MODEL} Provisioned throughput and inference profiles are not served "
-                               "here; use a foundation model, a custom model or a custom-model deployment.")
+    if ":inference-profile/" in model_id:
+        raise validation_error(f"{INVALID_MODEL} Inference profiles are not served here; use a foundation model, "
+                               "a custom model, a custom-model deployment or a Provisioned Throughput.")
     return resolve_model(ctx, model_id)
+
+
+def _provisioned(ctx: RequestContext, arn: str) -> ResolvedModel:
+    """The model a Provisioned Throughput serves: the one it was bought for (or moved to), once in service, and
+    the earlier one while an update brings in the next."""
+    provisioned = provisioned_models.find(ctx.engine, ctx.account_id, arn)
+    if provisioned is None:
+        raise validation_error(INVALID_MODEL)
+    if provisioned.status in provisioned_models.LOADING:
+        _resume_serving(ctx)
+    if provisioned.status not in (provisioned_models.IN_SERVICE, provisioned_models.UPDATING):
+        raise validation_error(f"Provisioned Throughput {provisioned.name} is {provisioned.status}, not InService.")
+    return resolve_model(ctx, provisioned.model_arn)
 
 
 def replayed(ctx: RequestContext, token: ClientToken | None) -> str | None:
     """The ARN created earlier with this client token, or a ConflictException for other parameters."""
     return idempotency.earlier(ctx.engine, token, idempotency.reused("ConflictException"))
+
+
+def _resume_serving(ctx: RequestContext) -> None:
+    from jobforge.api import bedrock_serving  # which resolves models with this module
+
+    bedrock_serving.resume(ctx)

@@ -7,26 +7,29 @@ import time
 
 import sqlalchemy as sa
 
-from jobforge.api import bedrock_objects
+from jobforge.api import bedrock_objects, bedrock_serving
 from jobforge.api.base import RequestContext, client_token, handler
 from jobforge.api.bedrock_common import epoch, replayed
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
-from jobforge.core import jobs, models_catalog, tags
+from jobforge.core import jobs, models_catalog, provisioned_models, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.timestamps import from_epoch
+from jobforge.workloads.customize.families import on_demand_only
 
 
 # -- foundation models ---------------------------------------------------------
 def _fm_summary(ctx: RequestContext, model: models_catalog.FoundationModel) -> dict:
     from jobforge.workloads.customize import customization_support
 
+    # As on Bedrock, a model is customized and provisioned through its context-window variants only.
+    variant = not on_demand_only(model.model_id)
     return {
         "modelArn": model.arn(ctx.region), "modelId": model.model_id, "modelName": model.model_name,
         "providerName": model.provider_name, "inputModalities": ["TEXT"], "outputModalities": ["TEXT"],
         "responseStreamingSupported": True,
-        "customizationsSupported": customization_support(model.model_id)["customizationsSupported"],
-        "inferenceTypesSupported": ["ON_DEMAND"],
+        "customizationsSupported": customization_support(model.model_id)["customizationsSupported"] if variant else [],
+        "inferenceTypesSupported": ["ON_DEMAND", "PROVISIONED"] if variant else ["ON_DEMAND"],
         "modelLifecycle": {"status": "ACTIVE", "startOfLifeTime": from_epoch(model.created_at)},
     }
 
@@ -179,18 +182,19 @@ def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
         raise validation_error(f"Custom model {model.name} is {model.status}; only Active models can be deployed.")
     deployment_id = cm.new_resource_id()
     now = time.time()
-    # Weights load into the inference process on first use; the deployment is a route to them.
     arn = cm.deployment_arn(ctx.region, ctx.account_id, deployment_id)
     deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
         id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"], arn=arn, model_arn=model.arn,
-        status="Active", description=req.get("description"), failure_message=None, created_at=now, updated_at=now),
-        token)
+        status="Creating", description=req.get("description"), failure_message=None, created_at=now,
+        updated_at=now), token)
     tags.put(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("tags", [])})
+    bedrock_serving.resume(ctx)  # Creating until the model is loaded in the inference host
     return {"customModelDeploymentArn": deployment.arn}
 
 
 @handler("bedrock", "GetCustomModelDeployment")
 def get_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
+    bedrock_serving.resume(ctx)
     return _deployment_view(cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"]))
 
 
@@ -216,6 +220,7 @@ def delete_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "ListCustomModelDeployments")
 def list_custom_model_deployments(ctx: RequestContext, req: dict) -> dict:
+    bedrock_serving.resume(ctx)
     table = cm.model_deployments
     conditions = []
     if "createdAfter" in req:
@@ -255,6 +260,8 @@ def _taggable(ctx: RequestContext, arn: str) -> str:
         return cm.get_deployment(ctx.engine, ctx.account_id, arn).arn
     if ":custom-model/" in arn:
         return cm.get_model(ctx.engine, ctx.account_id, arn).arn
+    if ":provisioned-model/" in arn:
+        return provisioned_models.get(ctx.engine, ctx.account_id, arn).arn
     raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.")
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import secrets
 import string
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, paging
+from jobforge.core import idempotency, paging, provisioned_models
 from jobforge.core.errors import ServiceError
 from jobforge.core.identifiers import name_or_arn
 from jobforge.core.idempotency import ClientToken
@@ -154,6 +155,10 @@ def delete_model(engine: sa.Engine, model: CustomModel) -> None:
         if in_use:
             raise ServiceError("ConflictException", f"Custom model {model.name} is used by deployment "
                                f"{in_use.name}; delete the deployment first.")
+        provisioned = provisioned_models.serving(conn, model.account_id, model.arn)
+        if provisioned:
+            raise ServiceError("ConflictException", f"Custom model {model.name} is used by Provisioned Throughput "
+                               f"{provisioned}; delete the Provisioned Throughput first.")
         conn.execute(custom_models.delete().where(custom_models.c.id == model.id))
 
 
@@ -189,6 +194,23 @@ def get_deployment(engine: sa.Engine, account_id: str, identifier: str) -> Deplo
     if found is None:
         raise ServiceError("ResourceNotFoundException", f"Custom model deployment {identifier} not found.")
     return found
+
+
+def creating_deployments(engine: sa.Engine, account_id: str) -> list[Deployment]:
+    """The account's deployments whose model is being brought into service."""
+    with reading(engine) as conn:
+        rows = conn.execute(sa.select(model_deployments).where(
+            model_deployments.c.account_id == account_id, model_deployments.c.status == "Creating")).all()
+    return [Deployment(**r._mapping) for r in rows]
+
+
+def finish_deployment(engine: sa.Engine, deployment_id: str, failure: str | None) -> None:
+    """A deployment whose model was being brought into service: Active, or Failed with the reason."""
+    values = {"status": "Failed", "failure_message": failure[:2048]} if failure else {"status": "Active"}
+    with engine.begin() as conn:
+        conn.execute(model_deployments.update().where(
+            model_deployments.c.id == deployment_id, model_deployments.c.status == "Creating").values(
+            updated_at=time.time(), **values))
 
 
 def delete_deployment(engine: sa.Engine, deployment: Deployment) -> None:

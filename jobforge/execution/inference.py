@@ -6,7 +6,8 @@ recently used models loaded. Requests, cancellations and replies are JSON
 lines over its stdin/stdout, each tagged with the generation's id. A
 generation first answers ``{"started": true}`` once its input fits the model (or
 ``{"error": …, "code": "ValidationException"}``), then ``{"text": piece}``
-lines, then ``{"done": …}`` or ``{"error": …}``.
+lines, then ``{"done": …}`` or ``{"error": …}``. A load (``{"load": model_dir}``), which brings a
+model in ahead of its first request, answers ``{"done": true}`` once the model is loaded, or ``{"error": …}``.
 
 Generations run side by side and take turns token by token (``FairTurns``),
 so a long generation of one account never holds another's short one; a
@@ -91,13 +92,21 @@ class InferenceHost:
 
     def submit(self, request: dict, account: str) -> Generation:
         """Start one generation for an account; its replies arrive on the returned handle."""
+        return self._open({"job": request}, account)
+
+    def load(self, model_dir: str, account: str) -> Generation:
+        """Load a model for an account ahead of its first generation (a model being brought into service); the
+        returned handle's one reply is ``done`` once it is loaded, or the ``error`` that stopped it."""
+        return self._open({"load": model_dir}, account)
+
+    def _open(self, message: dict, account: str) -> Generation:
         with self._lock:
             if self._per_account[account] >= MAX_GENERATIONS_PER_ACCOUNT:
                 raise TooManyGenerations()
             generation = Generation(self, next(self._ids))
             try:
                 process = self.supervisor.ensure(self.NAME)
-                _send(process, {"id": generation.id, "account": account, "job": request})
+                _send(process, {"id": generation.id, "account": account, **message})
             except (OSError, Unavailable) as err:
                 generation.finished = True
                 generation.queue.put({"error": f"Model inference failed: {err}"})
@@ -243,7 +252,7 @@ def _serve() -> None:
             replies.write(json.dumps({"id": generation_id, **reply}) + "\n")
             replies.flush()
 
-    from jobforge.workloads.customize.generate import RequestRejected, Stream
+    from jobforge.workloads.customize.generate import RequestRejected, Stream, load
 
     turns = FairTurns()
     running: dict[int, Turn] = {}
@@ -268,8 +277,18 @@ def _serve() -> None:
         finally:
             running.pop(generation_id, None)
 
+    def bring_in(generation_id: int, model_dir: str) -> None:
+        try:
+            load(model_dir)
+            send(generation_id, done=True)
+        except Exception as err:  # noqa: BLE001 — reported to the caller, the process lives on
+            send(generation_id, error=f"{type(err).__name__}: {err}")
+
     for line in sys.stdin:
         message = json.loads(line)
+        if "load" in message:
+            threading.Thread(target=bring_in, args=(message["id"], message["load"]), daemon=True).start()
+            continue
         if message.get("cancel"):
             turn = running.get(message["id"])
             if turn is not None:

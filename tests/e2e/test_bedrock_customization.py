@@ -21,8 +21,9 @@ from jobforge.testing_server import ServerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-LLAMA31 = "meta.llama3-1-8b-instruct-v1:0"  # prompt/completion fine-tuning, distillation teacher
-LLAMA32 = "meta.llama3-2-1b-instruct-v1:0"  # conversation format, distillation student
+LLAMA31 = "meta.llama3-1-8b-instruct-v1:0"  # on-demand: bedrock-runtime's id, the distillation teacher
+LLAMA31_FT = "meta.llama3-1-8b-instruct-v1:0:128k"  # its context-window variant: prompt/completion fine-tuning
+LLAMA32 = "meta.llama3-2-1b-instruct-v1:0:128k"  # conversation format, distillation student
 TITAN = "amazon.titan-text-lite-v1:0:4k"  # continued pre-training
 BUCKET = "bedrock-e2e"
 WORDS = ("red green blue north south east west river ocean forest city one two three four five six seven "
@@ -54,6 +55,15 @@ def wait(bedrock, arn: str, until=("Completed", "Failed", "Stopped"), timeout: f
     raise AssertionError(f"{arn} still {job['status']}: {job.get('statusDetails')}")
 
 
+def wait_deployment(bedrock, arn: str, timeout: float = 120) -> dict:
+    """A deployment once its model is loaded (Creating until then)."""
+    deadline = time.time() + timeout
+    while (found := bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=arn))["status"] == \
+            "Creating" and time.time() < deadline:
+        time.sleep(0.3)
+    return found
+
+
 def read_csv(s3, key: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode())))
 
@@ -71,7 +81,7 @@ def base_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registered(server, base_model):
-    for model_id in (LLAMA31, LLAMA32, TITAN):
+    for model_id in (LLAMA31, LLAMA31_FT, LLAMA32, TITAN):
         done = subprocess.run([sys.executable, "-m", "jobforge.cli", "models", "add", model_id, str(base_model),
                                "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr  # the issue's spelling, while the server runs
@@ -103,7 +113,7 @@ def s3(registered):
     return client
 
 
-def create(bedrock, role_arn, name, base=LLAMA31, train="ft/train.jsonl", **extra):
+def create(bedrock, role_arn, name, base=LLAMA31_FT, train="ft/train.jsonl", **extra):
     args = dict(jobName=name, customModelName=f"{name}-model", roleArn=role_arn, baseModelIdentifier=base,
                 trainingDataConfig={"s3Uri": f"s3://{BUCKET}/{train}"},
                 outputDataConfig={"s3Uri": f"s3://{BUCKET}/output"}, hyperParameters=dict(FAST))
@@ -132,7 +142,8 @@ def started(bedrock, s3, role_arn):
 
 def test_catalog_lists_registered_models_with_their_customizations(bedrock, registered):
     summaries = {m["modelId"]: m for m in bedrock.list_foundation_models()["modelSummaries"]}
-    assert summaries[LLAMA31]["customizationsSupported"] == ["FINE_TUNING", "DISTILLATION"]
+    assert summaries[LLAMA31_FT]["customizationsSupported"] == ["FINE_TUNING", "DISTILLATION"]
+    assert summaries[LLAMA31]["customizationsSupported"] == []  # as on Bedrock: on demand only
     assert summaries[TITAN]["customizationsSupported"] == ["FINE_TUNING", "CONTINUED_PRE_TRAINING"]
     assert summaries[LLAMA31]["modelArn"] == f"arn:aws:bedrock:us-east-1::foundation-model/{LLAMA31}"
     cpt = bedrock.list_foundation_models(byCustomizationType="CONTINUED_PRE_TRAINING")["modelSummaries"]
@@ -175,7 +186,7 @@ def test_create_validates_synchronously(bedrock, s3, role_arn, change, message):
 
 def test_fine_tuning_trains_registers_the_model_and_serves_it(bedrock, s3, started, role_arn, registered):
     arn = started["ft"]
-    assert arn.startswith("arn:aws:bedrock:us-east-1:") and f":model-customization-job/{LLAMA31}/" in arn
+    assert arn.startswith("arn:aws:bedrock:us-east-1:") and f":model-customization-job/{LLAMA31_FT}/" in arn
     # The same token and parameters return the same job; other parameters are a conflict.
     assert create(bedrock, role_arn, "ft-job", clientRequestToken="ft-token-1",
                   validationDataConfig={"validators": [{"s3Uri": f"s3://{BUCKET}/ft/validation.jsonl"}]},
@@ -218,7 +229,7 @@ def test_fine_tuning_trains_registers_the_model_and_serves_it(bedrock, s3, start
     # Serve it: a deployment ARN is the modelId, as on Bedrock.
     deployment = bedrock.create_custom_model_deployment(modelDeploymentName="ft-deployment",
                                                         modelArn=job["outputModelArn"])["customModelDeploymentArn"]
-    assert bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=deployment)["status"] == "Active"
+    assert wait_deployment(bedrock, deployment)["status"] == "Active"
     runtime = registered.client("bedrock-runtime")
     question = {"role": "user", "content": [{"text": "red ocean five city ->"}]}
     greedy = {"maxTokens": 6, "temperature": 0}
@@ -313,7 +324,7 @@ def test_server_killed_mid_training_resumes_from_checkpoint(tmp_path, base_model
     data_dir = tmp_path / "data"
     server = ServerProcess(data_dir).start()
     try:
-        assert cli(data_dir, "models", "add", LLAMA31, str(base_model)).returncode == 0
+        assert cli(data_dir, "models", "add", LLAMA31_FT, str(base_model)).returncode == 0
         s3 = server.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key="train.jsonl", Body=jsonl(prompt_completion(120, seed=6)))
@@ -322,7 +333,7 @@ def test_server_killed_mid_training_resumes_from_checkpoint(tmp_path, base_model
         arn = bedrock.create_model_customization_job(
             jobName="resume-job", customModelName="resumed",
             roleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
-            baseModelIdentifier=LLAMA31, trainingDataConfig={"s3Uri": f"s3://{BUCKET}/train.jsonl"},
+            baseModelIdentifier=LLAMA31_FT, trainingDataConfig={"s3Uri": f"s3://{BUCKET}/train.jsonl"},
             outputDataConfig={"s3Uri": f"s3://{BUCKET}/output"},
             hyperParameters={"epochCount": "2", "learningRate": "0.01", "checkpointInterval": "20"})["jobArn"]
         logs = lambda: cli(data_dir, "jobs", "logs", arn).stdout  # noqa: E731
@@ -412,6 +423,7 @@ def test_imported_weights_from_s3_serve_through_a_deployment(bedrock, s3, regist
         "customModelDeploymentArn"]
     listed = bedrock.list_custom_model_deployments(modelArnEquals=arn)["modelDeploymentSummaries"]
     assert [d["customModelDeploymentArn"] for d in listed] == [deployment]
+    assert wait_deployment(bedrock, deployment)["status"] == "Active"
     runtime = registered.client("bedrock-runtime")
     question = [{"role": "user", "content": [{"text": "red ->"}]}]
     greedy = {"maxTokens": 5, "temperature": 0}

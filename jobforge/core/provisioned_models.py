@@ -1,0 +1,145 @@
+"""Bedrock Provisioned Throughputs, per account: a name for a model (a foundation model's context-window
+variant or a custom model) that bedrock-runtime serves once it is in service.
+
+Model units and the commitment term are recorded as bought; they set no capacity on this server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from jobforge.core import idempotency, paging
+from jobforge.core.errors import ServiceError
+from jobforge.core.identifiers import name_or_arn
+from jobforge.core.idempotency import ClientToken
+from jobforge.core.store import metadata, reading
+
+CREATING, IN_SERVICE, UPDATING, FAILED = "Creating", "InService", "Updating", "Failed"
+LOADING = (CREATING, UPDATING)  # the states in which the model is being brought into service
+COMMITMENT_SECONDS = {"OneMonth": 30 * 86400, "SixMonths": 182 * 86400}
+
+provisioned_models = sa.Table(
+    "provisioned_models", metadata,
+    sa.Column("id", sa.String(12), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("arn", sa.String(1011), nullable=False, unique=True),
+    sa.Column("model_arn", sa.String(1011), nullable=False),  # the model served
+    sa.Column("desired_model_arn", sa.String(1011), nullable=False),  # the model an update brings in
+    sa.Column("foundation_model_arn", sa.String(1011), nullable=False),
+    sa.Column("model_units", sa.Integer, nullable=False),
+    sa.Column("desired_model_units", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # Creating | InService | Updating | Failed
+    sa.Column("failure_message", sa.Text),
+    sa.Column("commitment_duration", sa.String(16)),  # OneMonth | SixMonths; None: no commitment
+    sa.Column("commitment_expires_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("account_id", "name", name="uq_provisioned_models_account_name"),
+)
+
+
+@dataclass
+class ProvisionedModel:
+    id: str
+    account_id: str
+    name: str
+    arn: str
+    model_arn: str
+    desired_model_arn: str
+    foundation_model_arn: str
+    model_units: int
+    desired_model_units: int
+    status: str
+    failure_message: str | None
+    commitment_duration: str | None
+    commitment_expires_at: float | None
+    created_at: float
+    updated_at: float
+
+
+def provisioned_model_arn(region: str, account_id: str, provisioned_id: str) -> str:
+    return f"arn:aws:bedrock:{region}:{account_id}:provisioned-model/{provisioned_id}"
+
+
+def insert(engine: sa.Engine, model: ProvisionedModel, token: ClientToken | None = None) -> ProvisionedModel:
+    try:
+        with engine.begin() as conn:
+            conn.execute(provisioned_models.insert().values(vars(model)))
+            idempotency.remember(conn, token, model.arn)
+    except sa.exc.IntegrityError:
+        raise ServiceError("ValidationException", f"A Provisioned Throughput named {model.name} already exists. "
+                           "Choose a different provisionedModelName.") from None
+    return model
+
+
+def find(engine: sa.Engine, account_id: str, identifier: str) -> ProvisionedModel | None:
+    with reading(engine) as conn:
+        row = conn.execute(sa.select(provisioned_models).where(
+            provisioned_models.c.account_id == account_id, name_or_arn(provisioned_models, identifier))).first()
+    return ProvisionedModel(**row._mapping) if row else None
+
+
+def get(engine: sa.Engine, account_id: str, identifier: str) -> ProvisionedModel:
+    found = find(engine, account_id, identifier)
+    if found is None:
+        raise ServiceError("ResourceNotFoundException", f"Provisioned Throughput {identifier} not found.")
+    return found
+
+
+def loading(engine: sa.Engine, account_id: str) -> list[ProvisionedModel]:
+    """The account's Provisioned Throughputs whose model is being brought into service."""
+    with reading(engine) as conn:
+        rows = conn.execute(sa.select(provisioned_models).where(
+            provisioned_models.c.account_id == account_id, provisioned_models.c.status.in_(LOADING))).all()
+    return [ProvisionedModel(**r._mapping) for r in rows]
+
+
+def update(engine: sa.Engine, provisioned_id: str, **values) -> None:
+    with engine.begin() as conn:
+        conn.execute(provisioned_models.update().where(provisioned_models.c.id == provisioned_id)
+                     .values(updated_at=time.time(), **values))
+
+
+def rename(engine: sa.Engine, model: ProvisionedModel, name: str) -> None:
+    try:
+        update(engine, model.id, name=name)
+    except sa.exc.IntegrityError:
+        raise ServiceError("ValidationException", f"A Provisioned Throughput named {name} already exists. "
+                           "Choose a different desiredProvisionedModelName.") from None
+
+
+def finish_loading(engine: sa.Engine, provisioned_id: str, model_arn: str, failure: str | None) -> None:
+    """Record the end of bringing ``model_arn`` into service, unless an update asked for another model since."""
+    values = {"status": FAILED, "failure_message": failure[:2048]} if failure else \
+        {"status": IN_SERVICE, "failure_message": None, "model_arn": model_arn}
+    with engine.begin() as conn:
+        conn.execute(provisioned_models.update().where(
+            provisioned_models.c.id == provisioned_id, provisioned_models.c.desired_model_arn == model_arn,
+            provisioned_models.c.status.in_(LOADING)).values(updated_at=time.time(), **values))
+
+
+def delete(engine: sa.Engine, model: ProvisionedModel) -> None:
+    with engine.begin() as conn:
+        conn.execute(provisioned_models.delete().where(provisioned_models.c.id == model.id))
+
+
+def serving(conn: sa.Connection, account_id: str, model_arn: str) -> str | None:
+    """The name of a Provisioned Throughput of the account that serves, or is being moved to, the model."""
+    row = conn.execute(sa.select(provisioned_models.c.name).where(
+        provisioned_models.c.account_id == account_id,
+        sa.or_(provisioned_models.c.model_arn == model_arn,
+               provisioned_models.c.desired_model_arn == model_arn))).first()
+    return row.name if row else None
+
+
+def list_page(engine: sa.Engine, account_id: str, *, conditions: list, ascending: bool, limit: int,
+              token: str | None, bind: dict, bad_token) -> paging.Page:
+    query = sa.select(provisioned_models).where(provisioned_models.c.account_id == account_id, *conditions)
+    page = paging.keyset_page(engine, query, provisioned_models.c.created_at, provisioned_models.c.id, ascending,
+                              limit, token, bind, bad_token)
+    page.rows = [ProvisionedModel(**r._mapping) for r in page.rows]
+    return page
