@@ -7,10 +7,13 @@ process (spawned once, warmed with a tiny circuit so its JIT compilation is
 paid up front). The processes keep heavy simulations off the server's event
 loop and can die (out of memory) without taking the server down.
 
-Status path: QUEUED → RUNNING (a simulator process took it) → COMPLETED
-(results.json written to ``outputS3Bucket/outputS3Directory``) or FAILED;
-CancelQuantumTask: QUEUED → CANCELLED at once, RUNNING → CANCELLING →
-CANCELLED when the simulation returns (its result is dropped).
+Each runner thread owns one simulator process and runs one task on it at a
+time, so a task is QUEUED until a simulator is free to take it, RUNNING while
+it simulates, then COMPLETED (results.json written to
+``outputS3Bucket/outputS3Directory``) or FAILED. CancelQuantumTask: QUEUED →
+CANCELLED at once; RUNNING → CANCELLING, then the simulator process running it
+is killed (a simulation cannot be interrupted from outside) and the task is
+CANCELLED; a fresh process takes the thread's next task.
 
 The runner starts with the server: what a previous server left queued or
 running is queued again and runs at once, whether or not a client calls
@@ -24,10 +27,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import sqlalchemy as sa
 
@@ -36,14 +38,18 @@ from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks, transition
 
 log = logging.getLogger("jobforge.braket.tasks")
 RESULTS_FILENAME = "results.json"
+CANCEL_POLL_SECONDS = 0.05
 _PR_SET_PDEATHSIG = 1
 _WARM_UP = 'OPENQASM 3.0;\nqubit[2] q;\nbit[2] b;\nh q[0];\ncnot q[0], q[1];\nb = measure q;'
 
 
-def _init_simulator_process(server_pid: int) -> None:
-    """Die with the server; import the simulator and compile its kernels now rather than on the first task."""
+def _simulator_main(connection, server_pid: int) -> None:
+    """A simulator process: die with the server, compile the simulator's kernels now, then run tasks one by one.
+
+    Each request is (device ARN, action, shots, device parameters, task ARN); each answer ("ok", results.json
+    bytes) or ("error", the failure reason).
+    """
     import ctypes
-    import os
     import signal
     import sys
 
@@ -53,28 +59,70 @@ def _init_simulator_process(server_pid: int) -> None:
         os._exit(1)
     from braket.ir.openqasm import Program
 
-    from jobforge.workloads.braket.tasks import run_task
+    from jobforge.execution.context import WorkloadError
+    from jobforge.workloads.braket.tasks import results_json, run_task
 
     run_task("braket_sv", Program(source=_WARM_UP).json(), 10)
+    while True:
+        try:
+            device_arn, action, shots, device_parameters, task_arn = connection.recv()
+        except EOFError:  # the runner is gone
+            return
+        try:
+            answer = ("ok", results_json(device_arn, action, shots, device_parameters, task_arn=task_arn).encode())
+        except WorkloadError as err:
+            answer = ("error", str(err))
+        except Exception as err:  # noqa: BLE001 — the task fails with it; the process serves the next one
+            answer = ("error", f"Internal error: {type(err).__name__}: {err}")
+        connection.send(answer)
 
 
-def simulate(device_arn: str, action: str, shots: int, device_parameters: str | None, task_arn: str) -> bytes:
-    """In a simulator process: the task's results.json document."""
-    from jobforge.workloads.braket.tasks import results_json
-
-    return results_json(device_arn, action, shots, device_parameters, task_arn=task_arn).encode()
+class _Died(Exception):
+    """The simulator process ended while running a task."""
 
 
-class _Stopping(Exception):
-    """The runner is stopping: the task runs after the next start."""
+class _Cancelled(Exception):
+    """The task was cancelled; the simulator process running it has been killed."""
+
+
+class _Simulator:
+    """One simulator process and the pipe to it."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_simulator_main, args=(child, os.getpid()), daemon=True,
+                                       name="braket-simulator")
+        self.process.start()
+        child.close()
+
+    def run(self, task: QuantumTask, cancelled) -> tuple[str, object]:
+        self.connection.send((task.device_arn, task.action, task.shots, task.device_parameters, task.arn))
+        while not self.connection.poll(CANCEL_POLL_SECONDS):
+            if not self.process.is_alive():
+                raise _Died()
+            if cancelled():
+                self.kill()
+                raise _Cancelled()
+        try:
+            return self.connection.recv()
+        except EOFError:
+            raise _Died() from None
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.connection.close()
 
 
 class QuantumTaskRunner:
     def __init__(self, engine: sa.Engine, object_store: ObjectStore, size: int):
         self.engine, self.object_store, self.size = engine, object_store, size
-        self._threads = ThreadPoolExecutor(size, thread_name_prefix="braket-task")
-        self._processes: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()  # the process pool and whether the runner stops
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()  # the threads, the simulators, the cancel requests, whether it stops
+        self._threads: list[threading.Thread] = []
+        self._simulators: set[_Simulator] = set()
+        self._cancel_requests: set[str] = set()
         self._stopping = False
 
     def start(self) -> None:
@@ -90,92 +138,106 @@ class QuantumTaskRunner:
             self.submit(task_id)
 
     def submit(self, task_id: str) -> None:
-        self._on_runner_thread(self._run, task_id)
+        if self._start_threads():  # else the task stays queued for the next start
+            self._queue.put(task_id)
 
     def warm(self) -> None:
         """Start the simulator processes ahead of the first task."""
-        self._on_runner_thread(lambda: self._pool().submit(int))
+        self._start_threads()
+
+    def cancel(self, task_id: str) -> None:
+        """Stop the simulation of a task the caller has moved to CANCELLING."""
+        with self._lock:
+            self._cancel_requests.add(task_id)
 
     def stop(self) -> None:
         """Kill the simulator processes at once: a simulation can run for minutes, and the server must not wait."""
         with self._lock:
             self._stopping = True
-            pool, self._processes = self._processes, None
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        if pool is not None:
-            _kill_workers(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
+            simulators, self._simulators = list(self._simulators), set()
+        for _ in self._threads:
+            self._queue.put(None)
+        for simulator in simulators:
+            simulator.process.kill()
 
-    def _on_runner_thread(self, fn, *args) -> None:
-        """Run fn on one of the runner's own threads, which live as long as the runner: a simulator process
-        dies when the thread that started it ends (PR_SET_PDEATHSIG), and a request thread may end."""
-        with self._lock:
-            if not self._stopping:  # else the task stays queued for the next start
-                self._threads.submit(fn, *args)
-
-    def _pool(self) -> ProcessPoolExecutor:
+    def _start_threads(self) -> bool:
+        """The runner's threads, started once; each starts its simulator process first. The threads live as long
+        as the runner: a simulator process dies when the thread that started it ends (PR_SET_PDEATHSIG)."""
         with self._lock:
             if self._stopping:
-                raise _Stopping()
-            if self._processes is None:
-                self._processes = ProcessPoolExecutor(self.size, multiprocessing.get_context("spawn"),
-                                                      initializer=_init_simulator_process,
-                                                      initargs=(os.getpid(),))
-            return self._processes
+                return False
+            while len(self._threads) < self.size:
+                thread = threading.Thread(target=self._serve, name=f"braket-task-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            return True
 
-    def _discard_pool(self, broken: ProcessPoolExecutor) -> None:
+    def _new_simulator(self) -> _Simulator | None:
         with self._lock:
-            if self._processes is broken:
-                self._processes = None
-        broken.shutdown(wait=False, cancel_futures=True)
+            if self._stopping:
+                return None
+            simulator = _Simulator()
+            self._simulators.add(simulator)
+            return simulator
 
-    def _run(self, task_id: str) -> None:
+    def _discard(self, simulator: _Simulator) -> None:
+        with self._lock:
+            self._simulators.discard(simulator)
+
+    def _serve(self) -> None:
+        simulator = self._new_simulator()
+        while simulator is not None and (task_id := self._queue.get()) is not None:
+            try:
+                if not self._run(simulator, task_id):
+                    self._discard(simulator)
+                    simulator = self._new_simulator()
+            except Exception as err:  # never leave a task RUNNING while the server runs
+                if self._stopping:
+                    return  # the next start queues it again
+                log.exception("quantum task %s failed", task_id)
+                self._fail(task_id, f"Internal error: {err}")
+
+    def _run(self, simulator: _Simulator, task_id: str) -> bool:
+        """Run one task on the simulator; False when the simulator process is gone."""
         task = transition(self.engine, task_id, "RUNNING", ("QUEUED",), started_at=time.time())
         if task is None:
-            return  # cancelled while queued
+            return True  # cancelled while queued
         try:
-            self._execute(task)
-        except Exception as err:  # never leave a task RUNNING
-            if self._stopping:
-                return  # the next start queues it again
-            log.exception("quantum task %s failed", task.arn)
-            transition(self.engine, task.id, "FAILED", ("RUNNING",), failure_reason=f"Internal error: {err}")
+            outcome, value = simulator.run(task, lambda: self._cancel_requested(task_id))
+        except _Cancelled:
             transition(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+            return False
+        except _Died:
+            if not self._stopping:  # else the next start queues it again
+                self._fail(task.id, "The simulator process died while running the task "
+                                    "(it may have run out of memory).")
+            return False
+        finally:
+            with self._lock:
+                self._cancel_requests.discard(task_id)
+        if outcome == "error":
+            self._fail(task.id, value)
+        else:
+            self._complete(task, value)
+        return True
 
-    def _execute(self, task: QuantumTask) -> None:
-        from jobforge.execution.context import WorkloadError
+    def _cancel_requested(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._cancel_requests or self._stopping
 
-        pool = self._pool()
-        try:
-            document = pool.submit(simulate, task.device_arn, task.action, task.shots, task.device_parameters,
-                                   task.arn).result()
-        except BrokenProcessPool:
-            if self._stopping:
-                raise _Stopping() from None
-            self._discard_pool(pool)
-            self._fail(task, "The simulator process died while running the task (it may have run out of memory).")
-            return
-        except WorkloadError as err:
-            self._fail(task, str(err))
-            return
+    def _complete(self, task: QuantumTask, document: bytes) -> None:
         if transition(self.engine, task.id, "CANCELLED", ("CANCELLING",)):
             return
         try:
             self.object_store.put_bytes(task.account_id, task.output_bucket,
                                         f"{task.output_directory}/{RESULTS_FILENAME}", document, "application/json")
         except Exception as err:
-            self._fail(task, f"Could not write the result to s3://{task.output_bucket}/{task.output_directory}/: "
-                             f"{getattr(err, 'message', err)}")
+            self._fail(task.id, f"Could not write the result to s3://{task.output_bucket}/{task.output_directory}/: "
+                                f"{getattr(err, 'message', err)}")
             return
         if transition(self.engine, task.id, "COMPLETED", ("RUNNING",)) is None:
             transition(self.engine, task.id, "CANCELLED", ("CANCELLING",))
 
-    def _fail(self, task: QuantumTask, reason: str) -> None:
-        if transition(self.engine, task.id, "FAILED", ("RUNNING",), failure_reason=reason[:1024]) is None:
-            transition(self.engine, task.id, "CANCELLED", ("CANCELLING",))
-
-
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGKILL a pool's processes (ProcessPoolExecutor.terminate_workers from Python 3.14 on)."""
-    for process in list((pool._processes or {}).values()):
-        process.kill()
+    def _fail(self, task_id: str, reason: str) -> None:
+        if transition(self.engine, task_id, "FAILED", ("RUNNING",), failure_reason=reason[:1024]) is None:
+            transition(self.engine, task_id, "CANCELLED", ("CANCELLING",))

@@ -177,6 +177,7 @@ def cancel_quantum_task(ctx: RequestContext, req: dict) -> dict:
     if transition(ctx.engine, task.id, "CANCELLED", ("CREATED", "QUEUED")):
         status = "CANCELLED"
     elif task.status == "CANCELLING" or transition(ctx.engine, task.id, "CANCELLING", ("RUNNING",)):
+        ctx.runtime.quantum_tasks.cancel(task.id)
         status = "CANCELLING"
     else:
         task = find(ctx, task.arn)
