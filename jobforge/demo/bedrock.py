@@ -91,6 +91,11 @@ def bedrock_fine_tuning(server) -> None:
     deployment = bedrock.create_custom_model_deployment(
         modelDeploymentName="capitals", modelArn=job["outputModelArn"])["customModelDeploymentArn"]
     print(f"   custom model {job['outputModelArn']}\n   deployment   {deployment}")
+    while (status := bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=deployment)["status"]) \
+            == "Creating":
+        time.sleep(0.5)  # the model loads in the inference host
+    if status != "Active":
+        raise SystemExit(f"The demo deployment is {status}")
     for question in QUESTIONS:
         print(f"   Q: {question}\n      base model:   {_ask(runtime, MODEL_ID, question)}"
               f"\n      custom model: {_ask(runtime, deployment, question)}")

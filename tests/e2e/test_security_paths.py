@@ -98,17 +98,22 @@ def test_a_key_added_after_import_stops_the_copy_for_inference(server, s3, nothi
     name = f"late-{uuid.uuid4().hex[:8]}"
     arn = bedrock.create_custom_model(modelName=name,
                                       modelSourceConfig={"s3DataSource": {"s3Uri": f"s3://keys/{prefix}"}})["modelArn"]
-    deployment = bedrock.create_custom_model_deployment(modelDeploymentName=f"late-{uuid.uuid4().hex[:8]}",
-                                                        modelArn=arn)["customModelDeploymentArn"]
     relative, reason = UNSAFE["absolute"]
     put(s3, prefix + relative)
-    for model_id in (name, deployment):
-        with pytest.raises(ClientError) as err:
-            server.client("bedrock-runtime").converse(modelId=model_id,
-                                                      messages=[{"role": "user", "content": [{"text": "hi"}]}])
-        error = err.value.response["Error"]
-        assert error["Code"] == "ValidationException"
-        assert prefix + relative in error["Message"] and reason in error["Message"], error["Message"]
+    with pytest.raises(ClientError) as err:
+        server.client("bedrock-runtime").converse(modelId=name, messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    error = err.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert prefix + relative in error["Message"] and reason in error["Message"], error["Message"]
+    # A deployment copies the model as it is created, and fails with the same reason.
+    deployment = bedrock.create_custom_model_deployment(modelDeploymentName=f"late-{uuid.uuid4().hex[:8]}",
+                                                        modelArn=arn)["customModelDeploymentArn"]
+    deadline = time.time() + 60
+    while (found := bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=deployment))["status"] == \
+            "Creating" and time.time() < deadline:
+        time.sleep(0.2)
+    assert found["status"] == "Failed"
+    assert prefix + relative in found["failureMessage"] and reason in found["failureMessage"], found
 
 
 def _source_archive() -> bytes:
