@@ -1,9 +1,13 @@
-"""Tables of the object store: buckets, objects, multipart uploads and parts.
+"""Tables of the object store: buckets, object versions, multipart uploads and parts.
 
-Object bytes never live at a path derived from the key: each object is a list
+Object bytes never live at a path derived from the key: each version is a list
 of blobs (one for a plain PUT, one per part after a multipart upload) named by
 random ids, and the key only exists in these tables. A key can therefore never
 name a file outside the storage root, and "a" and "a/b" can both be objects.
+
+Every version of a key is a row of ``s3_objects``: the version a bucket without
+versioning keeps is the one with version id "null"; a delete marker is a row
+without data. Exactly one row of a key is its latest.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ s3_buckets = sa.Table(
     sa.Column("region", sa.String(32), nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("versioning", sa.String(16)),  # None until configured, then "Enabled" or "Suspended"
 )
 
 s3_objects = sa.Table(
     "s3_objects", metadata,
     sa.Column("bucket", sa.String(63), primary_key=True),
     sa.Column("key", KEY, primary_key=True),
+    sa.Column("version_id", sa.String(64), primary_key=True),
+    sa.Column("sequence", sa.Integer, nullable=False),  # the order of a key's versions, the newest highest
+    sa.Column("is_latest", sa.Boolean, nullable=False),
+    sa.Column("delete_marker", sa.Boolean, nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("etag", sa.String(64), nullable=False),
     sa.Column("segments", sa.JSON, nullable=False),  # [[blob id, size], ...] in order
@@ -38,6 +47,9 @@ s3_objects = sa.Table(
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("last_modified", sa.Float, nullable=False),
 )
+# One latest version per key: two writers of a key racing on PostgreSQL cannot both commit one.
+sa.Index("uq_s3_objects_latest", s3_objects.c.bucket, s3_objects.c.key, unique=True,
+         sqlite_where=sa.text("is_latest = 1"), postgresql_where=sa.text("is_latest"))
 
 s3_uploads = sa.Table(
     "s3_uploads", metadata,
@@ -63,4 +75,14 @@ s3_parts = sa.Table(
     sa.Column("etag", sa.String(64), nullable=False),
     sa.Column("checksums", sa.JSON, nullable=False),  # {"CRC32": b64, ...}
     sa.Column("last_modified", sa.Float, nullable=False),
+)
+
+s3_completed_uploads = sa.Table(  # what a repeated CompleteMultipartUpload answers, for a while
+    "s3_completed_uploads", metadata,
+    sa.Column("upload_id", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.String(63), nullable=False),
+    sa.Column("key", KEY, nullable=False),
+    sa.Column("parts", sa.JSON, nullable=False),  # [[part number, ETag], ...] as completed
+    sa.Column("result", sa.JSON, nullable=False),  # the object's etag, checksum and version id
+    sa.Column("completed", sa.Float, nullable=False, index=True),
 )

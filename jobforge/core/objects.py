@@ -1,12 +1,17 @@
-"""The object store: buckets, objects and multipart uploads of every account.
+"""The object store: buckets, object versions and multipart uploads of every account.
 
-The index (bucket ownership, keys, ETags, checksums, headers) lives in the
-database; bytes live in blobs (``jobforge.core.blobs``). An object becomes
-visible when its index row commits, after its blobs are durable; blobs it
-replaced are deleted after that commit. A reader holds the blobs of the
-version it opened (``open``), so it reads that version whole whatever
-happens to the key meanwhile. Every bucket belongs to one account and only
-that account may use it.
+The index (bucket ownership, keys, versions, ETags, checksums, headers) lives
+in the database; bytes live in blobs (``jobforge.core.blobs``). A version
+becomes visible when its index row commits, after its blobs are durable; blobs
+no version names any more are deleted after that commit. A reader holds the
+blobs of the version it opened (``open``), so it reads that version whole
+whatever happens to the key meanwhile. Every bucket belongs to one account and
+only that account may use it.
+
+Versioning follows S3: a bucket that never had it, or has it suspended, writes
+each key's "null" version (replacing it); one with versioning enabled writes a
+new version each time, and a delete without a version id there leaves a
+delete marker as the key's latest version.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import re
 import secrets
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -27,13 +32,17 @@ import sqlalchemy as sa
 from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody, open_blobs
 from jobforge.core.errors import ServiceError
-from jobforge.core.object_tables import s3_buckets, s3_objects, s3_parts, s3_uploads
+from jobforge.core.object_tables import s3_buckets, s3_completed_uploads, s3_objects, s3_parts, s3_uploads
+from jobforge.core.object_versions import (ENABLED, NULL_VERSION, check_version_id, deleted_key, marker_addressed,
+                                           new_version_id, no_such_version)
 from jobforge.core.store import reading
 
 MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10000
 OPEN_ATTEMPTS = 10  # a key rewritten between reading its row and opening its blobs is looked up again
+WRITE_ATTEMPTS = 5  # a write that lost a race for a key's latest version (PostgreSQL) is tried again
+COMPLETED_UPLOADS_KEPT = 24 * 3600  # seconds a repeated CompleteMultipartUpload is answered as the first was
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
@@ -95,6 +104,8 @@ def _etag_matches(condition: str, etag: str) -> bool:
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One version of a key (a delete marker has no data)."""
+
     bucket: str
     key: str
     size: int
@@ -105,11 +116,21 @@ class ObjectInfo:
     checksum: dict | None
     tags: dict
     last_modified: float
+    version_id: str = NULL_VERSION
+    is_latest: bool = True
+    delete_marker: bool = False
+    versioned: bool = False  # whether the bucket has had versioning, so that responses name versions
 
     @classmethod
-    def from_row(cls, row) -> "ObjectInfo":
+    def from_row(cls, row, versioned: bool) -> "ObjectInfo":
         return cls(row.bucket, row.key, row.size, row.etag, row.segments, row.headers, row.user_metadata,
-                   row.checksum, row.tags, row.last_modified)
+                   row.checksum, row.tags, row.last_modified, row.version_id, row.is_latest, row.delete_marker,
+                   versioned)
+
+    @property
+    def shown_version_id(self) -> str | None:
+        """The version id responses carry: none in a bucket that never had versioning, as in S3."""
+        return self.version_id if self.versioned else None
 
     @property
     def parts_count(self) -> int | None:
@@ -182,6 +203,37 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class VersionListing:
+    versions: list[ObjectInfo]  # delete markers included, by key then newest first
+    common_prefixes: list[str]
+    truncated: bool
+
+    @property
+    def last(self) -> tuple[str, str | None] | None:
+        """(key, version id) of the last entry, (prefix, None) when it is a common prefix."""
+        if self.common_prefixes and (not self.versions or self.common_prefixes[-1] > self.versions[-1].key):
+            return self.common_prefixes[-1], None
+        return (self.versions[-1].key, self.versions[-1].version_id) if self.versions else None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a delete did: the version it removed or the delete marker it wrote (None where no version is named)."""
+
+    version_id: str | None
+    delete_marker: bool
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What CompleteMultipartUpload answers (again, to a repeated request)."""
+
+    etag: str  # unquoted
+    checksum: dict | None
+    version_id: str | None  # as responses show it
+
+
+@dataclass(frozen=True)
 class UploadListing:
     uploads: list  # s3_uploads rows
     common_prefixes: list[str]
@@ -215,6 +267,42 @@ def decode_resume(token: str) -> tuple[str, bool]:
 def full_object_checksum(body: StagedBody, algorithm: str = checksums.DEFAULT) -> dict:
     """The checksum record of a body staged with ``algorithm``, as S3 reports it for a single-part object."""
     return {"algorithm": algorithm, "type": "FULL_OBJECT", "value": body.checksums[algorithm]}
+
+
+def _latest(bucket: str, key: str) -> tuple:
+    c = s3_objects.c
+    return c.bucket == bucket, c.key == key, c.is_latest == sa.true()
+
+
+def _version(bucket: str, key: str, version_id: str) -> tuple:
+    c = s3_objects.c
+    return c.bucket == bucket, c.key == key, c.version_id == version_id
+
+
+def _find(conn, bucket: str, key: str, version_id: str | None = None):
+    """A key's latest version (a delete marker, maybe), or the version named; None if there is none."""
+    where = _latest(bucket, key) if version_id is None else _version(bucket, key, version_id)
+    return conn.execute(sa.select(s3_objects).where(*where)).first()
+
+
+def _readable(row, key: str, version_id: str | None):
+    """The version a read or a tagging request names, refused as S3 refuses a missing one or a delete marker."""
+    if row is None:
+        raise no_such_key(key) if version_id is None else no_such_version(key, version_id)
+    if row.delete_marker:
+        raise deleted_key(key, row) if version_id is None else marker_addressed(row)
+    return row
+
+
+def _visible(row):
+    """The key's latest version as conditions see it: a delete marker is no object."""
+    return None if row is None or row.delete_marker else row
+
+
+def _after_version(row):
+    """Versions listed after this one: by key, then from newest to oldest."""
+    c = s3_objects.c
+    return sa.or_(c.key > row.key, sa.and_(c.key == row.key, c.sequence < row.sequence))
 
 
 def _after_upload(row):
@@ -268,37 +356,49 @@ class ObjectStore:
 
     def delete_bucket(self, account_id: str, name: str) -> None:
         with self.engine.begin() as conn:
-            self.bucket(account_id, name, conn)
+            row = self.bucket(account_id, name, conn)
             if conn.execute(sa.select(s3_objects.c.key).where(s3_objects.c.bucket == name).limit(1)).first():
-                raise ServiceError("BucketNotEmpty", "The bucket you tried to delete is not empty", 409,
+                versions = ". You must delete all versions in the bucket." if row.versioning is not None else ""
+                raise ServiceError("BucketNotEmpty", f"The bucket you tried to delete is not empty{versions}", 409,
                                    BucketName=name)
             uploads = [r.upload_id for r in conn.execute(
                 sa.select(s3_uploads.c.upload_id).where(s3_uploads.c.bucket == name))]
             blobs = self._drop_uploads(conn, uploads)
+            conn.execute(s3_completed_uploads.delete().where(s3_completed_uploads.c.bucket == name))
             conn.execute(s3_buckets.delete().where(s3_buckets.c.name == name))
         self._delete_blobs(blobs)
 
+    def versioning(self, account_id: str, name: str) -> str | None:
+        """The bucket's versioning status: None if it never had versioning, else "Enabled" or "Suspended"."""
+        return self.bucket(account_id, name).versioning
+
+    def set_versioning(self, account_id: str, name: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            self.bucket(account_id, name, conn)
+            conn.execute(s3_buckets.update().where(s3_buckets.c.name == name).values(versioning=status))
+
     # -- objects ---------------------------------------------------------------
 
-    def head(self, account_id: str, bucket: str, key: str) -> ObjectInfo:
+    def head(self, account_id: str, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+        """The key's latest version, or the version named (never a delete marker: reads of one are refused)."""
+        if version_id is not None:
+            check_version_id(version_id)
         with reading(self.engine) as conn:
-            self.bucket(account_id, bucket, conn)
-            row = conn.execute(sa.select(s3_objects).where(s3_objects.c.bucket == bucket,
-                                                           s3_objects.c.key == key)).first()
-        if row is None:
-            raise no_such_key(key)
-        return ObjectInfo.from_row(row)
+            bucket_row = self.bucket(account_id, bucket, conn)
+            row = _readable(_find(conn, bucket, key, version_id), key, version_id)
+        return ObjectInfo.from_row(row, bucket_row.versioning is not None)
 
-    def open(self, account_id: str, bucket: str, key: str) -> OpenObject:
-        """The object's current version, held for reading (close it, or use it as a context manager)."""
+    def open(self, account_id: str, bucket: str, key: str, version_id: str | None = None) -> OpenObject:
+        """The key's latest version, or the version named, held for reading (close it, or use it as a context
+        manager)."""
         for _ in range(OPEN_ATTEMPTS):
-            info = self.head(account_id, bucket, key)
+            info = self.head(account_id, bucket, key, version_id)
             try:
                 held = self._hold(info)
             except FileNotFoundError:
                 continue  # deleted after its row was read: the key has a newer version, or none
             # A blob is deleted only after the row naming it is gone, so one still named now was held in time.
-            if self._segments_of(bucket, key) == info.segments:
+            if self._segments_of(bucket, key, info.version_id) == info.segments:
                 return held
             held.close()
         raise ServiceError("SlowDown", "Please reduce your request rate.", 503)
@@ -314,10 +414,9 @@ class ObjectStore:
             raise
         return OpenObject(info, handles)
 
-    def _segments_of(self, bucket: str, key: str) -> list | None:
+    def _segments_of(self, bucket: str, key: str, version_id: str) -> list | None:
         with reading(self.engine) as conn:
-            return conn.execute(sa.select(s3_objects.c.segments).where(s3_objects.c.bucket == bucket,
-                                                                        s3_objects.c.key == key)).scalar()
+            return conn.execute(sa.select(s3_objects.c.segments).where(*_version(bucket, key, version_id))).scalar()
 
     def read(self, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
         """The bytes [start, start + length) of the version info describes, held from the first chunk."""
@@ -353,28 +452,62 @@ class ObjectStore:
         self.bucket(account_id, bucket)
         blob = self.blobs.commit(body.path)
         values = dict(bucket=bucket, key=key, size=body.size, etag=body.md5, segments=[[blob, body.size]],
-                      headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
-                      last_modified=time.time())
+                      headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags)
         try:
-            replaced = self._store(account_id, values, if_match, if_none_match)
+            info, replaced = self._write(account_id, values, if_match, if_none_match)
         except BaseException:
             self.blobs.delete(blob)
             raise
         self._delete_blobs(replaced)
-        return ObjectInfo(**values)
+        return info
 
-    def _store(self, account_id: str, values: dict, if_match: str | None, if_none_match: str | None) -> list[str]:
-        """Insert or replace an object row; the blobs of the object it replaced."""
-        with self.engine.begin() as conn:
-            self.bucket(account_id, values["bucket"], conn)
-            where = (s3_objects.c.bucket == values["bucket"], s3_objects.c.key == values["key"])
-            old = conn.execute(sa.select(s3_objects).where(*where)).first()
-            self._write_conditions(old, values["key"], if_match, if_none_match)
-            if old is None:
-                conn.execute(s3_objects.insert().values(**values))
-                return []
-            conn.execute(s3_objects.update().where(*where).values(**values))
-            return [blob for blob, _ in old.segments]
+    def _write(self, account_id: str, values: dict, if_match: str | None,
+               if_none_match: str | None) -> tuple[ObjectInfo, list[str]]:
+        """Write values as the key's latest version; the version written and the blobs no version names any
+        more."""
+        return self._retrying(lambda conn: self._write_in(conn, self.bucket(account_id, values["bucket"], conn),
+                                                          values, if_match, if_none_match))
+
+    def _retrying(self, work):
+        """``work(conn)`` in a transaction, run again when it lost a race for a key's latest version (two
+        writers of one key on PostgreSQL: the unique index of latest versions lets one commit)."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except sa.exc.IntegrityError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise ServiceError("SlowDown", "Please reduce your request rate.", 503) from None
+
+    def _write_in(self, conn, bucket_row, values: dict, if_match: str | None,
+                  if_none_match: str | None) -> tuple[ObjectInfo, list[str]]:
+        current = _find(conn, bucket_row.name, values["key"])
+        self._write_conditions(_visible(current), values["key"], if_match, if_none_match)
+        row, replaced = self._push(conn, bucket_row, dict(values, delete_marker=False))
+        return ObjectInfo(**row, versioned=bucket_row.versioning is not None), replaced
+
+    @staticmethod
+    def _push(conn, bucket_row, values: dict) -> tuple[dict, list[str]]:
+        """Insert values as the key's latest version: a new version where versioning is enabled, else the
+        key's "null" version, replacing the one it had. The row inserted, and the blobs it replaced."""
+        c = s3_objects.c
+        bucket, key = bucket_row.name, values["key"]
+        replaced = []
+        if bucket_row.versioning == ENABLED:
+            version_id = new_version_id()
+        else:
+            version_id = NULL_VERSION
+            null = _find(conn, bucket, key, NULL_VERSION)
+            if null is not None:
+                conn.execute(s3_objects.delete().where(*_version(bucket, key, NULL_VERSION)))
+                replaced = [blob for blob, _ in null.segments]
+        conn.execute(s3_objects.update().where(*_latest(bucket, key)).values(is_latest=False))
+        newest = conn.execute(sa.select(sa.func.max(c.sequence)).where(c.bucket == bucket, c.key == key)).scalar()
+        row = dict(values, version_id=version_id, sequence=(newest or 0) + 1, is_latest=True,
+                   last_modified=time.time())
+        conn.execute(s3_objects.insert().values(**row))
+        del row["sequence"]
+        return row, replaced
 
     @staticmethod
     def _delete_conditions(old, key: str, if_match: str | None, if_modified_at, if_size: int | None) -> None:
@@ -395,24 +528,47 @@ class ObjectStore:
             if not _etag_matches(if_match, old.etag):
                 raise precondition_failed(Condition="If-Match")
 
-    def delete(self, account_id: str, bucket: str, key: str, *, if_match: str | None = None,
-               if_modified_at=None, if_size: int | None = None) -> bool:
-        """Remove an object; whether it existed (deleting a missing key is not an error in S3).
+    def delete(self, account_id: str, bucket: str, key: str, *, version_id: str | None = None,
+               if_match: str | None = None, if_modified_at=None, if_size: int | None = None) -> Deletion:
+        """Delete a version (for good), or the key: it goes where the bucket never had versioning, and gets a
+        delete marker as its latest version where it has. Deleting what does not exist is no error in S3.
 
         A conditional delete (ETag, last-modified time as a datetime, size) removes only the version it names.
         """
+        if version_id is not None:
+            check_version_id(version_id)
         conditions = (if_match, if_modified_at, if_size)
-        with self.engine.begin() as conn:
-            self.bucket(account_id, bucket, conn)
-            where = (s3_objects.c.bucket == bucket, s3_objects.c.key == key)
-            old = conn.execute(sa.select(s3_objects).where(*where)).first()
+
+        def work(conn) -> tuple[Deletion, list[str]]:
+            bucket_row = self.bucket(account_id, bucket, conn)
+            row = _find(conn, bucket, key, version_id)
             if conditions != (None, None, None):
-                self._delete_conditions(old, key, *conditions)
-            if old is None:
-                return False
-            conn.execute(s3_objects.delete().where(*where))
-        self._delete_blobs([blob for blob, _ in old.segments])
-        return True
+                self._delete_conditions(_visible(row), key, *conditions)
+            if version_id is None and bucket_row.versioning is not None:
+                marker = dict(bucket=bucket, key=key, size=0, etag="", segments=[], headers={}, user_metadata={},
+                              checksum=None, tags={}, delete_marker=True)
+                written, replaced = self._push(conn, bucket_row, marker)
+                return Deletion(written["version_id"], True), replaced
+            if row is None:
+                return Deletion(version_id, False), []
+            return Deletion(version_id, row.delete_marker), self._remove(conn, row)
+
+        deletion, blobs = self._retrying(work)
+        self._delete_blobs(blobs)
+        return deletion
+
+    @staticmethod
+    def _remove(conn, row) -> list[str]:
+        """Delete one version row; the next newest becomes the key's latest. The blobs it named."""
+        c = s3_objects.c
+        conn.execute(s3_objects.delete().where(*_version(row.bucket, row.key, row.version_id)))
+        if row.is_latest:
+            newest = conn.execute(sa.select(sa.func.max(c.sequence))
+                                  .where(c.bucket == row.bucket, c.key == row.key)).scalar()
+            if newest is not None:
+                conn.execute(s3_objects.update().where(c.bucket == row.bucket, c.key == row.key,
+                                                       c.sequence == newest).values(is_latest=True))
+        return [blob for blob, _ in row.segments]
 
     def copy(self, account_id: str, source: OpenObject, bucket: str, key: str, *, headers: dict,
              user_metadata: dict, tags: dict, checksum: dict | None, if_match=None,
@@ -430,27 +586,30 @@ class ObjectStore:
             for segment in source.copied_segments():
                 segments.append(segment)
             values = dict(bucket=bucket, key=key, size=source.info.size, etag=etag, segments=segments,
-                          headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags,
-                          last_modified=time.time())
-            replaced = self._store(account_id, values, if_match, if_none_match)
+                          headers=headers, user_metadata=user_metadata, checksum=checksum, tags=tags)
+            info, replaced = self._write(account_id, values, if_match, if_none_match)
         except BaseException:
             self._delete_blobs([blob for blob, _ in segments])
             raise
         self._delete_blobs(replaced)
-        return ObjectInfo(**values)
+        return info
 
-    def set_tags(self, account_id: str, bucket: str, key: str, tags: dict) -> None:
+    def set_tags(self, account_id: str, bucket: str, key: str, tags: dict,
+                 version_id: str | None = None) -> ObjectInfo:
+        """Replace the tags of the key's latest version, or of the version named; the version tagged."""
+        if version_id is not None:
+            check_version_id(version_id)
         with self.engine.begin() as conn:
-            self.bucket(account_id, bucket, conn)
-            done = conn.execute(s3_objects.update().where(s3_objects.c.bucket == bucket, s3_objects.c.key == key)
-                                .values(tags=tags))
-            if done.rowcount == 0:
-                raise no_such_key(key)
+            bucket_row = self.bucket(account_id, bucket, conn)
+            row = _readable(_find(conn, bucket, key, version_id), key, version_id)
+            conn.execute(s3_objects.update().where(*_version(bucket, key, row.version_id)).values(tags=tags))
+        return ObjectInfo.from_row(row, bucket_row.versioning is not None)
 
     def list(self, account_id: str, bucket: str, *, prefix: str = "", delimiter: str = "", after: str = "",
              resume: str | None = None, max_keys: int = 1000) -> Listing:
-        """Keys after ``after`` (or from a resume token), grouped by delimiter into common prefixes."""
-        self.bucket(account_id, bucket)
+        """Keys (their latest versions, unless a delete marker) after ``after`` (or from a resume token), grouped
+        by delimiter into common prefixes."""
+        versioned = self.bucket(account_id, bucket).versioning is not None
         cursor, inclusive = after, False
         if resume is not None:
             key, skip_prefix = decode_resume(resume)
@@ -459,14 +618,16 @@ class ObjectStore:
         if max_keys <= 0:
             return Listing(contents, prefixes, False, None)
         last = None
+        c = s3_objects.c
         with reading(self.engine) as conn:
             while True:
-                query = sa.select(s3_objects).where(s3_objects.c.bucket == bucket)
+                query = sa.select(s3_objects).where(c.bucket == bucket, c.is_latest == sa.true(),
+                                                    c.delete_marker == sa.false())
                 if prefix:
-                    query = query.where(s3_objects.c.key >= prefix, s3_objects.c.key < _successor(prefix))
+                    query = query.where(c.key >= prefix, c.key < _successor(prefix))
                 if cursor:
-                    query = query.where(s3_objects.c.key >= cursor if inclusive else s3_objects.c.key > cursor)
-                rows = conn.execute(query.order_by(s3_objects.c.key).limit(1000)).all()
+                    query = query.where(c.key >= cursor if inclusive else c.key > cursor)
+                rows = conn.execute(query.order_by(c.key).limit(1000)).all()
                 if not rows:
                     return Listing(contents, prefixes, False, None)
                 for row in rows:
@@ -479,9 +640,55 @@ class ObjectStore:
                         last = (common, True)
                         cursor, inclusive = _successor(common), True
                         break  # query again past every key under this prefix
-                    contents.append(ObjectInfo.from_row(row))
+                    contents.append(ObjectInfo.from_row(row, versioned))
                     last = (row.key, False)
                     cursor, inclusive = row.key, False
+
+    def list_versions(self, account_id: str, bucket: str, *, prefix: str = "", delimiter: str = "",
+                      key_marker: str = "", version_id_marker: str = "", limit: int = 1000) -> VersionListing:
+        """Every version and delete marker, by key then newest first, after the markers, grouped by delimiter
+        into common prefixes.
+
+        A version id marker places the listing after that version of ``key_marker`` (after the whole key once
+        that version is gone); a key marker inside a common prefix skips the prefix.
+        """
+        if version_id_marker and not key_marker:
+            raise ServiceError("InvalidArgument", "A version-id marker cannot be specified without a key marker.",
+                               400, ArgumentName="version-id-marker", ArgumentValue=version_id_marker)
+        if version_id_marker:
+            check_version_id(version_id_marker)
+        versions, prefixes = [], []
+        c = s3_objects.c
+        with reading(self.engine) as conn:
+            versioned = self.bucket(account_id, bucket, conn).versioning is not None
+            if limit <= 0:
+                return VersionListing(versions, prefixes, False)
+            base = sa.select(s3_objects).where(c.bucket == bucket)
+            if prefix:
+                base = base.where(c.key >= prefix, c.key < _successor(prefix))
+            after = c.key > key_marker if key_marker else None
+            cut = key_marker.find(delimiter, len(prefix)) if delimiter and key_marker.startswith(prefix) else -1
+            if cut >= 0:
+                after = c.key >= _successor(key_marker[:cut + len(delimiter)])
+            elif version_id_marker:
+                marker = _find(conn, bucket, key_marker, version_id_marker)
+                if marker is not None:
+                    after = _after_version(marker)
+            while True:
+                query = base if after is None else base.where(after)
+                rows = conn.execute(query.order_by(c.key, c.sequence.desc()).limit(1000)).all()
+                if not rows:
+                    return VersionListing(versions, prefixes, False)
+                for row in rows:
+                    if len(versions) + len(prefixes) == limit:
+                        return VersionListing(versions, prefixes, True)
+                    cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut >= 0:
+                        prefixes.append(row.key[:cut + len(delimiter)])
+                        after = c.key >= _successor(prefixes[-1])
+                        break  # query again past every version under this prefix
+                    versions.append(ObjectInfo.from_row(row, versioned))
+                    after = _after_version(row)
 
     # -- multipart uploads -----------------------------------------------------
 
@@ -560,15 +767,24 @@ class ObjectStore:
                                 .order_by(s3_parts.c.part_number).limit(limit)).all()
 
     def complete(self, account_id: str, bucket: str, key: str, upload_id: str, requested: list[dict], *,
-                 whole_checksum: dict | None = None, if_match=None, if_none_match=None) -> ObjectInfo:
+                 whole_checksum: dict | None = None, checksum_type: str | None = None,
+                 object_size: int | None = None, if_match=None, if_none_match=None) -> Completion:
+        """Assemble the parts named into the key's latest version. ``whole_checksum`` ({algorithm: value}) is
+        what the client expects of the whole object, checked as S3 checks it; a repeated request for an upload
+        completed within COMPLETED_UPLOADS_KEPT seconds, with the same parts, is answered as the first was."""
         if not requested or any("PartNumber" not in part or "ETag" not in part for part in requested):
             raise malformed_xml()  # S3's schema requires both in every part (the model does not say so)
         numbers = [part["PartNumber"] for part in requested]
         if numbers != sorted(set(numbers)):
             raise ServiceError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be "
                                "ordered by part number.", 400, UploadId=upload_id)
-        with self.engine.begin() as conn:
-            upload = self.upload(account_id, bucket, key, upload_id, conn)
+        named = [[part["PartNumber"], _unquote_etag(part["ETag"])] for part in requested]
+
+        def work(conn):
+            bucket_row = self.bucket(account_id, bucket, conn)
+            upload = conn.execute(sa.select(s3_uploads).where(s3_uploads.c.upload_id == upload_id)).first()
+            if upload is None or upload.bucket != bucket or upload.key != key:
+                return self._completed_before(conn, bucket, key, upload_id, named), []
             stored = {row.part_number: row for row in conn.execute(
                 sa.select(s3_parts).where(s3_parts.c.upload_id == upload_id))}
             chosen = [self._requested_part(stored, part, upload) for part in requested]
@@ -576,30 +792,65 @@ class ObjectStore:
                 if row.size < MIN_PART_SIZE:
                     raise ServiceError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed "
                                        "object size.", 400, ProposedSize=row.size, MinSizeAllowed=MIN_PART_SIZE)
+            size = sum(row.size for row in chosen)
+            if object_size is not None and object_size != size:
+                raise ServiceError("InvalidRequest", f"The provided 'x-amz-mp-object-size' header value "
+                                   f"{object_size} does not match the size of the parts, {size}", 400)
             md5s = b"".join(bytes.fromhex(row.etag) for row in chosen)
             etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
             checksum = self._object_checksum(upload, chosen)
-            if whole_checksum and checksum:
-                for algorithm, value in whole_checksum.items():
-                    if algorithm == checksum["algorithm"]:
-                        checksums.check(algorithm, value, checksum["value"])
-            values = dict(bucket=bucket, key=key, size=sum(row.size for row in chosen), etag=etag,
+            self._check_whole_checksum(upload, checksum, whole_checksum or {}, checksum_type)
+            values = dict(bucket=bucket, key=key, size=size, etag=etag,
                           segments=[[row.blob, row.size] for row in chosen], headers=upload.headers,
-                          user_metadata=upload.user_metadata, checksum=checksum, tags=upload.tags,
-                          last_modified=time.time())
-            where = (s3_objects.c.bucket == bucket, s3_objects.c.key == key)
-            old = conn.execute(sa.select(s3_objects).where(*where)).first()
-            self._write_conditions(old, key, if_match, if_none_match)
-            if old is None:
-                conn.execute(s3_objects.insert().values(**values))
-            else:
-                conn.execute(s3_objects.update().where(*where).values(**values))
+                          user_metadata=upload.user_metadata, checksum=checksum, tags=upload.tags)
+            info, replaced = self._write_in(conn, bucket_row, values, if_match, if_none_match)
+            done = Completion(etag, checksum, info.shown_version_id)
             used = {row.blob for row in chosen}
-            unused = [row.blob for row in stored.values() if row.blob not in used]
             conn.execute(s3_parts.delete().where(s3_parts.c.upload_id == upload_id))
             conn.execute(s3_uploads.delete().where(s3_uploads.c.upload_id == upload_id))
-        self._delete_blobs(unused + ([blob for blob, _ in old.segments] if old is not None else []))
-        return ObjectInfo(**values)
+            now = time.time()
+            conn.execute(s3_completed_uploads.delete().where(
+                s3_completed_uploads.c.completed < now - COMPLETED_UPLOADS_KEPT))
+            conn.execute(s3_completed_uploads.insert().values(
+                upload_id=upload_id, bucket=bucket, key=key, parts=named, result=asdict(done),
+                completed=now))
+            return done, [row.blob for row in stored.values() if row.blob not in used] + replaced
+
+        done, unused = self._retrying(work)
+        self._delete_blobs(unused)
+        return done
+
+    @staticmethod
+    def _completed_before(conn, bucket: str, key: str, upload_id: str, named: list) -> Completion:
+        """The answer to an upload completed a moment ago with the same parts (NoSuchUpload otherwise)."""
+        c = s3_completed_uploads.c
+        row = conn.execute(sa.select(s3_completed_uploads).where(
+            c.upload_id == upload_id, c.bucket == bucket, c.key == key,
+            c.completed >= time.time() - COMPLETED_UPLOADS_KEPT)).first()
+        if row is None or row.parts != named:
+            raise no_such_upload(upload_id)
+        return Completion(**row.result)
+
+    @staticmethod
+    def _check_whole_checksum(upload, checksum: dict | None, expected: dict, checksum_type: str | None) -> None:
+        """The client's checksum of the whole object against the one the parts make: a full-object CRC, or
+        the composite checksum of the parts' checksums (with or without its "-N" suffix)."""
+        kind = upload.checksum_type or "FULL_OBJECT"  # S3's default: a full-object CRC64NVME
+        if checksum_type is not None and checksum_type != kind:
+            raise ServiceError("InvalidRequest", f"The upload was created using the {kind} checksum mode. The "
+                               "complete request must use the same checksum mode.", 400)
+        algorithm = upload.checksum_algorithm or checksums.DEFAULT
+        for name, value in expected.items():
+            if name != algorithm:
+                raise ServiceError("InvalidRequest", f"The upload was created using the {algorithm} checksum "
+                                   f"algorithm; the complete request cannot check the object's {name}.", 400)
+            if checksum is None:
+                continue  # parts stored before parts kept S3's default checksum: nothing to compare with
+            computed = checksum["value"]
+            if kind == "COMPOSITE":
+                computed, _, count = computed.rpartition("-")
+                value = value.removesuffix(f"-{count}")
+            checksums.check(algorithm, value, computed)
 
     @staticmethod
     def _requested_part(stored: dict, part: dict, upload):

@@ -55,6 +55,12 @@ def _payload_member(service: str, operation: str):
     return (payload, shape.members[payload]) if payload else (None, None)
 
 
+def checksums_the_body(service: str, operation: str) -> bool:
+    """Whether x-amz-checksum-* headers describe the request's body: in operations whose model gives a request
+    checksum (httpChecksum). CompleteMultipartUpload's describe the whole object it assembles."""
+    return "requestAlgorithmMember" in service_models.operation(service, operation).http_checksum
+
+
 def requested_algorithms(headers: dict) -> list[str]:
     """Checksum algorithms the client sent (as headers or announced trailers), in a stable order."""
     named = {name[len("x-amz-checksum-"):].upper() for name in headers if name.startswith("x-amz-checksum-")}
@@ -95,7 +101,7 @@ async def receive_body(ctx, request) -> None:
                                     signed_trailer=SIGNED_STREAMING[content_sha256])
     elif content_sha256 in UNSIGNED_STREAMING or "aws-chunked" in headers.get("content-encoding", ""):
         decoder = AwsChunkedDecoder()
-    algorithms = requested_algorithms(headers)
+    algorithms = requested_algorithms(headers) if checksums_the_body(ctx.service, ctx.operation) else []
     if to_disk:
         store = ctx.runtime.object_store
         bucket = request.scratch.get("labels", {}).get("Bucket")
@@ -109,7 +115,7 @@ async def receive_body(ctx, request) -> None:
         sink = StagingFile(None, algorithms, bool(_SHA256_HEX.fullmatch(content_sha256)))
     loop = asyncio.get_running_loop()
     try:
-        await _pump(receive, decoder, sink, None if to_disk else MAX_IN_MEMORY)
+        await pump(receive, decoder, sink, None if to_disk else MAX_IN_MEMORY)
         del request.scratch["receive"]
         staged = await loop.run_in_executor(None, sink.finish)
     except BaseException:
@@ -122,7 +128,9 @@ async def receive_body(ctx, request) -> None:
         request.body = staged.data
 
 
-async def _pump(receive, decoder: AwsChunkedDecoder | None, sink: StagingFile, limit: int | None) -> None:
+async def pump(receive, decoder, sink: StagingFile, limit: int | None) -> None:
+    """Write a body to sink as it arrives, through decoder (whose feed(data) yields the bytes to keep and
+    close() checks the end: an aws-chunked decoder, a POST form reader) when there is one."""
     loop = asyncio.get_running_loop()
     buffer, pending, total = bytearray(), None, 0
     while True:

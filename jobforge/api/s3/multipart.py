@@ -56,7 +56,7 @@ def upload_part_copy(ctx, req):
                                     body)
     result = _part_result(part, upload.checksum_algorithm)
     result["LastModified"] = part["last_modified"]
-    return {"CopyPartResult": result}
+    return {"CopyPartResult": result, "CopySourceVersionId": source.info.shown_version_id}
 
 
 @s3_handler("CompleteMultipartUpload")
@@ -64,11 +64,12 @@ def complete_multipart_upload(ctx, req):
     parts = (req.get("MultipartUpload") or {}).get("Parts") or []
     whole = {algorithm: req[checksums.member(algorithm)] for algorithm in checksums.ALGORITHMS
              if req.get(checksums.member(algorithm))}
-    info = store(ctx).complete(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], parts,
-                               whole_checksum=whole, if_match=req.get("IfMatch"),
+    done = store(ctx).complete(ctx.account_id, req["Bucket"], req["Key"], req["UploadId"], parts,
+                               whole_checksum=whole, checksum_type=req.get("ChecksumType"),
+                               object_size=req.get("MpuObjectSize"), if_match=req.get("IfMatch"),
                                if_none_match=req.get("IfNoneMatch"))
     return {"Location": f"/{req['Bucket']}/{req['Key']}", "Bucket": req["Bucket"], "Key": req["Key"],
-            "ETag": quoted(info.etag), **checksum_members(info.checksum)}
+            "ETag": quoted(done.etag), "VersionId": done.version_id, **checksum_members(done.checksum)}
 
 
 @s3_handler("AbortMultipartUpload")

@@ -1,17 +1,19 @@
-"""Object operations: put, get (ranges, conditions), head, delete, copy, tagging."""
+"""Object operations: put, get (ranges, conditions), head, delete, copy, tagging; each of a key's latest
+version or of the version a request names."""
 
 from __future__ import annotations
 
 import math
 import re
 from email.utils import formatdate
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from jobforge.api.s3.common import (DEFAULT_STORAGE_CLASS, check_header_value, checksum_members, content_headers,
                                     object_headers, parse_tagging, s3_handler, store, tag_dict, user_metadata)
 from jobforge.core import checksums
 from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
+from jobforge.core.object_versions import no_such_version
 from jobforge.core.objects import ObjectInfo, OpenObject, malformed_xml, precondition_failed, quoted
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -116,6 +118,7 @@ def _read_view(info: ObjectInfo, req: dict, overrides: dict) -> tuple[dict, tupl
     out = object_headers(info, with_checksum=whole and req.get("ChecksumMode") == "ENABLED")
     start, length = selected if selected is not None else (0, info.size)
     out["ContentLength"] = length
+    out["VersionId"] = info.shown_version_id
     if selected is not None and not (part is not None and info.parts_count is None):
         out["ContentRange"] = f"bytes {start}-{start + length - 1}/{info.size}"
     out.update(overrides)
@@ -125,7 +128,7 @@ def _read_view(info: ObjectInfo, req: dict, overrides: dict) -> tuple[dict, tupl
 @s3_handler("GetObject")
 def get_object(ctx, req):
     overrides = _read_overrides(req)
-    opened = store(ctx).open(ctx.account_id, req["Bucket"], req["Key"])
+    opened = store(ctx).open(ctx.account_id, req["Bucket"], req["Key"], req.get("VersionId"))
     try:
         out, (start, length) = _read_view(opened.info, req, overrides)
     except BaseException:
@@ -139,7 +142,8 @@ def get_object(ctx, req):
 @s3_handler("HeadObject")
 def head_object(ctx, req):
     overrides = _read_overrides(req)
-    return _read_view(store(ctx).head(ctx.account_id, req["Bucket"], req["Key"]), req, overrides)[0]
+    return _read_view(store(ctx).head(ctx.account_id, req["Bucket"], req["Key"], req.get("VersionId")), req,
+                      overrides)[0]
 
 
 @s3_handler("PutObject")
@@ -149,14 +153,24 @@ def put_object(ctx, req):
                           user_metadata=user_metadata(req), tags=parse_tagging(req.get("Tagging")),
                           checksum=object_checksum(body), if_match=req.get("IfMatch"),
                           if_none_match=req.get("IfNoneMatch"))
-    return {"ETag": quoted(info.etag), "Size": info.size, **checksum_members(info.checksum)}
+    return {"ETag": quoted(info.etag), "Size": info.size, "VersionId": info.shown_version_id,
+            **checksum_members(info.checksum)}
 
 
 @s3_handler("DeleteObject")
 def delete_object(ctx, req):
-    store(ctx).delete(ctx.account_id, req["Bucket"], req["Key"], if_match=req.get("IfMatch"),
-                      if_modified_at=req.get("IfMatchLastModifiedTime"), if_size=req.get("IfMatchSize"))
-    return {}
+    deletion = store(ctx).delete(ctx.account_id, req["Bucket"], req["Key"], version_id=req.get("VersionId"),
+                                 if_match=req.get("IfMatch"), if_modified_at=req.get("IfMatchLastModifiedTime"),
+                                 if_size=req.get("IfMatchSize"))
+    return {"DeleteMarker": deletion.delete_marker or None, "VersionId": deletion.version_id}
+
+
+def _deleted(item: dict, deletion) -> dict:
+    """A DeleteObjects entry: the version removed, or the delete marker written (or removed)."""
+    entry = {"Key": item["Key"], "VersionId": item.get("VersionId")}
+    if deletion.delete_marker:
+        entry.update(DeleteMarker=True, DeleteMarkerVersionId=deletion.version_id)
+    return entry
 
 
 @s3_handler("DeleteObjects")
@@ -170,22 +184,33 @@ def delete_objects(ctx, req):
     deleted, errors = [], []
     for item in objects:
         try:
-            objects_store.delete(ctx.account_id, req["Bucket"], item["Key"], if_match=item.get("ETag"),
-                                 if_modified_at=item.get("LastModifiedTime"), if_size=item.get("Size"))
-            deleted.append({"Key": item["Key"]})
+            deletion = objects_store.delete(ctx.account_id, req["Bucket"], item["Key"],
+                                            version_id=item.get("VersionId"), if_match=item.get("ETag"),
+                                            if_modified_at=item.get("LastModifiedTime"), if_size=item.get("Size"))
+            deleted.append(_deleted(item, deletion))
         except ServiceError as err:
-            errors.append({"Key": item["Key"], "Code": err.code, "Message": err.message})
+            if err.code == "InvalidArgument" and item.get("VersionId") is not None:
+                err = no_such_version(item["Key"], item["VersionId"])  # as S3 answers it in DeleteObjects
+            errors.append({"Key": item["Key"], "VersionId": item.get("VersionId"), "Code": err.code,
+                           "Message": err.message})
     return {"Deleted": None if request.get("Quiet") else deleted or None, "Errors": errors or None}
 
 
 def copy_source(ctx, header: str) -> OpenObject:
     """The object named by x-amz-copy-source ("bucket/key", URL-encoded, optionally "?versionId=…"), held open."""
-    path = unquote(header.partition("?versionId=")[0]).lstrip("/")
-    bucket, _, key = path.partition("/")
+    path, _, query = header.partition("?")
+    bucket, _, key = unquote(path).lstrip("/").partition("/")
     if not bucket or not key:
         raise ServiceError("InvalidArgument", "Copy Source must mention the source bucket and key: "
                            "sourcebucket/sourcekey", 400)
-    return store(ctx).open(ctx.account_id, bucket, key)
+    version_id = parse_qs(query, keep_blank_values=True).get("versionId", [None])[-1]
+    try:
+        return store(ctx).open(ctx.account_id, bucket, key, version_id)
+    except ServiceError as err:
+        if err.code == "MethodNotAllowed":
+            raise ServiceError("InvalidRequest", "The source of a copy request may not specifically refer to a "
+                               "delete marker by version id.", 400) from None
+        raise
 
 
 def _copy_checksum(source: OpenObject, req: dict) -> dict | None:
@@ -207,14 +232,16 @@ def copy_object(ctx, req):
     if info.checksum:
         result[checksums.member(info.checksum["algorithm"])] = info.checksum["value"]
         result["ChecksumType"] = info.checksum["type"]
-    return {"CopyObjectResult": result}
+    return {"CopyObjectResult": result, "CopySourceVersionId": source.info.shown_version_id,
+            "VersionId": info.shown_version_id}
 
 
 def _copy(ctx, opened: OpenObject, req: dict) -> ObjectInfo:
     source = opened.info
     check_read_conditions(source, req, prefix="CopySource")
     replace = req.get("MetadataDirective", "COPY") == "REPLACE"
-    if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and not replace and not req.get("StorageClass"):
+    if (source.bucket, source.key) == (req["Bucket"], req["Key"]) and source.is_latest and not replace \
+            and not req.get("StorageClass"):
         raise ServiceError("InvalidRequest", "This copy request is illegal because it is trying to copy an object "
                            "to itself without changing the object's metadata, storage class, website redirect "
                            "location or encryption attributes.", 400)
@@ -231,18 +258,19 @@ def _copy(ctx, opened: OpenObject, req: dict) -> ObjectInfo:
 
 @s3_handler("GetObjectTagging")
 def get_object_tagging(ctx, req):
-    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
-    return {"TagSet": [{"Key": key, "Value": value} for key, value in info.tags.items()]}
+    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"], req.get("VersionId"))
+    return {"TagSet": [{"Key": key, "Value": value} for key, value in info.tags.items()],
+            "VersionId": info.shown_version_id}
 
 
 @s3_handler("PutObjectTagging")
 def put_object_tagging(ctx, req):
     tags = tag_dict([(tag["Key"], tag["Value"]) for tag in req["Tagging"].get("TagSet") or []])
-    store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], tags)
-    return {}
+    info = store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], tags, req.get("VersionId"))
+    return {"VersionId": info.shown_version_id}
 
 
 @s3_handler("DeleteObjectTagging")
 def delete_object_tagging(ctx, req):
-    store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], {})
-    return {}
+    info = store(ctx).set_tags(ctx.account_id, req["Bucket"], req["Key"], {}, req.get("VersionId"))
+    return {"VersionId": info.shown_version_id}
