@@ -19,7 +19,8 @@ PACKAGE = Path(jobforge.__file__).parent
 MAY_IMPORT = {
     "config": set(),
     "core": {"config"},
-    "workloads": {"config", "core", "execution"},
+    "runtime": set(),
+    "workloads": {"config", "core", "execution", "runtime"},
     "execution": {"config", "core", "workloads"},
     "api": {"config", "core", "execution", "workloads"},
     "server": {"config", "core", "execution", "api"},
