@@ -12,7 +12,7 @@ import pytest
 
 from jobforge import tinylm
 
-BASE_MODEL = "meta.llama3-1-8b-instruct-v1:0"
+BASE_MODEL = "meta.llama3-1-8b-instruct-v1:0:128k"  # the variant Bedrock customizes
 BUCKET = "gpu-smoke"
 WORDS = "red green blue north south east west river ocean forest city one two three four five".split()
 
