@@ -41,7 +41,6 @@ MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10000
 OPEN_ATTEMPTS = 10  # a key rewritten between reading its row and opening its blobs is looked up again
-WRITE_ATTEMPTS = 5  # a write that lost a race for a key's latest version (PostgreSQL) is tried again
 COMPLETED_UPLOADS_KEPT = 24 * 3600  # seconds a repeated CompleteMultipartUpload is answered as the first was
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -465,19 +464,20 @@ class ObjectStore:
                if_none_match: str | None) -> tuple[ObjectInfo, list[str]]:
         """Write values as the key's latest version; the version written and the blobs no version names any
         more."""
-        return self._retrying(lambda conn: self._write_in(conn, self.bucket(account_id, values["bucket"], conn),
-                                                          values, if_match, if_none_match))
+        with self._writing(values["bucket"], values["key"]) as conn:
+            bucket_row = self.bucket(account_id, values["bucket"], conn)
+            return self._write_in(conn, bucket_row, values, if_match, if_none_match)
 
-    def _retrying(self, work):
-        """``work(conn)`` in a transaction, run again when it lost a race for a key's latest version (two
-        writers of one key on PostgreSQL: the unique index of latest versions lets one commit)."""
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self.engine.begin() as conn:
-                    return work(conn)
-            except sa.exc.IntegrityError:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise ServiceError("SlowDown", "Please reduce your request rate.", 503) from None
+    @contextlib.contextmanager
+    def _writing(self, bucket: str, key: str) -> Iterator:
+        """A transaction that changes a key's versions. On PostgreSQL it first waits for the key's other
+        writers (SQLite has one writer at a time), so that each finds the latest version the last one left."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                digest = hashlib.blake2b(f"{bucket}/{key}".encode(), digest_size=8).digest()
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"),
+                             {"lock": int.from_bytes(digest, "big", signed=True)})
+            yield conn
 
     def _write_in(self, conn, bucket_row, values: dict, if_match: str | None,
                   if_none_match: str | None) -> tuple[ObjectInfo, list[str]]:
@@ -539,7 +539,7 @@ class ObjectStore:
             check_version_id(version_id)
         conditions = (if_match, if_modified_at, if_size)
 
-        def work(conn) -> tuple[Deletion, list[str]]:
+        with self._writing(bucket, key) as conn:
             bucket_row = self.bucket(account_id, bucket, conn)
             row = _find(conn, bucket, key, version_id)
             if conditions != (None, None, None):
@@ -547,13 +547,12 @@ class ObjectStore:
             if version_id is None and bucket_row.versioning is not None:
                 marker = dict(bucket=bucket, key=key, size=0, etag="", segments=[], headers={}, user_metadata={},
                               checksum=None, tags={}, delete_marker=True)
-                written, replaced = self._push(conn, bucket_row, marker)
-                return Deletion(written["version_id"], True), replaced
-            if row is None:
-                return Deletion(version_id, False), []
-            return Deletion(version_id, row.delete_marker), self._remove(conn, row)
-
-        deletion, blobs = self._retrying(work)
+                written, blobs = self._push(conn, bucket_row, marker)
+                deletion = Deletion(written["version_id"], True)
+            elif row is None:
+                deletion, blobs = Deletion(version_id, False), []
+            else:
+                deletion, blobs = Deletion(version_id, row.delete_marker), self._remove(conn, row)
         self._delete_blobs(blobs)
         return deletion
 
@@ -780,11 +779,11 @@ class ObjectStore:
                                "ordered by part number.", 400, UploadId=upload_id)
         named = [[part["PartNumber"], _unquote_etag(part["ETag"])] for part in requested]
 
-        def work(conn):
+        with self._writing(bucket, key) as conn:
             bucket_row = self.bucket(account_id, bucket, conn)
             upload = conn.execute(sa.select(s3_uploads).where(s3_uploads.c.upload_id == upload_id)).first()
             if upload is None or upload.bucket != bucket or upload.key != key:
-                return self._completed_before(conn, bucket, key, upload_id, named), []
+                return self._completed_before(conn, bucket, key, upload_id, named)
             stored = {row.part_number: row for row in conn.execute(
                 sa.select(s3_parts).where(s3_parts.c.upload_id == upload_id))}
             chosen = [self._requested_part(stored, part, upload) for part in requested]
@@ -814,10 +813,7 @@ class ObjectStore:
             conn.execute(s3_completed_uploads.insert().values(
                 upload_id=upload_id, bucket=bucket, key=key, parts=named, result=asdict(done),
                 completed=now))
-            return done, [row.blob for row in stored.values() if row.blob not in used] + replaced
-
-        done, unused = self._retrying(work)
-        self._delete_blobs(unused)
+        self._delete_blobs([row.blob for row in stored.values() if row.blob not in used] + replaced)
         return done
 
     @staticmethod

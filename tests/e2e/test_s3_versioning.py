@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+
+from jobforge.testing_server import ServerProcess
 
 AWS = str(Path(sys.executable).with_name("aws"))
 MIB = 1024 * 1024
@@ -323,3 +326,29 @@ def test_versioning_through_the_aws_cli(server, s3, bucket):
     assert len(paged["Versions"]) == 4 and len(paged["DeleteMarkers"]) == 1
     got = _aws(server, "s3api", "head-object", "--bucket", bucket, "--key", "data/1", "--version-id", ids[1])
     assert got["VersionId"] == ids[1]
+
+
+def test_concurrent_writers_of_one_key_on_postgresql(tmp_path, postgres_url):
+    """Writers racing for a key's latest version each get their own version, and exactly one is the latest."""
+    server = ServerProcess(tmp_path / "data", extra_args=["--database-url", postgres_url]).start()
+    try:
+        s3 = server.client("s3", max_pool_connections=16)
+        s3.create_bucket(Bucket="race")
+        _enable(s3, "race")
+
+        def write(n: int) -> str:
+            return s3.put_object(Bucket="race", Key="k", Body=f"{n}".encode())["VersionId"]
+
+        with ThreadPoolExecutor(8) as pool:
+            written = list(pool.map(write, range(32)))
+        listed = s3.list_object_versions(Bucket="race")["Versions"]
+        assert sorted(v["VersionId"] for v in listed) == sorted(written) and len(set(written)) == 32
+        assert [v["IsLatest"] for v in listed].count(True) == 1 and listed[0]["IsLatest"]
+        assert s3.get_object(Bucket="race", Key="k")["VersionId"] == listed[0]["VersionId"]
+        _enable(s3, "race", "Suspended")
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(write, range(16))) == {"null"}
+        listed = s3.list_object_versions(Bucket="race")["Versions"]
+        assert [v["VersionId"] for v in listed].count("null") == 1 and listed[0]["VersionId"] == "null"
+    finally:
+        server.stop()
