@@ -11,6 +11,7 @@ to the job.
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import secrets
 import uuid
 
@@ -55,10 +56,31 @@ def _check_request(ctx: RequestContext, req: dict) -> None:
         raise validation_error("instanceConfig.instanceCount must be 1: jobforge runs a hybrid job on one host.")
     for association in req.get("associations") or []:
         raise validation_error(f"Reservation {association['arn']} does not exist: jobforge has no reservations.")
+    _check_image(req["algorithmSpecification"].get("containerImage"))
     device = req["deviceConfig"]["device"]
     if not device.startswith("local:"):
         common.require_usable_device(device)
     require_role(ctx, req["roleArn"], "ValidationException")
+
+
+# Braket job images (braket.jobs.image_uris) whose framework jobforge's Python environment may lack: the
+# repository → (the framework's module, how to name it).
+FRAMEWORK_IMAGES = {"amazon-braket-tensorflow-jobs": ("tensorflow", "TensorFlow"),
+                    "amazon-braket-pytorch-jobs": ("torch", "PyTorch"),
+                    "amazon-braket-cudaq-jobs": ("cudaq", "CUDA-Q")}
+
+
+def _check_image(image: dict | None) -> None:
+    """Refuse a Braket framework image whose framework is not installed where jobs run, rather than fail the
+    job at its first import."""
+    repository = (image or {}).get("uri", "").rsplit("/", 1)[-1].split(":", 1)[0]
+    if repository not in FRAMEWORK_IMAGES:
+        return
+    module, framework = FRAMEWORK_IMAGES[repository]
+    if importlib.util.find_spec(module) is None:
+        raise validation_error(f"The {framework} job image is not offered here: {framework} is not installed in "
+                               f"jobforge's Python environment, where hybrid jobs run. Use the base image, or "
+                               f"install {framework} beside jobforge.")
 
 
 def _with_defaults(spec: dict) -> dict:

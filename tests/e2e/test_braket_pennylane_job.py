@@ -1,0 +1,101 @@
+"""A hybrid job in the style of AWS's "first hybrid job" notebook (PennyLane with the Braket plugin), created with
+AwsQuantumJob.create against a real server, unmodified: the Braket image's packages are there."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from jobforge.testing_server import ServerProcess
+
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+
+QUBIT_ROTATION = '''
+import os
+
+import pennylane as qml
+from pennylane import numpy as np
+from braket.jobs import save_job_result
+from braket.jobs.metrics import log_metric
+
+
+def main():
+    device = qml.device("braket.aws.qubit", device_arn=os.environ["AMZN_BRAKET_DEVICE_ARN"], wires=1, shots=100)
+
+    @qml.qnode(device)
+    def circuit(params):
+        qml.RX(params[0], wires=0)
+        qml.RY(params[1], wires=0)
+        return qml.expval(qml.PauliZ(0))
+
+    optimizer = qml.GradientDescentOptimizer(stepsize=0.5)
+    params = np.array([0.5, 0.75], requires_grad=True)
+    for step in range(3):
+        params, cost = optimizer.step_and_cost(circuit, params)
+        log_metric("cost", float(cost), iteration_number=step)
+    train = os.path.join(os.environ["AMZN_BRAKET_INPUT_DIR"], "train")
+    save_job_result({"params": [float(p) for p in params], "pennylane": qml.__version__,
+                     "train": sorted(os.listdir(train))})
+'''
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("braket-pennylane") / "data").start()
+    saved = dict(os.environ)
+    creds = server.credentials()
+    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
+                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    from braket.aws import AwsSession
+
+    yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
+    os.environ.clear()
+    os.environ.update(saved)
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # AwsQuantumJob.result() downloads model.tar.gz here
+
+
+def test_pennylane_job_with_a_key_prefix_channel(session, tmp_path):
+    from braket.aws import AwsQuantumJob
+    from braket.jobs.image_uris import Framework, retrieve_image
+
+    s3 = session.boto_session.client("s3")
+    bucket = session.default_bucket()
+    for key in ("datasets/train-0.csv", "datasets/train-1.csv", "datasets/test.csv"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x,y\n1,2\n")
+    (tmp_path / "qubit_rotation.py").write_text(QUBIT_ROTATION)
+    job = AwsQuantumJob.create(
+        device=SV1, source_module=str(tmp_path / "qubit_rotation.py"), entry_point="qubit_rotation:main",
+        image_uri=retrieve_image(Framework.BASE, "us-east-1"), input_data={"train": f"s3://{bucket}/datasets/train"},
+        aws_session=session, wait_until_complete=True)
+    assert job.state() == "COMPLETED", job.metadata().get("failureReason")
+    result = job.result()
+    assert result["train"] == ["train-0.csv", "train-1.csv"]  # the channel's s3Uri is a key prefix
+    assert result["pennylane"] and len(result["params"]) == 2
+    assert job.metrics()["iteration_number"] == [0, 1, 2]
+    assert len(job.get_tasks()) >= 3  # the plugin's tasks ran on the server's SV1
+
+
+def test_framework_image_that_is_not_installed_is_refused(session, tmp_path):
+    import importlib.util
+
+    from braket.aws import AwsQuantumJob
+    from braket.jobs.image_uris import Framework, retrieve_image
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed here: its image is offered")
+    (tmp_path / "qubit_rotation.py").write_text(QUBIT_ROTATION)
+    with pytest.raises(ClientError) as refused:
+        AwsQuantumJob.create(device=SV1, source_module=str(tmp_path / "qubit_rotation.py"),
+                             entry_point="qubit_rotation:main", aws_session=session,
+                             image_uri=retrieve_image(Framework.PL_TENSORFLOW, "us-east-1"))
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException" and "TensorFlow" in error["Message"]
