@@ -22,7 +22,9 @@ def _settings(args) -> Settings:
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
-                    advertise_url=getattr(args, "advertise_url", None), **connections, **plugins)
+                    advertise_url=getattr(args, "advertise_url", None),
+                    lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
+                    **connections, **plugins)
 
 
 def serve(args) -> None:
@@ -109,6 +111,9 @@ def main(argv=None) -> None:
     p.add_argument("--max-connections", type=int, default=Settings.max_connections, metavar="N",
                    help="connections all clients together may hold, kept below the open-file limit "
                         "(default %(default)s)")
+    p.add_argument("--lifecycle-interval", type=float, default=Settings.lifecycle_interval, metavar="SECONDS",
+                   help="how often S3 buckets' lifecycle rules are applied: objects expired, incomplete uploads "
+                        "aborted (default %(default)s)")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("accounts", help="manage accounts")

@@ -27,10 +27,14 @@ def add_cmd(args) -> None:
 
 def list_cmd(args) -> None:
     from jobforge.workloads.customize import customization_support
+    from jobforge.workloads.customize.families import on_demand_only
 
     print(f"{'MODEL ID':44} {'CUSTOMIZATIONS':44} LOCATION")
     for model in models_catalog.all_models(_engine(args)):
-        supported = ",".join(customization_support(model.model_id)["customizationsSupported"]) or "-"
+        # As ListFoundationModels: a family's plain id is served on demand only, its variants are customized.
+        supported = "" if on_demand_only(model.model_id) else \
+            ",".join(customization_support(model.model_id)["customizationsSupported"])
+        supported = supported or "-"
         print(f"{model.model_id:44} {supported:44} {model.location}")
 
 

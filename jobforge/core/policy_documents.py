@@ -151,14 +151,14 @@ def _check_statement(item) -> None:
     if not isinstance(conditions, dict):
         raise malformed("Syntax errors in policy.")
     for operator, block in conditions.items():
-        if not isinstance(block, dict) or _base_operator(operator) not in CONDITION_OPERATORS:
+        if not isinstance(block, dict) or base_operator(operator) not in CONDITION_OPERATORS:
             raise malformed("Syntax errors in policy.")
         for values in block.values():
             if not isinstance(values, (str, bool, int, float, list)):
                 raise malformed("Syntax errors in policy.")
 
 
-def _base_operator(operator: str) -> str:
+def base_operator(operator: str) -> str:
     for prefix in SET_PREFIXES:
         operator = operator.removeprefix(prefix)
     return operator.removesuffix("IfExists")

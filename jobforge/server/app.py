@@ -21,7 +21,7 @@ from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core import service_models
 from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
-from jobforge.server import limits, router, streaming
+from jobforge.server import browser, limits, router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import check_input, type_error_code
@@ -98,6 +98,7 @@ class App:
                               _headers(scope["headers"]))
         # Until the body is read: a refusal before then closes the connection (see streaming.left_unread).
         request.scratch["receive"] = receive
+        request.scratch["scheme"] = scope.get("scheme", "http")
         internal = raw_path.startswith("/_jobforge/")
         response = None
         try:
@@ -117,6 +118,8 @@ class App:
         disconnected = request.scratch["disconnected"] = threading.Event()  # long handlers stop on it
         if internal:
             response = response or await self.internal.handle(request)
+        elif browser.handles(request):  # a CORS preflight or a POST form upload: signed, if at all, in the form
+            response = await browser.answer(self.runtime, request, _auth_error)
         else:
             # Once the body is read, what receive gives is the disconnect (S3 bodies are read later).
             watcher = None if "receive" in request.scratch else asyncio.create_task(
@@ -126,6 +129,7 @@ class App:
             finally:
                 if watcher is not None:
                     watcher.cancel()
+            await browser.add_cors_headers(self.runtime, request, response)
         if streaming.left_unread(request):
             response.header("Connection", "close")  # the unread body must not be parsed as the next request
             receive = None  # what is left to receive is body, not a disconnect notice

@@ -1,4 +1,5 @@
-"""SigV4 verification (header and presigned-query forms).
+"""SigV4 verification (header and presigned-query forms), S3's SigV2 (header and presigned-query forms) and
+the signed policy of an S3 POST form upload.
 
 Written against ``botocore/auth.py`` rather than with it: botocore signs
 outgoing requests and has no verifier, and its canonical-request builder needs
@@ -7,6 +8,7 @@ an AWSRequest, not the raw bytes a server must check. Every step follows it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -15,16 +17,20 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
+from botocore.auth import HmacV1Auth
 from botocore.utils import normalize_url_path
 
 from jobforge.core.accounts import Credential, KeyRing
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol.http import HttpRequest
+from jobforge.server.protocol.restxml import addressed
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 MAX_SKEW = dt.timedelta(minutes=15)
 UNSIGNED_QUERY_KEYS = frozenset({"X-Amz-Signature"})
+SIGV2_HEADER = "AWS "
+SIGV2_SUBRESOURCES = frozenset(HmacV1Auth.QSAOfInterest)  # the query keys SigV2 signs as part of the resource
 
 
 class AuthError(Exception):
@@ -74,6 +80,9 @@ def credential_scope(request: HttpRequest) -> Scope | None:
 
 def _parse_scope(request: HttpRequest) -> Scope | None:
     header = request.headers.get("authorization", "")
+    v2_key = _sigv2_key(request)
+    if v2_key is not None:  # S3 alone takes SigV2; the verifier gives the scope its region
+        return Scope(v2_key, "", "", "s3")
     if header.startswith(ALGORITHM):
         credential = _header_fields(request).get("Credential", "")
     else:
@@ -96,6 +105,16 @@ def _auth_fields(header: str) -> dict[str, str]:
         key, _, value = item.strip().partition("=")
         fields[key] = value
     return fields
+
+
+def _sigv2_key(request: HttpRequest) -> str | None:
+    """The access key id of a SigV2-signed request (header or query form), None for any other request."""
+    header = request.headers.get("authorization", "")
+    if header.startswith(SIGV2_HEADER):
+        return header[len(SIGV2_HEADER):].rpartition(":")[0].strip()
+    if "AWSAccessKeyId=" in request.query_string and "Signature=" in request.query_string:
+        return next((unquote(v) for k, v in _raw_pairs(request.query_string) if k == "AWSAccessKeyId"), None)
+    return None
 
 
 def _raw_pairs(query_string: str) -> list[tuple[str, str]]:
@@ -176,8 +195,9 @@ def _check_host_signed(signed_headers: str) -> None:
 
 
 class Verifier:
-    def __init__(self, keys: KeyRing):
+    def __init__(self, keys: KeyRing, region: str):
         self.keys = keys
+        self.region = region  # what a SigV2 request, which names none, is served in
 
     def check_before_body(self, request: HttpRequest, now: dt.datetime | None = None) -> None:
         """Everything about a request's signature that does not need its body, so that a request that
@@ -185,6 +205,8 @@ class Verifier:
         request.scratch["auth_claim"] = self._claim(request, now or dt.datetime.now(dt.timezone.utc))
 
     def verify(self, request: HttpRequest, now: dt.datetime | None = None) -> tuple[Identity, Scope]:
+        if _sigv2_key(request) is not None:
+            return self._verify_v2(request, now or dt.datetime.now(dt.timezone.utc))
         claim = request.scratch.pop("auth_claim", None)
         if claim is None:
             claim = self._claim(request, now or dt.datetime.now(dt.timezone.utc))
@@ -206,8 +228,8 @@ class Verifier:
         if "X-Amz-Signature=" in request.query_string:
             return self._presigned_claim(request, now)
         if header or "AWSAccessKeyId=" in request.query_string:
-            raise AuthError("bad_signature", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported: sign "
-                            "with signature_version 's3v4' (the profile jobforge writes does)")
+            raise AuthError("bad_signature", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported here "
+                            "(S3 alone also takes Signature Version 2)")
         raise AuthError("missing", "Missing Authentication Token")
 
     def _header_claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
@@ -301,6 +323,113 @@ class Verifier:
         key = signing_key(credential.secret_key, scope.date, scope.region, scope.service)
         return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
+    # -- Signature Version 2 (S3 only) ------------------------------------------------
+
+    def _verify_v2(self, request: HttpRequest, now: dt.datetime) -> tuple[Identity, Scope]:
+        """A SigV2 request: HMAC-SHA1 over S3's string to sign, in the Authorization header or the query
+        (AWSAccessKeyId, Signature, Expires)."""
+        params = {k: unquote(v) for k, v in _raw_pairs(request.query_string)}
+        header = request.headers.get("authorization", "")
+        if header.startswith(SIGV2_HEADER):
+            signature = header.rpartition(":")[2].strip()
+            when = self._v2_date(request, now)
+        else:
+            signature, when = params.get("Signature", ""), params.get("Expires", "")
+            if not when.isdigit():
+                raise AuthError("bad_query", "Query-string authentication requires the Signature, Expires and "
+                                "AWSAccessKeyId parameters")
+            if now.timestamp() > int(when):
+                raise AuthError("access_denied", "Request has expired")
+        scope = Scope(_sigv2_key(request), "", self.region, "s3")
+        token = request.headers.get("x-amz-security-token") or params.get("x-amz-security-token")
+        credential = self._credential(scope, token, now)
+        expected = sigv2_signature(credential.secret_key, _sigv2_string_to_sign(request, params, when))
+        if not hmac.compare_digest(expected, signature):
+            raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
+                            "provided. Check your key and signing method.")
+        return self._identity(credential), scope
+
+    @staticmethod
+    def _v2_date(request: HttpRequest, now: dt.datetime) -> str:
+        """The Date line of a SigV2 header signature: the Date header, or empty when x-amz-date gives the time
+        (it is then signed among the x-amz- headers); either must be within 15 minutes of now."""
+        date = request.headers.get("x-amz-date") or request.headers.get("date")
+        try:
+            when = _parse_amz_date(date) if date and date[:8].isdigit() else parsedate_to_datetime(date)
+            when = when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+        except (AuthError, TypeError, ValueError, OverflowError):
+            raise AuthError("access_denied", "AWS authentication requires a valid Date or x-amz-date header") \
+                from None
+        if abs(now - when) > MAX_SKEW:
+            raise AuthError("expired", "The difference between the request time and the current time is too "
+                            "large.")
+        return "" if "x-amz-date" in request.headers else request.headers["date"]
+
+    # -- POST form uploads (S3 only) -----------------------------------------------------
+
+    def verify_post_form(self, fields: dict[str, str], now: dt.datetime | None = None) -> Identity | None:
+        """Who signed an S3 POST form's policy (SigV4 or SigV2 fields, names lower-case); None when it is not
+        signed at all."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        policy = fields.get("policy")
+        if "x-amz-signature" in fields:
+            if fields.get("x-amz-algorithm") != ALGORITHM:
+                raise AuthError("bad_query", f"Policy-based POST requires x-amz-algorithm {ALGORITHM}")
+            parts = fields.get("x-amz-credential", "").split("/")
+            if len(parts) != 5 or parts[3] != "s3" or parts[4] != "aws4_request":
+                raise AuthError("bad_query", "Invalid x-amz-credential: it must be "
+                                "<key id>/<date>/<region>/s3/aws4_request")
+            scope = Scope(*parts[:4])
+            credential = self._credential(scope, fields.get("x-amz-security-token"), now)
+            key = signing_key(credential.secret_key, scope.date, scope.region, scope.service)
+            expected = hmac.new(key, (policy or "").encode(), hashlib.sha256).hexdigest()
+            signature = fields["x-amz-signature"]
+        elif "signature" in fields or "awsaccesskeyid" in fields:
+            scope = Scope(fields.get("awsaccesskeyid", ""), "", self.region, "s3")
+            credential = self._credential(scope, fields.get("x-amz-security-token"), now)
+            expected, signature = sigv2_signature(credential.secret_key, policy or ""), fields.get("signature", "")
+        else:
+            return None
+        if not policy:
+            raise AuthError("bad_query", "Bucket POST must contain a field named 'policy' when it is signed")
+        if not hmac.compare_digest(expected, signature):
+            raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
+                            "provided. Check your key and signing method.")
+        return self._identity(credential)
+
     @staticmethod
     def _identity(credential: Credential) -> Identity:
         return Identity(credential.account_id, credential.principal_arn, credential.access_key_id, credential.job_id)
+
+
+def sigv2_signature(secret: str, string_to_sign: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), string_to_sign.encode("utf-8", "surrogateescape"),
+                                     hashlib.sha1).digest()).decode()
+
+
+def _sigv2_string_to_sign(request: HttpRequest, params: dict[str, str], when: str) -> str:
+    """S3's SigV2 string to sign: method, Content-MD5, Content-Type, the time (Date, or a presigned URL's
+    Expires), the x-amz- headers (a presigned URL's x-amz- parameters among them) and the resource."""
+    headers = request.headers
+    amz = {name.lower(): value for name, value in params.items() if name.lower().startswith("x-amz-")}
+    amz.update({name: value for name, value in headers.items() if name.startswith("x-amz-")})
+    lines = [request.method.upper(), headers.get("content-md5", params.get("content-md5", "")).strip(),
+             headers.get("content-type", params.get("content-type", "")).strip(), when]
+    lines += [f"{name}:{','.join(v.strip() for v in amz[name].split(','))}" for name in sorted(amz)]
+    return "\n".join(lines + [_sigv2_resource(request)])
+
+
+def _sigv2_resource(request: HttpRequest) -> str:
+    """The path-style path as sent (a virtual host's bucket first; a bucket's own path ends with "/"), with the
+    sub-resources SigV2 signs."""
+    resource = addressed(request).raw_path or "/"
+    if "/" not in resource[1:]:
+        resource += "/" if resource != "/" else ""
+    signed = []
+    for item in request.query_string.split("&"):
+        key, equals, value = item.partition("=")
+        if key in SIGV2_SUBRESOURCES:
+            signed.append((key, f"{key}={unquote(value)}" if equals else key))
+    if signed:
+        resource += "?" + "&".join(text for _, text in sorted(signed, key=lambda pair: pair[0]))
+    return resource

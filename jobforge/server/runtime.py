@@ -1,8 +1,9 @@
 """Everything a running server holds: settings, the database, keys, and its long-lived services.
 
 The services start and stop with the server (the app's lifespan): the object store, the job
-scheduler, the supervisor of long-lived child processes (the inference host's among them) and the
-quantum-task runner. Handlers reach them as ``ctx.runtime.<service>``.
+scheduler, the supervisor of long-lived child processes (the inference host's among them), the
+quantum-task runner and the sweep applying S3 buckets' lifecycle rules. Handlers reach them as
+``ctx.runtime.<service>``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import accounts
+from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
 from jobforge.core.store import open_store
 from jobforge.execution.inference import InferenceHost
@@ -36,9 +38,10 @@ class Runtime:
         make_data_dir_private(settings.data_dir, settings.jobs_dir)
         self.engine: sa.Engine = open_store(settings.db_url)
         self.keys = accounts.KeyRing(self.engine)
-        self.verifier = Verifier(self.keys)
+        self.verifier = Verifier(self.keys, settings.region)
         self.default_credential = self._default_account()
         self.object_store = open_object_store(settings, self.engine)
+        self.lifecycle = LifecycleSweep(self.object_store, settings.lifecycle_interval)
         from jobforge.execution.executor import open_executor
         from jobforge.execution.scheduler import Scheduler
 
@@ -56,10 +59,12 @@ class Runtime:
         self.object_store.blobs.sweep_staging()  # what uploads cut short by a crash left
         self.scheduler.start(loop)
         self.quantum_tasks.start()
+        self.lifecycle.start()
 
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
+        self.lifecycle.stop()
         self.quantum_tasks.stop()
         self.supervisor.close(deadline)
         await self.scheduler.shutdown()

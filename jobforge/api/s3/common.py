@@ -73,10 +73,9 @@ def content_headers(req: dict) -> dict:
     if redirect is not None and not redirect.startswith(REDIRECT_PREFIXES):
         raise ServiceError("InvalidRedirectLocation", "The website redirect location must have a prefix of "
                            "'http://' or 'https://' or '/'.", 400)
-    encoding = [item.strip() for item in headers.get("ContentEncoding", "").split(",")
-                if item.strip() and item.strip() != "aws-chunked"]  # the transfer encoding is not the object's
+    encoding = stored_content_encoding(headers.get("ContentEncoding"))
     if encoding:
-        headers["ContentEncoding"] = ",".join(encoding)
+        headers["ContentEncoding"] = encoding
     else:
         headers.pop("ContentEncoding", None)
     if req.get("Expires") is not None:
@@ -91,6 +90,15 @@ def content_headers(req: dict) -> dict:
     if requested not in (None, DEFAULT_STORAGE_CLASS):
         headers["StorageClass"] = requested  # kept with the headers, returned as they are
     return headers
+
+
+def stored_content_encoding(value: str | None) -> str | None:
+    """Content-Encoding as sent, less aws-chunked (the request's transfer encoding, not the object's)."""
+    if value is None:
+        return None
+    items = value.split(",")
+    kept = [item for item in items if item.strip().lower() != "aws-chunked"]
+    return value if len(kept) == len(items) else ",".join(kept).strip(" ,")
 
 
 def storage_class(headers: dict) -> str:
@@ -118,13 +126,14 @@ def parse_tagging(text: str | None) -> dict:
     return tag_dict(parse_qsl(text, keep_blank_values=True, errors="surrogateescape"))
 
 
-def tag_dict(pairs: list[tuple[str, str]]) -> dict:
-    """An object's tags from (key, value) pairs, as S3 accepts them."""
+def tag_dict(pairs: list[tuple[str, str]], too_many: ServiceError | None = None, limit: int = MAX_TAGS) -> dict:
+    """An object's (or, with its own limit and error, a bucket's) tags from (key, value) pairs, as S3 accepts
+    them."""
     tags = dict(pairs)
     if len(tags) != len(pairs):
         raise ServiceError("InvalidTag", "Cannot provide multiple Tags with the same key", 400)
-    if len(tags) > MAX_TAGS:
-        raise ServiceError("BadRequest", f"Object tags cannot be greater than {MAX_TAGS}", 400)
+    if len(tags) > limit:
+        raise too_many or ServiceError("BadRequest", f"Object tags cannot be greater than {MAX_TAGS}", 400)
     for key, value in tags.items():
         if not 1 <= len(key) <= 128 or unstorable_text(key):
             raise ServiceError("InvalidTag", "The TagKey you have provided is invalid", 400)

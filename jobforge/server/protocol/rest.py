@@ -55,14 +55,16 @@ def routes(service: str) -> tuple[Route, ...]:
     model = service_models.service_model(service)
     table = []
     for name in model.operation_names:
-        http = service_models.operation(service, name).http
+        operation = service_models.operation(service, name)
+        http = operation.http
         path, _, query = http["requestUri"].partition("?")
         literals = tuple(
             (key, value if sep else None)
             for key, sep, value in (item.partition("=") for item in query.split("&") if item)
         )
         pattern, literal_chars, greedy = _compile(path)
-        rank = (-len(literals), -literal_chars, greedy)
+        # A deprecated operation yields its request to the one replacing it (GetBucketLifecycleConfiguration).
+        rank = (-len(literals), -literal_chars, greedy, bool(operation.deprecated))
         table.append(Route(name, http["method"], pattern, literals, rank))
     return tuple(sorted(table, key=lambda r: r.rank))
 

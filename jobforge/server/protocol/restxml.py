@@ -35,7 +35,8 @@ ROOT_ELEMENTS = {
     "CreateMultipartUpload": "InitiateMultipartUploadResult", "ListParts": "ListPartsResult",
     "CompleteMultipartUpload": "CompleteMultipartUploadResult", "ListMultipartUploads": "ListMultipartUploadsResult",
     "DeleteObjects": "DeleteResult", "GetBucketLocation": "LocationConstraint", "GetObjectTagging": "Tagging",
-    "GetBucketTagging": "Tagging",
+    "GetBucketTagging": "Tagging", "GetBucketCors": "CORSConfiguration",
+    "GetBucketLifecycleConfiguration": "LifecycleConfiguration", "GetObjectAttributes": "GetObjectAttributesResponse",
 }
 
 
@@ -240,6 +241,8 @@ def serialize(service: str, operation: str, result: dict, request_id: str) -> Ht
         if member.type_name == "blob":
             # A streamed body carries its own Content-Length header; App._send adds one only to bytes bodies.
             response.body = value if value is not None else (_no_body() if sized else b"")
+        elif member.type_name == "string" and value is not None:  # GetBucketPolicy: the document as stored
+            response.body = value.encode("utf-8", "surrogateescape")
         elif value is not None:
             root = member.serialization.get("name", payload)
             response.body = _document(root, _inner_xml(member, value), service)
