@@ -1,10 +1,12 @@
-"""CloudWatch Logs (awsJson1.1) over the job store's log lines.
+"""CloudWatch Logs (awsJson1.1) over the job store's log lines and the stored log events.
 
 A job kind exposes its jobs' output as a log group by declaring one
 (``JobKind.log_group``): each job of the kind is one log stream of the
 group, named by the kind, holding every line of the job's log. The group
 exists for an account once the account has a job of the kind, as on AWS,
-where a service creates its group with its first job. Reads only:
+where a service creates its group with its first job. The server's other
+sources (Lambda functions, …) write groups, streams and events through
+``core.log_events``; both kinds of group answer the same calls. Reads only:
 DescribeLogGroups, DescribeLogStreams, GetLogEvents, FilterLogEvents, and
 Logs Insights queries (StartQuery, GetQueryResults, StopQuery) in the subset
 of ``logs_insights``.
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 
 from jobforge.api import logs_insights
 from jobforge.api.base import RequestContext, handler
-from jobforge.core import kinds, paging
+from jobforge.core import kinds, log_events, paging
 from jobforge.core.errors import ServiceError
 from jobforge.core.jobs import Job
 from jobforge.core.store import job_logs, jobs_table, log_queries, reading
@@ -33,15 +35,77 @@ UTC = dt.timezone.utc
 MAX_EVENTS = 10_000
 DEFAULT_STREAMS = 50
 
+
 @dataclass(frozen=True)
 class LogGroup:
+    """A group whose streams are the jobs of the kinds that declare it, each job's lines its events."""
+
     name: str
     kind_names: tuple[str, ...]  # the kinds whose jobs are the group's streams
+    table = job_logs
+    key = job_logs.c.job_id
 
     @staticmethod
     def stream(job: Job) -> str:
         """The job's stream name, as its kind names it."""
         return kinds.of(job).log_group.stream(job)
+
+    def jobs(self, ctx: RequestContext, name: str | None = None, name_prefix: str | None = None) -> list[Job]:
+        query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id,
+                                            jobs_table.c.region == ctx.region, jobs_table.c.family.in_(self.kind_names))
+        if name is not None:
+            query = query.where(jobs_table.c.name == name)
+        if name_prefix:
+            query = query.where(jobs_table.c.name.startswith(name_prefix, autoescape=True))
+        with reading(ctx.engine) as conn:
+            return [Job.from_row(row) for row in conn.execute(query.order_by(jobs_table.c.created_at))]
+
+    def created(self, ctx: RequestContext) -> float | None:
+        """When the group came to be for the caller (its first job), None while it does not exist."""
+        with reading(ctx.engine) as conn:
+            return conn.execute(sa.select(sa.func.min(jobs_table.c.created_at)).where(
+                jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
+                jobs_table.c.family.in_(self.kind_names))).scalar()
+
+    def streams(self, ctx: RequestContext, prefix: str | None = None) -> dict:
+        """Stream key (job id) → stream name, for the streams whose names start with prefix."""
+        jobs = self.jobs(ctx, name_prefix=prefix.split("/", 1)[0] if prefix else None)
+        named = {job.id: self.stream(job) for job in jobs}
+        return {key: name for key, name in named.items() if not prefix or name.startswith(prefix)}
+
+    def stream_key(self, ctx: RequestContext, stream: str) -> str:
+        for job in self.jobs(ctx, name=stream.split("/", 1)[0]):
+            if self.stream(job) == stream:
+                return job.id
+        raise _no_stream()
+
+
+@dataclass(frozen=True)
+class StoredGroup:
+    """A group written through ``core.log_events`` (Lambda functions and the other long-lived sources)."""
+
+    name: str
+    id: int
+    created_at: float
+    table = log_events.log_events
+    key = log_events.log_events.c.stream_id
+
+    def created(self, ctx: RequestContext) -> float:
+        return self.created_at
+
+    def streams(self, ctx: RequestContext, prefix: str | None = None) -> dict:
+        return {key: name for key, name in log_events.streams(ctx.engine, self.id).items()
+                if not prefix or name.startswith(prefix)}
+
+    def stream_key(self, ctx: RequestContext, stream: str) -> int:
+        for key, name in log_events.streams(ctx.engine, self.id).items():
+            if name == stream:
+                return key
+        raise _no_stream()
+
+
+def _no_stream() -> ServiceError:
+    return ServiceError("ResourceNotFoundException", "The specified log stream does not exist.")
 
 
 def groups() -> dict[str, LogGroup]:
@@ -53,6 +117,17 @@ def groups() -> dict[str, LogGroup]:
     return {name: LogGroup(name, tuple(names)) for name, names in members.items()}
 
 
+def _existing_groups(ctx: RequestContext) -> dict[str, tuple[LogGroup | StoredGroup, float]]:
+    """The caller's groups in the request's region: name → (group, creation time)."""
+    found = {name: (StoredGroup(name, group_id, created), created)
+             for name, (group_id, created) in log_events.groups(ctx.engine, ctx.account_id, ctx.region).items()}
+    for name, group in groups().items():
+        created = group.created(ctx)
+        if created is not None:
+            found[name] = (group, created)
+    return found
+
+
 def invalid(message: str) -> ServiceError:
     return ServiceError("InvalidParameterException", message)
 
@@ -61,27 +136,7 @@ def _group_arn(ctx: RequestContext, name: str) -> str:
     return f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{name}"
 
 
-def _jobs(ctx: RequestContext, group: LogGroup, name: str | None = None, name_prefix: str | None = None,
-          ids: list[str] | None = None) -> list[Job]:
-    query = sa.select(jobs_table).where(jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
-                                        jobs_table.c.family.in_(group.kind_names))
-    if name is not None:
-        query = query.where(jobs_table.c.name == name)
-    if name_prefix:
-        query = query.where(jobs_table.c.name.startswith(name_prefix, autoescape=True))
-    with reading(ctx.engine) as conn:
-        return [Job.from_row(row) for row in conn.execute(query.order_by(jobs_table.c.created_at))]
-
-
-def _exists(ctx: RequestContext, group: LogGroup) -> bool:
-    with reading(ctx.engine) as conn:
-        return conn.execute(sa.select(jobs_table.c.id).where(
-            jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
-            jobs_table.c.family.in_(group.kind_names)).limit(1)).first() \
-            is not None
-
-
-def _group(ctx: RequestContext, req: dict) -> LogGroup:
+def _group(ctx: RequestContext, req: dict) -> LogGroup | StoredGroup:
     name = req.get("logGroupName")
     identifier = req.get("logGroupIdentifier")
     if name and identifier:
@@ -92,9 +147,12 @@ def _group(ctx: RequestContext, req: dict) -> LogGroup:
     if not name:
         raise invalid("Either logGroupName or logGroupIdentifier is required.")
     group = groups().get(name)
-    if group is None or not _exists(ctx, group):
+    if group is not None and group.created(ctx) is not None:
+        return group
+    stored = log_events.groups(ctx.engine, ctx.account_id, ctx.region).get(name)
+    if stored is None:
         raise ServiceError("ResourceNotFoundException", "The specified log group does not exist.")
-    return group
+    return StoredGroup(name, *stored)
 
 
 def _ms(epoch: float) -> int:
@@ -112,15 +170,12 @@ def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
         raise invalid("Only one of logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers can be given.")
     wanted = {ident.rsplit(":log-group:", 1)[-1].removesuffix(":*") for ident in identifiers or []}
     found = []
-    for name, group in sorted(groups().items()):
+    for name, (group, created) in sorted(_existing_groups(ctx).items()):
         if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()) \
                 or (identifiers and name not in wanted) or req.get("logGroupClass", "STANDARD") != "STANDARD":
             continue
-        jobs = _jobs(ctx, group)
-        if not jobs:
-            continue
-        stored = sum(size for _, _, size in _stream_stats(ctx, [job.id for job in jobs]).values())
-        found.append({"logGroupName": name, "creationTime": _ms(jobs[0].created_at), "metricFilterCount": 0,
+        stored = sum(size for _, _, size in _stream_stats(ctx, group, list(group.streams(ctx))).values())
+        found.append({"logGroupName": name, "creationTime": _ms(created), "metricFilterCount": 0,
                       "arn": _group_arn(ctx, name) + ":*", "logGroupArn": _group_arn(ctx, name),
                       "storedBytes": stored, "logGroupClass": "STANDARD"})
     return _offset_page(found, "logGroups", req.get("limit", 50), req.get("nextToken"),
@@ -128,31 +183,30 @@ def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
                              log_class=req.get("logGroupClass")))
 
 
-def _stream_stats(ctx: RequestContext, job_ids: list[str]) -> dict[str, tuple]:
-    """job id → (first event time, last event time, bytes) for jobs that have log lines."""
-    if not job_ids:
+def _stream_stats(ctx: RequestContext, group, keys: list) -> dict:
+    """stream key → (first event time, last event time, bytes) for the streams that have events."""
+    if not keys:
         return {}
+    table = group.table
     with reading(ctx.engine) as conn:
-        rows = conn.execute(sa.select(job_logs.c.job_id, sa.func.min(job_logs.c.timestamp),
-                                      sa.func.max(job_logs.c.timestamp),
-                                      sa.func.sum(sa.func.length(job_logs.c.message)))
-                            .where(job_logs.c.job_id.in_(job_ids)).group_by(job_logs.c.job_id)).all()
+        rows = conn.execute(sa.select(group.key, sa.func.min(table.c.timestamp), sa.func.max(table.c.timestamp),
+                                      sa.func.sum(sa.func.length(table.c.message)))
+                            .where(group.key.in_(keys)).group_by(group.key)).all()
     return {row[0]: (row[1], row[2], int(row[3] or 0)) for row in rows}
 
 
-def _streams(ctx: RequestContext, group: LogGroup, prefix: str | None = None) -> list[dict]:
-    """The group's streams (jobs with at least one log line), optionally by name prefix."""
-    jobs = _jobs(ctx, group, name_prefix=prefix.split("/", 1)[0] if prefix else None)
-    stats = _stream_stats(ctx, [job.id for job in jobs])
+def _streams(ctx: RequestContext, group, prefix: str | None = None) -> list[dict]:
+    """The group's streams (those with at least one event), optionally by name prefix."""
+    named = group.streams(ctx, prefix)
+    stats = _stream_stats(ctx, group, list(named))
     streams = []
-    for job in jobs:
-        name = group.stream(job)
-        if job.id not in stats or (prefix and not name.startswith(prefix)):
+    for key, name in named.items():
+        if key not in stats:
             continue
-        first, last, size = stats[job.id]
+        first, last, size = stats[key]
         streams.append({"logStreamName": name, "creationTime": _ms(first), "firstEventTimestamp": _ms(first),
                         "lastEventTimestamp": _ms(last), "lastIngestionTime": _ms(last), "storedBytes": size,
-                        "arn": f"{_group_arn(ctx, group.name)}:log-stream:{name}", "_job": job})
+                        "arn": f"{_group_arn(ctx, group.name)}:log-stream:{name}", "_key": key})
     return streams
 
 
@@ -167,7 +221,7 @@ def describe_log_streams(ctx: RequestContext, req: dict) -> dict:
     key = "logStreamName" if order == "LogStreamName" else "lastEventTimestamp"
     streams.sort(key=lambda s: s[key], reverse=bool(req.get("descending")))
     for stream in streams:
-        del stream["_job"]
+        del stream["_key"]
     return _offset_page(streams, "logStreams", req.get("limit", DEFAULT_STREAMS), req.get("nextToken"),
                         dict(group=group.name, order=order, prefix=prefix, desc=bool(req.get("descending"))))
 
@@ -189,22 +243,15 @@ def _offset_page(items: list, key: str, limit: int, token: str | None, bind: dic
     return out
 
 
-def _stream_job(ctx: RequestContext, group: LogGroup, stream: str) -> Job:
-    for job in _jobs(ctx, group, name=stream.split("/", 1)[0]):
-        if group.stream(job) == stream:
-            return job
-    raise ServiceError("ResourceNotFoundException", "The specified log stream does not exist.")
-
-
 # -- events ------------------------------------------------------------------
 
-def _time_conditions(req: dict, end_inclusive: bool) -> list:
+def _time_conditions(table, req: dict, end_inclusive: bool) -> list:
     """startTime is included; endTime too for FilterLogEvents, not for GetLogEvents (as each documents it)."""
     conditions = []
     if req.get("startTime") is not None:
-        conditions.append(job_logs.c.timestamp * 1000 >= req["startTime"])
+        conditions.append(table.c.timestamp * 1000 >= req["startTime"])
     if req.get("endTime") is not None:  # at millisecond precision
-        conditions.append(job_logs.c.timestamp * 1000 < req["endTime"] + (1 if end_inclusive else 0))
+        conditions.append(table.c.timestamp * 1000 < req["endTime"] + (1 if end_inclusive else 0))
     return conditions
 
 
@@ -215,10 +262,12 @@ def _event(row) -> dict:
 @handler("logs", "GetLogEvents")
 def get_log_events(ctx: RequestContext, req: dict) -> dict:
     """Tokens are ``f/<id>`` (events after that line) and ``b/<id>`` (events before it)."""
-    job = _stream_job(ctx, _group(ctx, req), req["logStreamName"])
+    group = _group(ctx, req)
+    stream_key = group.stream_key(ctx, req["logStreamName"])
+    table = group.table
     limit = req.get("limit", MAX_EVENTS)
     token = req.get("nextToken")
-    query = sa.select(job_logs).where(job_logs.c.job_id == job.id, *_time_conditions(req, end_inclusive=False))
+    query = sa.select(table).where(group.key == stream_key, *_time_conditions(table, req, end_inclusive=False))
     if token:
         match = re.fullmatch(r"([fb])/(\d+)", token)
         if not match:
@@ -228,12 +277,12 @@ def get_log_events(ctx: RequestContext, req: dict) -> dict:
         forward, line = bool(req.get("startFromHead")), None
     if forward:
         if line is not None:
-            query = query.where(job_logs.c.id > line)
-        query = query.order_by(job_logs.c.id).limit(limit)
+            query = query.where(table.c.id > line)
+        query = query.order_by(table.c.id).limit(limit)
     else:
         if line is not None:
-            query = query.where(job_logs.c.id < line)
-        query = query.order_by(job_logs.c.id.desc()).limit(limit)
+            query = query.where(table.c.id < line)
+        query = query.order_by(table.c.id.desc()).limit(limit)
     with reading(ctx.engine) as conn:
         rows = conn.execute(query).all()
     if not forward:
@@ -252,18 +301,19 @@ def filter_log_events(ctx: RequestContext, req: dict) -> dict:
     names, prefix = req.get("logStreamNames"), req.get("logStreamNamePrefix")
     if names and prefix:
         raise invalid("logStreamNames and logStreamNamePrefix cannot both be given.")
-    streams = {s["_job"].id: s["logStreamName"] for s in _streams(ctx, group, prefix)
+    streams = {s["_key"]: s["logStreamName"] for s in _streams(ctx, group, prefix)
                if not names or s["logStreamName"] in names}
     pattern = FilterPattern.parse(req.get("filterPattern") or "")
-    conditions = [job_logs.c.job_id.in_(list(streams)), *_time_conditions(req, end_inclusive=True)]
-    conditions += [job_logs.c.message.contains(term, autoescape=True) for term in pattern.required]
+    table = group.table
+    conditions = [group.key.in_(list(streams)), *_time_conditions(table, req, end_inclusive=True)]
+    conditions += [table.c.message.contains(term, autoescape=True) for term in pattern.required]
     page = paging.keyset_page(
-        ctx.engine, sa.select(job_logs).where(*conditions), job_logs.c.timestamp, job_logs.c.id, True,
+        ctx.engine, sa.select(table).where(*conditions), table.c.timestamp, table.c.id, True,
         req.get("limit", MAX_EVENTS), req.get("nextToken"),
         dict(group=group.name, streams=sorted(streams.values()), pattern=req.get("filterPattern") or "",
              start=req.get("startTime"), end=req.get("endTime")), invalid)
     # The database narrows by the required terms (LIKE may ignore case); the pattern has the last word.
-    events = [dict(_event(row), logStreamName=streams[row.job_id], eventId=str(row.id),
+    events = [dict(_event(row), logStreamName=streams[row._mapping[group.key.name]], eventId=str(row.id),
                    ingestionTime=_ms(row.timestamp)) for row in page.rows if pattern.matches(row.message)]
     out = {"events": events}
     if page.next_token:
@@ -320,19 +370,19 @@ class FilterPattern:
 
 # -- Logs Insights -----------------------------------------------------------
 
-def _insights_events(ctx: RequestContext, group: LogGroup, start: int, end: int) -> list[dict]:
-    jobs = {job.id: job for job in _jobs(ctx, group)}
-    if not jobs:
+def _insights_events(ctx: RequestContext, group, start: int, end: int) -> list[dict]:
+    streams = group.streams(ctx)
+    if not streams:
         return []
+    table = group.table
     with reading(ctx.engine) as conn:
-        rows = conn.execute(sa.select(job_logs).where(job_logs.c.job_id.in_(list(jobs)),
-                                                      job_logs.c.timestamp >= start,
-                                                      job_logs.c.timestamp < end + 1)
-                            .order_by(job_logs.c.timestamp, job_logs.c.id)).all()
-    streams = {job_id: group.stream(job) for job_id, job in jobs.items()}
+        rows = conn.execute(sa.select(table).where(group.key.in_(list(streams)), table.c.timestamp >= start,
+                                                   table.c.timestamp < end + 1)
+                            .order_by(table.c.timestamp, table.c.id)).all()
     log = f"{ctx.account_id}:{group.name}"
     return [{**_json_fields(row.message), "@timestamp": _insights_time(row.timestamp), "@message": row.message,
-             "@logStream": streams[row.job_id], "@log": log, "@ptr": f"{group.name}:{row.id}"} for row in rows]
+             "@logStream": streams[row._mapping[group.key.name]], "@log": log, "@ptr": f"{group.name}:{row.id}"}
+            for row in rows]
 
 
 def _json_fields(message: str) -> dict:

@@ -27,6 +27,7 @@ the server says so in a warning at start.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -81,16 +82,29 @@ class JobIsolation:
         else:
             log.info("Job isolation: %s", self.host.summary())
 
-    def confinement(self, job_id: str, account_id: str, readable: list[str]) -> dict:
-        """What ``enter`` applies to one job: ``readable`` are host directories its code must be able to read."""
+    def confinement(self, job_id: str, account_id: str, readable: list[str], scratch: dict[str, str] | None = None
+                    ) -> dict:
+        """What ``enter`` applies to one job: ``readable`` are host directories its code must be able to read;
+        ``scratch`` maps directories (``/tmp``) to the tmpfs options of a private file system over each, where
+        the host offers mount namespaces."""
         return {
             "job_dir": str(self.jobs_dir / job_id),
             "hide": [str(self.data_dir)] if self.host.namespaces else [],
+            "scratch": scratch if self.host.namespaces and scratch else {},
             "readable": readable,
             "namespaces": self.host.namespaces,
             "pid_namespace": self.host.pid_namespace,
             "user": self.users.for_account(account_id).as_dict() if self.users else None,
         }
+
+
+@functools.cache
+def host_isolation(data_dir: Path, jobs_dir: Path) -> JobIsolation:
+    """The one JobIsolation of a data dir, shared by every part of the server that confines user code (its
+    per-account users must be allocated in one place)."""
+    isolation = JobIsolation(data_dir, jobs_dir)
+    isolation.report()
+    return isolation
 
 
 def make_data_dir_private(data_dir: Path, jobs_dir: Path) -> None:
@@ -180,7 +194,8 @@ def enter(confinement: dict) -> None:
     as_root = os.geteuid() == 0
     if confinement["namespaces"]:
         _enter_namespaces(confinement["hide"], [job_dir, *interpreter_paths()], confinement["readable"], user,
-                          pid_namespace=confinement["pid_namespace"], as_root=as_root)
+                          pid_namespace=confinement["pid_namespace"], as_root=as_root,
+                          scratch=confinement.get("scratch"))
     if user:
         os.setgroups([])
         os.setgid(user["gid"])
@@ -204,7 +219,7 @@ def interpreter_paths() -> list[str]:
 
 
 def _enter_namespaces(hide: list[str], keep: list[str], shared: list[str], user: dict | None, pid_namespace: bool,
-                      as_root: bool) -> None:
+                      as_root: bool, scratch: dict[str, str] | None = None) -> None:
     uid, gid = os.getuid(), os.getgid()
     linux.unshare(linux.CLONE_NEWNS if as_root else linux.CLONE_NEWNS | linux.CLONE_NEWUSER)
     if not as_root:  # stay the same user inside, with the namespace's capabilities until they are dropped
@@ -212,7 +227,7 @@ def _enter_namespaces(hide: list[str], keep: list[str], shared: list[str], user:
         linux.write_id_maps("self", f"{uid} {uid} 1", f"{gid} {gid} 1")
         linux.set_dumpable(False)  # nothing of this user (another account's job) reads this process
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing done here reaches the host
-    mount_view.build(hide, keep, shared, user)
+    mount_view.build(hide, keep, shared, user, scratch)
     if pid_namespace:  # after the mounts: making them may fork, and a first fork would become the namespace's init
         linux.unshare(linux.CLONE_NEWPID)
         _fork_into_pid_namespace()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from jobforge.core import kinds
 from jobforge.execution import linux
-from jobforge.execution.isolation import JobIsolation, prepare_job_dir
+from jobforge.execution.isolation import JobIsolation, host_isolation, prepare_job_dir
 from jobforge.execution.resources import Capacity, host_capacity, used_by
 from jobforge.execution.zygote import process_start_time
 from jobforge.execution.zygote_client import ZygoteClient
@@ -54,8 +54,7 @@ class LocalExecutor:
     # -- lifecycle ---------------------------------------------------------------
     def start(self, environment: dict) -> None:
         linux.set_dumpable(False)  # no process of this user (a job's, without root) reads the server's memory
-        self._isolation = JobIsolation(self.settings.data_dir, self.jobs_dir)
-        self._isolation.report()
+        self._isolation = host_isolation(self.settings.data_dir, self.jobs_dir)
         self._environment = environment
         self._warm()
 

@@ -17,8 +17,12 @@ COVER_OPTIONS = "mode=0755,size=1m"
 COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 
-def build(hide: list[str], keep: list[str], shared: list[str], user: dict | None) -> None:
+def build(hide: list[str], keep: list[str], shared: list[str], user: dict | None,
+          scratch: dict[str, str] | None = None) -> None:
     """Mount an empty tmpfs over each hidden directory, binding back the kept and shared paths under one.
+
+    ``scratch`` maps directories (``/tmp``) to the tmpfs options of a private,
+    writable file system mounted over each, kept paths under it bound back too.
 
     For a job of another user, each kept or shared path's first ancestor that
     other users cannot pass through is covered the same way, so that exactly
@@ -29,7 +33,8 @@ def build(hide: list[str], keep: list[str], shared: list[str], user: dict | None
     """
     real = lambda paths: list(dict.fromkeys(os.path.realpath(p) for p in paths if os.path.exists(p)))  # noqa: E731
     hide, keep, shared = list(dict.fromkeys(os.path.realpath(p) for p in hide)), real(keep), real(shared)
-    covers = set(hide)
+    scratch = {os.path.realpath(path): options for path, options in (scratch or {}).items()}
+    covers = set(hide) | set(scratch)
     if user:
         covers.update(filter(None, map(first_closed_ancestor, keep + shared)))
     binds = [p for p in keep + shared if any(_is_within(p, cover) for cover in covers)]
@@ -45,7 +50,10 @@ def build(hide: list[str], keep: list[str], shared: list[str], user: dict | None
         for _, kind, path in steps:
             if kind == 2:
                 os.makedirs(path, exist_ok=True)
-                linux.mount("tmpfs", path, "tmpfs", COVER_FLAGS, COVER_OPTIONS)
+                if path in scratch:
+                    linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, scratch[path])
+                else:
+                    linux.mount("tmpfs", path, "tmpfs", COVER_FLAGS, COVER_OPTIONS)
                 continue
             _mount_point(path, stat.S_ISDIR(os.fstat(sources[path]).st_mode))
             if kind == 0:
@@ -55,7 +63,7 @@ def build(hide: list[str], keep: list[str], shared: list[str], user: dict | None
                 _mount_mapped(sources[path], path, user, namespaces)
             except OSError as err:  # e.g. a file system that cannot map ids: the files' own modes decide
                 print(f"jobforge: {path} is shared with the job without id mapping ({err})", file=sys.stderr)
-        for cover in covers:
+        for cover in covers - set(scratch):
             linux.mount(None, cover, None, linux.MS_REMOUNT | linux.MS_RDONLY | COVER_FLAGS)
     finally:
         os.umask(umask)

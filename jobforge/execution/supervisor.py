@@ -13,6 +13,8 @@ runtimes are declared the same way. Each process is declared once by name
   stayed up for a healthy period;
 - stopped on request (``stop``) and at exit (``close``): SIGTERM, then
   SIGKILL once its grace is over;
+- or, for a process declared with ``restart=False`` (one of a pool, which its
+  owner replaces on demand), forgotten once it exits;
 - accounted: ``reserved()`` says what each process that is up, or about to
   restart, holds, in the form of a job's resources (its memory as declared, or
   as resident now where it has grown past that), so that the scheduler can
@@ -61,6 +63,9 @@ class ProcessSpec:
     health_interval: float = 10.0
     backoff: Backoff = Backoff()
     stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    # How the process starts (its descriptors, session, working directory); default: argv with env and pipes.
+    launch: Callable[[], subprocess.Popen] | None = None
+    restart: bool = True  # False: once it exits, the process is forgotten and the name may be added again
 
 
 def _resident_mb(pid: int) -> int:
@@ -160,8 +165,11 @@ class Supervisor:
     def _spawn(self, entry: _Supervised) -> None:
         """Start the process (caller holds the lock)."""
         spec = entry.spec
-        pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1) if spec.pipes else {}
-        entry.process = subprocess.Popen(list(spec.argv), env=spec.env, **pipes)
+        if spec.launch is not None:
+            entry.process = spec.launch()
+        else:
+            pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1) if spec.pipes else {}
+            entry.process = subprocess.Popen(list(spec.argv), env=spec.env, **pipes)
         entry.started_at = time.monotonic()
         entry.restart_at = None
         if spec.on_start is not None:
@@ -175,6 +183,11 @@ class Supervisor:
             code = self._wait(spec, process) if process is not None else None
             with self._lock:
                 if entry.stopped.is_set():
+                    return
+                if not spec.restart:
+                    entry.stopped.set()
+                    if self._entries.get(spec.name) is entry:
+                        del self._entries[spec.name]
                     return
                 uptime = time.monotonic() - entry.started_at if process is not None else 0.0
                 entry.failures, delay = spec.backoff.after_exit(entry.failures, uptime)

@@ -18,6 +18,9 @@ from jobforge.server.router import SERVICES_BY_SCOPE
 
 CONTROL_PLANE_BODY = 2 * 1024 * 1024
 WORKER_REPORT_BODY = 64 * 1024 * 1024  # the internal API: a worker's batch of log lines and metrics
+# Bodies the models do not bound: Lambda's CreateFunction carries a 50 MB ZipFile base64-encoded in JSON, and
+# AWS takes such requests up to this size.
+SERVICE_BODIES = {"lambda": 69_905_067}
 
 
 @lru_cache(maxsize=None)
@@ -36,7 +39,8 @@ def _largest_payload(service: str) -> int:
 
 def body_limit(scope_service: str | None) -> int:
     """The most bytes a non-S3 request signed for scope_service may send (unsigned: a control-plane call)."""
-    return max([CONTROL_PLANE_BODY, *map(_largest_payload, SERVICES_BY_SCOPE.get(scope_service, ()))])
+    return max([CONTROL_PLANE_BODY, SERVICE_BODIES.get(scope_service, 0),
+                *map(_largest_payload, SERVICES_BY_SCOPE.get(scope_service, ()))])
 
 
 def check_declared_size(headers: dict, limit: int) -> None:

@@ -26,6 +26,7 @@ SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "logs": ("logs",),
     "ecr": ("ecr",),
     "s3": ("s3",),
+    "lambda": ("lambda",),
 }
 QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}
 

@@ -20,8 +20,10 @@ from jobforge.core import accounts
 from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
 from jobforge.core.store import open_store
+from jobforge.execution.function_host import FunctionHost
 from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
+from jobforge.execution.process_host import ProcessHost
 from jobforge.execution.quantum_task_runner import QuantumTaskRunner
 from jobforge.execution.supervisor import Supervisor
 from jobforge.server.auth import Verifier
@@ -51,6 +53,9 @@ class Runtime:
         half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
         self.inference = InferenceHost(self.supervisor, threads=half_the_cpus)
         self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
+        self.processes = ProcessHost(settings, self.supervisor)  # users' long-lived code: Lambda environments
+        self.functions = FunctionHost(self.engine, settings, self.processes, self.keys.revoke_job,
+                                      self.scheduler.executor.capacity().memory_mb)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every service, each resuming the work a previous server left (at the server's start, before
@@ -59,12 +64,14 @@ class Runtime:
         self.object_store.blobs.sweep_staging()  # what uploads cut short by a crash left
         self.scheduler.start(loop)
         self.quantum_tasks.start()
+        self.functions.start()
         self.lifecycle.start()
 
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
         self.lifecycle.stop()
+        self.functions.stop(deadline)
         self.quantum_tasks.stop()
         self.supervisor.close(deadline)
         await self.scheduler.shutdown()

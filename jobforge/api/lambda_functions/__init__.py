@@ -1,0 +1,3 @@
+"""AWS Lambda (restJson1): Python functions from .zip archives, run in warm, confined environments."""
+
+from jobforge.api.lambda_functions import concurrency, invoke, manage  # noqa: F401  (handlers)
