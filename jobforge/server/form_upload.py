@@ -43,8 +43,10 @@ class FormReader:
         self._file_bytes = 0
         self._chunks: list[bytes] = []
         self._parser = MultipartParser(boundary, {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field.extend,
-            "on_header_value": self._header_value.extend, "on_header_end": self._header_end,
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
             "on_part_end": self._part_end})
 
