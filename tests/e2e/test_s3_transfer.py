@@ -61,7 +61,7 @@ def test_upload_and_download_file_multipart(server, big_file, tmp_path, algorith
 
 
 def _aws(server, *args, check=True):
-    # jobforge verifies SigV4 only; the CLI presigns with SigV2 unless the profile asks for s3v4.
+    # The CLI presigns with SigV2 unless the profile asks for s3v4; these tests presign with SigV4.
     config = server.data_dir.parent / "cli-config"
     config.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n"
                       "    signature_version = s3v4\n")

@@ -300,8 +300,8 @@ def test_s3_authentication_errors_speak_s3(server):
 
     sigv2 = server.client("s3", signature_version="s3")
     status, code, message = _s3_error(sigv2.generate_presigned_url(
-        "get_object", Params={"Bucket": "auth-errors", "Key": "k"}, ExpiresIn=60))
-    assert status == 403 and code == "SignatureDoesNotMatch" and "Signature Version 4" in message
+        "get_object", Params={"Bucket": "auth-errors", "Key": "k"}, ExpiresIn=60).replace("Signature=", "Signature=x"))
+    assert status == 403 and code == "SignatureDoesNotMatch" and "signature" in message
 
     sigv4 = server.client("s3", signature_version="s3v4")
     status, code, message = _s3_error(sigv4.generate_presigned_url(
