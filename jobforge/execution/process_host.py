@@ -6,8 +6,8 @@ its owner replaces it on demand), in its own session, with:
 
 - its own directory under the jobs folder and the same confinement as a
   job's worker (``isolation``: per-account user, the data dir hidden, a PID
-  namespace), plus a private ``/tmp`` of its own where the host offers mount
-  namespaces;
+  namespace), plus a private ``/tmp`` and ``/dev/shm`` of its own (and the
+  host's ``/var/tmp`` out of sight) where the host offers mount namespaces;
 - its memory limited (``memory_limits``: a cgroup the process is placed in
   before it is set up, else the address-space rlimit) and held from jobs
   through ``Supervisor.reserved()``;
@@ -41,6 +41,7 @@ from jobforge.execution.supervisor import ProcessSpec, Supervisor
 
 JOBFORGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(jobforge.__file__)))
 READ_CHUNK = 65536
+SHM_MB = 64
 MAX_LINE = 256 * 1024  # a longer line is cut into events of this size, as CloudWatch caps an event
 
 
@@ -112,7 +113,10 @@ class ProcessHost:
         """Start the process and set it up; OSError when it cannot start."""
         isolation = self.isolation()
         confinement = isolation.confinement(spec.name, spec.account_id, list(spec.readable),
-                                            scratch={"/tmp": f"mode=1777,size={spec.scratch_mb}m"})
+                                            scratch={"/tmp": f"mode=1777,size={spec.scratch_mb}m",
+                                                     "/dev/shm": f"mode=1777,size={SHM_MB}m"})
+        if confinement["namespaces"]:  # the host's other shared, writable folder goes out of sight
+            confinement["hide"] += [path for path in ("/var/tmp",) if os.path.isdir(path)]
         hosted = Hosted(spec, prepare_job_dir(confinement))
         try:
             if spec.prepare is not None:
