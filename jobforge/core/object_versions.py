@@ -15,7 +15,7 @@ from email.utils import formatdate
 from jobforge.core.errors import ServiceError
 
 NULL_VERSION = "null"
-ENABLED, SUSPENDED = "Enabled", "Suspended"
+ENABLED = "Enabled"
 _VERSION_ID = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
