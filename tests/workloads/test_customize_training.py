@@ -200,7 +200,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_llama, full):
     assert "Resumed from the checkpoint at step 6" in second.events
     assert [m["step"] for m in second.metrics if m["name"] == "training_loss"] == list(range(7, 17))
     rows = read_csv(tmp_path / "cut" / OUT / "training_artifacts/step_wise_training_metrics.csv")
-    assert [int(r[0]) for r in rows[1:]] == list(range(1, 17))
+    assert [int(r[0]) for r in rows[1:]] == list(range(16))  # step_number counts from 0
     assert second.results["trainingLoss"] == pytest.approx(reference.results["trainingLoss"], rel=1e-4)
 
 
