@@ -81,6 +81,9 @@ def test_versions_delete_markers_and_reads_by_version(s3, bucket):
     old = s3.get_object(Bucket=bucket, Key="model.bin", VersionId=v1)
     assert old["Body"].read() == b"weights v1" and old["VersionId"] == v1 and old["ETag"] == first["ETag"]
     assert s3.head_object(Bucket=bucket, Key="model.bin", VersionId=v1)["ContentLength"] == len(b"weights v1")
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="model.bin", VersionId=v1,
+                                          ObjectAttributes=["ObjectSize", "ETag"])
+    assert attributes["VersionId"] == v1 and attributes["ObjectSize"] == len(b"weights v1")
 
     deleted = s3.delete_object(Bucket=bucket, Key="model.bin")
     marker = deleted["VersionId"]

@@ -40,9 +40,9 @@ def _checksum(info) -> dict | None:
 
 @s3_handler("GetObjectAttributes")
 def get_object_attributes(ctx, req):
-    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"])
+    info = store(ctx).head(ctx.account_id, req["Bucket"], req["Key"], req.get("VersionId"))
     wanted = set(req["ObjectAttributes"])
-    out = {"LastModified": info.last_modified}
+    out = {"LastModified": info.last_modified, "VersionId": info.shown_version_id}
     if "ETag" in wanted:
         out["ETag"] = info.etag  # unquoted, unlike HeadObject's
     if "Checksum" in wanted:
