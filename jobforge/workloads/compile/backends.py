@@ -169,8 +169,6 @@ def _openvino(source, target, options, folder, calibration) -> Built:
 def _aotinductor(source, target, options, folder, calibration) -> Built:
     from torch._inductor import aoti_compile_and_package
 
-    if source.torch_program is None:
-        raise RuntimeError(source.torch_program_error or "no torch.export program")
-    aoti_compile_and_package(source.torch_program, package_path=str(folder / "model.pt2"))
+    aoti_compile_and_package(source.program(), package_path=str(folder / "model.pt2"))
     return Built("aotinductor", folder, {"model": "model.pt2"},
                  {"device": "cuda" if target.accelerator == "NVIDIA" else "cpu"}, versions("torch"))

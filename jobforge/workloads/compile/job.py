@@ -40,6 +40,8 @@ def run(ctx: JobContext, spec: dict) -> None:
     ctx.result({"DerivedDataInputConfig": shapes.dumps(source.inputs)})
     ctx.event(f"model {model_path.name}: inputs {shapes.dumps(source.inputs)}"
               + (" (derived from the model)" if source.derived else ""))
+    for note in source.notes:
+        ctx.event(note)
     feeds = measure.user_feeds(ctx.download(options.calibration, work / "calibration"), source.inputs) \
         if options.calibration else measure.generated(source.inputs)
     reference = [source.run(feed) for feed in feeds]

@@ -31,9 +31,9 @@ class Source:
     onnx_path: Path
     run: Callable[[dict], list[np.ndarray]]  # the original model, on numpy inputs by name
     original: str  # how the original runs, for the report
-    torch_program: Any = None  # a torch.export program, for AOTInductor
-    torch_program_error: str | None = None
+    program: Callable[[], Any] | None = None  # the torch.export program (for AOTInductor), made on first use
     versions: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def versions(*packages: str) -> dict:
@@ -65,6 +65,7 @@ def _pytorch(path: Path, given, input_dtype, work) -> Source:
     import torch
 
     module, program = _load_torch(path)
+    notes: list[str] = []
     if program is not None:
         inputs, derived = _program_inputs(program, given)
         module = program.module()
@@ -81,23 +82,32 @@ def _pytorch(path: Path, given, input_dtype, work) -> Source:
         return [tensor.detach().numpy() for tensor in _flat(result)]
 
     example = tuple(torch.from_numpy(_zeros(spec)) for spec in inputs)
-    onnx_path = work / "source.onnx"
     with torch.no_grad():
-        output_count = len(_flat(module(*example)))
-    output_names = [f"output{i}" for i in range(output_count)]
+        output_names = [f"output{i}" for i in range(len(_flat(module(*example))))]
+    onnx_path = work / "source.onnx"
+    program_of = (lambda: program) if program is not None else _script_program(module, example)
     if program is None:
-        torch.onnx.export(module, example, str(onnx_path), dynamo=False, opset_version=OPSET,
-                          input_names=[spec.name for spec in inputs], output_names=output_names,
-                          dynamic_axes=_dynamic_axes(inputs))
-        torch_program, error = _script_program(module, example)
+        try:
+            torch.onnx.export(module, example, str(onnx_path), dynamo=False, opset_version=OPSET,
+                              input_names=[spec.name for spec in inputs], output_names=output_names,
+                              dynamic_axes=_dynamic_axes(inputs))
+        except Exception as err:  # e.g. attention, whose shapes a loaded TorchScript graph no longer knows
+            notes.append(f"TorchScript exporter failed ({type(err).__name__}); exported through torch.export "
+                         "with static shapes instead")
+            _export_program(program_of(), example, inputs, output_names, onnx_path)
     else:
-        exported = torch.onnx.export(program, example, dynamo=True, input_names=[spec.name for spec in inputs],
-                                     output_names=output_names, verbose=False)
-        exported.save(str(onnx_path), external_data=False)
-        torch_program, error = program, None
+        _export_program(program, example, inputs, output_names, onnx_path)
     return Source("PYTORCH", inputs, derived, onnx_path, run,
                   f"PyTorch eager ({'TorchScript' if program is None else 'torch.export program'})",
-                  torch_program, error, versions("torch", "onnx", "onnxscript"))
+                  program_of, versions("torch", "onnx", "onnxscript"), notes)
+
+
+def _export_program(program, example, inputs, output_names, onnx_path: Path) -> None:
+    import torch
+
+    exported = torch.onnx.export(program, example, dynamo=True, input_names=[spec.name for spec in inputs],
+                                 output_names=output_names, verbose=False)
+    exported.save(str(onnx_path), external_data=False)
 
 
 def _load_torch(path: Path):
@@ -144,15 +154,19 @@ def _program_inputs(program, given) -> tuple[list[InputSpec], bool]:
     return out, False
 
 
-def _script_program(module, example):
-    """A torch.export program from a TorchScript module, for AOTInductor (through torch's TorchScript
-    converter, which is private and may refuse a module: the reason is reported, not hidden)."""
-    try:
-        from torch._export.converter import TS2EPConverter
+def _script_program(module, example) -> Callable[[], Any]:
+    """The torch.export program of a TorchScript module, converted on first use (by torch's TorchScript
+    converter, which is private and may refuse a module: its error is the reason reported)."""
+    converted: list = []
 
-        return TS2EPConverter(module, example).convert(), None
-    except Exception as err:
-        return None, f"TorchScript could not be converted to a torch.export program: {type(err).__name__}: {err}"
+    def program():
+        if not converted:
+            from torch._export.converter import TS2EPConverter
+
+            converted.append(TS2EPConverter(module, example).convert())
+        return converted[0]
+
+    return program
 
 
 def _dynamic_axes(inputs: list[InputSpec]) -> dict:
@@ -199,7 +213,7 @@ def _onnx(path: Path, given, input_dtype, work) -> Source:
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     return Source("ONNX", inputs, derived, onnx_path, lambda feeds: session.run(None, feeds),
                   "onnxruntime with graph optimisations disabled (the model as given)", None,
-                  "AOTInductor compiles PyTorch programs, not ONNX graphs", versions("onnx", "onnxruntime"))
+                  versions("onnx", "onnxruntime"))
 
 
 def _onnx_inputs(declared, given) -> tuple[list[InputSpec], bool]:
@@ -267,7 +281,7 @@ def _sklearn(path: Path, given, input_dtype, work) -> Source:
         return [np.asarray(model.predict(rows)).reshape(len(rows), -1)]
 
     return Source("SKLEARN", inputs, derived, onnx_path, run, f"scikit-learn {type(model).__name__}.predict", None,
-                  "AOTInductor compiles PyTorch programs only", versions("scikit-learn", "skl2onnx", "onnx"))
+                  versions("scikit-learn", "skl2onnx", "onnx"))
 
 
 def _xgboost(path: Path, given, input_dtype, work) -> Source:
@@ -284,8 +298,7 @@ def _xgboost(path: Path, given, input_dtype, work) -> Source:
     inputs, derived = _rows_input(booster.num_features(), given)
     try:
         onnx_model = onnxmltools.convert_xgboost(
-            booster, initial_types=[(inputs[0].name, FloatTensorType([None, booster.num_features()]))],
-            target_opset=OPSET)
+            booster, initial_types=[(inputs[0].name, FloatTensorType([None, booster.num_features()]))])
     except Exception as err:
         raise WorkloadError(f"onnxmltools cannot convert this XGBoost model: {err}") from None
     onnx_path = work / "source.onnx"
@@ -301,4 +314,4 @@ def _xgboost(path: Path, given, input_dtype, work) -> Source:
         return [probabilities.argmax(axis=1), probabilities]
 
     return Source("XGBOOST", inputs, derived, onnx_path, run, "XGBoost Booster.predict", None,
-                  "AOTInductor compiles PyTorch programs only", versions("xgboost-cpu", "xgboost", "onnxmltools", "onnx"))
+                  versions("xgboost-cpu", "xgboost", "onnxmltools", "onnx"))
