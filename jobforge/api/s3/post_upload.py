@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -37,6 +38,7 @@ METADATA_PREFIX = "x-amz-meta-"
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
+@functools.cache
 def _put_object_fields() -> dict[str, str]:
     """Form field (a PutObject header's name, lower-case) → PutObject input member; S3 names the ACL "acl"."""
     shape = service_models.operation("s3", "PutObject").input_shape
