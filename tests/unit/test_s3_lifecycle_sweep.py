@@ -93,3 +93,14 @@ def test_rules_of_a_deleted_bucket_are_not_applied_to_its_successor(objects):
     _put(objects, "new", NOON)
     assert sweep(objects, now=NOON) == (0, 0)
     assert _keys(objects) == ["new"]
+
+
+def test_expiry_in_a_versioned_bucket_leaves_a_delete_marker(objects):
+    objects.set_versioning(ACCOUNT, "life", "Enabled")
+    _put(objects, "kept", NOON)
+    _rules(objects, {"ID": "r", "Status": "Enabled", "Filter": {}, "Expiration": {"Date": NOON - DAY}})
+    assert sweep(objects, now=NOON) == (1, 0)
+    assert _keys(objects) == []
+    versions = objects.list_versions(ACCOUNT, "life").versions
+    assert len(versions) == 2  # the expired version stays, behind the delete marker that is now the latest
+
