@@ -287,7 +287,7 @@ def test_keys_never_escape_the_storage_root(server, s3, bucket):
 
 
 def _raw_get(server, path):
-    from tests.rawclient import send
+    from rawclient import send
 
     return send(server.endpoint, "GET", path, service="s3", credentials=server.credentials(),
                 headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobforge.testing_server import ServerProcess
-from tests.rawclient import send
+from rawclient import send
 
 MIB = 1024 * 1024
 MALFORMED_XML = "MalformedXML"
