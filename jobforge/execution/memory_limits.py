@@ -69,6 +69,7 @@ class MemoryLimits:
                     continue
             base = own / name
             try:
+                _remove_stale(own, name)
                 base.mkdir(exist_ok=True)
                 if version == 2:
                     (base / "cgroup.subtree_control").write_text("+memory")
@@ -115,6 +116,17 @@ class MemoryLimits:
                 if child.is_dir():
                     self.remove(child)
             self.remove(self.base)
+
+
+def _remove_stale(own: Path, name: str) -> None:
+    """The folders of servers that were killed (``jobforge-<pid>`` of a pid no longer running)."""
+    for stale in own.glob("jobforge-*"):
+        pid = stale.name.removeprefix("jobforge-")
+        if stale.name != name and stale.is_dir() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            for child in stale.iterdir():
+                if child.is_dir():
+                    MemoryLimits.remove(child)
+            MemoryLimits.remove(stale)
 
 
 def _try_write(path: Path, value: str) -> None:

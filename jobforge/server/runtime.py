@@ -2,8 +2,8 @@
 
 The services start and stop with the server (the app's lifespan): the object store, the job
 scheduler, the supervisor of long-lived child processes (the inference host's among them), the
-quantum-task runner and the sweep applying S3 buckets' lifecycle rules. Handlers reach them as
-``ctx.runtime.<service>``.
+quantum-task runner, the sweep applying S3 buckets' lifecycle rules and the host of Lambda
+functions. Handlers reach them as ``ctx.runtime.<service>``.
 """
 
 from __future__ import annotations
