@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from jobforge.core import accounts, functions, log_events
 from jobforge.core.functions import Function
 from jobforge.execution import frames, function_code
-from jobforge.execution.function_worker import MAX_EVENT, end_marker
+from jobforge.execution.function_worker import END_MARKER, MAX_EVENT
 from jobforge.execution.process_host import HostedSpec, ProcessHost
 
 log = logging.getLogger("jobforge.functions")
@@ -418,8 +418,8 @@ class FunctionHost:
         with env.output_changed:
             if line is None:
                 env.ended.add(None)
-            elif line.startswith(b"\0jobforge-invocation-end "):
-                env.ended.add(line.split(b" ", 1)[1].decode(errors="replace"))
+            elif line.startswith(END_MARKER):
+                env.ended.add(line[len(END_MARKER):].decode(errors="replace"))
             else:
                 env.lines.append((time.time(), line.decode("utf-8", "replace")))
             env.output_changed.notify_all()

@@ -31,8 +31,11 @@ from jobforge.execution import frames
 MAX_EVENT = 7 * 1024 * 1024
 
 
+END_MARKER = b"\0jobforge-invocation-end "
+
+
 def end_marker(request_id: str) -> bytes:
-    return f"\0jobforge-invocation-end {request_id}\n".encode()
+    return END_MARKER + request_id.encode() + b"\n"
 
 
 def error_document(kind: str, message: str, request_id: str = "", stack: list[str] | None = None) -> dict:
