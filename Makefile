@@ -17,6 +17,8 @@ demo: $(STAMP)
 	$(VENV)/bin/jobforge demo
 
 test: $(STAMP)
+	# The JavaScript SDK for the tests that drive it through node (skipped where node or npm is absent).
+	if command -v npm >/dev/null; then npm ci --prefix tests/js --no-audit --no-fund --silent; fi
 	# pytest exits 5 when it collects nothing: not a failure.
 	$(PY) -m pytest -n 2 --dist loadfile -q || [ $$? -eq 5 ]
 

@@ -37,9 +37,20 @@ class Settings:
     idle_timeout: float = 5.0  # seconds a kept-alive connection may stay idle
     max_connections_per_client: int = 512
     max_connections: int = 10000  # kept below the open-file limit
+    # HTTPS on the port (HTTP/1.1 and HTTP/2 by ALPN): a PEM certificate (chain) and its private key, both or neither.
+    tls_cert: Path | None = field(default_factory=lambda: _path_from_env("JOBFORGE_TLS_CERT"))
+    tls_key: Path | None = field(default_factory=lambda: _path_from_env("JOBFORGE_TLS_KEY"))
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).absolute()
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("a TLS certificate and its key are given together (--tls-cert and --tls-key)")
+        self.tls_cert = Path(self.tls_cert).absolute() if self.tls_cert else None
+        self.tls_key = Path(self.tls_key).absolute() if self.tls_key else None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def db_url(self) -> str:
@@ -48,7 +59,7 @@ class Settings:
     @property
     def endpoint_url(self) -> str:
         host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
-        return f"http://{_bracketed(host)}:{self.port}"
+        return f"{self.scheme}://{_bracketed(host)}:{self.port}"
 
     @property
     def advertised_url(self) -> str:
@@ -56,7 +67,7 @@ class Settings:
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
         host = reachable_address(self.host) if self.host in WILDCARD_HOSTS else self.host
-        return f"http://{_bracketed(host)}:{self.port}"
+        return f"{self.scheme}://{_bracketed(host)}:{self.port}"
 
     @property
     def jobs_dir(self) -> Path:
@@ -65,6 +76,10 @@ class Settings:
     @property
     def credentials_file(self) -> Path:
         return self.data_dir / "credentials"
+
+
+def _path_from_env(name: str) -> Path | None:
+    return Path(os.environ[name]) if os.environ.get(name) else None
 
 
 def reachable_address(wildcard: str) -> str:

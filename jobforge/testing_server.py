@@ -6,6 +6,7 @@ import configparser
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,16 +21,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int | None = None, extra_args=(), env=None):
+    def __init__(self, data_dir: Path, port: int | None = None, extra_args=(), env=None,
+                 tls: tuple[Path, Path] | None = None):
+        """tls: (certificate, key) to serve HTTPS with; the certificate must name 127.0.0.1, and clients trust it."""
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
         self.process: subprocess.Popen | None = None
+        self.ca_file = tls[0] if tls else None
+        if tls:
+            self.extra_args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> "ServerProcess":
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab") if self.data_dir.parent.exists() else None
@@ -43,7 +49,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"jobforge server exited with code {self.process.returncode}")
             try:
-                urllib.request.urlopen(self.endpoint + "/_jobforge/health", timeout=1)
+                urllib.request.urlopen(self.endpoint + "/_jobforge/health", timeout=1,
+                                       context=ssl.create_default_context(cafile=self.ca_file))
             except OSError:
                 time.sleep(0.1)
                 continue
@@ -63,7 +70,7 @@ class ServerProcess:
 
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
                             config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}, **config),
-                            **self.credentials(profile))
+                            verify=str(self.ca_file) if self.ca_file else None, **self.credentials(profile))
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

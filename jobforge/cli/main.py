@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from jobforge import __version__
 from jobforge.config import Settings
@@ -12,11 +13,13 @@ from jobforge.execution.executor import EXECUTORS
 
 
 CONNECTION_OPTIONS = ("header_timeout", "idle_timeout", "max_connections_per_client", "max_connections")
+TLS_OPTIONS = ("tls_cert", "tls_key")  # when not given: $JOBFORGE_TLS_CERT and $JOBFORGE_TLS_KEY
 
 
 def _settings(args) -> Settings:
     connections = {name: getattr(args, name) for name in CONNECTION_OPTIONS if hasattr(args, name)}
     plugins = {"plugins": tuple(args.plugins)} if getattr(args, "plugins", None) else {}  # else $JOBFORGE_PLUGINS
+    tls = {name: getattr(args, name) for name in TLS_OPTIONS if getattr(args, name, None)}
     return Settings(data_dir=args.data_dir, database_url=args.database_url,
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
                     auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
@@ -24,7 +27,7 @@ def _settings(args) -> Settings:
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
                     advertise_url=getattr(args, "advertise_url", None),
                     lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
-                    **connections, **plugins)
+                    **connections, **plugins, **tls)
 
 
 def serve(args) -> None:
@@ -35,8 +38,12 @@ def serve(args) -> None:
     from jobforge.server.runtime import point_profiles_at
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValueError as err:
+        sys.exit(f"jobforge: {err}")
     _check_port_free(settings.host, settings.port)
+    _check_tls_files(settings)
     app = create_app(settings)
     point_profiles_at(settings)
     print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"
@@ -45,7 +52,11 @@ def serve(args) -> None:
           f"  use it:      export AWS_SHARED_CREDENTIALS_FILE={settings.credentials_file} "
           f"AWS_CONFIG_FILE={settings.data_dir / 'config'}\n"
           f"               aws sts get-caller-identity --endpoint-url {settings.endpoint_url}\n"
-          f"  jobs reach   {settings.advertised_url} ({settings.executor} executor)", flush=True)
+          f"  jobs reach   {settings.advertised_url} ({settings.executor} executor)\n"
+          f"  protocols    HTTP/1.1 and HTTP/2{' over TLS' if settings.tls_cert else ' (h2c)'}", flush=True)
+    if settings.tls_cert:
+        print(f"  certificate  {settings.tls_cert} (a client that does not trust its issuer: "
+              f"export AWS_CA_BUNDLE={settings.tls_cert})", flush=True)
     if settings.auth == "none":
         print("  WARNING: --auth none: requests are not authenticated", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
@@ -64,6 +75,18 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind(address)
     except OSError as err:
         sys.exit(f"jobforge: cannot serve on {host}:{port}: {err.strerror}")
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Say so before anything else when the certificate or its key cannot be used."""
+    import ssl
+
+    if settings.tls_cert is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as err:
+        sys.exit(f"jobforge: cannot serve TLS with {settings.tls_cert} and {settings.tls_key}: {err}")
 
 
 def accounts_create(args) -> None:
@@ -91,8 +114,8 @@ def main(argv=None) -> None:
     p.add_argument("--auth", choices=["sigv4", "none"], default="sigv4",
                    help="'none' turns off request authentication: only for trusted, local use")
     p.add_argument("--advertise-url", metavar="URL",
-                   help="the URL jobs reach this server by (default: http://HOST:PORT, or this host's address "
-                        "when HOST is 0.0.0.0 or ::)")
+                   help="the URL jobs reach this server by (default: http://HOST:PORT, https:// with TLS, or this "
+                        "host's address when HOST is 0.0.0.0 or ::)")
     p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
                    help="where jobs run: 'local' runs each job as a process group on this host")
     p.add_argument("--plugin", action="append", dest="plugins", metavar="MODULE",
@@ -114,6 +137,11 @@ def main(argv=None) -> None:
     p.add_argument("--lifecycle-interval", type=float, default=Settings.lifecycle_interval, metavar="SECONDS",
                    help="how often S3 buckets' lifecycle rules are applied: objects expired, incomplete uploads "
                         "aborted (default %(default)s)")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this PEM certificate or chain "
+                        "(default: $JOBFORGE_TLS_CERT; needs --tls-key)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE",
+                   help="the certificate's PEM private key (default: $JOBFORGE_TLS_KEY)")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("accounts", help="manage accounts")

@@ -144,6 +144,8 @@ class Scheduler:
             "OMP_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus,
             "PYTHONUNBUFFERED": "1",
         })
+        if settings.tls_cert:  # the job's SDKs and worker trust the server's certificate
+            env["AWS_CA_BUNDLE"] = str(settings.tls_cert)
         return env
 
     def _checkpoint_uri(self, job) -> str:

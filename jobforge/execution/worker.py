@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -41,13 +42,15 @@ class WorkerClient:
     def __init__(self, endpoint: str, job_id: str, token: str):
         self.base = f"{endpoint}/_jobforge/worker/{job_id}/"
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        # Over HTTPS, the server's certificate is trusted as the job's SDKs trust it.
+        self.tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
 
     def call(self, action: str, body: dict | None = None, attempts: int = 20) -> dict:
         data = json.dumps(body or {}).encode()
         for attempt in range(attempts):
             request = urllib.request.Request(self.base + action, data=data, headers=self.headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
+                with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
                     return json.loads(response.read() or b"{}")
             except urllib.error.HTTPError as err:
                 if err.code == 403:
