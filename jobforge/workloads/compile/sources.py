@@ -81,7 +81,7 @@ def _pytorch(path: Path, given, input_dtype, work) -> Source:
             result = module(*(torch.from_numpy(feeds[spec.name]) for spec in inputs))
         return [tensor.detach().numpy() for tensor in _flat(result)]
 
-    example = tuple(torch.from_numpy(_zeros(spec)) for spec in inputs)
+    example = tuple(torch.from_numpy(_example(spec)) for spec in inputs)
     with torch.no_grad():
         output_names = [f"output{i}" for i in range(len(_flat(module(*example))))]
     onnx_path = work / "source.onnx"
@@ -182,7 +182,11 @@ def _flat(result) -> list:
     return [result]
 
 
-def _zeros(spec: InputSpec) -> np.ndarray:
+def _example(spec: InputSpec) -> np.ndarray:
+    """An input to trace and export with: random, as zeros can send a model down an unusual path."""
+    rng = np.random.default_rng(0)
+    if np.dtype(spec.dtype).kind == "f":
+        return rng.standard_normal(spec.shape).astype(spec.dtype)
     return np.zeros(spec.shape, dtype=spec.dtype)
 
 
