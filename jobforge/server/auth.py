@@ -190,7 +190,7 @@ def _check_scope_date(scope: Scope, amz_date: str) -> None:
 
 
 def _check_host_signed(signed_headers: str) -> None:
-    if "host" not in signed_headers.lower().split(";"):
+    if not {"host", ":authority"} & set(signed_headers.lower().split(";")):  # HTTP/2 clients may sign either
         raise AuthError("unsigned_host", "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 
 

@@ -269,9 +269,7 @@ def _converse_through_node(node: str, srv) -> dict:
     return json.loads(done.stdout)
 
 
-# The JavaScript SDK signs the host as ":authority" over HTTP/2, which AWS accepts and the SigV4 verifier does not
-# yet (its check that the host is signed knows only "host"): the mark goes once it does.
-@pytest.mark.xfail(strict=True, reason="SigV4 verifier: ':authority' signed in place of 'host' is refused")
+# The JavaScript SDK signs the host as ":authority" over HTTP/2, as AWS accepts.
 @pytest.mark.parametrize("transport", ["h2c", "tls"])
 def test_the_javascript_sdk_converses_over_http2(transport, server, tls_server, tiny_model):
     node = _node_with_sdk()
