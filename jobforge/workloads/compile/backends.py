@@ -32,6 +32,10 @@ class Built:
     versions: dict
     notes: list[str] = field(default_factory=list)
 
+    def runs_on_accelerator(self) -> bool:
+        """Whether loading it here runs it on the target's accelerator (else on this host's CPU)."""
+        return self.settings.get("device") == "cuda"
+
 
 def applicable(framework: str, target: Target, options: Options) -> dict[str, str | None]:
     """Backend → None where it applies, else the reason it does not."""
@@ -75,7 +79,7 @@ def _aotinductor_reason(framework, target, options) -> str | None:
         import torch
 
         if not torch.cuda.is_available():
-            return "AOTInductor for CUDA needs a CUDA build of torch and a GPU on this host"
+            return "AOTInductor for CUDA needs a CUDA build of torch and a GPU on this host to compile and verify"
         return None
     if not target.runs_on_host():
         return f"AOTInductor builds native code for this host ({target.arch} Linux only), not for {target.name}"
@@ -167,8 +171,12 @@ def _openvino(source, target, options, folder, calibration) -> Built:
 
 # -- AOTInductor ----------------------------------------------------------------------------------
 def _aotinductor(source, target, options, folder, calibration) -> Built:
+    import torch
     from torch._inductor import aoti_compile_and_package
 
-    aoti_compile_and_package(source.program(), package_path=str(folder / "model.pt2"))
-    return Built("aotinductor", folder, {"model": "model.pt2"},
-                 {"device": "cuda" if target.accelerator == "NVIDIA" else "cpu"}, versions("torch"))
+    program, device = source.program(), "cuda" if target.accelerator == "NVIDIA" else "cpu"
+    if device == "cuda":  # the program is exported again with its weights and example inputs on the GPU
+        example = tuple(torch.from_numpy(array).to(device) for array in calibration[0].values())
+        program = torch.export.export(program.module().to(device), example)
+    aoti_compile_and_package(program, package_path=str(folder / "model.pt2"))
+    return Built("aotinductor", folder, {"model": "model.pt2"}, {"device": device}, versions("torch"))

@@ -63,7 +63,7 @@ def run(ctx: JobContext, spec: dict) -> None:
         candidates.append(_candidate(ctx, backend, source, target, options, feeds, reference, output_names, work,
                                      threads, original if timed else None))
         _check_stop(ctx)
-    chosen = _choose(candidates, timed)
+    chosen = _choose(candidates, timed, target)
     summary = {"original": original, "candidates": [{k: v for k, v in c.items() if k != "built"} for c in candidates],
                "precision": options.precision, "allowed_error": options.allowed_difference, "target": target.name,
                "timed_on_host": timed, "verification_inputs": "calibration prefix" if options.calibration
@@ -78,7 +78,8 @@ def run(ctx: JobContext, spec: dict) -> None:
     built = chosen["built"]
     summary["chosen"] = built.backend
     manifest = report.manifest(source, target, options, built, output_names)
-    manifest["verification"] = {k: chosen[k] for k in ("max_abs_diff", "max_rel_diff", "error", "verified_on")}
+    manifest["verification"] = {k: chosen[k] for k in ("max_abs_diff", "max_rel_diff", "error", "verified_on",
+                                                         "on_target")}
     tarball = report.package(built, manifest, summary, work / "output.tar.gz")
     ctx.upload(tarball, spec["output_uri"])
     ctx.upload(built.folder / report.REPORT, spec["output_uri"].removesuffix(".tar.gz") + "-report.json")
@@ -124,7 +125,9 @@ def _candidate(ctx, backend, source, target, options, feeds, reference, output_n
     except Exception as err:  # the candidate fails; the report says why and the others go on
         item.update(status="failed", reason=f"{type(err).__name__}: {str(err)[:500]}")
         return item
-    item["verified_on"] = "this host's CPU" + ("" if target.cpu else f", not the target's {target.accelerator}")
+    item["on_target"] = target.cpu or built.runs_on_accelerator()
+    item["verified_on"] = "this host's CPU" if target.cpu else f"this host's {target.accelerator} GPU" \
+        if item["on_target"] else f"this host's CPU, not the target's {target.accelerator}"
     item.update(measure.compare(reference, [model.run(feed) for feed in feeds]))
     if item["error"] > options.allowed_difference or item["label_mismatches"]:
         item.update(status="inaccurate", reason=f"error {item['error']:.3g} exceeds the allowed "
@@ -142,22 +145,27 @@ def _load(built, manifest: dict, target: Target, threads: int):
     """The artifact through jobforge.runtime, as a user loads it; on this host's CPU where the target is an
     accelerator (this host verifies the graph, not the accelerator's execution of it)."""
     (built.folder / MANIFEST).write_text(json.dumps(manifest))
-    device = None if target.cpu else {"onnxruntime": "CPUExecutionProvider", "openvino": "CPU"}.get(built.backend)
+    device = None if target.cpu or built.runs_on_accelerator() else \
+        {"onnxruntime": "CPUExecutionProvider", "openvino": "CPU"}.get(built.backend)
     return load_compiled(built.folder, threads=threads, device=device)
 
 
-def _choose(candidates: list[dict], timed: bool) -> dict | None:
-    """The fastest accurate candidate where they were timed, else the first accurate one in backends.ORDER."""
+def _choose(candidates: list[dict], timed: bool, target: Target) -> dict | None:
+    """The fastest accurate candidate where they were timed; else one verified on the target's accelerator
+    before one verified only on this host's CPU, then the first in backends.ORDER."""
     accurate = [c for c in candidates if c["status"] == "accurate"]
     if not accurate:
         return None
-    best = min(accurate, key=lambda c: c["median_us"]) if timed else \
-        min(accurate, key=lambda c: backends.ORDER.index(c["backend"]))
+    if timed:
+        best, why = min(accurate, key=lambda c: c["median_us"]), "fastest accurate candidate"
+    else:
+        best = min(accurate, key=lambda c: (not c["on_target"], backends.ORDER.index(c["backend"])))
+        why = "verified on the target's accelerator" if not target.cpu and best["on_target"] else \
+            "first accurate candidate in jobforge's order (the target cannot be timed here)"
     for item in accurate:
         if item is best:
-            item.update(status="chosen", reason="fastest accurate candidate" if timed else
-                        "first accurate candidate in jobforge's order (the target cannot be timed here)")
+            item.update(status="chosen", reason=why)
         else:
             item.update(status="not chosen", reason=f"slower than {best['backend']}" if timed else
-                        f"{best['backend']} comes first in jobforge's order")
+                        f"{best['backend']} comes first")
     return best
