@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jobforge.demo.bedrock import bedrock_fine_tuning
 from jobforge.demo.braket import qaoa_hybrid_job
+from jobforge.demo.compile import compile_models
 from jobforge.testing_server import ServerProcess
 
 
@@ -26,7 +27,7 @@ def identity_and_roles(server: ServerProcess) -> None:
     print(f"   created {role['Role']['Arn']}")
 
 
-SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning]
+SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning, compile_models]
 
 
 def run(args) -> None:
