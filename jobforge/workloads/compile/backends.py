@@ -165,8 +165,15 @@ def _openvino(source, target, options, folder, calibration) -> Built:
     # Weights stay fp32 for fp32 inference: OpenVINO's default fp16 weight compression changes the results.
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=options.precision != "fp32")
     device = "GPU" if target.accelerator == "INTEL_GRAPHICS" else "CPU"
-    return Built("openvino", folder, {"model": "model.xml", "weights": "model.bin"},
-                 {"device": device, "inference_precision": OV_PRECISION[options.precision]}, versions("openvino"))
+    settings = {"device": device, "inference_precision": OV_PRECISION[options.precision]}
+    notes = []
+    if device == "CPU" and target.runs_on_host():
+        # A hint is a request: this CPU may execute another precision (bf16 where it lacks fp16 arithmetic).
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": settings["inference_precision"]})
+        executed = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        notes.append(f"this host's CPU executes the {settings['inference_precision']} hint in {executed}")
+    return Built("openvino", folder, {"model": "model.xml", "weights": "model.bin"}, settings, versions("openvino"),
+                 notes)
 
 
 # -- AOTInductor ----------------------------------------------------------------------------------

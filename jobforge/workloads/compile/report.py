@@ -60,5 +60,7 @@ def log_lines(report: dict) -> list[str]:
                     f"{item['speedup']:.2f}x the original"
         if item.get("reason"):
             line += f" - {item['reason']}"
+        if item.get("notes"):
+            line += f" ({'; '.join(item['notes'])})"
         lines.append(line)
     return lines
