@@ -106,6 +106,12 @@ def create_compilation_job(ctx: RequestContext, req: dict) -> dict:
     return {"CompilationJobArn": job.arn}
 
 
+def status(job: jobs.Job) -> str:
+    if job.state == "STOPPING" and job.stop_reason == "timeout":
+        return "INPROGRESS"  # running out of time ends in FAILED, not in a stop the user asked for
+    return job.status
+
+
 def _failure_reason(job: jobs.Job) -> str:
     if job.state == "TIMED_OUT":
         return f"TimeOut: the compilation job did not complete within MaxRuntimeInSeconds ({job.max_runtime:g} s)."
@@ -117,7 +123,7 @@ def _failure_reason(job: jobs.Job) -> str:
 def describe(engine: sa.Engine, job: jobs.Job) -> dict:
     spec, result = job.spec, job.result
     out = {
-        "CompilationJobName": job.name, "CompilationJobArn": job.arn, "CompilationJobStatus": job.status,
+        "CompilationJobName": job.name, "CompilationJobArn": job.arn, "CompilationJobStatus": status(job),
         "CompilationStartTime": from_epoch(job.started_at), "CompilationEndTime": from_epoch(job.ended_at),
         "StoppingCondition": spec["request"]["StoppingCondition"], "CreationTime": from_epoch(job.created_at),
         "LastModifiedTime": from_epoch(job.updated_at), "FailureReason": _failure_reason(job),
@@ -154,7 +160,7 @@ def _summary(job: jobs.Job) -> dict:
     output = job.spec["request"]["OutputConfig"]
     out = {"CompilationJobName": job.name, "CompilationJobArn": job.arn, "CreationTime": from_epoch(job.created_at),
            "CompilationStartTime": from_epoch(job.started_at), "CompilationEndTime": from_epoch(job.ended_at),
-           "LastModifiedTime": from_epoch(job.updated_at), "CompilationJobStatus": job.status}
+           "LastModifiedTime": from_epoch(job.updated_at), "CompilationJobStatus": status(job)}
     if "TargetDevice" in output:
         out["CompilationTargetDevice"] = output["TargetDevice"]
     else:
