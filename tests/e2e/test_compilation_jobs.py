@@ -326,12 +326,13 @@ def test_int8_is_within_its_bound_and_a_tighter_bound_fails(sm, s3, role_arn, tm
 
 
 def test_stop_and_timeout(sm, s3, role_arn, tmp_path):
-    model, example = tiny_nets.build("mlp")
-    uri = upload_model(s3, tmp_path, "mlp-long/model.tar.gz",
+    model, example = tiny_nets.build("cnn")
+    uri = upload_model(s3, tmp_path, "cnn-long/model.tar.gz",
                        [tiny_nets.torchscript(model, example, tmp_path / "model.pth")])
-    long_running = {"timing_runs": 100_000, "backend": "onnxruntime"}
-    create(sm, role_arn, "stop-me", uri, "PYTORCH", shapes=[[1, 256]], options=long_running)
-    create(sm, role_arn, "time-me-out", uri, "PYTORCH", shapes=[[1, 256]], options=long_running, max_runtime=5)
+    long_running = {"timing_runs": 100_000, "backend": "onnxruntime"}  # over a minute of timing the original
+    shape = [[1, 3, 64, 64]]
+    create(sm, role_arn, "stop-me", uri, "PYTORCH", shapes=shape, options=long_running)
+    create(sm, role_arn, "time-me-out", uri, "PYTORCH", shapes=shape, options=long_running, max_runtime=5)
     wait(sm, "stop-me", until=("INPROGRESS",) + TERMINAL)
     sm.stop_compilation_job(CompilationJobName="stop-me")
     assert sm.describe_compilation_job(CompilationJobName="stop-me")["CompilationJobStatus"] in ("STOPPING", "STOPPED")
@@ -366,37 +367,54 @@ def test_accelerator_and_foreign_cpu_targets_are_compiled_but_not_timed(sm, s3, 
 
 
 def test_list_filters_sorting_paging_and_delete(sm, role_arn):
-    names = sorted(job["CompilationJobName"] for job in sm.list_compilation_jobs(MaxResults=100)
-                   ["CompilationJobSummaries"])
-    assert len(names) >= 5
+    missing = f"s3://{BUCKET}/listing/no-such-model.tar.gz"  # each job fails fast: its input is not there
+    for name in ("listed-c", "listed-a", "listed-e"):
+        create(sm, role_arn, name, missing, "ONNX")
+    create(sm, role_arn, "listed-b", missing, "ONNX", device="ml_g4dn")
+    create(sm, role_arn, "listed-d", missing, "ONNX", platform={"Os": "LINUX", "Arch": "ARM64"})
+    names = [f"listed-{letter}" for letter in "abcde"]
+    for name in names:
+        assert wait(sm, name)["CompilationJobStatus"] == "FAILED"
+
     pages, token = [], None
     while True:
-        page = sm.list_compilation_jobs(MaxResults=2, SortBy="Name", SortOrder="Ascending",
+        page = sm.list_compilation_jobs(NameContains="listed-", MaxResults=2, SortBy="Name", SortOrder="Ascending",
                                         **({"NextToken": token} if token else {}))
         pages.append([job["CompilationJobName"] for job in page["CompilationJobSummaries"]])
         token = page.get("NextToken")
         if not token:
             break
-    assert [name for page in pages for name in page] == names and all(len(page) <= 2 for page in pages)
-    failed = sm.list_compilation_jobs(StatusEquals="FAILED")["CompilationJobSummaries"]
-    assert failed and {job["CompilationJobStatus"] for job in failed} == {"FAILED"}
-    assert {job["CompilationJobName"] for job in sm.list_compilation_jobs(NameContains="int8")
-            ["CompilationJobSummaries"]} == {"mlp-int8", "mlp-int8-strict"}
-    newest = sm.list_compilation_jobs(SortBy="CreationTime", SortOrder="Descending")["CompilationJobSummaries"]
-    assert [j["CreationTime"] for j in newest] == sorted((j["CreationTime"] for j in newest), reverse=True)
-    middle = newest[len(newest) // 2]["CreationTime"]
-    after = sm.list_compilation_jobs(CreationTimeAfter=middle)["CompilationJobSummaries"]
+    assert pages == [names[:2], names[2:4], names[4:]]
+    failed = sm.list_compilation_jobs(NameContains="listed-", StatusEquals="FAILED")["CompilationJobSummaries"]
+    assert sorted(job["CompilationJobName"] for job in failed) == names
+    assert sm.list_compilation_jobs(NameContains="listed-", StatusEquals="COMPLETED")["CompilationJobSummaries"] == []
+    newest = sm.list_compilation_jobs(NameContains="listed-", SortBy="CreationTime",
+                                      SortOrder="Descending")["CompilationJobSummaries"]
+    assert [j["CompilationJobName"] for j in newest] == ["listed-d", "listed-b", "listed-e", "listed-a", "listed-c"]
+    middle = newest[2]["CreationTime"]
     # Times go out with millisecond precision, so the middle job itself may be just after its own time.
-    assert after and all(job["CreationTime"] >= middle for job in after) and len(after) < len(newest)
-    before = sm.list_compilation_jobs(LastModifiedTimeBefore=middle)["CompilationJobSummaries"]
-    assert all(job["LastModifiedTime"] <= middle for job in before)
-    graviton = next(j for j in newest if j["CompilationJobName"] == "for-graviton")
-    assert graviton["CompilationTargetPlatformOs"] == "LINUX" and graviton["CompilationTargetPlatformArch"] == "ARM64"
-    assert next(j for j in newest if j["CompilationJobName"] == "for-g4dn")["CompilationTargetDevice"] == "ml_g4dn"
+    after = sm.list_compilation_jobs(NameContains="listed-", CreationTimeAfter=middle)["CompilationJobSummaries"]
+    assert {"listed-d", "listed-b"} <= {j["CompilationJobName"] for j in after} <= {"listed-d", "listed-b", "listed-e"}
+    before = sm.list_compilation_jobs(NameContains="listed-", CreationTimeBefore=middle)["CompilationJobSummaries"]
+    assert {j["CompilationJobName"] for j in before} == {"listed-a", "listed-c"}
+    modified = sm.list_compilation_jobs(NameContains="listed-", LastModifiedTimeAfter=newest[-1]["LastModifiedTime"],
+                                        LastModifiedTimeBefore=newest[0]["LastModifiedTime"])["CompilationJobSummaries"]
+    assert all(newest[-1]["LastModifiedTime"] <= j["LastModifiedTime"] <= newest[0]["LastModifiedTime"]
+               for j in modified)
+    by_status = sm.list_compilation_jobs(NameContains="listed-", SortBy="Status")["CompilationJobSummaries"]
+    assert len(by_status) == 5
+    summaries = {j["CompilationJobName"]: j for j in newest}
+    assert summaries["listed-d"]["CompilationTargetPlatformOs"] == "LINUX"
+    assert summaries["listed-d"]["CompilationTargetPlatformArch"] == "ARM64"
+    assert summaries["listed-b"]["CompilationTargetDevice"] == "ml_g4dn"
+    assert summaries["listed-a"]["CompilationStartTime"] <= summaries["listed-a"]["CompilationEndTime"]
 
-    sm.delete_compilation_job(CompilationJobName="for-graviton")
+    sm.delete_compilation_job(CompilationJobName="listed-d")
     with pytest.raises(ClientError) as caught:
-        sm.describe_compilation_job(CompilationJobName="for-graviton")
+        sm.describe_compilation_job(CompilationJobName="listed-d")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFound"
+    with pytest.raises(ClientError) as caught:
+        sm.delete_compilation_job(CompilationJobName="listed-d")
     assert caught.value.response["Error"]["Code"] == "ResourceNotFound"
 
 
