@@ -64,11 +64,11 @@ class ServerProcess:
         return {"aws_access_key_id": section["aws_access_key_id"],
                 "aws_secret_access_key": section["aws_secret_access_key"]}
 
-    def client(self, service: str, profile: str = "default", **config):
+    def client(self, service: str, profile: str = "default", region: str = "us-east-1", **config):
         import boto3
         from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
                             config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}, **config),
                             verify=str(self.ca_file) if self.ca_file else None, **self.credentials(profile))
 

@@ -76,9 +76,11 @@ def request_hash(req: dict, exclude: tuple[str, ...] = ()) -> str:
 
 
 def client_token(ctx: RequestContext, scope: str, req: dict, member: str) -> ClientToken | None:
-    """The request's client token (in ``member``) with the digest of the rest of the request; None without one."""
+    """The request's client token (in ``member``) with the digest of the rest of the request; None without one.
+    A token names a resource of the request's region: the same token in another region creates another one."""
     token = req.get(member)
-    return ClientToken(ctx.account_id, scope, token, request_hash(req, exclude=(member,))) if token else None
+    return ClientToken(ctx.account_id, f"{ctx.region}/{scope}", token, request_hash(req, exclude=(member,))) \
+        if token else None
 
 
 def not_implemented(service: str, operation: str) -> ServiceError:

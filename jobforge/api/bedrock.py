@@ -71,7 +71,8 @@ def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
                "outputDataConfig": job.spec["outputDataConfig"], "customizationConfig": api.get("customizationConfig"),
                **metrics}
     model = cm.insert_model(engine, cm.CustomModel(
-        id=api["customModelId"], account_id=job.account_id, name=api["customModelName"], arn=api["customModelArn"],
+        id=api["customModelId"], account_id=job.account_id, region=job.region, name=api["customModelName"],
+        arn=api["customModelArn"],
         base_model_id=job.spec["baseModel"]["identifier"], job_id=job.id,
         customization_type=job.spec["customizationType"],
         location=result.get("outputModelUri") or job.spec["outputModelUri"], status="Active",
@@ -80,12 +81,12 @@ def register_model(engine: sa.Engine, job: jobs.Job) -> cm.CustomModel:
     return model
 
 
-def reconcile_models(runtime, account_id: str) -> None:
-    """Register the models of completed jobs whose hook a server crash interrupted."""
+def reconcile_models(runtime, account_id: str, region: str) -> None:
+    """Register the models of the region's completed jobs whose hook a server crash interrupted."""
     engine = runtime.engine
     with reading(engine) as conn:
         rows = conn.execute(sa.select(jobs_table).where(
-            jobs_table.c.account_id == account_id, jobs_table.c.family == KIND.name,
+            jobs_table.c.account_id == account_id, jobs_table.c.region == region, jobs_table.c.family == KIND.name,
             jobs_table.c.state == "COMPLETED",
             jobs_table.c.id.not_in(sa.select(cm.custom_models.c.job_id).where(cm.custom_models.c.job_id.is_not(None)))
         )).all()
@@ -184,12 +185,13 @@ def _resources(ctx: RequestContext) -> dict:
 
 
 def model_name_reserved(ctx: RequestContext, name: str) -> bool:
-    """A custom model has the name, or a job in progress will create one with it."""
-    if cm.name_taken(ctx.engine, ctx.account_id, name):
+    """A custom model of the request's region has the name, or a job in progress there will create one with it."""
+    if cm.name_taken(ctx.engine, ctx.account_id, ctx.region, name):
         return True
     with reading(ctx.engine) as conn:
         rows = conn.execute(sa.select(jobs_table.c.spec).where(
-            jobs_table.c.account_id == ctx.account_id, jobs_table.c.family == KIND.name,
+            jobs_table.c.account_id == ctx.account_id, jobs_table.c.region == ctx.region,
+            jobs_table.c.family == KIND.name,
             jobs_table.c.state.in_(jobs.ACTIVE))).all()
     return any(row.spec["api"]["customModelName"] == name for row in rows)
 
@@ -331,7 +333,7 @@ KIND = kinds.register(JobKind(
 def get_model_customization_job(ctx: RequestContext, req: dict) -> dict:
     job = jobs.get(ctx.engine, ctx.account_id, KIND, req["jobIdentifier"], region=ctx.region)
     if job.state == "COMPLETED":
-        reconcile_models(ctx.runtime, ctx.account_id)
+        reconcile_models(ctx.runtime, ctx.account_id, ctx.region)
     return KIND.describe(ctx.engine, job)
 
 

@@ -57,7 +57,7 @@ def resolve_model(ctx: RequestContext, identifier: str, custom_allowed: bool = T
     if found is not None:
         return found
     if custom_allowed and ":foundation-model/" not in identifier:
-        model = cm.find_model(ctx.engine, ctx.account_id, identifier)
+        model = cm.find_model(ctx.engine, ctx.account_id, ctx.region, identifier)
         if model is not None:
             return _custom(model)
     raise validation_error(unregistered(identifier))
@@ -75,12 +75,12 @@ def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
     if ":provisioned-model/" in model_id:
         return _provisioned(ctx, model_id)
     if ":custom-model-deployment/" in model_id or (not model_id.startswith("arn:") and "." not in model_id):
-        deployment = cm.find_deployment(ctx.engine, ctx.account_id, model_id)
+        deployment = cm.find_deployment(ctx.engine, ctx.account_id, ctx.region, model_id)
         if deployment is not None:
             if deployment.status != "Active":
                 _resume_serving(ctx)
                 raise validation_error(f"Deployment {deployment.name} is {deployment.status}, not Active.")
-            model = cm.find_model(ctx.engine, ctx.account_id, deployment.model_arn)
+            model = cm.find_model(ctx.engine, ctx.account_id, ctx.region, deployment.model_arn)
             if model is None:
                 raise validation_error(INVALID_MODEL)
             return _custom(model)
@@ -95,7 +95,7 @@ def resolve_for_inference(ctx: RequestContext, model_id: str) -> ResolvedModel:
 def _provisioned(ctx: RequestContext, arn: str) -> ResolvedModel:
     """The model a Provisioned Throughput serves: the one it was bought for (or moved to), once in service, and
     the earlier one while an update brings in the next."""
-    provisioned = provisioned_models.find(ctx.engine, ctx.account_id, arn)
+    provisioned = provisioned_models.find(ctx.engine, ctx.account_id, ctx.region, arn)
     if provisioned is None:
         raise validation_error(INVALID_MODEL)
     if provisioned.status in provisioned_models.LOADING:

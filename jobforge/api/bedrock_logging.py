@@ -1,5 +1,5 @@
 """Bedrock model-invocation logging: each bedrock-runtime call of an account
-that turned logging on is written to its S3 bucket as a
+that turned logging on in the call's region is written to its S3 bucket as a
 ``ModelInvocationLog`` record, with the request metadata that distillation
 jobs filter on (``invocationLogsConfig.requestMetadataFilters``)."""
 
@@ -18,10 +18,15 @@ from jobforge.api.base import RequestContext, handler
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.store import invocation_logging, reading
 
+
+def _configured(ctx: RequestContext):
+    """The condition that picks the logging configuration of the caller's account in the request's region."""
+    return sa.and_(invocation_logging.c.account_id == ctx.account_id, invocation_logging.c.region == ctx.region)
+
+
 def _config(ctx: RequestContext) -> dict | None:
     with reading(ctx.engine) as conn:
-        row = conn.execute(sa.select(invocation_logging.c.config)
-                           .where(invocation_logging.c.account_id == ctx.account_id)).first()
+        row = conn.execute(sa.select(invocation_logging.c.config).where(_configured(ctx))).first()
     return row.config if row else None
 
 
@@ -39,8 +44,8 @@ def put_model_invocation_logging_configuration(ctx: RequestContext, req: dict) -
     except ServiceError as err:
         raise validation_error(f"Failed to validate the S3 bucket {bucket}: {err.message}") from None
     with ctx.engine.begin() as conn:
-        conn.execute(invocation_logging.delete().where(invocation_logging.c.account_id == ctx.account_id))
-        conn.execute(invocation_logging.insert().values(account_id=ctx.account_id, config=config,
+        conn.execute(invocation_logging.delete().where(_configured(ctx)))
+        conn.execute(invocation_logging.insert().values(account_id=ctx.account_id, region=ctx.region, config=config,
                                                         updated_at=time.time()))
     return {}
 
@@ -54,7 +59,7 @@ def get_model_invocation_logging_configuration(ctx: RequestContext, req: dict) -
 @handler("bedrock", "DeleteModelInvocationLoggingConfiguration")
 def delete_model_invocation_logging_configuration(ctx: RequestContext, req: dict) -> dict:
     with ctx.engine.begin() as conn:
-        conn.execute(invocation_logging.delete().where(invocation_logging.c.account_id == ctx.account_id))
+        conn.execute(invocation_logging.delete().where(_configured(ctx)))
     return {}
 
 

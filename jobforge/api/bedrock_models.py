@@ -77,15 +77,15 @@ def _model_view(ctx: RequestContext, model: cm.CustomModel) -> dict:
 def get_custom_model(ctx: RequestContext, req: dict) -> dict:
     from jobforge.api.bedrock import reconcile_models
 
-    reconcile_models(ctx.runtime, ctx.account_id)
-    return _model_view(ctx, cm.get_model(ctx.engine, ctx.account_id, req["modelIdentifier"]))
+    reconcile_models(ctx.runtime, ctx.account_id, ctx.region)
+    return _model_view(ctx, cm.get_model(ctx.engine, ctx.account_id, ctx.region, req["modelIdentifier"]))
 
 
 @handler("bedrock", "ListCustomModels")
 def list_custom_models(ctx: RequestContext, req: dict) -> dict:
     from jobforge.api.bedrock import reconcile_models
 
-    reconcile_models(ctx.runtime, ctx.account_id)
+    reconcile_models(ctx.runtime, ctx.account_id, ctx.region)
     table = cm.custom_models
     conditions = []
     if req.get("isOwned") is False:  # every model here belongs to the caller's account
@@ -102,7 +102,7 @@ def list_custom_models(ctx: RequestContext, req: dict) -> dict:
         if key in req:
             conditions.append(table.c.base_model_id == models_catalog.model_id_of(req[key]))
     bind = {k: str(v) for k, v in req.items() if k not in ("maxResults", "nextToken")}
-    page = cm.list_models(ctx.engine, ctx.account_id, conditions=conditions,
+    page = cm.list_models(ctx.engine, ctx.account_id, ctx.region, conditions=conditions,
                           ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
                           token=req.get("nextToken"), bind=bind, bad_token=validation_error)
     out = {"modelSummaries": [{
@@ -117,7 +117,7 @@ def list_custom_models(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "DeleteCustomModel")
 def delete_custom_model(ctx: RequestContext, req: dict) -> dict:
-    model = cm.get_model(ctx.engine, ctx.account_id, req["modelIdentifier"])
+    model = cm.get_model(ctx.engine, ctx.account_id, ctx.region, req["modelIdentifier"])
     cm.delete_model(ctx.engine, model)
     if model.job_id:  # the job keeps its record; the model must not be registered again
         job = jobs.load(ctx.engine, model.job_id)
@@ -156,7 +156,8 @@ def create_custom_model(ctx: RequestContext, req: dict) -> dict:
     model_id = cm.new_resource_id()
     arn = cm.custom_model_arn(ctx.region, ctx.account_id, None, model_id)
     model = cm.insert_model(ctx.engine, cm.CustomModel(
-        id=model_id, account_id=ctx.account_id, name=req["modelName"], arn=arn, base_model_id=None, job_id=None,
+        id=model_id, account_id=ctx.account_id, region=ctx.region, name=req["modelName"], arn=arn,
+        base_model_id=None, job_id=None,
         customization_type="IMPORTED", location=prefix, status="Active", failure_message=None,
         details={"modelSource": prefix, "architecture": config["model_type"]},
         created_at=time.time()), token)
@@ -177,14 +178,15 @@ def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
     earlier = replayed(ctx, token)
     if earlier:
         return {"customModelDeploymentArn": earlier}
-    model = cm.get_model(ctx.engine, ctx.account_id, req["modelArn"])
+    model = cm.get_model(ctx.engine, ctx.account_id, ctx.region, req["modelArn"])
     if model.status != "Active":
         raise validation_error(f"Custom model {model.name} is {model.status}; only Active models can be deployed.")
     deployment_id = cm.new_resource_id()
     now = time.time()
     arn = cm.deployment_arn(ctx.region, ctx.account_id, deployment_id)
     deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
-        id=deployment_id, account_id=ctx.account_id, name=req["modelDeploymentName"], arn=arn, model_arn=model.arn,
+        id=deployment_id, account_id=ctx.account_id, region=ctx.region, name=req["modelDeploymentName"], arn=arn,
+        model_arn=model.arn,
         status="Creating", description=req.get("description"), failure_message=None, created_at=now,
         updated_at=now), token)
     tags.put(ctx.engine, ctx.account_id, arn, {t["key"]: t["value"] for t in req.get("tags", [])})
@@ -195,13 +197,14 @@ def create_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
 @handler("bedrock", "GetCustomModelDeployment")
 def get_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
     bedrock_serving.resume(ctx)
-    return _deployment_view(cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"]))
+    identifier = req["customModelDeploymentIdentifier"]
+    return _deployment_view(cm.get_deployment(ctx.engine, ctx.account_id, ctx.region, identifier))
 
 
 @handler("bedrock", "UpdateCustomModelDeployment")
 def update_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
-    deployment = cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"])
-    model = cm.get_model(ctx.engine, ctx.account_id, req["modelArn"])
+    deployment = cm.get_deployment(ctx.engine, ctx.account_id, ctx.region, req["customModelDeploymentIdentifier"])
+    model = cm.get_model(ctx.engine, ctx.account_id, ctx.region, req["modelArn"])
     if model.status != "Active":
         raise validation_error(f"Custom model {model.name} is {model.status}; only Active models can be deployed.")
     with ctx.engine.begin() as conn:
@@ -212,7 +215,7 @@ def update_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "DeleteCustomModelDeployment")
 def delete_custom_model_deployment(ctx: RequestContext, req: dict) -> dict:
-    deployment = cm.get_deployment(ctx.engine, ctx.account_id, req["customModelDeploymentIdentifier"])
+    deployment = cm.get_deployment(ctx.engine, ctx.account_id, ctx.region, req["customModelDeploymentIdentifier"])
     cm.delete_deployment(ctx.engine, deployment)
     tags.remove(ctx.engine, deployment.arn)
     return {}
@@ -234,7 +237,7 @@ def list_custom_model_deployments(ctx: RequestContext, req: dict) -> dict:
     if "modelArnEquals" in req:
         conditions.append(table.c.model_arn == req["modelArnEquals"])
     bind = {k: str(v) for k, v in req.items() if k not in ("maxResults", "nextToken")}
-    page = cm.list_deployments(ctx.engine, ctx.account_id, conditions=conditions,
+    page = cm.list_deployments(ctx.engine, ctx.account_id, ctx.region, conditions=conditions,
                                ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
                                token=req.get("nextToken"), bind=bind, bad_token=validation_error)
     out = {"modelDeploymentSummaries": [{
@@ -257,11 +260,11 @@ def _taggable(ctx: RequestContext, arn: str) -> str:
     if ":model-customization-job/" in arn:
         return jobs.get(ctx.engine, ctx.account_id, KIND, arn, region=ctx.region).arn
     if ":custom-model-deployment/" in arn:
-        return cm.get_deployment(ctx.engine, ctx.account_id, arn).arn
+        return cm.get_deployment(ctx.engine, ctx.account_id, ctx.region, arn).arn
     if ":custom-model/" in arn:
-        return cm.get_model(ctx.engine, ctx.account_id, arn).arn
+        return cm.get_model(ctx.engine, ctx.account_id, ctx.region, arn).arn
     if ":provisioned-model/" in arn:
-        return provisioned_models.get(ctx.engine, ctx.account_id, arn).arn
+        return provisioned_models.get(ctx.engine, ctx.account_id, ctx.region, arn).arn
     raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.")
 
 

@@ -53,7 +53,7 @@ def create_provisioned_model_throughput(ctx: RequestContext, req: dict) -> dict:
     provisioned_id = cm.new_resource_id()
     commitment = req.get("commitmentDuration")
     provisioned = pm.insert(ctx.engine, pm.ProvisionedModel(
-        id=provisioned_id, account_id=ctx.account_id, name=req["provisionedModelName"],
+        id=provisioned_id, account_id=ctx.account_id, region=ctx.region, name=req["provisionedModelName"],
         arn=pm.provisioned_model_arn(ctx.region, ctx.account_id, provisioned_id), model_arn=model.arn,
         desired_model_arn=model.arn, foundation_model_arn=_foundation_arn(ctx, model),
         model_units=req["modelUnits"], desired_model_units=req["modelUnits"], status=pm.CREATING,
@@ -68,7 +68,7 @@ def create_provisioned_model_throughput(ctx: RequestContext, req: dict) -> dict:
 @handler("bedrock", "GetProvisionedModelThroughput")
 def get_provisioned_model_throughput(ctx: RequestContext, req: dict) -> dict:
     bedrock_serving.resume(ctx)
-    provisioned = pm.get(ctx.engine, ctx.account_id, req["provisionedModelId"])
+    provisioned = pm.get(ctx.engine, ctx.account_id, ctx.region, req["provisionedModelId"])
     return {**_view(provisioned), "failureMessage": provisioned.failure_message}
 
 
@@ -88,7 +88,7 @@ def list_provisioned_model_throughputs(ctx: RequestContext, req: dict) -> dict:
     if "nameContains" in req:
         conditions.append(table.c.name.contains(req["nameContains"], autoescape=True))
     bind = {k: str(v) for k, v in req.items() if k not in ("maxResults", "nextToken")}
-    page = pm.list_page(ctx.engine, ctx.account_id, conditions=conditions,
+    page = pm.list_page(ctx.engine, ctx.account_id, ctx.region, conditions=conditions,
                         ascending=req.get("sortOrder") == "Ascending", limit=req.get("maxResults", 100),
                         token=req.get("nextToken"), bind=bind, bad_token=validation_error)
     out = {"provisionedModelSummaries": [_view(p) for p in page.rows]}
@@ -99,7 +99,7 @@ def list_provisioned_model_throughputs(ctx: RequestContext, req: dict) -> dict:
 
 @handler("bedrock", "UpdateProvisionedModelThroughput", blocking=True)
 def update_provisioned_model_throughput(ctx: RequestContext, req: dict) -> dict:
-    provisioned = pm.get(ctx.engine, ctx.account_id, req["provisionedModelId"])
+    provisioned = pm.get(ctx.engine, ctx.account_id, ctx.region, req["provisionedModelId"])
     if "desiredModelId" in req:
         desired = _desired_model(ctx, provisioned, req["desiredModelId"])
         if desired.arn != provisioned.model_arn or provisioned.status == pm.FAILED:
@@ -130,7 +130,7 @@ def _desired_model(ctx: RequestContext, provisioned: pm.ProvisionedModel, identi
 
 @handler("bedrock", "DeleteProvisionedModelThroughput")
 def delete_provisioned_model_throughput(ctx: RequestContext, req: dict) -> dict:
-    provisioned = pm.get(ctx.engine, ctx.account_id, req["provisionedModelId"])
+    provisioned = pm.get(ctx.engine, ctx.account_id, ctx.region, req["provisionedModelId"])
     if provisioned.commitment_expires_at and provisioned.commitment_expires_at > time.time():
         raise ServiceError("ConflictException", f"Provisioned Throughput {provisioned.name} has a "
                            f"{provisioned.commitment_duration} commitment until "

@@ -4,7 +4,8 @@ The record is stored first (``Creating``, or ``Updating`` for a Provisioned Thro
 model); a thread of the server then copies the model's weights out of S3 when they live there (with the
 owning account's access, as bedrock-runtime does) and loads them in the inference process. The record then
 becomes ``InService`` (``Active`` for a deployment), or ``Failed`` with the reason. A server stopped meanwhile
-leaves the record as it was; the next request that reads the account's records starts the work again.
+leaves the record as it was; the next request that reads the account's records in that region starts the work
+again.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ _lock = threading.Lock()
 
 
 def resume(ctx: RequestContext) -> None:
-    """Bring in the models of the account's records left loading (by a server that stopped, or just created)."""
-    for provisioned in pm.loading(ctx.engine, ctx.account_id):
+    """Bring in the models of the account's records in the request's region left loading (by a server that
+    stopped, or just created)."""
+    for provisioned in pm.loading(ctx.engine, ctx.account_id, ctx.region):
         _start(ctx, provisioned.arn, provisioned.desired_model_arn,
                lambda failure, p=provisioned: pm.finish_loading(ctx.engine, p.id, p.desired_model_arn, failure))
-    for deployment in cm.creating_deployments(ctx.engine, ctx.account_id):
+    for deployment in cm.creating_deployments(ctx.engine, ctx.account_id, ctx.region):
         _start(ctx, deployment.arn, deployment.model_arn,
                lambda failure, d=deployment: cm.finish_deployment(ctx.engine, d.id, failure))
 

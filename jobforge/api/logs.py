@@ -144,6 +144,8 @@ def _group(ctx: RequestContext, req: dict) -> LogGroup | StoredGroup:
     if identifier:
         name = identifier.split(":log-group:", 1)[1].removesuffix(":*") if ":log-group:" in identifier \
             else identifier
+        if identifier.startswith("arn:") and identifier.split(":")[3:4] != [ctx.region]:  # another region's
+            raise ServiceError("ResourceNotFoundException", "The specified log group does not exist.")
     if not name:
         raise invalid("Either logGroupName or logGroupIdentifier is required.")
     group = groups().get(name)
@@ -435,7 +437,8 @@ def start_query(ctx: RequestContext, req: dict) -> dict:
     query_id = str(uuid.uuid4())
     with ctx.engine.begin() as conn:
         conn.execute(log_queries.insert().values(
-            query_id=query_id, account_id=ctx.account_id, status="Complete", created_at=time.time(),
+            query_id=query_id, account_id=ctx.account_id, region=ctx.region, status="Complete",
+            created_at=time.time(),
             spec={"groups": [g.name for g in groups], "queryString": req["queryString"],
                   "results": results, "statistics": statistics}))
     return {"queryId": query_id}
@@ -444,7 +447,8 @@ def start_query(ctx: RequestContext, req: dict) -> dict:
 def _query(ctx: RequestContext, query_id: str):
     with reading(ctx.engine) as conn:
         row = conn.execute(sa.select(log_queries).where(log_queries.c.query_id == query_id,
-                                                        log_queries.c.account_id == ctx.account_id)).first()
+                                                        log_queries.c.account_id == ctx.account_id,
+                                                        log_queries.c.region == ctx.region)).first()
     if row is None:
         raise ServiceError("ResourceNotFoundException", f"Query {query_id} does not exist.")
     return row

@@ -1,5 +1,5 @@
 """Custom models (the result of a customization job, or imported weights) and
-their on-demand deployments, per account."""
+their on-demand deployments, per account and region."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ custom_models = sa.Table(
     "custom_models", metadata,
     sa.Column("id", sa.String(12), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # the region of the request that created it
     sa.Column("name", sa.String(63), nullable=False),
     sa.Column("arn", sa.String(1011), nullable=False, unique=True),
     sa.Column("base_model_id", sa.String(140)),
@@ -30,13 +31,14 @@ custom_models = sa.Table(
     sa.Column("failure_message", sa.Text),
     sa.Column("details", sa.JSON, nullable=False),  # what GetCustomModel reports about its training
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("account_id", "name", name="uq_custom_models_account_name"),
+    sa.UniqueConstraint("account_id", "region", "name", name="uq_custom_models_account_region_name"),
 )
 
 model_deployments = sa.Table(
     "model_deployments", metadata,
     sa.Column("id", sa.String(12), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
     sa.Column("name", sa.String(63), nullable=False),
     sa.Column("arn", sa.String(1011), nullable=False, unique=True),
     sa.Column("model_arn", sa.String(1011), nullable=False),
@@ -45,7 +47,7 @@ model_deployments = sa.Table(
     sa.Column("failure_message", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("account_id", "name", name="uq_model_deployments_account_name"),
+    sa.UniqueConstraint("account_id", "region", "name", name="uq_model_deployments_account_region_name"),
 )
 
 IMPORTED = "imported"  # the base-model segment of an imported model's ARN
@@ -69,6 +71,7 @@ def deployment_arn(region: str, account_id: str, deployment_id: str) -> str:
 class CustomModel:
     id: str
     account_id: str
+    region: str
     name: str
     arn: str
     base_model_id: str | None
@@ -85,6 +88,7 @@ class CustomModel:
 class Deployment:
     id: str
     account_id: str
+    region: str
     name: str
     arn: str
     model_arn: str
@@ -95,10 +99,11 @@ class Deployment:
     updated_at: float
 
 
-def name_taken(engine: sa.Engine, account_id: str, name: str) -> bool:
+def name_taken(engine: sa.Engine, account_id: str, region: str, name: str) -> bool:
     with reading(engine) as conn:
         return conn.execute(sa.select(custom_models.c.id).where(
-            custom_models.c.account_id == account_id, custom_models.c.name == name)).first() is not None
+            custom_models.c.account_id == account_id, custom_models.c.region == region,
+            custom_models.c.name == name)).first() is not None
 
 
 def insert_model(engine: sa.Engine, model: CustomModel, token: ClientToken | None = None) -> CustomModel:
@@ -120,15 +125,16 @@ def insert_model(engine: sa.Engine, model: CustomModel, token: ClientToken | Non
     return model
 
 
-def find_model(engine: sa.Engine, account_id: str, identifier: str) -> CustomModel | None:
+def find_model(engine: sa.Engine, account_id: str, region: str, identifier: str) -> CustomModel | None:
     with reading(engine) as conn:
-        row = conn.execute(sa.select(custom_models).where(custom_models.c.account_id == account_id,
-                                                          name_or_arn(custom_models, identifier))).first()
+        row = conn.execute(sa.select(custom_models).where(
+            custom_models.c.account_id == account_id, custom_models.c.region == region,
+            name_or_arn(custom_models, identifier))).first()
     return CustomModel(**row._mapping) if row else None
 
 
-def get_model(engine: sa.Engine, account_id: str, identifier: str) -> CustomModel:
-    model = find_model(engine, account_id, identifier)
+def get_model(engine: sa.Engine, account_id: str, region: str, identifier: str) -> CustomModel:
+    model = find_model(engine, account_id, region, identifier)
     if model is None:
         raise ServiceError("ResourceNotFoundException", f"Custom model {identifier} not found.")
     return model
@@ -162,11 +168,12 @@ def delete_model(engine: sa.Engine, model: CustomModel) -> None:
         conn.execute(custom_models.delete().where(custom_models.c.id == model.id))
 
 
-def list_models(engine: sa.Engine, account_id: str, *, conditions: list, ascending: bool, limit: int,
+def list_models(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool, limit: int,
                 token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(custom_models).where(custom_models.c.account_id == account_id, *conditions)
+    query = sa.select(custom_models).where(custom_models.c.account_id == account_id,
+                                           custom_models.c.region == region, *conditions)
     page = paging.keyset_page(engine, query, custom_models.c.created_at, custom_models.c.id, ascending, limit,
-                              token, bind, bad_token)
+                              token, dict(bind, region=region), bad_token)
     page.rows = [CustomModel(**r._mapping) for r in page.rows]
     return page
 
@@ -182,25 +189,27 @@ def insert_deployment(engine: sa.Engine, deployment: Deployment, token: ClientTo
     return deployment
 
 
-def find_deployment(engine: sa.Engine, account_id: str, identifier: str) -> Deployment | None:
+def find_deployment(engine: sa.Engine, account_id: str, region: str, identifier: str) -> Deployment | None:
     with reading(engine) as conn:
-        row = conn.execute(sa.select(model_deployments).where(model_deployments.c.account_id == account_id,
-                                                              name_or_arn(model_deployments, identifier))).first()
+        row = conn.execute(sa.select(model_deployments).where(
+            model_deployments.c.account_id == account_id, model_deployments.c.region == region,
+            name_or_arn(model_deployments, identifier))).first()
     return Deployment(**row._mapping) if row else None
 
 
-def get_deployment(engine: sa.Engine, account_id: str, identifier: str) -> Deployment:
-    found = find_deployment(engine, account_id, identifier)
+def get_deployment(engine: sa.Engine, account_id: str, region: str, identifier: str) -> Deployment:
+    found = find_deployment(engine, account_id, region, identifier)
     if found is None:
         raise ServiceError("ResourceNotFoundException", f"Custom model deployment {identifier} not found.")
     return found
 
 
-def creating_deployments(engine: sa.Engine, account_id: str) -> list[Deployment]:
-    """The account's deployments whose model is being brought into service."""
+def creating_deployments(engine: sa.Engine, account_id: str, region: str) -> list[Deployment]:
+    """The account's deployments in the region whose model is being brought into service."""
     with reading(engine) as conn:
         rows = conn.execute(sa.select(model_deployments).where(
-            model_deployments.c.account_id == account_id, model_deployments.c.status == "Creating")).all()
+            model_deployments.c.account_id == account_id, model_deployments.c.region == region,
+            model_deployments.c.status == "Creating")).all()
     return [Deployment(**r._mapping) for r in rows]
 
 
@@ -218,11 +227,12 @@ def delete_deployment(engine: sa.Engine, deployment: Deployment) -> None:
         conn.execute(model_deployments.delete().where(model_deployments.c.id == deployment.id))
 
 
-def list_deployments(engine: sa.Engine, account_id: str, *, conditions: list, ascending: bool, limit: int,
-                     token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(model_deployments).where(model_deployments.c.account_id == account_id, *conditions)
+def list_deployments(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool,
+                     limit: int, token: str | None, bind: dict, bad_token) -> paging.Page:
+    query = sa.select(model_deployments).where(model_deployments.c.account_id == account_id,
+                                               model_deployments.c.region == region, *conditions)
     page = paging.keyset_page(engine, query, model_deployments.c.created_at, model_deployments.c.id, ascending,
-                              limit, token, bind, bad_token)
+                              limit, token, dict(bind, region=region), bad_token)
     page.rows = [Deployment(**r._mapping) for r in page.rows]
     return page
 

@@ -1,4 +1,4 @@
-"""Bedrock Provisioned Throughputs, per account: a name for a model (a foundation model's context-window
+"""Bedrock Provisioned Throughputs, per account and region: a name for a model (a foundation model's context-window
 variant or a custom model) that bedrock-runtime serves once it is in service.
 
 Model units and the commitment term are recorded as bought; they set no capacity on this server.
@@ -25,6 +25,7 @@ provisioned_models = sa.Table(
     "provisioned_models", metadata,
     sa.Column("id", sa.String(12), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # the region of the request that created it
     sa.Column("name", sa.String(63), nullable=False),
     sa.Column("arn", sa.String(1011), nullable=False, unique=True),
     sa.Column("model_arn", sa.String(1011), nullable=False),  # the model served
@@ -38,7 +39,7 @@ provisioned_models = sa.Table(
     sa.Column("commitment_expires_at", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("account_id", "name", name="uq_provisioned_models_account_name"),
+    sa.UniqueConstraint("account_id", "region", "name", name="uq_provisioned_models_account_region_name"),
 )
 
 
@@ -46,6 +47,7 @@ provisioned_models = sa.Table(
 class ProvisionedModel:
     id: str
     account_id: str
+    region: str
     name: str
     arn: str
     model_arn: str
@@ -76,25 +78,27 @@ def insert(engine: sa.Engine, model: ProvisionedModel, token: ClientToken | None
     return model
 
 
-def find(engine: sa.Engine, account_id: str, identifier: str) -> ProvisionedModel | None:
+def find(engine: sa.Engine, account_id: str, region: str, identifier: str) -> ProvisionedModel | None:
     with reading(engine) as conn:
         row = conn.execute(sa.select(provisioned_models).where(
-            provisioned_models.c.account_id == account_id, name_or_arn(provisioned_models, identifier))).first()
+            provisioned_models.c.account_id == account_id, provisioned_models.c.region == region,
+            name_or_arn(provisioned_models, identifier))).first()
     return ProvisionedModel(**row._mapping) if row else None
 
 
-def get(engine: sa.Engine, account_id: str, identifier: str) -> ProvisionedModel:
-    found = find(engine, account_id, identifier)
+def get(engine: sa.Engine, account_id: str, region: str, identifier: str) -> ProvisionedModel:
+    found = find(engine, account_id, region, identifier)
     if found is None:
         raise ServiceError("ResourceNotFoundException", f"Provisioned Throughput {identifier} not found.")
     return found
 
 
-def loading(engine: sa.Engine, account_id: str) -> list[ProvisionedModel]:
-    """The account's Provisioned Throughputs whose model is being brought into service."""
+def loading(engine: sa.Engine, account_id: str, region: str) -> list[ProvisionedModel]:
+    """The account's Provisioned Throughputs in the region whose model is being brought into service."""
     with reading(engine) as conn:
         rows = conn.execute(sa.select(provisioned_models).where(
-            provisioned_models.c.account_id == account_id, provisioned_models.c.status.in_(LOADING))).all()
+            provisioned_models.c.account_id == account_id, provisioned_models.c.region == region,
+            provisioned_models.c.status.in_(LOADING))).all()
     return [ProvisionedModel(**r._mapping) for r in rows]
 
 
@@ -136,10 +140,11 @@ def serving(conn: sa.Connection, account_id: str, model_arn: str) -> str | None:
     return row.name if row else None
 
 
-def list_page(engine: sa.Engine, account_id: str, *, conditions: list, ascending: bool, limit: int,
+def list_page(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool, limit: int,
               token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(provisioned_models).where(provisioned_models.c.account_id == account_id, *conditions)
+    query = sa.select(provisioned_models).where(provisioned_models.c.account_id == account_id,
+                                                provisioned_models.c.region == region, *conditions)
     page = paging.keyset_page(engine, query, provisioned_models.c.created_at, provisioned_models.c.id, ascending,
-                              limit, token, bind, bad_token)
+                              limit, token, dict(bind, region=region), bad_token)
     page.rows = [ProvisionedModel(**r._mapping) for r in page.rows]
     return page

@@ -19,6 +19,7 @@ quantum_tasks = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("arn", sa.String(2048), nullable=False, unique=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # the region of the request that created it
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("device_arn", sa.String(256), nullable=False),
     sa.Column("shots", sa.BigInteger, nullable=False),
@@ -34,7 +35,7 @@ quantum_tasks = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("ended_at", sa.Float),
-    sa.Index("ix_braket_quantum_tasks_account_created", "account_id", "created_at"),
+    sa.Index("ix_braket_quantum_tasks_account_region_created", "account_id", "region", "created_at"),
 )
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -45,6 +46,7 @@ class QuantumTask:
     id: str
     arn: str
     account_id: str
+    region: str
     status: str
     device_arn: str
     shots: int

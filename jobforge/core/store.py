@@ -124,14 +124,16 @@ log_queries = sa.Table(  # CloudWatch Logs Insights queries
     "log_queries", metadata,
     sa.Column("query_id", sa.String(64), primary_key=True),
     sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # the region of the request that started it
     sa.Column("spec", sa.JSON, nullable=False),  # the request and, once run, its results
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
-invocation_logging = sa.Table(  # Bedrock model-invocation logging, per account
+invocation_logging = sa.Table(  # Bedrock model-invocation logging, per account and region
     "invocation_logging", metadata,
     sa.Column("account_id", sa.String(12), primary_key=True),
+    sa.Column("region", sa.String(32), primary_key=True),
     sa.Column("config", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )

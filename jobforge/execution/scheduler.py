@@ -135,8 +135,9 @@ class Scheduler:
             "JOBFORGE_ENDPOINT": endpoint, "JOBFORGE_JOB_ID": job.id, "JOBFORGE_WORKER_TOKEN": token,
             "JOBFORGE_CHECKPOINT_URI": self._checkpoint_uri(job),
             "AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_key,
-            "AWS_SESSION_TOKEN": credential.session_token, "AWS_DEFAULT_REGION": settings.region,
-            "AWS_REGION": settings.region, "AWS_ENDPOINT_URL": endpoint,
+            # The job's SDK calls (a hybrid job's quantum tasks, ...) go to the region the job belongs to.
+            "AWS_SESSION_TOKEN": credential.session_token, "AWS_DEFAULT_REGION": job.region,
+            "AWS_REGION": job.region, "AWS_ENDPOINT_URL": endpoint,
             "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL_BRAKET": endpoint,
             "AWS_ENDPOINT_URL_SAGEMAKER": endpoint, "AWS_ENDPOINT_URL_BEDROCK": endpoint,
             # Keep the user's own ~/.aws files out of the job's credential chain.

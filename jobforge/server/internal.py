@@ -52,7 +52,7 @@ class InternalApi:
 
     def _job(self, job: jobs.Job, body: dict) -> dict:
         return {"id": job.id, "arn": job.arn, "name": job.name, "account_id": job.account_id,
-                "region": self.runtime.settings.region, "workload": kinds.of(job).workload.module,
+                "region": job.region, "workload": kinds.of(job).workload.module,
                 "spec": job.spec, "resources": job.resources, "attempt": job.attempt, "family": job.family}
 
     def _running(self, job: jobs.Job, body: dict) -> dict:

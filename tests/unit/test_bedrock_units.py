@@ -125,9 +125,11 @@ def test_a_completed_job_whose_hook_was_lost_gets_its_model(tmp_path):
                          resources={}, arn="arn:job")
     jobs.transition(engine, job.id, "COMPLETED", result={"trainingLoss": 0.5})
     runtime = SimpleNamespace(engine=engine)
-    reconcile_models(runtime, "111111111111")
-    reconcile_models(runtime, "111111111111")  # once only
-    model = custom_models.get_model(engine, "111111111111", "m1")
+    reconcile_models(runtime, "111111111111", "eu-west-1")  # another region's read leaves the job's alone
+    assert custom_models.find_model(engine, "111111111111", "us-east-1", "m1") is None
+    reconcile_models(runtime, "111111111111", "us-east-1")
+    reconcile_models(runtime, "111111111111", "us-east-1")  # once only
+    model = custom_models.get_model(engine, "111111111111", "us-east-1", "m1")
     assert model.arn == api["customModelArn"] and model.status == "Active"
     assert model.details["trainingMetrics"] == {"trainingLoss": 0.5}
 
@@ -161,7 +163,7 @@ def test_a_missing_deployment_or_custom_model_is_an_invalid_identifier(tmp_path)
                           region="us-east-1")
     arn = cm.deployment_arn("us-east-1", "111111111111", "abcdefabcdef")
     deployment = cm.insert_deployment(ctx.engine, cm.Deployment(
-        id="abcdefabcdef", account_id="111111111111", name="dep", arn=arn, model_arn="arn:gone", status="Active",
+        id="abcdefabcdef", account_id="111111111111", region="us-east-1", name="dep", arn=arn, model_arn="arn:gone", status="Active",
         description=None, failure_message=None, created_at=1.0, updated_at=1.0), None)
     cm.delete_deployment(ctx.engine, deployment)
     for model_id in (arn, "arn:aws:bedrock:us-east-1:111111111111:custom-model-deployment/zzzzzzzzzzzz",

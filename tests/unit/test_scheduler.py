@@ -29,6 +29,7 @@ class FakeExecutor:
         self.adoptable = set(adoptable)
         self.running: dict[str, dict] = {}  # handle → request
         self.submitted: list[str] = []  # job ids, in order
+        self.environments: dict[str, dict] = {}  # job id → the environment its worker was started with
         self.stops: list[tuple[str, bool]] = []
         self.adopted: list[str] = []
         self.exits: list[tuple[str, int]] = []
@@ -54,6 +55,7 @@ class FakeExecutor:
         handle = f"fake:{job.id}:{job.attempt}"
         self.running[handle] = job.resources
         self.submitted.append(job.id)
+        self.environments[job.id] = env
         return handle
 
     def stop(self, handle, force=False):
@@ -99,12 +101,12 @@ def scheduler_with(runtime, executor) -> Scheduler:
 
 
 def add_job(runtime, name, resources, *, state="QUEUED", kind=RESUMABLE, max_runtime=None, handle=None,
-            started_at=None) -> str:
+            started_at=None, region="us-east-1") -> str:
     job_id = uuid.uuid4().hex
     now = time.time()
     with runtime.engine.begin() as conn:
         conn.execute(jobs_table.insert().values(
-            id=job_id, account_id=runtime.account, region="us-east-1", family=kind[0], name=name, arn=f"arn:test:job/{name}",
+            id=job_id, account_id=runtime.account, region=region, family=kind[0], name=name, arn=f"arn:test:job/{name}",
             state=state, secondary_status=None, status_message=None, failure_reason=None, workload=kind[1],
             spec={}, result={}, resources=resources, transitions=[], role_arn=None, max_runtime=max_runtime,
             stop_reason=None, attempt=1 if handle else 0, handle=handle, worker_token_hash=None, created_at=now,
@@ -132,6 +134,15 @@ def test_jobs_wait_for_the_memory_and_gpus_a_service_holds_but_share_its_cpus(ru
     scheduler.tick()
     assert executor.submitted == [big]  # all four CPUs: the service's threads never kept it waiting
     assert state(runtime, big).state == "STARTING"
+
+
+def test_a_worker_calls_the_region_its_job_belongs_to(runtime):
+    executor = FakeExecutor(Capacity(cpus=4, memory_mb=8192, gpus=0))
+    scheduler = scheduler_with(runtime, executor)
+    west = add_job(runtime, "west", {"cpus": 1, "memory_mb": 256, "gpus": 0}, region="us-west-2")
+    scheduler.tick()
+    env = executor.environments[west]
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-west-2"
 
 
 def test_a_job_no_node_can_fit_fails_at_once(runtime):

@@ -110,8 +110,8 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
     task_id = str(uuid.uuid4())
     arn = f"arn:aws:braket:{ctx.region}:{ctx.account_id}:quantum-task/{task_id}"
     now = time.time()
-    row = dict(id=task_id, arn=arn, account_id=ctx.account_id, status="QUEUED", device_arn=device_arn,
-               shots=req["shots"], action=req["action"], action_type=action_type,
+    row = dict(id=task_id, arn=arn, account_id=ctx.account_id, region=ctx.region, status="QUEUED",
+               device_arn=device_arn, shots=req["shots"], action=req["action"], action_type=action_type,
                device_parameters=req.get("deviceParameters"), output_bucket=req["outputS3Bucket"],
                output_prefix=req["outputS3KeyPrefix"],
                output_directory=f"{req['outputS3KeyPrefix'].rstrip('/')}/{task_id}",
@@ -135,7 +135,8 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
 def find(ctx: RequestContext, arn: str) -> QuantumTask:
     with reading(ctx.engine) as conn:
         row = conn.execute(sa.select(quantum_tasks).where(quantum_tasks.c.arn == arn,
-                                                          quantum_tasks.c.account_id == ctx.account_id)).first()
+                                                          quantum_tasks.c.account_id == ctx.account_id,
+                                                          quantum_tasks.c.region == ctx.region)).first()
     if row is None:
         raise ServiceError("ResourceNotFoundException", f"Quantum task {arn} not found.")
     return QuantumTask.from_row(row)
@@ -201,8 +202,10 @@ SEARCH_FIELDS = {
 @handler("braket", "SearchQuantumTasks")
 def search_quantum_tasks(ctx: RequestContext, req: dict) -> dict:
     conditions = common.filter_conditions(req["filters"], SEARCH_FIELDS)
-    query = sa.select(quantum_tasks).where(quantum_tasks.c.account_id == ctx.account_id, *conditions)
-    bind = dict(filters=[str(c.compile(compile_kwargs={"literal_binds": True})) for c in conditions])
+    query = sa.select(quantum_tasks).where(quantum_tasks.c.account_id == ctx.account_id,
+                                           quantum_tasks.c.region == ctx.region, *conditions)
+    bind = dict(region=ctx.region, filters=[str(c.compile(compile_kwargs={"literal_binds": True}))
+                                            for c in conditions])
     page = paging.keyset_page(ctx.engine, query, quantum_tasks.c.created_at, quantum_tasks.c.id, False,
                               req.get("maxResults", 100), req.get("nextToken"), bind, validation_error)
     summaries = []

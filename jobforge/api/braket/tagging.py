@@ -14,15 +14,14 @@ from jobforge.core.store import jobs_table, reading
 
 def _require_resource(ctx: RequestContext, arn: str) -> None:
     if ":job/" in arn:
-        table, condition = jobs_table, sa.and_(jobs_table.c.family == hybrid_jobs.KIND.name,
-                                               jobs_table.c.region == ctx.region)
+        table, condition = jobs_table, jobs_table.c.family == hybrid_jobs.KIND.name
     elif ":quantum-task/" in arn:
         table, condition = quantum_tasks, sa.true()
     else:
         raise ServiceError("ValidationException", f"{arn} is not the ARN of a Braket hybrid job or quantum task.")
     with reading(ctx.engine) as conn:
         found = conn.execute(sa.select(table.c.arn).where(table.c.arn == arn, table.c.account_id == ctx.account_id,
-                                                          condition)).first()
+                                                          table.c.region == ctx.region, condition)).first()
     if found is None:
         raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.")
 
