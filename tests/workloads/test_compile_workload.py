@@ -78,3 +78,22 @@ def test_aotinductor_for_cuda_is_verified_on_the_gpu(tmp_path):
     assert compiled.manifest["aotinductor"]["device"] == "cuda"
     with torch.no_grad():
         np.testing.assert_allclose(compiled.run([example.numpy()])[0], model(example).numpy(), atol=1e-3)
+
+
+def test_a_scikit_learn_regression_pipeline(tmp_path):
+    import joblib
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.random.default_rng(0).standard_normal((100, 5))
+    pipeline = make_pipeline(StandardScaler(), Ridge()).fit(features, features @ np.arange(5))
+    joblib.dump(pipeline, tmp_path / "model.joblib")
+    ctx, report, tarball = compile_model(tmp_path, [tmp_path / "model.joblib"],
+                                         {"TargetDevice": "ml_m5", "CompilerOptions": '{"timing_runs": 5}'}, None,
+                                         framework="SKLEARN")
+    assert ctx.results["DerivedDataInputConfig"] == '{"input": [1, 5]}'
+    assert {c["backend"]: c["status"] for c in report["candidates"]} == {
+        "onnxruntime": "chosen", "openvino": "not applicable", "aotinductor": "not applicable"}
+    rows = features[:7].astype(np.float32)
+    np.testing.assert_allclose(load(tarball).run([rows])[0].ravel(), pipeline.predict(rows), rtol=1e-4, atol=1e-4)

@@ -60,7 +60,7 @@ def _onnxruntime_reason(target, options) -> str | None:
 
 def _openvino_reason(framework, target, options) -> str | None:
     if framework in TREE_FRAMEWORKS:
-        return "OpenVINO does not run the ONNX-ML tree-ensemble operators"
+        return "OpenVINO does not run the ONNX-ML operators that scikit-learn and XGBoost models convert to"
     if target.accelerator == "NVIDIA":
         return "OpenVINO does not run on NVIDIA GPUs"
     if target.os == "ANDROID" or target.arch not in ("X86_64", "ARM64"):

@@ -21,7 +21,7 @@ REFUSED = {
 # "Only supported for the MXNet, PyTorch, TensorFlow and TensorFlow Lite frameworks." (the API's documentation)
 TAKE_VERSION = ("MXNET", "PYTORCH", "TENSORFLOW", "TFLITE")
 PYTORCH_MAJORS = ("1", "2")  # TorchScript files from PyTorch 1.x and 2.x load in the installed torch
-# Tree models compile to ONNX-ML operators, which only onnxruntime runs, in full precision.
+# scikit-learn and XGBoost models convert to ONNX-ML operators, which only onnxruntime runs, in fp32.
 TREE_FRAMEWORKS = ("SKLEARN", "XGBOOST")
 
 
@@ -39,8 +39,9 @@ def check(framework: str, version: str | None, precision: str, backend: str) -> 
                              f"(PyTorch 1.x and 2.x).")
     if framework in TREE_FRAMEWORKS:
         if precision != "fp32":
-            raise ValueError(f"{framework} models compile in fp32 only (tree ensembles have no {precision} kernels).")
+            raise ValueError(f"{framework} models compile in fp32 only (their ONNX-ML operators have no {precision} "
+                             "kernels).")
         if backend not in ("auto", "onnxruntime"):
-            raise ValueError(f"{framework} models compile with onnxruntime only (ONNX-ML tree operators).")
+            raise ValueError(f"{framework} models compile with onnxruntime only (it alone runs ONNX-ML operators).")
     if backend == "aotinductor" and framework != "PYTORCH":
         raise ValueError("The aotinductor backend compiles PYTORCH models only.")
