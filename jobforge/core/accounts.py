@@ -8,6 +8,7 @@ import string
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -165,9 +166,18 @@ class KeyRing:
         return credential
 
     def revoke_job(self, job_id: str) -> None:
+        self._revoke(access_keys.c.job_id == job_id, lambda owner: owner == job_id)
+
+    def revoke_jobs_named(self, prefix: str) -> None:
+        """Revoke the credentials of every process whose name starts with prefix (those a previous server
+        issued to processes that died with it)."""
+        self._revoke(access_keys.c.job_id.startswith(prefix, autoescape=True),
+                     lambda owner: owner is not None and owner.startswith(prefix))
+
+    def _revoke(self, where, owned: Callable[[str | None], bool]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(access_keys.delete().where(access_keys.c.job_id == job_id))
+            conn.execute(access_keys.delete().where(where))
         with self._lock:
             for key, credential in list(self._cache.items()):
-                if credential is not None and credential.job_id == job_id:
+                if credential is not None and owned(credential.job_id):
                     del self._cache[key]

@@ -25,15 +25,15 @@ class CodeError(Exception):
     """Code AWS would refuse; the message is AWS's."""
 
 
-def check(data: bytes) -> None:
+def check(data: bytes, max_unzipped: int = MAX_UNZIPPED) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
         raise CodeError("Could not unzip uploaded file. Please check your file, then try to upload again.") \
             from None
-    if sum(member.file_size for member in members) > MAX_UNZIPPED:
-        raise CodeError(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
+    if sum(member.file_size for member in members) > max_unzipped:
+        raise CodeError(f"Unzipped size must be smaller than {max_unzipped} bytes")
     for member in members:
         name = member.filename.rstrip("/")
         if not name and member.is_dir():

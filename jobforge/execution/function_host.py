@@ -165,11 +165,12 @@ def available_runtimes() -> dict[str, str]:
 
 
 class FunctionHost:
-    def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, revoke, memory_mb: int):
+    def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, keys: accounts.KeyRing,
+                 memory_mb: int):
         self.engine = engine
         self.settings = settings
         self.processes = processes
-        self.revoke = revoke  # ends an environment's credentials: revoke(key)
+        self.keys = keys  # ends an environment's credentials with it
         self.memory_mb = memory_mb  # what this host gives environments, all together
         self.code_root = settings.data_dir / "lambda-code"
         self.runtimes = available_runtimes()
@@ -186,9 +187,10 @@ class FunctionHost:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        """Clear what a previous server's environments left, finish functions it left Pending or InProgress,
-        and run the Event invocations it had accepted."""
+        """Clear what a previous server's environments left (their processes died with it: their credentials
+        go too), finish functions it left Pending or InProgress, and run the Event invocations it had accepted."""
         self.processes.sweep(ENV_PREFIX)
+        self.keys.revoke_jobs_named(ENV_PREFIX)
         self._logs = LogWriter(self.engine)
         self._runners = ThreadPoolExecutor(EVENT_RUNNERS, thread_name_prefix="function-event")
         for function in functions.with_states(self.engine, (functions.PENDING,), (functions.IN_PROGRESS,)):
@@ -330,7 +332,7 @@ class FunctionHost:
         if env.hosted is not None:
             self.processes.stop(env.hosted)
             env.hosted = None
-        self.revoke(ENV_PREFIX + env.id)
+        self.keys.revoke_job(ENV_PREFIX + env.id)
         with self._lock:
             self._memory_held -= env.function.memory_size
 

@@ -82,18 +82,22 @@ class JobIsolation:
         else:
             log.info("Job isolation: %s", self.host.summary())
 
-    def confinement(self, job_id: str, account_id: str, readable: list[str], scratch: dict[str, str] | None = None
-                    ) -> dict:
+    def confinement(self, job_id: str, account_id: str, readable: list[str], scratch: dict[str, str] | None = None,
+                    private_network: bool = False, account_dir: bool = False) -> dict:
         """What ``enter`` applies to one job: ``readable`` are host directories its code must be able to read;
         ``scratch`` maps directories (``/tmp``) to the tmpfs options of a private file system over each, where
-        the host offers mount namespaces."""
+        the host offers mount namespaces; ``private_network`` gives it a network namespace of its own (only
+        its loopback), where the host offers namespaces; ``account_dir`` gives it, writable, the folder its
+        account's jobs share (``account-<id>`` beside the job directories), which no other account's job sees."""
         return {
             "job_dir": str(self.jobs_dir / job_id),
+            "account_dir": str(self.jobs_dir / f"account-{account_id}") if account_dir else None,
             "hide": [str(self.data_dir)] if self.host.namespaces else [],
             "scratch": scratch if self.host.namespaces and scratch else {},
             "readable": readable,
             "namespaces": self.host.namespaces,
             "pid_namespace": self.host.pid_namespace,
+            "private_network": private_network and self.host.namespaces,
             "user": self.users.for_account(account_id).as_dict() if self.users else None,
         }
 
@@ -122,13 +126,16 @@ def make_data_dir_private(data_dir: Path, jobs_dir: Path) -> None:
 
 
 def prepare_job_dir(confinement: dict) -> Path:
-    """Create the job's directory (0700), owned by the job's user when it has one."""
+    """Create the job's directory and its account's folder, when it has one (0700, owned by the job's user
+    when it has one)."""
     job_dir = Path(confinement["job_dir"])
-    job_dir.mkdir(mode=0o700, exist_ok=True)
     user = confinement["user"]
-    if user:
-        os.chown(job_dir, user["uid"], user["gid"])
-    job_dir.chmod(0o700)
+    for folder in filter(None, (job_dir, confinement.get("account_dir"))):
+        folder = Path(folder)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if user:
+            os.chown(folder, user["uid"], user["gid"])
+        folder.chmod(0o700)
     return job_dir
 
 
@@ -193,9 +200,10 @@ def enter(confinement: dict) -> None:
     user = confinement["user"]
     as_root = os.geteuid() == 0
     if confinement["namespaces"]:
-        _enter_namespaces(confinement["hide"], [job_dir, *interpreter_paths()], confinement["readable"], user,
+        writable = [job_dir, *filter(None, [confinement.get("account_dir")])]
+        _enter_namespaces(confinement["hide"], [*writable, *interpreter_paths()], confinement["readable"], user,
                           pid_namespace=confinement["pid_namespace"], as_root=as_root,
-                          scratch=confinement.get("scratch"))
+                          scratch=confinement.get("scratch"), private_network=confinement.get("private_network"))
     if user:
         os.setgroups([])
         os.setgid(user["gid"])
@@ -219,13 +227,16 @@ def interpreter_paths() -> list[str]:
 
 
 def _enter_namespaces(hide: list[str], keep: list[str], shared: list[str], user: dict | None, pid_namespace: bool,
-                      as_root: bool, scratch: dict[str, str] | None = None) -> None:
+                      as_root: bool, scratch: dict[str, str] | None = None, private_network: bool = False) -> None:
     uid, gid = os.getuid(), os.getgid()
-    linux.unshare(linux.CLONE_NEWNS if as_root else linux.CLONE_NEWNS | linux.CLONE_NEWUSER)
+    network = linux.CLONE_NEWNET if private_network else 0
+    linux.unshare((linux.CLONE_NEWNS if as_root else linux.CLONE_NEWNS | linux.CLONE_NEWUSER) | network)
     if not as_root:  # stay the same user inside, with the namespace's capabilities until they are dropped
         linux.set_dumpable(True)  # a process that is not dumpable cannot write its own /proc files
         linux.write_id_maps("self", f"{uid} {uid} 1", f"{gid} {gid} 1")
         linux.set_dumpable(False)  # nothing of this user (another account's job) reads this process
+    if private_network:
+        linux.loopback_up()
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing done here reaches the host
     mount_view.build(hide, keep, shared, user, scratch)
     if pid_namespace:  # after the mounts: making them may fork, and a first fork would become the namespace's init

@@ -9,11 +9,15 @@ standard library at all. Each wrapper raises OSError on failure.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -37,6 +41,11 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_IDMAP = 0x100000
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ = "16sh14x"  # struct ifreq: the interface's name, then its flags
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
@@ -95,6 +104,13 @@ def write_id_maps(pid: int | str, uid_map: str, gid_map: str) -> None:
     for name, mapping in (("uid_map", uid_map), ("gid_map", gid_map)):
         with open(f"/proc/{pid}/{name}", "w", encoding="ascii") as handle:
             handle.write(mapping)
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` (a new network namespace's only interface starts down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0)))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
 
 
 def set_dumpable(dumpable: bool) -> None:

@@ -1,8 +1,10 @@
-"""Long-lived processes running users' code: Lambda execution environments now, agent runtimes and model
-endpoints next.
+"""Long-lived processes running users' code: Lambda execution environments, agent runtimes and model
+servers.
 
-Each process runs ``confined_start`` under the supervisor (``restart=False``:
-its owner replaces it on demand), in its own session, with:
+Each process runs ``confined_start`` under the supervisor, in its own session
+(``restart=False`` by default: its owner replaces it on demand; a process
+declared ``restart=True`` is started again by the supervisor, with its
+back-off, after it dies, and each new one is set up as the first was), with:
 
 - its own directory under the jobs folder and the same confinement as a
   job's worker (``isolation``: per-account user, the data dir hidden, a PID
@@ -37,7 +39,7 @@ import jobforge
 from jobforge.execution import frames
 from jobforge.execution.isolation import host_isolation, prepare_job_dir
 from jobforge.execution.memory_limits import MIB, MemoryLimits
-from jobforge.execution.supervisor import ProcessSpec, Supervisor
+from jobforge.execution.supervisor import ProcessSpec, Supervisor, Unavailable
 
 JOBFORGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(jobforge.__file__)))
 READ_CHUNK = 65536
@@ -58,6 +60,8 @@ class HostedSpec:
     scratch_mb: int = 512  # its private /tmp
     readable: tuple[str, ...] = ()
     prepare: Callable[[Path], None] | None = None  # fills its directory before it starts (as the server)
+    private_network: bool = False  # a network namespace of its own: only its loopback (needs namespaces)
+    restart: bool = False  # restarted by the supervisor (with its back-off) when it dies, and set up again
 
 
 class ProcessGroup(subprocess.Popen):
@@ -80,6 +84,7 @@ class Hosted:
     control: socket.socket | None = None
     cgroup: Path | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+    setup: dict | None = field(default=None, repr=False)  # the frame each new process is sent once in its cgroup
 
     def kill(self) -> None:
         if self.process is not None:
@@ -114,7 +119,8 @@ class ProcessHost:
         isolation = self.isolation()
         confinement = isolation.confinement(spec.name, spec.account_id, list(spec.readable),
                                             scratch={"/tmp": f"mode=1777,size={spec.scratch_mb}m",
-                                                     "/dev/shm": f"mode=1777,size={SHM_MB}m"})
+                                                     "/dev/shm": f"mode=1777,size={SHM_MB}m"},
+                                            private_network=spec.private_network)
         if confinement["namespaces"]:  # the host's other shared, writable folder goes out of sight
             confinement["hide"] += [path for path in ("/var/tmp",) if os.path.isdir(path)]
         hosted = Hosted(spec, prepare_job_dir(confinement))
@@ -123,21 +129,31 @@ class ProcessHost:
                 spec.prepare(hosted.directory)
             limits = self.limits
             hosted.cgroup = limits.create(spec.name, spec.memory_mb)
+            hosted.setup = {"confinement": confinement, "module": spec.module, "settings": spec.settings,
+                            "address_space_bytes": None if limits.by_cgroup else spec.memory_mb * MIB}
             self.supervisor.add(ProcessSpec(spec.name, (), reserves={"memory_mb": spec.memory_mb},
-                                            launch=lambda: self._launch(hosted), restart=False, stop_grace=0.5))
-            self.supervisor.ensure(spec.name)
-            if hosted.cgroup is not None:
-                limits.place(hosted.cgroup, hosted.process.pid)
-            setup = {"confinement": confinement, "module": spec.module, "settings": spec.settings,
-                     "address_space_bytes": None if limits.by_cgroup else spec.memory_mb * MIB}
-            frames.send(hosted.control, setup)
+                                            launch=lambda: self._launch(hosted),
+                                            on_start=lambda _: self._set_up(hosted), restart=spec.restart,
+                                            stop_grace=0.5))
+            try:
+                self.supervisor.ensure(spec.name)
+            except Unavailable as err:
+                raise OSError(str(err)) from None
         except BaseException:
             self.stop(hosted)
             raise
         return hosted
 
+    def _set_up(self, hosted: Hosted) -> None:
+        """Place a new process in its cgroup, then send it its setup (called by the supervisor, under its lock)."""
+        if hosted.cgroup is not None:
+            self.limits.place(hosted.cgroup, hosted.process.pid)
+        frames.send(hosted.control, hosted.setup)
+
     def _launch(self, hosted: Hosted) -> subprocess.Popen:
         """Start the process (called by the supervisor, under its lock)."""
+        if hosted.control is not None:  # a restart: the control socket of the process that died goes with it
+            hosted.control.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         output_read, output_write = os.pipe()
         bootstrap = (f"import sys; sys.path.insert(0, {JOBFORGE_PARENT!r}); "
@@ -162,8 +178,8 @@ class ProcessHost:
 
     def stop(self, hosted: Hosted) -> None:
         """End the process and everything it started; remove its directory and cgroup."""
+        self.supervisor.stop(hosted.spec.name, deadline=time.monotonic())  # first, so that nothing restarts it
         hosted.kill()
-        self.supervisor.stop(hosted.spec.name, deadline=time.monotonic())
         if hosted.process is not None:
             hosted.process.wait()
         if hosted.control is not None:

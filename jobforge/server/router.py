@@ -27,6 +27,7 @@ SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "ecr": ("ecr",),
     "s3": ("s3",),
     "lambda": ("lambda",),
+    "bedrock-agentcore": ("bedrock-agentcore-control", "bedrock-agentcore"),
 }
 QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}
 

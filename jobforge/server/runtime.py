@@ -2,8 +2,8 @@
 
 The services start and stop with the server (the app's lifespan): the object store, the job
 scheduler, the supervisor of long-lived child processes (the inference host's among them), the
-quantum-task runner, the sweep applying S3 buckets' lifecycle rules and the host of Lambda
-functions. Handlers reach them as ``ctx.runtime.<service>``.
+quantum-task runner, the sweep applying S3 buckets' lifecycle rules, the host of Lambda
+functions and the host of AgentCore runtimes' sessions. Handlers reach them as ``ctx.runtime.<service>``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from jobforge.core import accounts
 from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
 from jobforge.core.store import open_store
+from jobforge.execution.agent_host import AgentHost
 from jobforge.execution.function_host import FunctionHost
 from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
@@ -53,9 +54,11 @@ class Runtime:
         half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
         self.inference = InferenceHost(self.supervisor, threads=half_the_cpus)
         self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
-        self.processes = ProcessHost(settings, self.supervisor)  # users' long-lived code: Lambda environments
-        self.functions = FunctionHost(self.engine, settings, self.processes, self.keys.revoke_job,
-                                      self.scheduler.executor.capacity().memory_mb)
+        # Users' long-lived code: Lambda environments and AgentCore runtime sessions.
+        self.processes = ProcessHost(settings, self.supervisor)
+        memory_mb = self.scheduler.executor.capacity().memory_mb
+        self.functions = FunctionHost(self.engine, settings, self.processes, self.keys, memory_mb)
+        self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every service, each resuming the work a previous server left (at the server's start, before
@@ -65,12 +68,14 @@ class Runtime:
         self.scheduler.start(loop)
         self.quantum_tasks.start()
         self.functions.start()
+        self.agents.start()
         self.lifecycle.start()
 
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
         self.lifecycle.stop()
+        self.agents.stop(deadline)
         self.functions.stop(deadline)
         self.quantum_tasks.stop()
         self.supervisor.close(deadline)
