@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobforge import __version__
 from jobforge.config import Settings
+from jobforge.execution import container_engine
 from jobforge.execution.executor import EXECUTORS
 
 
@@ -44,6 +45,9 @@ def serve(args) -> None:
         sys.exit(f"jobforge: {err}")
     _check_port_free(settings.host, settings.port)
     _check_tls_files(settings)
+    if args.container_engine:
+        engine = args.container_engine
+        sys.exit(f"jobforge: --container-engine {engine}: {container_engine.problem(engine)}")
     app = create_app(settings)
     point_profiles_at(settings)
     print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"
@@ -142,6 +146,9 @@ def main(argv=None) -> None:
                         "(default: $JOBFORGE_TLS_CERT; needs --tls-key)")
     p.add_argument("--tls-key", type=Path, metavar="FILE",
                    help="the certificate's PEM private key (default: $JOBFORGE_TLS_KEY)")
+    p.add_argument("--container-engine", choices=container_engine.ENGINES,
+                   help="run container images (Lambda functions of PackageType Image, AgentCore runtimes with a "
+                        "containerConfiguration) with this engine; checked at start")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("accounts", help="manage accounts")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ AGENT = """
 import asyncio
 import json
 import os
+import socket
 import time
 import uuid
 
@@ -56,6 +58,17 @@ def invoke(payload, context):
                 "who": who}
     if action == "credentials":
         return {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    if action == "probe":
+        try:
+            socket.create_connection(("127.0.0.1", payload["port"]), timeout=2).close()
+            reached = True
+        except OSError:
+            reached = False
+        try:
+            seen = sorted(os.listdir(payload["data_dir"]))
+        except OSError as err:
+            seen = str(err)
+        return {"reached": reached, "data_dir": seen}
     if action == "fail":
         raise RuntimeError("the agent failed on purpose")
     return {"echo": payload, "session": context.session_id, "calls": calls, "boot": boot,
@@ -333,6 +346,17 @@ def test_another_accounts_runtime_is_unreachable(server, control, role, code):
         other_control.get_agent_runtime(agentRuntimeId=runtime["agentRuntimeId"])
     assert hidden.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert other_control.list_agent_runtimes()["agentRuntimes"] == []
+
+
+def test_sessions_are_confined(server, control, data, role, code):
+    """A session sees neither the host's network (only jobforge's endpoint) nor the server's data dir."""
+    runtime = make(control, role, code)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        _, probed = invoke(data, runtime["agentRuntimeArn"], {"action": "probe", "port": port,
+                                                              "data_dir": str(server.data_dir)}, session_id())
+    assert probed["reached"] is False
+    assert not isinstance(probed["data_dir"], list) or not {"jobforge.db", "credentials"} & set(probed["data_dir"])
 
 
 def test_logs_go_to_the_runtime_log_group(server, control, data, role, code):

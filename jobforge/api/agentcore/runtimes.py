@@ -14,14 +14,13 @@ from jobforge.api.roles import require_role
 from jobforge.core import agent_runtimes as records
 from jobforge.core import idempotency, paging, tags
 from jobforge.core.errors import ServiceError
+from jobforge.execution import container_engine
 
 MAX_ARCHIVE = 250 * 1024 * 1024  # the largest .zip archive AgentCore takes for direct code deployment
-CONTAINER_REFUSAL = (
-    "Container runtimes (agentRuntimeArtifact.containerConfiguration) need a container engine, which this "
-    "jobforge server is not configured with: install Docker or Podman, start its daemon, and start jobforge with "
-    "--container-engine docker (or podman). Without one, deploy the agent as code: "
-    "agentRuntimeArtifact.codeConfiguration with a .zip archive in S3 holding the entry point and its "
-    "dependencies.")
+CONTAINER_REFUSAL = container_engine.refusal(
+    "Container runtimes (agentRuntimeArtifact.containerConfiguration)",
+    "deploy the agent as code: agentRuntimeArtifact.codeConfiguration with a .zip archive in S3 holding the entry "
+    "point and its dependencies")
 # Settings that change what a runtime does and that jobforge does not carry out: refused, never ignored.
 UNSUPPORTED = {
     "authorizerConfiguration": "JWT authorizers (jobforge authenticates InvokeAgentRuntime by SigV4)",

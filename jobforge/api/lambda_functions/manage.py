@@ -16,7 +16,7 @@ from jobforge.api.roles import require_role
 from jobforge.core import functions as records
 from jobforge.core import paging, tags
 from jobforge.core.errors import ServiceError
-from jobforge.execution import function_code
+from jobforge.execution import container_engine, function_code
 
 PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
 MAX_TIMEOUT = 900
@@ -132,9 +132,9 @@ def _code_bytes(ctx: RequestContext, req: dict) -> bytes:
 
 
 def _image_refusal() -> ServiceError:
-    return invalid("Container-image functions (PackageType Image, ImageUri) are not supported by jobforge: it runs "
-                   ".zip archive functions in its own Python runtimes. Package the function as a .zip archive "
-                   "(Code.ZipFile or Code.S3Bucket/S3Key).")
+    return invalid(container_engine.refusal("Container-image functions (PackageType Image, ImageUri)",
+                                            "package the function as a .zip archive (Code.ZipFile or "
+                                            "Code.S3Bucket/S3Key)"))
 
 
 def _checked_code(ctx: RequestContext, req: dict) -> tuple[bytes, str]:
