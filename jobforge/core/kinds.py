@@ -26,11 +26,15 @@ class Workload:
     the server restarts mid-job; the others are failed with a reason that says so.
     ``preload`` names modules the fork server imports once so that the workload's
     workers start with them already loaded (see ``jobforge.execution.zygote``).
+    ``account_dir`` workloads get a folder that the jobs of their account share
+    (``ctx.account_dir``, writable; no other account's job sees it), for what is
+    worth keeping between jobs, such as the Python environments they build.
     """
 
     module: str
     resumable: bool
     preload: tuple[str, ...] = ()
+    account_dir: bool = False
 
 
 @dataclass(frozen=True)

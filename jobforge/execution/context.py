@@ -53,6 +53,7 @@ class JobContext:
     resources: dict  # {"cpus": int, "memory_mb": int, "gpus": int}
     work_dir: Path  # private scratch space of this job
     checkpoint_dir: Path  # survives restarts of this job; resume reads it
+    account_dir: Path | None  # shared by the jobs of this account, for workloads that ask for it (Workload)
     env: dict  # environment for user code: AWS credentials and endpoints
 
     def status(self, secondary: str, message: str = "") -> None:
@@ -100,6 +101,7 @@ class LocalJobContext(JobContext):
     region: str = "us-east-1"
     attempt: int = 1
     resources: dict = field(default_factory=lambda: {"cpus": 1, "memory_mb": 2048, "gpus": 0})
+    account_dir: Path | None = None
     env: dict = field(default_factory=dict)
     stop_requested: bool = False
     statuses: list = field(default_factory=list)

@@ -86,14 +86,17 @@ class LocalExecutor:
 
     # -- attempts ----------------------------------------------------------------
     def submit(self, job, env: dict, readable: list[str]) -> str:
-        confinement = self._isolation.confinement(job.id, job.account_id, readable)
+        kind = kinds.get(job.family)
+        confinement = self._isolation.confinement(job.id, job.account_id, readable,
+                                                  account_dir=bool(kind and kind.workload.account_dir))
         work = prepare_job_dir(confinement)
         busy = {i for attempt in self._attempts.values() for i in attempt.gpu_ids}
         gpu_ids = [i for i in range(self._capacity.gpus) if i not in busy][: job.resources.get("gpus", 0)]
         env = dict(env, JOBFORGE_JOB_DIR=str(work), CUDA_VISIBLE_DEVICES=",".join(map(str, gpu_ids)))
+        if confinement["account_dir"]:
+            env["JOBFORGE_ACCOUNT_DIR"] = confinement["account_dir"]
         self._pid_path(job.id).unlink(missing_ok=True)
         self._warm()
-        kind = kinds.get(job.family)
         process = self._zygote.fork(job.id, kind.workload.preload if kind else (), str(work),
                                     str(self._log_path(job.id)), str(self._pid_path(job.id)), env, confinement)
         if process is None:

@@ -76,6 +76,7 @@ class WorkerJobContext(JobContext):
         job_dir = Path(os.environ["JOBFORGE_JOB_DIR"])
         self.work_dir = job_dir / f"attempt-{self.attempt}"
         self.checkpoint_dir = job_dir / "checkpoints"
+        self.account_dir = Path(os.environ["JOBFORGE_ACCOUNT_DIR"]) if os.environ.get("JOBFORGE_ACCOUNT_DIR") else None
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
         self.transfer = S3Transfer()

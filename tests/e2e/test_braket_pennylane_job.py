@@ -1,5 +1,6 @@
 """A hybrid job in the style of AWS's "first hybrid job" notebook (PennyLane with the Braket plugin), created with
-AwsQuantumJob.create against a real server, unmodified: the Braket image's packages are there."""
+AwsQuantumJob.create against a real server, unmodified: the Braket base image's packages are there, and the job
+starts with nothing to install."""
 
 from __future__ import annotations
 
@@ -82,20 +83,22 @@ def test_pennylane_job_with_a_key_prefix_channel(session, tmp_path):
     assert result["pennylane"] and len(result["params"]) == 2
     assert job.metrics()["iteration_number"] == [0, 1, 2]
     assert len(job.get_tasks()) >= 3  # the plugin's tasks ran on the server's SV1
+    logs = session.logs_client
+    stream = logs.describe_log_streams(logGroupName="/aws/braket/jobs",
+                                       logStreamNamePrefix=f"{job.name}/")["logStreams"][0]["logStreamName"]
+    log = " ".join(e["message"] for e in logs.get_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream,
+                                                             startFromHead=True)["events"])
+    assert "environment" not in log  # the base image's packages are the server's own: no environment is built
 
 
-def test_framework_image_that_is_not_installed_is_refused(session, tmp_path):
-    import importlib.util
-
+def test_the_cuda_q_image_is_refused(session, tmp_path):
     from braket.aws import AwsQuantumJob
     from braket.jobs.image_uris import Framework, retrieve_image
 
-    if importlib.util.find_spec("tensorflow") is not None:
-        pytest.skip("TensorFlow is installed here: its image is offered")
     (tmp_path / "qubit_rotation.py").write_text(QUBIT_ROTATION)
     with pytest.raises(ClientError) as refused:
         AwsQuantumJob.create(device=SV1, source_module=str(tmp_path / "qubit_rotation.py"),
                              entry_point="qubit_rotation:main", aws_session=session,
-                             image_uri=retrieve_image(Framework.PL_TENSORFLOW, "us-east-1"))
+                             image_uri=retrieve_image(Framework.CUDAQ, "us-east-1"))
     error = refused.value.response["Error"]
-    assert error["Code"] == "ValidationException" and "TensorFlow" in error["Message"]
+    assert error["Code"] == "ValidationException" and "CUDA-Q" in error["Message"], error

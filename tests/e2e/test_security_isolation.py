@@ -175,9 +175,11 @@ def attack(server, intruder, victim_file) -> dict:
     return results(server, intruder, bucket, prefix)
 
 
-def assert_nothing_leaked(server, report: dict) -> None:
+def assert_nothing_leaked(server, report: dict, profile: str) -> None:
     own = Path(report["own_directory"])
-    allowed = {"data dir listing": "read: ['jobs']", "jobs listing": f"read: [{own.name!r}]"}  # all it may see
+    # All it may see: its own directory and the folder its account's hybrid jobs share (their environments).
+    account_folder = f"account-{server.client('sts', profile=profile).get_caller_identity()['Account']}"
+    allowed = {"data dir listing": "read: ['jobs']", "jobs listing": f"read: {sorted([account_folder, own.name])!r}"}
     leaked = {name: outcome for name, outcome in report["tried"].items()
               if not outcome.startswith("refused") and allowed.get(name) != outcome}
     assert leaked == {}, report
@@ -188,7 +190,7 @@ def assert_nothing_leaked(server, report: dict) -> None:
 def test_a_second_accounts_job_reads_nothing_of_the_server_or_the_first_account(server, isolation, intruder,
                                                                                 victim_file):
     report = attack(server, intruder, victim_file)
-    assert_nothing_leaked(server, report)
+    assert_nothing_leaked(server, report, intruder)
     assert Path(report["own_directory"]).parent == server.data_dir / "jobs"
     victim_uid = victim_file.stat().st_uid
     if isolation["users"]:
@@ -209,7 +211,7 @@ def test_a_cold_started_worker_is_confined_the_same_way(server, isolation, intru
     report = attack(server, intruder, victim_file)
     assert "jobforge.execution.worker" in report["worker"], report["worker"]
     assert " -P " in report["worker"]  # the job's directory, its working directory, is not on its import path
-    assert_nothing_leaked(server, report)
+    assert_nothing_leaked(server, report, intruder)
 
 
 def test_both_mechanisms_are_in_force_for_a_root_server(isolation):

@@ -11,7 +11,6 @@ to the job.
 from __future__ import annotations
 
 import hmac
-import importlib.util
 import secrets
 import uuid
 
@@ -26,6 +25,7 @@ from jobforge.core.instance_types import resources_for
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.store import jobs_table, reading
 from jobforge.core.timestamps import from_epoch
+from jobforge.workloads.braket import images
 
 DEFAULT_MAX_RUNTIME = 432_000  # the SDK's default and the model's maximum: what jobforge enforces when unset
 DEFAULT_INSTANCE_COUNT = 1  # InstanceConfig.instanceCount: "The default value is 1."
@@ -63,24 +63,12 @@ def _check_request(ctx: RequestContext, req: dict) -> None:
     require_role(ctx, req["roleArn"], "ValidationException")
 
 
-# Braket job images (braket.jobs.image_uris) whose framework jobforge's Python environment may lack: the
-# repository → (the framework's module, how to name it).
-FRAMEWORK_IMAGES = {"amazon-braket-tensorflow-jobs": ("tensorflow", "TensorFlow"),
-                    "amazon-braket-pytorch-jobs": ("torch", "PyTorch"),
-                    "amazon-braket-cudaq-jobs": ("cudaq", "CUDA-Q")}
-
-
 def _check_image(image: dict | None) -> None:
-    """Refuse a Braket framework image whose framework is not installed where jobs run, rather than fail the
-    job at its first import."""
-    repository = (image or {}).get("uri", "").rsplit("/", 1)[-1].split(":", 1)[0]
-    if repository not in FRAMEWORK_IMAGES:
-        return
-    module, framework = FRAMEWORK_IMAGES[repository]
-    if importlib.util.find_spec(module) is None:
-        raise validation_error(f"The {framework} job image is not offered here: {framework} is not installed in "
-                               f"jobforge's Python environment, where hybrid jobs run. Use the base image, or "
-                               f"install {framework} beside jobforge.")
+    """Refuse a Braket job image jobforge prepares no environment for, rather than fail the job later."""
+    uri = (image or {}).get("uri")
+    reason = images.REFUSED.get(images.repository(uri))
+    if reason:
+        raise validation_error(f"The job image {uri} is not offered here: {reason}.")
 
 
 def _with_defaults(spec: dict) -> dict:
@@ -198,7 +186,7 @@ KIND = kinds.register(JobKind(
     name="braket-job", label="Hybrid job", statuses=STATUSES,
     errors=JobErrors(not_found="ResourceNotFoundException", conflict="ConflictException",
                      not_stoppable="ConflictException", in_use="ConflictException"),
-    workload=Workload("jobforge.workloads.hybrid", resumable=True,
+    workload=Workload("jobforge.workloads.hybrid", resumable=True, account_dir=True,
                       preload=("jobforge.workloads.hybrid", "braket.jobs.metrics_data.log_metrics_parser")),
     arn=lambda region, account, _name, job_id: f"arn:aws:braket:{region}:{account}:job/{job_id}",
     log_group=LogGroup("/aws/braket/jobs", log_stream), describe=describe))

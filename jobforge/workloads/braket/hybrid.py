@@ -7,13 +7,14 @@ under ``ctx.work_dir/braket`` in the container's layout (``code/customer_code``,
 directory is ``ctx.checkpoint_dir`` so that a resumed job finds its
 checkpoints. The user's code runs in a child process (``launcher.py``
 beside this module) with the ``AMZN_BRAKET_*`` variables
-the Braket SDK reads. Progress is reported with the Braket job event types as
+the Braket SDK reads, in the Python environment of the job's image with its
+``requirements.txt`` installed (``environments``: built once per account and
+reused). Progress is reported with the Braket job event types as
 secondary statuses: DOWNLOADING_DATA, RUNNING, UPLOADING_RESULTS.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import posixpath
@@ -21,7 +22,6 @@ import queue
 import shutil
 import signal
 import sys
-import sysconfig
 import tarfile
 import threading
 import zipfile
@@ -31,6 +31,7 @@ from pathlib import Path
 from jobforge.execution.context import JobContext, JobStopped, NoSuchData, WorkloadError, split_s3_uri
 from jobforge.execution.local_paths import UnsafePath, path_under
 from jobforge.execution.checkpoints import CheckpointSync
+from jobforge.workloads.braket import environments, images
 from jobforge.workloads.braket.process import Stopped, supervise
 
 # Run as a script with -P: nothing but the user's code and the environment's packages on sys.path.
@@ -69,17 +70,6 @@ class Layout:
     def failure(self) -> Path:
         return self.root / "output" / "failure"
 
-    @property
-    def packages(self) -> Path:
-        """pip's --prefix for the job's requirements.txt."""
-        return self.root / "packages"
-
-    def package_dirs(self) -> list[str]:
-        paths = sysconfig.get_paths(
-            sysconfig.get_preferred_scheme("prefix"), vars={"base": self.packages, "platbase": self.packages}
-        )
-        return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-
     def create(self) -> None:
         # A resumed job starts from a fresh tree, as on a new instance; only checkpoints carry over.
         shutil.rmtree(self.root, ignore_errors=True)
@@ -98,11 +88,11 @@ def run(ctx: JobContext, spec: dict) -> None:
             "algorithmSpecification.scriptModeConfig is required: jobforge runs script-mode jobs, "
             "not the entry point of a container image."
         )
-    if algorithm.get("containerImage"):
-        ctx.event(
-            f"containerImage {algorithm['containerImage'].get('uri')} is not pulled: the job runs in "
-            "jobforge's Python environment; list extra packages in requirements.txt."
-        )
+    image_uri = (algorithm.get("containerImage") or {}).get("uri")
+    image = images.image_for(image_uri)
+    if image_uri and images.repository(image_uri) not in images.IMAGES:
+        ctx.event(f"containerImage {image_uri} is not pulled: the job runs in the Braket base image's "
+                  "environment; list extra packages in requirements.txt.")
     checkpoints = CheckpointSync(ctx, Path(ctx.checkpoint_dir), (spec.get("checkpointConfig") or {}).get("s3Uri"))
     job_log = _JobLog(ctx)
     try:
@@ -117,12 +107,12 @@ def run(ctx: JobContext, spec: dict) -> None:
         if checkpoints.restore():
             ctx.event(f"Restored checkpoints from {spec['checkpointConfig']['s3Uri']}")
         env = _environment(ctx, spec, layout, hyperparameters is not None, bool(channels))
-        _install_requirements(ctx, layout, env)
+        python = _prepare_environment(ctx, image, layout, env)
 
         ctx.status("RUNNING", f"Running {script['entryPoint']}")
         status = supervise(
             ctx,
-            [sys.executable, "-P", str(LAUNCHER), str(os.getpid()), str(layout.code), script["entryPoint"],
+            [python, "-P", str(LAUNCHER), str(os.getpid()), str(layout.code), script["entryPoint"],
              str(layout.failure)],
             env=env,
             cwd=layout.code,
@@ -199,7 +189,6 @@ def _environment(ctx: JobContext, spec: dict, layout: Layout, has_hyperparameter
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [*layout.package_dirs(), env.get("PYTHONPATH")])),
             "AMZN_BRAKET_JOB_NAME": job_name,
             "AMZN_BRAKET_DEVICE_ARN": spec["deviceConfig"]["device"],
             "AMZN_BRAKET_JOB_RESULTS_DIR": str(layout.results),
@@ -226,33 +215,39 @@ def _environment(ctx: JobContext, spec: dict, layout: Layout, has_hyperparameter
     return env
 
 
-def _install_requirements(ctx: JobContext, layout: Layout, env: dict) -> None:
-    """pip-install every requirements.txt of the code into the job's own prefix.
+def _prepare_environment(ctx: JobContext, image: images.Image, layout: Layout, env: dict) -> str:
+    """The interpreter the job's code runs with: the server's, or the cached layers that add what the image's
+    list and the code's requirements.txt files name (built first if no earlier job of the account built them).
 
-    Requirements the environment already satisfies install nothing (and need no
-    network); others land in the job's prefix, ahead of the shared packages.
+    An image's packages that cannot be installed fail the job with the reason; its requirements, with
+    ``AlgorithmError``, as the job's own code does.
     """
-    for requirements in sorted(layout.code.rglob("requirements.txt")):
-        relative = requirements.relative_to(layout.code)
-        ctx.event(f"Installing the requirements in {relative}")
-        output = collections.deque(maxlen=20)
-
-        def log(line: str) -> None:
-            ctx.event(line)
-            output.append(line)
-
-        status = supervise(
-            ctx,
-            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-             "--prefix", str(layout.packages), "-r", str(requirements)],
-            env=env,
-            cwd=requirements.parent,
-            on_line=log,
-        )
-        if status != 0:
-            errors = [line for line in output if line.startswith("ERROR")] or list(output)[-1:]
-            detail = " ".join(errors) or f"pip exit status {status}"
-            raise WorkloadError(_truncate(f"Installing the requirements in {relative} failed: {detail}"))
+    requirements = sorted(layout.code.rglob("requirements.txt"))
+    missing = image.missing()
+    if not (missing or requirements):
+        return sys.executable
+    cache = environments.cache_folder(ctx.account_dir, ctx.work_dir)
+    run = lambda command, cwd, on_line: supervise(ctx, command, env=env, cwd=cwd, on_line=on_line)  # noqa: E731
+    environment = environments.server_environment()
+    if missing:
+        key = environments.digest([environment.key, image.digest()])
+        try:
+            environment = environments.layer(cache, key, environment, [missing], layout.code, run, ctx.event,
+                                             f"the {image.name} image's packages")
+        except environments.InstallFailed as error:
+            raise WorkloadError(_truncate(f"Installing the {image.name} image's packages "
+                                          f"({', '.join(missing)}) failed: {error}")) from None
+    if requirements:
+        names = ", ".join(str(r.relative_to(layout.code)) for r in requirements)
+        key = environments.requirements_key(environment, layout.code, requirements)
+        try:
+            environment = environments.layer(cache, key, environment, [["-r", str(r)] for r in requirements],
+                                             layout.code, run, ctx.event, names)
+        except environments.InstallFailed as error:
+            reason = f"AlgorithmError: Installing the requirements in {names} failed: {error}"
+            suffix = f", exit code: {error.status}"
+            raise WorkloadError(_truncate(reason, FAILURE_REASON_MAX - len(suffix)) + suffix) from None
+    return environment.python
 
 
 class _JobLog:
