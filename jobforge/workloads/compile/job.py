@@ -45,7 +45,6 @@ def run(ctx: JobContext, spec: dict) -> None:
     feeds = measure.user_feeds(ctx.download(options.calibration, work / "calibration"), source.inputs) \
         if options.calibration else measure.generated(source.inputs)
     reference = [source.run(feed) for feed in feeds]
-    output_names = [f"output{i}" for i in range(len(reference[0]))]
     timed = host_tuned(target, options.mattr)
     original = {"runs_as": source.original}
     if timed:
@@ -60,8 +59,8 @@ def run(ctx: JobContext, spec: dict) -> None:
             candidates.append({"backend": backend, "status": "not applicable", "reason": reason})
             continue
         ctx.status("Compiling", backend)
-        candidates.append(_candidate(ctx, backend, source, target, options, feeds, reference, output_names, work,
-                                     threads, original if timed else None))
+        candidates.append(_candidate(ctx, backend, source, target, options, feeds, reference, work, threads,
+                                     original if timed else None))
         _check_stop(ctx)
     chosen = _choose(candidates, timed, target)
     summary = {"original": original, "candidates": [{k: v for k, v in c.items() if k != "built"} for c in candidates],
@@ -77,7 +76,7 @@ def run(ctx: JobContext, spec: dict) -> None:
     ctx.status("Uploading", spec["output_uri"])
     built = chosen["built"]
     summary["chosen"] = built.backend
-    manifest = report.manifest(source, target, options, built, output_names)
+    manifest = report.manifest(source, target, options, built)
     manifest["verification"] = {k: chosen[k] for k in ("max_abs_diff", "max_rel_diff", "error", "verified_on",
                                                          "on_target")}
     tarball = report.package(built, manifest, summary, work / "output.tar.gz")
@@ -110,8 +109,7 @@ def _untimed_reason(target: Target, options: Options) -> str:
     return "this host cannot run the target"
 
 
-def _candidate(ctx, backend, source, target, options, feeds, reference, output_names, work, threads,
-               original) -> dict:
+def _candidate(ctx, backend, source, target, options, feeds, reference, work, threads, original) -> dict:
     item: dict = {"backend": backend, "precision": options.precision}
     started = time.monotonic()
     try:
@@ -119,7 +117,7 @@ def _candidate(ctx, backend, source, target, options, feeds, reference, output_n
         item["build_seconds"] = round(time.monotonic() - started, 2)
         item["notes"] = built.notes
         item["size_bytes"] = sum(p.stat().st_size for p in built.folder.iterdir())
-        model = _load(built, report.manifest(source, target, options, built, output_names), target, threads)
+        model = _load(built, report.manifest(source, target, options, built), target, threads)
     except JobStopped:
         raise
     except Exception as err:  # the candidate fails; the report says why and the others go on

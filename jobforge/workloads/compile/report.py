@@ -17,10 +17,10 @@ from jobforge.workloads.compile.targets import Target
 REPORT = "report.json"
 
 
-def manifest(source: Source, target: Target, options: Options, built: Built, output_names: list[str]) -> dict:
+def manifest(source: Source, target: Target, options: Options, built: Built) -> dict:
     return {
         "format": FORMAT, "backend": built.backend, "files": built.files, built.backend: built.settings,
-        "inputs": [spec.to_json() for spec in source.inputs], "outputs": output_names,
+        "inputs": [spec.to_json() for spec in source.inputs], "outputs": source.outputs,
         "precision": options.precision, "target": target.to_json(), "framework": source.framework,
         "compiler_options": options.to_json(),
         "versions": {**source.versions, **built.versions, **versions("numpy"), "python": platform.python_version()},

@@ -27,6 +27,7 @@ OPSET = 17
 class Source:
     framework: str
     inputs: list[InputSpec]  # named, with concrete shapes and dtypes
+    outputs: list[str]  # the ONNX graph's output names, in order
     derived: bool  # the shapes came from the model, not from DataInputConfig
     onnx_path: Path
     run: Callable[[dict], list[np.ndarray]]  # the original model, on numpy inputs by name
@@ -97,7 +98,7 @@ def _pytorch(path: Path, given, input_dtype, work) -> Source:
             _export_program(program_of(), example, inputs, output_names, onnx_path)
     else:
         _export_program(program, example, inputs, output_names, onnx_path)
-    return Source("PYTORCH", inputs, derived, onnx_path, run,
+    return Source("PYTORCH", inputs, output_names, derived, onnx_path, run,
                   f"PyTorch eager ({'TorchScript' if program is None else 'torch.export program'})",
                   program_of, versions("torch", "onnx", "onnxscript"), notes)
 
@@ -215,7 +216,8 @@ def _onnx(path: Path, given, input_dtype, work) -> Source:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    return Source("ONNX", inputs, derived, onnx_path, lambda feeds: session.run(None, feeds),
+    return Source("ONNX", inputs, [output.name for output in model.graph.output], derived, onnx_path,
+                  lambda feeds: session.run(None, feeds),
                   "onnxruntime with graph optimisations disabled (the model as given)", None,
                   versions("onnx", "onnxruntime"))
 
@@ -284,7 +286,8 @@ def _sklearn(path: Path, given, input_dtype, work) -> Source:
             return [np.asarray(model.predict(rows)), np.asarray(model.predict_proba(rows))]
         return [np.asarray(model.predict(rows)).reshape(len(rows), -1)]
 
-    return Source("SKLEARN", inputs, derived, onnx_path, run, f"scikit-learn {type(model).__name__}.predict", None,
+    return Source("SKLEARN", inputs, [output.name for output in onnx_model.graph.output], derived, onnx_path, run,
+                  f"scikit-learn {type(model).__name__}.predict", None,
                   versions("scikit-learn", "skl2onnx", "onnx"))
 
 
@@ -317,5 +320,5 @@ def _xgboost(path: Path, given, input_dtype, work) -> Source:
         probabilities = np.stack([1 - predicted, predicted], axis=1) if predicted.ndim == 1 else predicted
         return [probabilities.argmax(axis=1), probabilities]
 
-    return Source("XGBOOST", inputs, derived, onnx_path, run, "XGBoost Booster.predict", None,
+    return Source("XGBOOST", inputs, outputs, derived, onnx_path, run, "XGBoost Booster.predict", None,
                   versions("xgboost-cpu", "xgboost", "onnxmltools", "onnx"))
