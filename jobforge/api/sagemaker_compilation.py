@@ -72,7 +72,7 @@ def _plan(req: dict) -> dict:
         frameworks.check(input_config["Framework"], input_config.get("FrameworkVersion"), chosen.precision,
                          chosen.backend)
         inputs = shapes.parse(input_config["DataInputConfig"]) if "DataInputConfig" in input_config else None
-    except (targets.TargetRefused, options.OptionsError, shapes.ShapeError, ValueError) as err:
+    except ValueError as err:  # TargetRefused, OptionsError, ShapeError and the framework check say why
         raise validation_error(str(err)) from None
     if chosen.backend in BACKEND_PRECISIONS and chosen.precision not in BACKEND_PRECISIONS[chosen.backend]:
         raise validation_error(f"The {chosen.backend} backend does not compile {chosen.precision}; it compiles "
