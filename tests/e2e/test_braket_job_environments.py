@@ -9,6 +9,7 @@ need it are skipped, saying so.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -212,3 +213,47 @@ def test_a_bad_requirement_fails_the_job_with_algorithm_error(session, tmp_path)
     again = sdk_job(session, tmp_path, "tabulate===>not a version\n")
     assert again.state() == "FAILED"
     assert "building an environment" in log_of(session.logs_client, again.name, again.arn)
+
+
+USES_THE_PYTORCH_IMAGE = '''
+import h5py
+import openfermion
+import pennylane as qml
+import torch
+from braket.jobs import save_job_result
+
+
+def main():
+    device = qml.device("lightning.qubit", wires=1)
+
+    @qml.qnode(device, interface="torch")
+    def circuit(angle):
+        qml.RX(angle, wires=0)
+        return qml.expval(qml.PauliZ(0))
+
+    angle = torch.tensor(0.0, requires_grad=True)
+    save_job_result({"expectation": float(circuit(angle)), "torch": torch.__file__, "h5py": h5py.__file__,
+                     "openfermion": openfermion.__file__})
+'''
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch (the train extra) is not installed")
+def test_a_pytorch_image_job_finds_the_images_packages(index_has_the_package, session, tmp_path):
+    from braket.aws import AwsQuantumJob
+    from braket.jobs.image_uris import Framework, retrieve_image
+
+    (tmp_path / "algo.py").write_text(USES_THE_PYTORCH_IMAGE)
+    job = AwsQuantumJob.create(device=DEVICE, source_module=str(tmp_path / "algo.py"), entry_point="algo:main",
+                               image_uri=retrieve_image(Framework.PL_PYTORCH, "us-east-1"), aws_session=session,
+                               wait_until_complete=False)
+    deadline = time.time() + 600
+    while job.state() not in AwsQuantumJob.TERMINAL_STATES:
+        assert time.time() < deadline, job.state()
+        time.sleep(0.5)
+    log = log_of(session.logs_client, job.name, job.arn)
+    assert job.state() == "COMPLETED", (job.metadata().get("failureReason"), log)
+    assert "the pytorch image's packages: building an environment" in log
+    result = job.result()
+    assert result["expectation"] == pytest.approx(1.0)
+    assert result["torch"].startswith(sys.prefix)  # the server's own PyTorch, not installed again
+    assert not result["h5py"].startswith(sys.prefix) and not result["openfermion"].startswith(sys.prefix)
