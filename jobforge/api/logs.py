@@ -136,15 +136,23 @@ def _group_arn(ctx: RequestContext, name: str) -> str:
     return f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{name}"
 
 
+def _named(ctx: RequestContext, identifier: str) -> str | None:
+    """The group name a logGroupIdentifier (a name or an ARN) gives; None for an ARN of another region."""
+    if not identifier.startswith("arn:"):
+        return identifier
+    if identifier.split(":")[3:4] != [ctx.region]:
+        return None
+    return identifier.split(":log-group:", 1)[-1].removesuffix(":*")
+
+
 def _group(ctx: RequestContext, req: dict) -> LogGroup | StoredGroup:
     name = req.get("logGroupName")
     identifier = req.get("logGroupIdentifier")
     if name and identifier:
         raise invalid("Specify either logGroupName or logGroupIdentifier, not both.")
     if identifier:
-        name = identifier.split(":log-group:", 1)[1].removesuffix(":*") if ":log-group:" in identifier \
-            else identifier
-        if identifier.startswith("arn:") and identifier.split(":")[3:4] != [ctx.region]:  # another region's
+        name = _named(ctx, identifier)
+        if name is None:
             raise ServiceError("ResourceNotFoundException", "The specified log group does not exist.")
     if not name:
         raise invalid("Either logGroupName or logGroupIdentifier is required.")
@@ -170,7 +178,7 @@ def describe_log_groups(ctx: RequestContext, req: dict) -> dict:
     identifiers = req.get("logGroupIdentifiers")
     if sum(bool(x) for x in (prefix, pattern, identifiers)) > 1:
         raise invalid("Only one of logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers can be given.")
-    wanted = {ident.rsplit(":log-group:", 1)[-1].removesuffix(":*") for ident in identifiers or []}
+    wanted = {_named(ctx, ident) for ident in identifiers or []} - {None}
     found = []
     for name, (group, created) in sorted(_existing_groups(ctx).items()):
         if (prefix and not name.startswith(prefix)) or (pattern and pattern.lower() not in name.lower()) \

@@ -113,4 +113,5 @@ def test_a_logs_insights_query_belongs_to_the_region_it_was_started_in(server, r
     assert west_group.split(":")[3] == "us-west-2"
     assert _code(lambda: east.start_query(logGroupIdentifiers=[west_group], **window)) == \
         "ResourceNotFoundException"
+    assert east.describe_log_groups(logGroupIdentifiers=[west_group])["logGroups"] == []
     assert east.start_query(logGroupIdentifiers=[west_group.replace("us-west-2", "us-east-1")], **window)["queryId"]
