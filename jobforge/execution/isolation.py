@@ -83,11 +83,12 @@ class JobIsolation:
             log.info("Job isolation: %s", self.host.summary())
 
     def confinement(self, job_id: str, account_id: str, readable: list[str], scratch: dict[str, str] | None = None,
-                    account_dir: bool = False) -> dict:
+                    private_network: bool = False, account_dir: bool = False) -> dict:
         """What ``enter`` applies to one job: ``readable`` are host directories its code must be able to read;
         ``scratch`` maps directories (``/tmp``) to the tmpfs options of a private file system over each, where
-        the host offers mount namespaces; ``account_dir`` gives it, writable, the folder its account's jobs
-        share (``account-<id>`` beside the job directories), which no other account's job sees."""
+        the host offers mount namespaces; ``private_network`` gives it a network namespace of its own (only
+        its loopback), where the host offers namespaces; ``account_dir`` gives it, writable, the folder its
+        account's jobs share (``account-<id>`` beside the job directories), which no other account's job sees."""
         return {
             "job_dir": str(self.jobs_dir / job_id),
             "account_dir": str(self.jobs_dir / f"account-{account_id}") if account_dir else None,
@@ -96,6 +97,7 @@ class JobIsolation:
             "readable": readable,
             "namespaces": self.host.namespaces,
             "pid_namespace": self.host.pid_namespace,
+            "private_network": private_network and self.host.namespaces,
             "user": self.users.for_account(account_id).as_dict() if self.users else None,
         }
 
@@ -201,7 +203,7 @@ def enter(confinement: dict) -> None:
         writable = [job_dir, *filter(None, [confinement.get("account_dir")])]
         _enter_namespaces(confinement["hide"], [*writable, *interpreter_paths()], confinement["readable"], user,
                           pid_namespace=confinement["pid_namespace"], as_root=as_root,
-                          scratch=confinement.get("scratch"))
+                          scratch=confinement.get("scratch"), private_network=confinement.get("private_network"))
     if user:
         os.setgroups([])
         os.setgid(user["gid"])
@@ -225,13 +227,16 @@ def interpreter_paths() -> list[str]:
 
 
 def _enter_namespaces(hide: list[str], keep: list[str], shared: list[str], user: dict | None, pid_namespace: bool,
-                      as_root: bool, scratch: dict[str, str] | None = None) -> None:
+                      as_root: bool, scratch: dict[str, str] | None = None, private_network: bool = False) -> None:
     uid, gid = os.getuid(), os.getgid()
-    linux.unshare(linux.CLONE_NEWNS if as_root else linux.CLONE_NEWNS | linux.CLONE_NEWUSER)
+    network = linux.CLONE_NEWNET if private_network else 0
+    linux.unshare((linux.CLONE_NEWNS if as_root else linux.CLONE_NEWNS | linux.CLONE_NEWUSER) | network)
     if not as_root:  # stay the same user inside, with the namespace's capabilities until they are dropped
         linux.set_dumpable(True)  # a process that is not dumpable cannot write its own /proc files
         linux.write_id_maps("self", f"{uid} {uid} 1", f"{gid} {gid} 1")
         linux.set_dumpable(False)  # nothing of this user (another account's job) reads this process
+    if private_network:
+        linux.loopback_up()
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing done here reaches the host
     mount_view.build(hide, keep, shared, user, scratch)
     if pid_namespace:  # after the mounts: making them may fork, and a first fork would become the namespace's init
