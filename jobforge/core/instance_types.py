@@ -1,47 +1,100 @@
-"""What an instance type gives a job: vCPUs, memory and GPUs, as AWS publishes them.
+"""The ``ml.*`` instance types: vCPUs, memory, GPUs (or other accelerators), architecture and hourly price.
 
-A job's resource request comes from the instance type and count it asks for,
-never from what the server's host has; the executor then says whether it can
-ever run it. The table holds every type the APIs' models accept for a job
-(Braket's ``InstanceType`` enum).
+The shipped catalog (``instance_catalog.json``) holds every type the APIs' models accept for a job (Braket's
+``InstanceType``) or an endpoint (SageMaker's ``ProductionVariantInstanceType``) whose hardware AWS publishes
+and this catalog knows; its ``prices`` block says which offer, region and date its prices are, and where they
+come from. A type without a price has none (``price_per_hour`` is None): nothing is estimated. A file in the
+same form (``JOBFORGE_INSTANCE_CATALOG``) overrides or adds types field by field, and its own ``prices`` block
+describes the prices it gives.
+
+A job's resource request comes from the instance type and count it asks for, never from what the server's
+host has; the executor then says whether it can ever run it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
 from jobforge.core.errors import validation_error
 
 GIB = 1024
+SHIPPED = Path(__file__).with_name("instance_catalog.json")
+OVERRIDE_VARIABLE = "JOBFORGE_INSTANCE_CATALOG"
 
-# type → (vCPUs, memory GiB, GPUs)
-INSTANCE_TYPES: dict[str, tuple[int, float, int]] = {
-    "ml.t3.large": (2, 8, 0), "ml.t3.xlarge": (4, 16, 0), "ml.t3.2xlarge": (8, 32, 0),
-    "ml.m4.xlarge": (4, 16, 0), "ml.m4.2xlarge": (8, 32, 0), "ml.m4.4xlarge": (16, 64, 0),
-    "ml.m4.10xlarge": (40, 160, 0), "ml.m4.16xlarge": (64, 256, 0),
-    "ml.m5.large": (2, 8, 0), "ml.m5.xlarge": (4, 16, 0), "ml.m5.2xlarge": (8, 32, 0),
-    "ml.m5.4xlarge": (16, 64, 0), "ml.m5.12xlarge": (48, 192, 0), "ml.m5.24xlarge": (96, 384, 0),
-    "ml.c4.xlarge": (4, 7.5, 0), "ml.c4.2xlarge": (8, 15, 0), "ml.c4.4xlarge": (16, 30, 0),
-    "ml.c4.8xlarge": (36, 60, 0),
-    "ml.c5.xlarge": (4, 8, 0), "ml.c5.2xlarge": (8, 16, 0), "ml.c5.4xlarge": (16, 32, 0),
-    "ml.c5.9xlarge": (36, 72, 0), "ml.c5.18xlarge": (72, 144, 0),
-    "ml.c5n.xlarge": (4, 10.5, 0), "ml.c5n.2xlarge": (8, 21, 0), "ml.c5n.4xlarge": (16, 42, 0),
-    "ml.c5n.9xlarge": (36, 96, 0), "ml.c5n.18xlarge": (72, 192, 0),
-    "ml.p4d.24xlarge": (96, 1152, 8),
-    "ml.g4dn.xlarge": (4, 16, 1), "ml.g4dn.2xlarge": (8, 32, 1), "ml.g4dn.4xlarge": (16, 64, 1),
-    "ml.g4dn.8xlarge": (32, 128, 1), "ml.g4dn.12xlarge": (48, 192, 4), "ml.g4dn.16xlarge": (64, 256, 1),
-    "ml.g6.xlarge": (4, 16, 1), "ml.g6.2xlarge": (8, 32, 1), "ml.g6.4xlarge": (16, 64, 1),
-    "ml.g6.8xlarge": (32, 128, 1), "ml.g6.12xlarge": (48, 192, 4), "ml.g6.16xlarge": (64, 256, 1),
-    "ml.g6.24xlarge": (96, 384, 4), "ml.g6.48xlarge": (192, 768, 8),
-    "ml.g6e.xlarge": (4, 32, 1), "ml.g6e.2xlarge": (8, 64, 1), "ml.g6e.4xlarge": (16, 128, 1),
-    "ml.g6e.8xlarge": (32, 256, 1), "ml.g6e.12xlarge": (48, 384, 4), "ml.g6e.16xlarge": (64, 512, 1),
-    "ml.g6e.24xlarge": (96, 768, 4), "ml.g6e.48xlarge": (192, 1536, 8),
-}
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    vcpus: int
+    memory_gib: float
+    gpus: int
+    architecture: str  # x86_64 or arm64
+    gpu: str | None = None  # the GPU model
+    accelerator: str | None = None  # an accelerator that is not a GPU (AWS Inferentia, Trainium, Intel Gaudi)
+    accelerators: int = 0
+    price_per_hour: float | None = None  # USD per instance-hour, None where the catalog has no price
+    price_source: str | None = None  # the offer, region, date and source of that price
+
+    @property
+    def memory_mb(self) -> int:
+        return int(self.memory_gib * GIB)
+
+
+def _read(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"the instance catalog {path} cannot be read: {err}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("instance_types"), dict):
+        raise ValueError(f"the instance catalog {path} has no 'instance_types' object")
+    return document
+
+
+def _price_source(prices: dict | None) -> str | None:
+    if not prices:
+        return None
+    return (f"{prices.get('offer', 'on-demand')}, {prices.get('region', '?')}, {prices.get('currency', 'USD')} per "
+            f"{prices.get('per', 'instance-hour')}, as of {prices.get('as_of', '?')}; source: "
+            f"{prices.get('source', '?')}")
+
+
+def load(override: str | os.PathLike | None = None) -> dict[str, InstanceType]:
+    """The catalog: the shipped one, with the override file's types (given, else named by
+    JOBFORGE_INSTANCE_CATALOG) laid over it field by field."""
+    merged: dict[str, dict] = {}
+    override = override or os.environ.get(OVERRIDE_VARIABLE)
+    for path in filter(None, (SHIPPED, override and Path(override))):
+        document = _read(Path(path))
+        source = _price_source(document.get("prices"))
+        for name, fields in document["instance_types"].items():
+            entry = merged.setdefault(name, {"name": name})
+            entry.update(fields)
+            if "price_per_hour" in fields:
+                entry["price_source"] = source
+    try:
+        return {name: InstanceType(**fields) for name, fields in merged.items()}
+    except TypeError as err:
+        raise ValueError(f"an instance catalog entry is malformed: {err}") from None
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, InstanceType]:
+    """The catalog this process uses (read once)."""
+    return load()
+
+
+def find(name: str) -> InstanceType | None:
+    return catalog().get(name)
 
 
 def resources_for(instance_type: str, count: int = 1) -> dict:
     """The resource request of count instances of instance_type (per instance, as executors place them)."""
-    found = INSTANCE_TYPES.get(instance_type)
+    found = find(instance_type)
     if found is None:
         raise validation_error(f"Instance type {instance_type} is not supported; supported: "
-                               f"{', '.join(INSTANCE_TYPES)}.")
-    cpus, memory_gib, gpus = found
-    return {"cpus": cpus, "memory_mb": int(memory_gib * GIB), "gpus": gpus, "instances": count}
+                               f"{', '.join(catalog())}.")
+    return {"cpus": found.vcpus, "memory_mb": found.memory_mb, "gpus": found.gpus, "instances": count}

@@ -2,7 +2,7 @@
 
 Route on the SigV4 credential scope's service first, then on X-Amz-Target,
 the query Action or the method and path. Several models share a signing name
-(SageMaker and its job runtime; Bedrock and its runtime), so each scope lists
+(SageMaker, its runtime and its job runtime; Bedrock and its runtime), so each scope lists
 its candidates in order.
 """
 
@@ -18,7 +18,7 @@ from jobforge.server.protocol.http import HttpRequest
 PROTOCOLS: dict[str, ModuleType] = {"json": awsjson, "rest-json": restjson, "query": query, "rest-xml": restxml}
 
 SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
-    "sagemaker": ("sagemaker", "sagemakerjobruntime"),
+    "sagemaker": ("sagemaker", "sagemaker-runtime", "sagemakerjobruntime"),
     "bedrock": ("bedrock", "bedrock-runtime"),
     "braket": ("braket",),
     "iam": ("iam",),
@@ -52,7 +52,7 @@ def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ..
         version = query.form(request).get("Version")
         if version in QUERY_VERSIONS:
             return (QUERY_VERSIONS[version],)
-    return ("sagemakerjobruntime", "bedrock", "bedrock-runtime", "braket", "s3")
+    return ("sagemaker-runtime", "sagemakerjobruntime", "bedrock", "bedrock-runtime", "braket", "s3")
 
 
 def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
 from jobforge.core.store import open_store
 from jobforge.execution.agent_host import AgentHost
+from jobforge.execution.endpoint_host import EndpointHost
 from jobforge.execution.function_host import FunctionHost
 from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
@@ -59,6 +60,7 @@ class Runtime:
         memory_mb = self.scheduler.executor.capacity().memory_mb
         self.functions = FunctionHost(self.engine, settings, self.processes, self.keys, memory_mb)
         self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb)
+        self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every service, each resuming the work a previous server left (at the server's start, before
@@ -69,12 +71,14 @@ class Runtime:
         self.quantum_tasks.start()
         self.functions.start()
         self.agents.start()
+        self.endpoints.start()
         self.lifecycle.start()
 
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
         self.lifecycle.stop()
+        self.endpoints.stop(deadline)
         self.agents.stop(deadline)
         self.functions.stop(deadline)
         self.quantum_tasks.stop()

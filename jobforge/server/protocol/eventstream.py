@@ -40,8 +40,13 @@ def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
 
 
 def event_message(stream_shape, event: str, value: dict) -> bytes:
-    """An event of the stream's union: its members serialized as JSON."""
+    """An event of the stream's union: its members serialized as JSON, or its one ``eventpayload`` blob as it
+    is (sagemaker-runtime's ``PayloadPart.Bytes``)."""
     member = stream_shape.members[event]
+    raw = next((name for name, shape in member.members.items() if shape.serialization.get("eventpayload")), None)
+    if raw is not None and member.members[raw].type_name == "blob":
+        return encode_message({":message-type": "event", ":event-type": event,
+                               ":content-type": "application/octet-stream"}, bytes(value.get(raw, b"")))
     payload = json.dumps(to_json(member, value, "unixTimestamp")).encode()
     return encode_message({":message-type": "event", ":event-type": event,
                            ":content-type": "application/json"}, payload)

@@ -1,0 +1,83 @@
+"""sagemaker-runtime InvokeEndpoint and InvokeEndpointWithResponseStream.
+
+The request goes to one instance of the endpoint (a variant chosen by weight, or ``TargetVariant``); its
+``Content-Type``, ``Accept`` and ``CustomAttributes`` reach the model server as sent. An error status from
+the model server is ModelError (424) with its status and message, as AWS answers; no instance answering is
+ServiceUnavailable. A streamed answer arrives as ``PayloadPart`` events as the model server produces it; a
+stream that breaks off ends with a ``ModelStreamError`` event.
+"""
+
+from __future__ import annotations
+
+from anyio import to_thread
+
+from jobforge.api.base import RequestContext, handler
+from jobforge.api.sagemaker_hosting.endpoints import endpoint_named
+from jobforge.core import hosting
+from jobforge.core.errors import ServiceError
+from jobforge.execution.endpoint_host import ModelFailed, NoInstance
+
+SERVICE = "sagemaker-runtime"
+
+
+def _serving(ctx: RequestContext, name: str) -> hosting.Endpoint:
+    try:
+        return endpoint_named(ctx, name)
+    except ServiceError:
+        raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} not found.") from None
+
+
+def _model_error(ctx: RequestContext, endpoint: hosting.Endpoint, err: ModelFailed) -> ServiceError:
+    side = "client" if 400 <= err.status < 500 else "server"
+    group_arn = f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{endpoint.log_group}"
+    return ServiceError("ModelError", f'Received {side} error ({err.status}) from primary with message '
+                        f'"{err.message[:2000]}". See the log group {endpoint.log_group} in account '
+                        f"{ctx.account_id} for more information.", 424, OriginalStatusCode=err.status,
+                        OriginalMessage=err.message[:2048], LogStreamArn=group_arn)
+
+
+def _call(ctx: RequestContext, req: dict, stream: bool):
+    endpoint = _serving(ctx, req["EndpointName"])
+    if req.get("InferenceComponentName") or req.get("TargetModel") or req.get("TargetContainerHostname"):
+        raise ServiceError("ValidationError", "InferenceComponentName, TargetModel and TargetContainerHostname "
+                           "are not supported by jobforge: an endpoint serves one model per variant.")
+    if req.get("SessionId"):
+        raise ServiceError("ValidationError", "Stateful sessions (SessionId) are not supported by jobforge.")
+    try:
+        return endpoint, ctx.runtime.endpoints.invoke(
+            endpoint, req["Body"], req.get("ContentType"), req.get("Accept"), req.get("TargetVariant"),
+            req.get("CustomAttributes"), stream=stream)
+    except NoInstance as err:
+        raise ServiceError("ServiceUnavailable", str(err), 503) from None
+    except ModelFailed as err:
+        raise _model_error(ctx, endpoint, err) from None
+
+
+def _headers(reply, content_type_member: str) -> dict:
+    out = {content_type_member: reply.content_type, "InvokedProductionVariant": reply.variant}
+    if reply.custom_attributes:
+        out["CustomAttributes"] = reply.custom_attributes
+    return out
+
+
+@handler(SERVICE, "InvokeEndpoint", blocking=True)
+def invoke_endpoint(ctx: RequestContext, req: dict) -> dict:
+    _, reply = _call(ctx, req, stream=False)
+    return {"Body": reply.body, **_headers(reply, "ContentType")}
+
+
+@handler(SERVICE, "InvokeEndpointWithResponseStream", blocking=True)
+def invoke_endpoint_with_response_stream(ctx: RequestContext, req: dict) -> dict:
+    _, reply = _call(ctx, req, stream=True)
+
+    async def events():
+        chunks = reply.chunks
+        try:
+            while (chunk := await to_thread.run_sync(next, chunks, None)) is not None:
+                yield "PayloadPart", {"Bytes": chunk}
+        except ModelFailed as err:
+            raise ServiceError("ModelStreamError", err.message) from None
+        finally:
+            await to_thread.run_sync(chunks.close)
+
+    return {"Body": events(), **_headers(reply, "ContentType")}
