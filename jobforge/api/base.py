@@ -36,6 +36,14 @@ HANDLERS: dict[tuple[str, str], Handler] = {}
 # declare (Bedrock's token counts on InvokeModel); no output member has such a name.
 UNMODELED_HEADERS = "$unmodeledHeaders"
 
+# Members the model binds to a header that some clients send in the JSON body instead, taken from there when
+# the header is absent: (service, operation) → member names. Filled by the API modules that accept it.
+HEADER_MEMBERS_IN_BODY: dict[tuple[str, str], tuple[str, ...]] = {}
+
+# Paths outside a service's model that answer as one of its operations (an OpenAI-compatible alias of an
+# operation): path → (service, operation). Filled by the API modules that serve them.
+PATH_ALIASES: dict[str, tuple[str, str]] = {}
+
 
 def handler(service: str, operation: str, blocking: bool = False):
     """Register fn for a botocore service model name and operation name."""

@@ -36,7 +36,7 @@ def _fm_summary(ctx: RequestContext, model: models_catalog.FoundationModel) -> d
 
 @handler("bedrock", "ListFoundationModels")
 def list_foundation_models(ctx: RequestContext, req: dict) -> dict:
-    summaries = [_fm_summary(ctx, m) for m in models_catalog.all_models(ctx.engine)]
+    summaries = [_fm_summary(ctx, m) for m in models_catalog.all_models(ctx.engine) if not m.hub_model]
     if "byProvider" in req:
         summaries = [s for s in summaries if s["providerName"].lower() == req["byProvider"].lower()]
     if "byCustomizationType" in req:

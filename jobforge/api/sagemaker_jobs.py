@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import sqlalchemy as sa
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
 from jobforge.core import jobs, kinds, tags
 from jobforge.core.errors import ServiceError, validation_error
-from jobforge.core.kinds import JobErrors, JobKind, Workload
+from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.timestamps import from_epoch
 
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
@@ -38,6 +40,9 @@ class Category(JobKind):
     schemas: dict[str, dict] = field(default_factory=dict)  # JobConfigSchemaVersion → JSON Schema
     # (document, request) → (spec, resources, max runtime seconds or None); raises ServiceError
     build: Callable[[dict, dict], tuple[dict, dict, float | None]] | None = None
+    # (request context, spec, resources) → (spec, resources), checked against the server's records (models,
+    # packages) and its executor's capacity before the job is stored; raises ServiceError
+    admit: Callable[[RequestContext, dict, dict], tuple[dict, dict]] | None = None
 
     @property
     def category(self) -> str:
@@ -45,12 +50,22 @@ class Category(JobKind):
 
 
 def job_category(name: str, workload: Workload, schemas: dict[str, dict],
-                 build: Callable[[dict, dict], tuple[dict, dict, float | None]]) -> Category:
+                 build: Callable[[dict, dict], tuple[dict, dict, float | None]], *,
+                 admit: Callable[[RequestContext, dict, dict], tuple[dict, dict]] | None = None,
+                 log_group: LogGroup | None = None) -> Category:
     """The declaration of JobCategory ``name``, for ``kinds.register``."""
     return Category(
         name=PREFIX + name, label=f"{name} job", statuses=STATUSES, errors=ERRORS, workload=workload,
         arn=lambda region, account, job_name, _id: f"arn:aws:sagemaker:{region}:{account}:job/{name}/{job_name}",
-        schemas=schemas, build=build, describe=describe)
+        schemas=schemas, build=build, admit=admit, log_group=log_group, describe=describe)
+
+
+def schema_violation(schema: dict, document: dict) -> str | None:
+    """None when the document satisfies the JSON Schema; else its first violation: the JSON path and the rule."""
+    error = best_match(Draft202012Validator(schema).iter_errors(document))
+    if error is None:
+        return None
+    return f"JobConfigDocument {error.json_path}: {error.message} (rule: {error.validator})"
 
 
 def categories() -> dict[str, Category]:
@@ -115,7 +130,12 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
         raise validation_error(f"JobConfigDocument is not valid JSON: {err}") from None
     if not isinstance(document, dict):
         raise validation_error("JobConfigDocument must be a JSON object")
+    violation = schema_violation(category.schemas[version], document)
+    if violation:
+        raise validation_error(violation[:1024])
     spec, resources, max_runtime = category.build(document, req)
+    if category.admit is not None:
+        spec, resources = category.admit(ctx, spec, resources)
     require_role(ctx, req["RoleArn"], "ResourceNotFound")
     job, _ = jobs.create(
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=category,

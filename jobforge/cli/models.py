@@ -31,6 +31,9 @@ def list_cmd(args) -> None:
 
     print(f"{'MODEL ID':44} {'CUSTOMIZATIONS':44} LOCATION")
     for model in models_catalog.all_models(_engine(args)):
+        if model.hub_model:
+            print(f"{model.model_id:44} {'AgentRFT,AgentRFTEvaluation':44} {model.location}")
+            continue
         # As ListFoundationModels: a family's plain id is served on demand only, its variants are customized.
         supported = "" if on_demand_only(model.model_id) else \
             ",".join(customization_support(model.model_id)["customizationsSupported"])
@@ -45,10 +48,13 @@ def remove_cmd(args) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("models", help="register base models (Hugging Face directories) under Bedrock ids")
+    p = sub.add_parser("models", help="register base models (Hugging Face directories) under Bedrock ids or "
+                                      "SageMaker JumpStart model ids")
     msub = p.add_subparsers(dest="models_command", required=True)
     q = msub.add_parser("add", help="register or re-point a base model")
-    q.add_argument("identifier", help="Bedrock model id, e.g. meta.llama3-2-1b-instruct-v1:0")
+    q.add_argument("identifier", help="Bedrock model id, e.g. meta.llama3-2-1b-instruct-v1:0; or a JumpStart model "
+                                      "id or hub-content ARN, e.g. huggingface-reasoning-qwen3-32b, the base "
+                                      "models of AgentRFT jobs")
     q.add_argument("location", help="a local Hugging Face model directory or an s3:// prefix")
     q.add_argument("--name", help="model name shown by ListFoundationModels (max 20 characters)")
     q.add_argument("--provider", help="provider name (default: from the identifier)")

@@ -1,5 +1,7 @@
 """The base-model catalog: Hugging Face model directories registered under
-Bedrock-style identifiers (``meta.llama3-2-1b-instruct-v1:0``).
+Bedrock-style identifiers (``meta.llama3-2-1b-instruct-v1:0``), or under
+SageMaker JumpStart model ids (``huggingface-reasoning-qwen3-32b``, the name
+in a hub-content ARN), which AgentRFT jobs name as their base model.
 
 A location is a local directory or an S3 prefix. The catalog is global to the
 server, like Bedrock's foundation models are to a region; `jobforge models
@@ -30,6 +32,11 @@ foundation_models = sa.Table(
 PROVIDERS = {"amazon": "Amazon", "meta": "Meta", "anthropic": "Anthropic", "cohere": "Cohere",
              "mistral": "Mistral AI", "ai21": "AI21 Labs", "deepseek": "DeepSeek", "qwen": "Qwen"}
 REGISTER_HINT = "Register it with: jobforge models add {model_id} PATH_OR_S3_URI --data-dir DIR"
+HUB_REGISTER_HINT = "Register it with: jobforge models add {name} PATH_OR_S3_URI --data-dir DIR"
+HUB_KEY = "sagemaker-hub/"  # before a JumpStart model id in the catalog's key, apart from Bedrock's ids
+HUB_NAME = regex.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+HUB_CONTENT_ARN = regex.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:([0-9]{12}|aws):hub-content/[^/]+/Model/"
+                                r"(?P<name>[^/]+)(/[^/]+)?")
 NAME_LIMIT = 20  # Bedrock's BrandedName, for names given at registration
 # Bedrock's display names of the models it customizes (ListFoundationModels' modelName), by id prefix.
 DISPLAY_NAMES = (
@@ -60,6 +67,11 @@ class FoundationModel:
     def arn(self, region: str) -> str:
         return foundation_model_arn(region, self.model_id)
 
+    @property
+    def hub_model(self) -> bool:
+        """A JumpStart model (AgentRFT's base models), not one of Bedrock's."""
+        return self.model_id.startswith(HUB_KEY)
+
 
 def foundation_model_arn(region: str, model_id: str) -> str:
     return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"
@@ -79,6 +91,15 @@ def check_identifier(model_id: str) -> None:
                          "(lower-case letters, digits and '-', one '.' after the provider, optional ':' suffixes).")
 
 
+def hub_model_name(identifier: str) -> str | None:
+    """The JumpStart model id a hub-content ARN or a bare JumpStart id names; None for anything else
+    (Bedrock's ids have a '.' after the provider, which JumpStart ids never have)."""
+    found = HUB_CONTENT_ARN.fullmatch(identifier)
+    if found:
+        return found["name"]
+    return identifier if HUB_NAME.fullmatch(identifier) else None
+
+
 def check_location(location: str) -> str:
     """An S3 prefix as given, or a local directory (made absolute) holding a Hugging Face model."""
     if location.startswith("s3://"):
@@ -93,6 +114,8 @@ def check_location(location: str) -> str:
 
 def display_name(model_id: str) -> str:
     """Bedrock's name for a model it serves, else the id's model part (``my-model-v1``), whole."""
+    if model_id.startswith(HUB_KEY):
+        return model_id.removeprefix(HUB_KEY)
     for prefix, name in DISPLAY_NAMES:
         if model_id.startswith(prefix):
             return name
@@ -100,6 +123,8 @@ def display_name(model_id: str) -> str:
 
 
 def provider_display_name(model_id: str) -> str:
+    if model_id.startswith(HUB_KEY):
+        return "SageMaker JumpStart"
     provider = model_id.partition(".")[0]
     return PROVIDERS.get(provider, provider.capitalize())
 
@@ -133,8 +158,13 @@ def add(engine: sa.Engine, model_id: str, location: str, model_name: str | None 
     """Register (or re-point) a base model. Raises ValueError on a bad id, location or name.
 
     Names not given are derived from the id when the catalog is read (``display_name``), never cut short.
+    A JumpStart model id (or hub-content ARN) registers a hub model.
     """
-    check_identifier(model_id)
+    hub_name = hub_model_name(model_id)
+    if hub_name is not None:
+        model_id = HUB_KEY + hub_name
+    else:
+        check_identifier(model_id)
     location = check_location(location)
     model_name = _given_name(model_name, "model name")
     provider_name = _given_name(provider_name, "provider name")
@@ -151,6 +181,9 @@ def add(engine: sa.Engine, model_id: str, location: str, model_name: str | None 
 
 
 def remove(engine: sa.Engine, model_id: str) -> bool:
+    hub_name = hub_model_name(model_id)
+    if hub_name is not None:
+        model_id = HUB_KEY + hub_name
     with engine.begin() as conn:
         return conn.execute(foundation_models.delete().where(foundation_models.c.model_id == model_id)).rowcount > 0
 
@@ -159,6 +192,12 @@ def get(engine: sa.Engine, model_id: str) -> FoundationModel | None:
     with reading(engine) as conn:
         row = conn.execute(sa.select(foundation_models).where(foundation_models.c.model_id == model_id)).first()
     return _model(row) if row else None
+
+
+def hub_model(engine: sa.Engine, identifier: str) -> FoundationModel | None:
+    """The registered JumpStart model a hub-content ARN (or JumpStart id) names."""
+    name = hub_model_name(identifier)
+    return get(engine, HUB_KEY + name) if name else None
 
 
 def all_models(engine: sa.Engine) -> list[FoundationModel]:

@@ -1,5 +1,10 @@
-"""SigV4 verification (header and presigned-query forms), S3's SigV2 (header and presigned-query forms) and
-the signed policy of an S3 POST form upload.
+"""SigV4 verification (header and presigned-query forms), S3's SigV2 (header and presigned-query forms), the
+signed policy of an S3 POST form upload, and SageMaker's bearer tokens.
+
+A SageMaker bearer token (``Authorization: Bearer sagemaker-api-key-<base64>``, what the SageMaker SDK's
+``generate_token`` makes) carries a SigV4-presigned ``POST https://sagemaker.amazonaws.com/?Action=
+CallWithBearerToken`` URL with ``&Version=1`` appended: it is verified as that presigned request (its
+key, signature and expiry), and its credential scope stands for the request's.
 
 Written against ``botocore/auth.py`` rather than with it: botocore signs
 outgoing requests and has no verifier, and its canonical-request builder needs
@@ -31,6 +36,10 @@ MAX_SKEW = dt.timedelta(minutes=15)
 UNSIGNED_QUERY_KEYS = frozenset({"X-Amz-Signature"})
 SIGV2_HEADER = "AWS "
 SIGV2_SUBRESOURCES = frozenset(HmacV1Auth.QSAOfInterest)  # the query keys SigV2 signs as part of the resource
+BEARER = "Bearer "
+BEARER_KEY_PREFIX = "sagemaker-api-key-"
+BEARER_ACTION = "CallWithBearerToken"
+BEARER_VERSION = "&Version=1"
 
 
 class AuthError(Exception):
@@ -69,6 +78,7 @@ class _Claim:
     signature: str
     skip_query: frozenset[str]
     presigned: bool
+    signed_request: HttpRequest | None = None  # what the signature covers, when not the request (a bearer token)
 
 
 def credential_scope(request: HttpRequest) -> Scope | None:
@@ -78,7 +88,31 @@ def credential_scope(request: HttpRequest) -> Scope | None:
     return request.scratch["scope"]
 
 
+def bearer_request(request: HttpRequest) -> HttpRequest | None:
+    """The presigned request a SageMaker bearer token carries; None without one (decoded once per request)."""
+    if "bearer" not in request.scratch:
+        request.scratch["bearer"] = _decode_bearer(request.headers.get("authorization", ""))
+    return request.scratch["bearer"]
+
+
+def _decode_bearer(header: str) -> HttpRequest | None:
+    if not header.startswith(BEARER + BEARER_KEY_PREFIX):
+        return None
+    try:
+        url = base64.b64decode(header[len(BEARER + BEARER_KEY_PREFIX):].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not url.endswith(BEARER_VERSION):
+        return None
+    host, _, rest = url.removesuffix(BEARER_VERSION).partition("/")
+    path, _, query = rest.partition("?")
+    return HttpRequest("POST", "/" + path, query, {"host": host})
+
+
 def _parse_scope(request: HttpRequest) -> Scope | None:
+    signed = bearer_request(request)
+    if signed is not None:
+        return _parse_scope(signed)
     header = request.headers.get("authorization", "")
     v2_key = _sigv2_key(request)
     if v2_key is not None:  # S3 alone takes SigV2; the verifier gives the scope its region
@@ -210,11 +244,12 @@ class Verifier:
         claim = request.scratch.pop("auth_claim", None)
         if claim is None:
             claim = self._claim(request, now or dt.datetime.now(dt.timezone.utc))
+        signed = claim.signed_request or request
         if claim.presigned:
-            payload = "UNSIGNED-PAYLOAD" if claim.scope.service == "s3" else hashlib.sha256(request.body).hexdigest()
+            payload = "UNSIGNED-PAYLOAD" if claim.scope.service == "s3" else hashlib.sha256(signed.body).hexdigest()
         else:
             payload = self._payload_hash(request, claim.scope)
-        expected = self._signature(request, claim.credential, claim.scope, claim.amz_date, claim.signed_headers,
+        expected = self._signature(signed, claim.credential, claim.scope, claim.amz_date, claim.signed_headers,
                                    payload, claim.skip_query)
         if not hmac.compare_digest(expected, claim.signature):
             raise AuthError("bad_signature", "The request signature we calculated does not match the signature you "
@@ -223,6 +258,8 @@ class Verifier:
 
     def _claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
         header = request.headers.get("authorization")
+        if header is not None and header.startswith(BEARER):
+            return self._bearer_claim(request, now)
         if header is not None and header.startswith(ALGORITHM):
             return self._header_claim(request, now)
         if "X-Amz-Signature=" in request.query_string:
@@ -231,6 +268,20 @@ class Verifier:
             raise AuthError("bad_signature", "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported here "
                             "(S3 alone also takes Signature Version 2)")
         raise AuthError("missing", "Missing Authentication Token")
+
+    def _bearer_claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
+        signed = bearer_request(request)
+        if signed is None:
+            raise AuthError("bad_signature", f"A bearer token must be a SageMaker API key ({BEARER_KEY_PREFIX}…, "
+                            "as the SageMaker SDK's generate_token makes).")
+        action = dict(_raw_pairs(signed.query_string)).get("Action")
+        if action != BEARER_ACTION or credential_scope(request) is None or credential_scope(request).service != \
+                "sagemaker":
+            raise AuthError("bad_signature", f"The bearer token must presign {BEARER_ACTION} for the sagemaker "
+                            "service.")
+        claim = self._presigned_claim(signed, now)
+        return _Claim(claim.credential, claim.scope, claim.amz_date, claim.signed_headers, claim.signature,
+                      claim.skip_query, True, signed)
 
     def _header_claim(self, request: HttpRequest, now: dt.datetime) -> _Claim:
         fields = _header_fields(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from jobforge.api.base import PATH_ALIASES
 from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import awsjson, query, restjson, restxml
@@ -58,6 +59,9 @@ def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ..
 def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
     """(service model name, operation name), or a ServiceError in the first candidate's shape."""
     services = candidates(scope_service, request)
+    alias = PATH_ALIASES.get(request.raw_path.rstrip("/"))
+    if alias is not None and alias[0] in services and request.method == "POST":
+        return alias
     path_matched = False
     for service in services:
         if service_models.service_model(service).protocol not in PROTOCOLS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jobforge.api.base import UNMODELED_HEADERS
+from jobforge.api.base import HEADER_MEMBERS_IN_BODY, UNMODELED_HEADERS
 from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
 from jobforge.server.protocol import awsjson, eventstream, rest
@@ -38,6 +38,9 @@ def parse(service: str, operation: str, request: HttpRequest) -> dict:
         for key, value in body.items():
             if key in wire_names:
                 params[wire_names[key]] = value
+        for name in HEADER_MEMBERS_IN_BODY.get((service, operation), ()):
+            if name not in params and name in body:
+                params[name] = body[name]
     return params
 
 

@@ -1,0 +1,115 @@
+"""From a validated JobConfigDocument to the job's spec: what the workload runs, checked as AWS checks it.
+
+The schema has already passed (CreateJob validates it); here come the rules a schema cannot say (the
+hyperparameters' ranges, the parts jobforge refuses) and, in ``admit``, those that need the server's
+records: the base model in the catalog.
+"""
+
+from __future__ import annotations
+
+from jobforge.api.base import RequestContext
+from jobforge.core import models_catalog
+from jobforge.core.errors import ServiceError, validation_error
+from jobforge.workloads.agent_rft import hyperparameters
+
+TRAINING = "AgentRFT"
+EVALUATION = "AgentRFTEvaluation"
+
+
+def _agent(document: dict) -> dict:
+    config = document["AgentConfig"]
+    if "BedrockAgentCoreConfig" in config:
+        raise validation_error("AgentConfig.BedrockAgentCoreConfig is not supported by this server yet: AgentCore "
+                               "runtimes are not served by jobforge. Host the agent as a Lambda function and use "
+                               "AgentConfig.CustomAgentLambdaConfig.")
+    return {"lambda_arn": config["CustomAgentLambdaConfig"]["LambdaArn"]}
+
+
+def _channels(document: dict) -> dict[str, str]:
+    channels = {}
+    for channel in document["InputDataConfig"]:
+        name = channel["ChannelName"]
+        if name in channels:
+            raise validation_error(f"InputDataConfig names channel {name} twice.")
+        source = channel["DataSource"]
+        if "DatasetSource" in source:
+            raise validation_error(f"InputDataConfig channel {name}: DataSource.DatasetSource (hub datasets) is not "
+                                   "supported by this server; give the data as DataSource.S3DataSource.")
+        channels[name] = source["S3DataSource"]["S3Uri"]
+    return channels
+
+
+def _refuse_unsupported(document: dict, mlflow: dict | None) -> None:
+    if "VpcConfig" in document:
+        raise validation_error("VpcConfig is not supported by this server: jobs reach the agent and the data "
+                               "through the server itself.")
+    if "KmsKeyArn" in document["OutputDataConfig"]:
+        raise validation_error("OutputDataConfig.KmsKeyArn is not supported by this server: outputs are stored "
+                               "with the object store's own encryption.")
+    if mlflow is not None:
+        raise validation_error("MlflowConfig is not supported by this server yet: the job's metrics are kept "
+                               "with the job (jobforge jobs metrics) and in its log stream.")
+
+
+def _hyperparameters(parse, given: dict) -> dict:
+    try:
+        return parse(given)
+    except hyperparameters.HyperParameterError as err:
+        raise validation_error(str(err)) from None
+
+
+def _max_runtime(document: dict) -> float | None:
+    return document.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+
+
+def build_training(document: dict, req: dict) -> tuple[dict, dict, float | None]:
+    config = document["TrainingConfig"]
+    _refuse_unsupported(document, config.get("MlflowConfig"))
+    packages = document["ModelPackageConfig"]
+    if "InputModelPackageArn" in packages:
+        raise validation_error("ModelPackageConfig.InputModelPackageArn is not supported by this server yet: "
+                               "training starts from TrainingConfig.BaseModelArn.")
+    intermediate = packages.get("IntermediateCheckpointModelPackageGroupArn")
+    if intermediate is not None and intermediate == packages["OutputModelPackageGroupArn"]:
+        raise validation_error("ModelPackageConfig.IntermediateCheckpointModelPackageGroupArn must differ from "
+                               "OutputModelPackageGroupArn.")
+    spec = {
+        "category": TRAINING, "agent": _agent(document), "channels": _channels(document),
+        "output_path": document["OutputDataConfig"]["S3OutputPath"],
+        "base_model": {"arn": config["BaseModelArn"]},
+        "hyperparameters": _hyperparameters(hyperparameters.training, config.get("HyperParameters", {})),
+        "model_packages": packages, "JobConfigSchemaVersion": req["JobConfigSchemaVersion"],
+    }
+    return spec, {}, _max_runtime(document)
+
+
+def build_evaluation(document: dict, req: dict) -> tuple[dict, dict, float | None]:
+    config = document["EvaluationConfig"]
+    _refuse_unsupported(document, document["OutputDataConfig"].get("MlflowConfig"))
+    if "InputModelPackageArn" in document.get("ModelPackageConfig", {}):
+        raise validation_error("ModelPackageConfig.InputModelPackageArn is not supported by this server yet: "
+                               "evaluation runs the base model of EvaluationConfig.BaseModelArn.")
+    spec = {
+        "category": EVALUATION, "agent": _agent(document), "channels": _channels(document),
+        "output_path": document["OutputDataConfig"]["S3OutputPath"],
+        "base_model": {"arn": config["BaseModelArn"]},
+        "hyperparameters": _hyperparameters(hyperparameters.evaluation, config.get("HyperParameters", {})),
+        "JobConfigSchemaVersion": req["JobConfigSchemaVersion"],
+    }
+    return spec, {}, _max_runtime(document)
+
+
+def admit(ctx: RequestContext, spec: dict, resources: dict) -> tuple[dict, dict]:
+    """The base model resolved through the model catalog; the job's share of the executor's nodes."""
+    arn = spec["base_model"]["arn"]
+    model = models_catalog.hub_model(ctx.engine, arn)
+    if model is None:
+        name = models_catalog.hub_model_name(arn) or arn
+        raise ServiceError("ResourceNotFound", f"The base model {arn} is not available on this server. "
+                           + models_catalog.HUB_REGISTER_HINT.format(name=name))
+    spec = dict(spec, base_model={"arn": arn, "name": model.model_id.removeprefix(models_catalog.HUB_KEY),
+                                  "path": model.location})
+    node = ctx.runtime.scheduler.executor.capacity()
+    # The policy samples and trains in the worker: up to 4 CPU threads, one GPU where the nodes have any.
+    return spec, {"cpus": max(1, min(4, node.cpus)), "memory_mb": min(8192, node.memory_mb),
+                  "gpus": 1 if node.gpus else 0}
