@@ -260,3 +260,31 @@ def test_quantum_task_requests_are_checked(server, braket, account):
     assert braket.create_quantum_task(clientToken=token, **base)["quantumTaskArn"] == arn
     assert code_of(lambda: braket.create_quantum_task(clientToken=token, **dict(base, shots=5))) == \
         ("ValidationException", 400)
+
+
+def test_a_job_token_creates_quantum_tasks_only_in_its_jobs_region(server, braket, account):
+    import boto3
+    import sqlalchemy as sa
+
+    from jobforge.core.store import create_engine, jobs_table
+
+    from braket.circuits import Circuit
+
+    s3 = server.client("s3")
+    bucket = f"amazon-braket-us-east-1-{account}"
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    arn = braket.create_job(**job_request(account, "token-region"))["jobArn"]
+    engine = create_engine(f"sqlite:///{server.data_dir / 'jobforge.db'}")
+    with engine.connect() as conn:
+        token = conn.execute(sa.select(jobs_table.c.spec).where(jobs_table.c.arn == arn)).scalar_one()["jobToken"]
+    engine.dispose()
+    request = dict(deviceArn=SV1, shots=10, outputS3Bucket=bucket,
+                   outputS3KeyPrefix="tasks", action=Circuit().h(0).to_ir("OPENQASM").json(), jobToken=token)
+    west = boto3.client("braket", endpoint_url=server.endpoint, region_name="us-west-2", **server.credentials())
+    with pytest.raises(ClientError) as elsewhere:
+        west.create_quantum_task(clientToken=str(uuid.uuid4()), **request)
+    assert "in this region" in str(elsewhere.value)
+    with pytest.raises(ClientError) as ended:  # in its own region the token is known (the job has ended: no GPU)
+        braket.create_quantum_task(clientToken=str(uuid.uuid4()), **request)
+    assert "can no longer create quantum tasks" in str(ended.value)

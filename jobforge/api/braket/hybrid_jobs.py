@@ -109,12 +109,12 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
 
 
 def job_of_token(ctx: RequestContext, token: str) -> jobs.Job:
-    """The running job a CreateQuantumTask ``jobToken`` names, in the caller's account."""
+    """The running job a CreateQuantumTask ``jobToken`` names, in the caller's account and region."""
     job_id = token.split(".", 1)[0]
     job = jobs.load(ctx.engine, job_id)
-    if job is None or job.family != KIND.name or job.account_id != ctx.account_id or \
+    if job is None or job.family != KIND.name or job.account_id != ctx.account_id or job.region != ctx.region or \
             not hmac.compare_digest(job.spec.get("jobToken", ""), token):
-        raise validation_error("The jobToken does not belong to a hybrid job of this account.")
+        raise validation_error("The jobToken does not belong to a hybrid job of this account in this region.")
     if job.terminal:
         raise validation_error(f"Hybrid job {job.arn} is {status(job)}; it can no longer create quantum tasks.")
     return job
