@@ -161,3 +161,154 @@ def test_follow_the_signal_learns_through_the_runtime_api(server, sm, role, agen
     before, after = (float(v.split("mean reward ")[1].split(",")[0]) for v in validations)
     assert before < 0.3 and after >= 0.8, validations
     assert arn.endswith(":job/AgentRFT/follow-the-signal")
+
+
+# An agent that only records its event (under events/<trajectory>.json) and leaves the trajectory PENDING, so
+# the test itself drives the runtime API on a live trajectory.
+RECORDER = """
+import json, boto3
+
+def handler(event, context):
+    trajectory = event["metadata"]["trajectory_id"]
+    boto3.client("s3").put_object(Bucket="%s", Key=f"events/{trajectory}.json", Body=json.dumps(event))
+    return {}
+""" % BUCKET
+
+
+@pytest.fixture(scope="module")
+def live(server, sm, role):
+    """A running job with PENDING trajectories (its agent never reports) and one recorded event."""
+    lam = server.client("lambda", read_timeout=120)
+    arn = lam.create_function(FunctionName="recorder", Runtime=f"python3.{sys.version_info[1]}", Role=role,
+                              Handler="app.handler", Code={"ZipFile": code_zip(RECORDER)}, Timeout=30)["FunctionArn"]
+    while lam.get_function_configuration(FunctionName="recorder")["State"] != "Active":
+        time.sleep(0.1)
+    document = training_document(arn, role.split(":")[4], global_batch_size=32, group_size=2,
+                                 rollout_timeout_seconds=600, max_concurrent_rollouts=4)
+    document["InputDataConfig"] = document["InputDataConfig"][:1]
+    job_arn = create(sm, role, "live-trajectories", document)
+    s3 = server.client("s3")
+    deadline = time.time() + 120
+    while len(found := s3.list_objects_v2(Bucket=BUCKET, Prefix="events/").get("Contents", [])) < 3:
+        assert time.time() < deadline, sm.describe_job(JobName="live-trajectories", JobCategory="AgentRFT")
+        time.sleep(0.5)
+    events = [json.loads(s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()) for o in found]
+    yield job_arn, events
+    sm.stop_job(JobName="live-trajectories", JobCategory="AgentRFT")
+
+
+def test_agent_event_serves_both_sdk_styles(live, server):
+    job_arn, events = live
+    event = events[0]
+    metadata = event["metadata"]
+    assert metadata["jobId"] == metadata["job_arn"] == job_arn
+    assert metadata["rolloutId"] == metadata["trajectory_id"]
+    assert metadata["experimentId"] == "live-trajectories" and metadata["region"] == "us-east-1"
+    assert metadata["endpoint"] == server.endpoint
+    assert event["prompt"] == event["instance"]["prompt"] and "seed" in event["instance"]
+    assert event["inferenceParams"] == event["inference_params"] == {"temperature": 1.0, "top_p": 1.0,
+                                                                     "max_tokens": 4096}
+
+
+def test_runtime_state_machine_and_errors(live, server):
+    job_arn, events = live
+    runtime = server.client("sagemakerjobruntime")
+    trajectory = events[0]["metadata"]["trajectory_id"]
+    ids = {"JobArn": job_arn, "TrajectoryId": trajectory}
+    answer = json.loads(runtime.sample(Body=json.dumps({"messages": [{"role": "user", "content": "3"}],
+                                                        "max_tokens": 2}), **ids)["Body"].read())
+    assert answer["object"] == "chat.completion" and answer["model"] == MODEL
+    assert answer["usage"]["completion_tokens"] <= 2 and answer["choices"][0]["message"]["role"] == "assistant"
+
+    def error(call, **kwargs):
+        with pytest.raises(ClientError) as caught:
+            call(**kwargs)
+        return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+    assert error(runtime.sample, JobArn=job_arn, TrajectoryId="nope", Body=b'{"messages": []}')[0] == \
+        "ResourceNotFoundException"
+    assert error(runtime.sample, Body=b'{"prompt": "no messages"}', **ids)[0] == "ValidationException"
+    assert error(runtime.update_reward, Rewards=[1.0], **ids)[0] == "ConflictException"  # not READY yet
+    runtime.complete_rollout(Status="ready", ClientToken="once", **ids)
+    runtime.complete_rollout(Status="ready", ClientToken="once", **ids)  # the same token: the first answer
+    code, message = error(runtime.complete_rollout, Status="ready", **ids)
+    assert code == "ConflictException" and "Cannot transition trajectory" in message
+    code, message = error(runtime.sample, Body=b'{"messages": [{"role": "user", "content": "1"}]}', **ids)
+    assert code == "ConflictException" and "not in valid status" in message
+    assert error(runtime.update_reward, Rewards=[1.0, 0.0, 1.0], **ids)[0] == "ValidationException"
+    runtime.update_reward(Rewards=[0.5], **ids)
+    assert error(runtime.update_reward, Rewards=[0.5], **ids)[0] == "ConflictException"
+    other_job = job_arn.replace("live-trajectories", "no-such-job")
+    assert error(runtime.sample, JobArn=other_job, TrajectoryId=trajectory,
+                 Body=b'{"messages": [{"role": "user", "content": "1"}]}')[0] == "ResourceNotFoundException"
+
+
+def test_openai_client_with_a_bearer_token_and_streaming(live, server):
+    import openai
+    from botocore.credentials import Credentials
+    from sagemaker.core.token_generator import generate_token
+
+    job_arn, events = live
+    trajectory = events[1]["metadata"]["trajectory_id"]
+    credentials = server.credentials()
+
+    class Keys:
+        def load(self):
+            return Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"])
+
+    token = generate_token(region="us-east-1", aws_credentials_provider=Keys())
+    client = openai.OpenAI(base_url=server.endpoint + "/v1", api_key=token, max_retries=0, default_headers={
+        "X-Amzn-SageMaker-Job-Arn": job_arn, "X-Amzn-SageMaker-Trajectory-Id": trajectory})
+    first = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "4"}], max_tokens=1)
+    assert first.choices[0].finish_reason in ("stop", "length") and first.usage.completion_tokens == 1
+    messages = [{"role": "user", "content": "4"}, {"role": "assistant", "content": first.choices[0].message.content},
+                {"role": "user", "content": "5"}]
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=3, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason in ("stop", "length")
+    bad = openai.OpenAI(base_url=server.endpoint, api_key="sk-not-a-sagemaker-key", max_retries=0,
+                        default_headers={"X-Amzn-SageMaker-Job-Arn": job_arn,
+                                         "X-Amzn-SageMaker-Trajectory-Id": trajectory})
+    with pytest.raises(openai.PermissionDeniedError):
+        bad.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+
+
+def test_another_account_cannot_reach_the_trajectories(live, server):
+    job_arn, events = live
+    subprocess.run([sys.executable, "-m", "jobforge.cli", "--data-dir", str(server.data_dir), "accounts", "create",
+                    "intruder"], check=True, capture_output=True, timeout=60)
+    runtime = server.client("sagemakerjobruntime", profile="intruder")
+    with pytest.raises(ClientError) as caught:
+        runtime.sample(JobArn=job_arn, TrajectoryId=events[-1]["metadata"]["trajectory_id"],
+                       Body=b'{"messages": [{"role": "user", "content": "1"}]}')
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_schema_violations_and_unregistered_models(server, sm, role, agent):
+    account = role.split(":")[4]
+
+    def refused(document, category="AgentRFT"):
+        with pytest.raises(ClientError) as caught:
+            create(sm, role, f"bad-{uuid.uuid4().hex[:6]}", document, category)
+        return caught.value.response["Error"]
+
+    document = training_document(agent, account)
+    del document["TrainingConfig"]["BaseModelArn"]
+    error = refused(document)
+    assert error["Code"] == "ValidationException" and "$.TrainingConfig" in error["Message"] and \
+        "required" in error["Message"]
+    document = training_document(agent, account, group_size=64)
+    assert "group_size must be an integer from 2 to 32" in refused(document)["Message"]
+    document = training_document(agent, account, advantage_method="ppo_gae")
+    assert "advantage_method" in refused(document)["Message"]
+    document = training_document(agent, account)
+    document["TrainingConfig"]["BaseModelArn"] = BASE_ARN.replace(MODEL, "unregistered-model")
+    error = refused(document)
+    assert error["Code"] == "ResourceNotFound" and "jobforge models add unregistered-model" in error["Message"]
+    document = training_document(agent, account)
+    document["AgentConfig"] = {"BedrockAgentCoreConfig": {
+        "AgentRuntimeArn": f"arn:aws:bedrock-agentcore:us-east-1:{account}:runtime/agent-abc"}}
+    assert "BedrockAgentCoreConfig is not supported" in refused(document)["Message"]
+    schema = json.loads(sm.describe_job_schema_version(JobCategory="AgentRFT")["JobConfigSchema"])
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert [s["JobConfigSchemaVersion"] for s in
+            sm.list_job_schema_versions(JobCategory="AgentRFTEvaluation")["JobConfigSchemas"]] == ["1.0.0"]
