@@ -86,6 +86,11 @@ class JobContext:
         """Merge data into the job's result record (read by the API handlers)."""
         raise NotImplementedError
 
+    def ask_server(self, action: str, body: dict) -> dict:
+        """Have the server do what only it can for this job, an action of its internal API (deploying the
+        endpoints of a recommendation job's tests: ``jobforge.api.recommendation_deployments``); its answer."""
+        raise NotImplementedError
+
 
 @dataclass
 class LocalJobContext(JobContext):

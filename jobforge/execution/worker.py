@@ -147,6 +147,9 @@ class WorkerJobContext(JobContext):
             self._pending.setdefault("result", {}).update(data)
         self.flush()
 
+    def ask_server(self, action, body):
+        return self.client.call(action, body)
+
     def _take(self) -> dict:
         with self._lock:
             batch, self._pending = self._pending, {"metrics": [], "events": []}

@@ -6,12 +6,16 @@ is on the job record), so a worker of an earlier attempt cannot report.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 
+from jobforge.api import recommendation_deployments
 from jobforge.core import jobs, kinds
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
+
+BLOCKING = ("deploy", "attach", "undeploy")  # actions that wait for model servers: run off the event loop
 
 
 def _json(status: int, body: dict) -> HttpResponse:
@@ -39,16 +43,20 @@ class InternalApi:
         action = getattr(self, "_" + parts[3], None)
         if action is None:
             return _json(404, {"message": f"Unknown action {parts[3]}"})
-        request.scratch["worker"] = (job, action)
+        request.scratch["worker"] = (job, action, parts[3] in BLOCKING)
         return None
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        job, action = request.scratch["worker"]
+        job, action, blocking = request.scratch["worker"]
         try:
             body = json.loads(request.body or b"{}")
         except ValueError:
             return _json(400, {"message": "Invalid JSON"})
-        return _json(200, action(job, body) or {})
+        try:
+            answer = await asyncio.to_thread(action, job, body) if blocking else action(job, body)
+        except recommendation_deployments.Refused as err:
+            return _json(400, {"message": str(err)})
+        return _json(200, answer or {})
 
     def _job(self, job: jobs.Job, body: dict) -> dict:
         return {"id": job.id, "arn": job.arn, "name": job.name, "account_id": job.account_id,
@@ -77,3 +85,16 @@ class InternalApi:
         self.runtime.scheduler.worker_reported_end(jobs.load(self.engine, job.id), body.get("outcome", "failed"),
                                                    body.get("reason"))
         return {}
+
+    # -- an inference recommendation job's endpoints (jobforge.api.recommendation_deployments)
+    def _deploy(self, job: jobs.Job, body: dict) -> dict:
+        return recommendation_deployments.deploy(self.runtime, job, int(body.get("test", -1)))
+
+    def _attach(self, job: jobs.Job, body: dict) -> dict:
+        return recommendation_deployments.attach(self.runtime, job)
+
+    def _usage(self, job: jobs.Job, body: dict) -> dict:
+        return recommendation_deployments.usage(self.runtime, job, str(body.get("deployment")))
+
+    def _undeploy(self, job: jobs.Job, body: dict) -> dict:
+        return recommendation_deployments.undeploy(self.runtime, job, str(body.get("deployment")))

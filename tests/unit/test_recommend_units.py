@@ -94,3 +94,26 @@ def test_default_ramp_fits_the_job_duration():
     quick = plan.default_ramp(24, test_count=2, parallel=1)
     assert [s.users for s in quick] == [1, 2, 4, 8, 16, 32] and quick[0].seconds == 2.0
     assert plan.default_ramp(2700, test_count=1, parallel=1)[0].seconds == 60.0
+
+
+def test_default_candidates_are_the_cheapest_fitting_type_of_each_family():
+    from jobforge.core import instance_types
+    from jobforge.workloads.recommend.candidates import default_candidates
+
+    catalog = instance_types.catalog()
+    small = default_candidates(catalog, 10_000, text_generation=False)
+    assert len(small) == 3 and all(catalog[name].price_per_hour is not None for name in small)
+    assert [catalog[name].price_per_hour for name in small] == sorted(catalog[name].price_per_hour for name in small)
+    assert all(catalog[name].memory_gib >= 9 for name in default_candidates(catalog, 3 * 2**30, False))
+    assert catalog[default_candidates(catalog, 10_000, text_generation=True)[0]].gpus > 0
+
+
+def test_utilisation_not_measured_is_nan_on_the_wire():
+    import json
+
+    from jobforge.core import service_models
+    from jobforge.server.protocol.wire import to_json
+
+    shape = service_models.service_model("sagemaker").shape_for("RecommendationMetrics")
+    wire = to_json(shape, {"CpuUtilization": float("nan"), "MemoryUtilization": 12.5, "MaxInvocations": 60}, "")
+    assert json.dumps(wire) == '{"MaxInvocations": 60, "CpuUtilization": "NaN", "MemoryUtilization": 12.5}'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import re
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
@@ -17,6 +18,7 @@ from xml.sax.saxutils import escape
 from botocore.model import Shape
 
 UTC = dt.timezone.utc
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _XML_REFERENCED = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
@@ -52,6 +54,8 @@ def to_json(shape: Shape, value, ts_default: str):
         return format_timestamp(value, shape.serialization.get("timestampFormat", ts_default))
     if kind == "blob":
         return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+    if kind in ("float", "double") and not math.isfinite(value):
+        return NON_FINITE[str(value)]  # JSON has no NaN: Smithy's JSON protocols write these as strings
     return value
 
 

@@ -5,6 +5,7 @@ The load generator, one module each: ``http_connection`` (keep-alive HTTP/1.1 co
 ``load_test`` (closed-loop users and open-loop arrivals on one event loop), ``generator_process`` (the
 generator in a process of its own, pinned apart from the endpoint), ``reference_server`` and ``ceiling``
 (the generator's own ceiling, measured against a trivial server). The recommender: ``cost`` (AWS's formula),
-``search`` (MaxInvocations from the windows of a ramp) and ``plan`` (which tests a job runs). ``traffic``,
-``cost`` and ``plan`` import nothing heavy: the API checks requests with them.
+``search`` (MaxInvocations from the windows of a ramp), ``plan`` (which tests a job runs), ``candidates`` (a
+Default job's instance types), ``payloads`` (the sample payload archive) and ``job`` (the workload). ``traffic``,
+``cost``, ``plan`` and ``candidates`` import nothing heavy: the API checks requests with them.
 """

@@ -9,10 +9,14 @@ requests a second.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 
 import httptools
 
 ERROR_BODY_BYTES = 512
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; a longer path is reached through its folder's descriptor
+CONNECT_SECONDS = 5.0
 
 
 class Connection(asyncio.Protocol):
@@ -85,16 +89,40 @@ class Connection(asyncio.Protocol):
             reply.set_exception(error)
 
 
-async def connect(host: str, port: int) -> Connection:
+async def connect(host: str, port: int, unix_path: str | None = None) -> Connection:
+    """A connection to host:port over TCP, or to the Unix socket at unix_path."""
     loop = asyncio.get_running_loop()
-    _, connection = await loop.create_connection(lambda: Connection(loop), host, port)
+    if unix_path is not None:
+        _, connection = await loop.create_unix_connection(lambda: Connection(loop), sock=_unix_socket(unix_path))
+    else:
+        _, connection = await loop.create_connection(lambda: Connection(loop), host, port)
     return connection
 
 
-def prepare_request(host: str, port: int, path: str, body: bytes, content_type: str,
+def _unix_socket(path: str) -> socket.socket:
+    """A socket connected to the Unix socket at path (a local connect answers at once, or the backlog is full)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_SECONDS)
+    try:
+        if len(path) < MAX_SOCKET_PATH:
+            sock.connect(path)
+        else:
+            folder = os.open(os.path.dirname(path), os.O_PATH)
+            try:
+                sock.connect(f"/proc/self/fd/{folder}/{os.path.basename(path)}")
+            finally:
+                os.close(folder)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def prepare_request(authority: str, path: str, body: bytes, content_type: str,
                     headers: dict[str, str] | None = None) -> bytes:
     """The bytes of one POST, written as they are for every request that carries this body."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Type: {content_type}",
+    lines = [f"POST {path} HTTP/1.1", f"Host: {authority}", f"Content-Type: {content_type}",
              f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

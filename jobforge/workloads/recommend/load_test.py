@@ -27,10 +27,21 @@ WAITING_SECONDS = 10.0  # open loop: requests due but unsent beyond this many se
 
 @dataclass(frozen=True)
 class Target:
-    host: str
-    port: int
+    """Where requests go: host and port over TCP, or a Unix socket (a model server's)."""
+
+    host: str = "localhost"
+    port: int = 0
     path: str = "/invocations"
     headers: dict = field(default_factory=dict)
+    unix_path: str | None = None
+
+    @property
+    def authority(self) -> str:
+        return self.host if self.unix_path else f"{self.host}:{self.port}"
+
+    @property
+    def where(self) -> str:
+        return self.unix_path or self.authority
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,8 @@ class LoadTest:
         if not payloads:
             raise ValueError("a load test needs at least one payload")
         self._target, self._plan, self._report = target, plan, report
-        self._requests = [prepare_request(target.host, target.port, target.path, p.body, p.content_type,
-                                          target.headers) for p in payloads]
+        self._requests = [prepare_request(target.authority, target.path, p.body, p.content_type, target.headers)
+                          for p in payloads]
         self._turn = 0
         self._window: Window | None = None
         self._connections: set[Connection] = set()
@@ -192,9 +203,9 @@ class LoadTest:
 
     async def _connect(self) -> Connection | None:
         try:
-            connection = await connect(self._target.host, self._target.port)
+            connection = await connect(self._target.host, self._target.port, self._target.unix_path)
         except OSError as err:
-            self._window.failed(f"cannot connect to {self._target.host}:{self._target.port}: {_describe(err)}")
+            self._window.failed(f"cannot connect to {self._target.where}: {_describe(err)}")
             return None
         self._connections.add(connection)
         return connection
