@@ -8,6 +8,7 @@ from pathlib import Path
 from jobforge.demo.bedrock import bedrock_fine_tuning
 from jobforge.demo.braket import qaoa_hybrid_job
 from jobforge.demo.compile import compile_models
+from jobforge.demo.recommend import recommend_instances
 from jobforge.testing_server import ServerProcess
 
 
@@ -27,7 +28,7 @@ def identity_and_roles(server: ServerProcess) -> None:
     print(f"   created {role['Role']['Arn']}")
 
 
-SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning, compile_models]
+SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning, compile_models, recommend_instances]
 
 
 def run(args) -> None:
