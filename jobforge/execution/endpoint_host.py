@@ -178,6 +178,7 @@ class EndpointHost:
         self._gpus_taken: set[str] = set()
         self._memory_held = 0
         self._serving: dict[str, Deployment] = {}  # endpoint id → the deployment its invocations reach
+        self._names: dict[tuple[str, str, str], str] = {}  # (account, region, name) → id, of endpoints serving
         self._closed = threading.Event()
         self._logs: LogWriter | None = None
         self._watcher: threading.Thread | None = None
@@ -205,7 +206,7 @@ class EndpointHost:
     def stop(self, deadline: float) -> None:
         self._closed.set()
         with self._lock:
-            deployments, self._serving = list(self._serving.values()), {}
+            deployments, self._serving, self._names = list(self._serving.values()), {}, {}
         for deployment in deployments:
             self._tear_down(deployment, drain=False)
         if self._logs is not None:
@@ -237,6 +238,7 @@ class EndpointHost:
             return
         with self._lock:
             self._serving[endpoint.id] = deployment
+            self._names[(endpoint.account_id, endpoint.region, endpoint.name)] = endpoint.id
         if hosting.update_endpoint(self.engine, endpoint.id, status=hosting.IN_SERVICE, failure_reason=None) is None:
             self._forget(endpoint.id)  # deleted meanwhile
 
@@ -265,19 +267,18 @@ class EndpointHost:
     def _forget(self, endpoint_id: str) -> None:
         with self._lock:
             deployment = self._serving.pop(endpoint_id, None)
+            for key in [key for key, value in self._names.items() if value == endpoint_id]:
+                del self._names[key]
         if deployment is not None:
             self._tear_down(deployment, drain=True)
 
     # -- invocations -----------------------------------------------------------------------
-    def invoke(self, endpoint: hosting.Endpoint, body: bytes, content_type: str | None, accept: str | None,
-               target_variant: str | None = None, custom_attributes: str | None = None, stream: bool = False
-               ) -> Reply:
-        """Forward one invocation. Raises ServiceError (a variant not found), NoInstance or ModelFailed."""
+    def serving_named(self, account_id: str, region: str, name: str) -> Deployment | None:
+        """The deployment serving the endpoint of that name (None when none serves), found without the store:
+        it is looked up on every invocation."""
         with self._lock:
-            deployment = self._serving.get(endpoint.id)
-        if deployment is None:
-            raise NoInstance(f"Endpoint {endpoint.name} has no instance serving: it is {endpoint.status}.")
-        return self.forward(deployment, body, content_type, accept, target_variant, custom_attributes, stream)
+            endpoint_id = self._names.get((account_id, region, name))
+            return self._serving.get(endpoint_id) if endpoint_id is not None else None
 
     def forward(self, deployment: Deployment, body: bytes, content_type: str | None, accept: str | None,
                 target_variant: str | None = None, custom_attributes: str | None = None, stream: bool = False

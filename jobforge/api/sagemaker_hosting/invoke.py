@@ -12,45 +12,48 @@ from __future__ import annotations
 from anyio import to_thread
 
 from jobforge.api.base import RequestContext, handler
-from jobforge.api.sagemaker_hosting.endpoints import endpoint_named
 from jobforge.core import hosting
 from jobforge.core.errors import ServiceError
-from jobforge.execution.endpoint_host import ModelFailed, NoInstance
+from jobforge.execution.endpoint_host import Deployment, ModelFailed, NoInstance, Reply
 
 SERVICE = "sagemaker-runtime"
 
 
-def _serving(ctx: RequestContext, name: str) -> hosting.Endpoint:
-    try:
-        return endpoint_named(ctx, name)
-    except ServiceError:
-        raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} not found.") from None
+def _deployment(ctx: RequestContext, name: str) -> Deployment:
+    """The deployment serving the caller's endpoint (found in memory); else why none answers."""
+    deployment = ctx.runtime.endpoints.serving_named(ctx.account_id, ctx.region, name)
+    if deployment is not None:
+        return deployment
+    endpoint = hosting.endpoint(ctx.engine, ctx.account_id, ctx.region, name)
+    if endpoint is None:
+        raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} not found.")
+    raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} is {endpoint.status}: it "
+                       "serves no requests until it is InService.")
 
 
-def _model_error(ctx: RequestContext, endpoint: hosting.Endpoint, err: ModelFailed) -> ServiceError:
+def _model_error(ctx: RequestContext, name: str, err: ModelFailed) -> ServiceError:
     side = "client" if 400 <= err.status < 500 else "server"
-    group_arn = f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{endpoint.log_group}"
+    group = f"/aws/sagemaker/Endpoints/{name}"
     return ServiceError("ModelError", f'Received {side} error ({err.status}) from primary with message '
-                        f'"{err.message[:2000]}". See the log group {endpoint.log_group} in account '
-                        f"{ctx.account_id} for more information.", 424, OriginalStatusCode=err.status,
-                        OriginalMessage=err.message[:2048], LogStreamArn=group_arn)
+                        f'"{err.message[:2000]}". See the log group {group} in account {ctx.account_id} for more '
+                        "information.", 424, OriginalStatusCode=err.status, OriginalMessage=err.message[:2048],
+                        LogStreamArn=f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{group}")
 
 
-def _call(ctx: RequestContext, req: dict, stream: bool):
-    endpoint = _serving(ctx, req["EndpointName"])
+def _call(ctx: RequestContext, req: dict, stream: bool) -> Reply:
     if req.get("InferenceComponentName") or req.get("TargetModel") or req.get("TargetContainerHostname"):
         raise ServiceError("ValidationError", "InferenceComponentName, TargetModel and TargetContainerHostname "
                            "are not supported by jobforge: an endpoint serves one model per variant.")
     if req.get("SessionId"):
         raise ServiceError("ValidationError", "Stateful sessions (SessionId) are not supported by jobforge.")
+    deployment = _deployment(ctx, req["EndpointName"])
     try:
-        return endpoint, ctx.runtime.endpoints.invoke(
-            endpoint, req["Body"], req.get("ContentType"), req.get("Accept"), req.get("TargetVariant"),
-            req.get("CustomAttributes"), stream=stream)
+        return ctx.runtime.endpoints.forward(deployment, req["Body"], req.get("ContentType"), req.get("Accept"),
+                                             req.get("TargetVariant"), req.get("CustomAttributes"), stream=stream)
     except NoInstance as err:
         raise ServiceError("ServiceUnavailable", str(err), 503) from None
     except ModelFailed as err:
-        raise _model_error(ctx, endpoint, err) from None
+        raise _model_error(ctx, req["EndpointName"], err) from None
 
 
 def _headers(reply, content_type_member: str) -> dict:
@@ -62,13 +65,13 @@ def _headers(reply, content_type_member: str) -> dict:
 
 @handler(SERVICE, "InvokeEndpoint", blocking=True)
 def invoke_endpoint(ctx: RequestContext, req: dict) -> dict:
-    _, reply = _call(ctx, req, stream=False)
+    reply = _call(ctx, req, stream=False)
     return {"Body": reply.body, **_headers(reply, "ContentType")}
 
 
 @handler(SERVICE, "InvokeEndpointWithResponseStream", blocking=True)
 def invoke_endpoint_with_response_stream(ctx: RequestContext, req: dict) -> dict:
-    _, reply = _call(ctx, req, stream=True)
+    reply = _call(ctx, req, stream=True)
 
     async def events():
         chunks = reply.chunks
