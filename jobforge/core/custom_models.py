@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, paging, provisioned_models
+from jobforge.core import idempotency, provisioned_models
 from jobforge.core.errors import ServiceError
-from jobforge.core.identifiers import name_or_arn
 from jobforge.core.idempotency import ClientToken
+from jobforge.core.regional_records import RegionalTable
 from jobforge.core.store import metadata, reading
 
 custom_models = sa.Table(
@@ -125,19 +125,11 @@ def insert_model(engine: sa.Engine, model: CustomModel, token: ClientToken | Non
     return model
 
 
-def find_model(engine: sa.Engine, account_id: str, region: str, identifier: str) -> CustomModel | None:
-    with reading(engine) as conn:
-        row = conn.execute(sa.select(custom_models).where(
-            custom_models.c.account_id == account_id, custom_models.c.region == region,
-            name_or_arn(custom_models, identifier))).first()
-    return CustomModel(**row._mapping) if row else None
-
-
-def get_model(engine: sa.Engine, account_id: str, region: str, identifier: str) -> CustomModel:
-    model = find_model(engine, account_id, region, identifier)
-    if model is None:
-        raise ServiceError("ResourceNotFoundException", f"Custom model {identifier} not found.")
-    return model
+MODELS = RegionalTable(custom_models, CustomModel, "Custom model")
+DEPLOYMENTS = RegionalTable(model_deployments, Deployment, "Custom model deployment")
+find_model, get_model, list_models = MODELS.find, MODELS.get, MODELS.page
+find_deployment, get_deployment, list_deployments = DEPLOYMENTS.find, DEPLOYMENTS.get, DEPLOYMENTS.page
+delete_deployment = DEPLOYMENTS.delete
 
 
 def models_with_jobs(engine: sa.Engine, job_ids: list[str]) -> dict[str, CustomModel]:
@@ -168,49 +160,15 @@ def delete_model(engine: sa.Engine, model: CustomModel) -> None:
         conn.execute(custom_models.delete().where(custom_models.c.id == model.id))
 
 
-def list_models(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool, limit: int,
-                token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(custom_models).where(custom_models.c.account_id == account_id,
-                                           custom_models.c.region == region, *conditions)
-    page = paging.keyset_page(engine, query, custom_models.c.created_at, custom_models.c.id, ascending, limit,
-                              token, dict(bind, region=region), bad_token)
-    page.rows = [CustomModel(**r._mapping) for r in page.rows]
-    return page
-
-
 def insert_deployment(engine: sa.Engine, deployment: Deployment, token: ClientToken | None = None) -> Deployment:
-    try:
-        with engine.begin() as conn:
-            conn.execute(model_deployments.insert().values(vars(deployment)))
-            idempotency.remember(conn, token, deployment.arn)
-    except sa.exc.IntegrityError:
-        raise ServiceError("ConflictException", f"A custom model deployment named {deployment.name} already "
-                           "exists. Choose a different name.") from None
-    return deployment
-
-
-def find_deployment(engine: sa.Engine, account_id: str, region: str, identifier: str) -> Deployment | None:
-    with reading(engine) as conn:
-        row = conn.execute(sa.select(model_deployments).where(
-            model_deployments.c.account_id == account_id, model_deployments.c.region == region,
-            name_or_arn(model_deployments, identifier))).first()
-    return Deployment(**row._mapping) if row else None
-
-
-def get_deployment(engine: sa.Engine, account_id: str, region: str, identifier: str) -> Deployment:
-    found = find_deployment(engine, account_id, region, identifier)
-    if found is None:
-        raise ServiceError("ResourceNotFoundException", f"Custom model deployment {identifier} not found.")
-    return found
+    return DEPLOYMENTS.insert(engine, deployment, token, ServiceError(
+        "ConflictException", f"A custom model deployment named {deployment.name} already exists. "
+        "Choose a different name."))
 
 
 def creating_deployments(engine: sa.Engine, account_id: str, region: str) -> list[Deployment]:
     """The account's deployments in the region whose model is being brought into service."""
-    with reading(engine) as conn:
-        rows = conn.execute(sa.select(model_deployments).where(
-            model_deployments.c.account_id == account_id, model_deployments.c.region == region,
-            model_deployments.c.status == "Creating")).all()
-    return [Deployment(**r._mapping) for r in rows]
+    return DEPLOYMENTS.select(engine, account_id, region, model_deployments.c.status == "Creating")
 
 
 def finish_deployment(engine: sa.Engine, deployment_id: str, failure: str | None) -> None:
@@ -221,19 +179,5 @@ def finish_deployment(engine: sa.Engine, deployment_id: str, failure: str | None
             model_deployments.c.id == deployment_id, model_deployments.c.status == "Creating").values(
             updated_at=time.time(), **values))
 
-
-def delete_deployment(engine: sa.Engine, deployment: Deployment) -> None:
-    with engine.begin() as conn:
-        conn.execute(model_deployments.delete().where(model_deployments.c.id == deployment.id))
-
-
-def list_deployments(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool,
-                     limit: int, token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(model_deployments).where(model_deployments.c.account_id == account_id,
-                                               model_deployments.c.region == region, *conditions)
-    page = paging.keyset_page(engine, query, model_deployments.c.created_at, model_deployments.c.id, ascending,
-                              limit, token, dict(bind, region=region), bad_token)
-    page.rows = [Deployment(**r._mapping) for r in page.rows]
-    return page
 
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, paging
 from jobforge.core.errors import ServiceError
-from jobforge.core.identifiers import name_or_arn
 from jobforge.core.idempotency import ClientToken
-from jobforge.core.store import metadata, reading
+from jobforge.core.regional_records import RegionalTable
+from jobforge.core.store import metadata
 
 CREATING, IN_SERVICE, UPDATING, FAILED = "Creating", "InService", "Updating", "Failed"
 LOADING = (CREATING, UPDATING)  # the states in which the model is being brought into service
@@ -67,39 +66,19 @@ def provisioned_model_arn(region: str, account_id: str, provisioned_id: str) -> 
     return f"arn:aws:bedrock:{region}:{account_id}:provisioned-model/{provisioned_id}"
 
 
+RECORDS = RegionalTable(provisioned_models, ProvisionedModel, "Provisioned Throughput")
+find, get, delete, list_page = RECORDS.find, RECORDS.get, RECORDS.delete, RECORDS.page
+
+
 def insert(engine: sa.Engine, model: ProvisionedModel, token: ClientToken | None = None) -> ProvisionedModel:
-    try:
-        with engine.begin() as conn:
-            conn.execute(provisioned_models.insert().values(vars(model)))
-            idempotency.remember(conn, token, model.arn)
-    except sa.exc.IntegrityError:
-        raise ServiceError("ValidationException", f"A Provisioned Throughput named {model.name} already exists. "
-                           "Choose a different provisionedModelName.") from None
-    return model
-
-
-def find(engine: sa.Engine, account_id: str, region: str, identifier: str) -> ProvisionedModel | None:
-    with reading(engine) as conn:
-        row = conn.execute(sa.select(provisioned_models).where(
-            provisioned_models.c.account_id == account_id, provisioned_models.c.region == region,
-            name_or_arn(provisioned_models, identifier))).first()
-    return ProvisionedModel(**row._mapping) if row else None
-
-
-def get(engine: sa.Engine, account_id: str, region: str, identifier: str) -> ProvisionedModel:
-    found = find(engine, account_id, region, identifier)
-    if found is None:
-        raise ServiceError("ResourceNotFoundException", f"Provisioned Throughput {identifier} not found.")
-    return found
+    return RECORDS.insert(engine, model, token, ServiceError(
+        "ValidationException", f"A Provisioned Throughput named {model.name} already exists. "
+        "Choose a different provisionedModelName."))
 
 
 def loading(engine: sa.Engine, account_id: str, region: str) -> list[ProvisionedModel]:
     """The account's Provisioned Throughputs in the region whose model is being brought into service."""
-    with reading(engine) as conn:
-        rows = conn.execute(sa.select(provisioned_models).where(
-            provisioned_models.c.account_id == account_id, provisioned_models.c.region == region,
-            provisioned_models.c.status.in_(LOADING))).all()
-    return [ProvisionedModel(**r._mapping) for r in rows]
+    return RECORDS.select(engine, account_id, region, provisioned_models.c.status.in_(LOADING))
 
 
 def update(engine: sa.Engine, provisioned_id: str, **values) -> None:
@@ -126,11 +105,6 @@ def finish_loading(engine: sa.Engine, provisioned_id: str, model_arn: str, failu
             provisioned_models.c.status.in_(LOADING)).values(updated_at=time.time(), **values))
 
 
-def delete(engine: sa.Engine, model: ProvisionedModel) -> None:
-    with engine.begin() as conn:
-        conn.execute(provisioned_models.delete().where(provisioned_models.c.id == model.id))
-
-
 def serving(conn: sa.Connection, account_id: str, model_arn: str) -> str | None:
     """The name of a Provisioned Throughput of the account that serves, or is being moved to, the model."""
     row = conn.execute(sa.select(provisioned_models.c.name).where(
@@ -138,13 +112,3 @@ def serving(conn: sa.Connection, account_id: str, model_arn: str) -> str | None:
         sa.or_(provisioned_models.c.model_arn == model_arn,
                provisioned_models.c.desired_model_arn == model_arn))).first()
     return row.name if row else None
-
-
-def list_page(engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool, limit: int,
-              token: str | None, bind: dict, bad_token) -> paging.Page:
-    query = sa.select(provisioned_models).where(provisioned_models.c.account_id == account_id,
-                                                provisioned_models.c.region == region, *conditions)
-    page = paging.keyset_page(engine, query, provisioned_models.c.created_at, provisioned_models.c.id, ascending,
-                              limit, token, dict(bind, region=region), bad_token)
-    page.rows = [ProvisionedModel(**r._mapping) for r in page.rows]
-    return page
