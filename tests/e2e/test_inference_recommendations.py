@@ -203,6 +203,10 @@ def test_an_existing_endpoint_is_benchmarked_and_left_running(server, sm, role_a
                                                                 ContentType="text/csv")
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
     sm.delete_endpoint(EndpointName="iris-live")
+    deadline = time.time() + 60
+    while any(e["EndpointName"] == "iris-live" for e in sm.list_endpoints()["Endpoints"]):
+        assert time.time() < deadline, "the endpoint was not deleted"
+        time.sleep(0.2)
 
 
 def test_stopping_a_job_mid_test_stops_its_load_and_removes_its_endpoint(server, sm, role_arn, model):
