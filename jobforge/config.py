@@ -22,6 +22,7 @@ class Settings:
     auth: str = "sigv4"  # or "none", an explicit opt-out
     object_store: str | None = None  # default: a local directory under data_dir
     executor: str = "local"  # a name in jobforge.execution.executor.EXECUTORS
+    ray_address: str = "auto"  # the Ray cluster the ray executor runs jobs on: its GCS address, or "auto"
     advertise_url: str | None = None  # how jobs reach this server; default: derived from host and port
     cpus: int | None = None  # resources the scheduler may hand out; default: what the host has
     memory_mb: int | None = None

@@ -27,6 +27,7 @@ def _settings(args) -> Settings:
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
                     advertise_url=getattr(args, "advertise_url", None),
+                    ray_address=getattr(args, "ray_address", None) or Settings.ray_address,
                     lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
                     **connections, **plugins, **tls)
 
@@ -121,7 +122,11 @@ def main(argv=None) -> None:
                    help="the URL jobs reach this server by (default: http://HOST:PORT, https:// with TLS, or this "
                         "host's address when HOST is 0.0.0.0 or ::)")
     p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
-                   help="where jobs run: 'local' runs each job as a process group on this host")
+                   help="where jobs run: 'local' runs each job as a process group on this host, 'ray' as a Ray "
+                        "actor on a Ray cluster (pip install 'jobforge[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster of --executor ray: its address (HOST:PORT of the head node) or 'auto', "
+                        "the cluster this host's 'ray start' joined (default: auto)")
     p.add_argument("--plugin", action="append", dest="plugins", metavar="MODULE",
                    help="also import MODULE at start, to serve the job kinds and operations it declares "
                         "(repeatable; default: the comma-separated modules of $JOBFORGE_PLUGINS)")

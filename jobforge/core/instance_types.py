@@ -8,7 +8,10 @@ same form (``JOBFORGE_INSTANCE_CATALOG``) overrides or adds types field by field
 describes the prices it gives.
 
 A job's resource request comes from the instance type and count it asks for, never from what the server's
-host has; the executor then says whether it can ever run it.
+host has; the executor then says whether it can ever run it. Besides CPUs, memory and GPUs it names custom
+resources, as a Ray cluster's nodes declare them: an accelerator's cores under the name Ray gives them
+(AWS Neuron cores, Intel Gaudi HPUs), and whatever a catalog entry's ``resources`` adds (an operator's own
+labels, such as ``{"fast_disk": 1}`` for the nodes started with that resource).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from jobforge.core.errors import validation_error
 GIB = 1024
 SHIPPED = Path(__file__).with_name("instance_catalog.json")
 OVERRIDE_VARIABLE = "JOBFORGE_INSTANCE_CATALOG"
+# accelerator → (the resource Ray's nodes declare for it, how many of it one accelerator chip is)
+ACCELERATOR_RESOURCES = {"AWS Inferentia": ("neuron_cores", 4), "AWS Inferentia2": ("neuron_cores", 2),
+                         "AWS Trainium": ("neuron_cores", 2), "Intel Gaudi": ("HPU", 1)}
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,20 @@ class InstanceType:
     accelerators: int = 0
     price_per_hour: float | None = None  # USD per instance-hour, None where the catalog has no price
     price_source: str | None = None  # the offer, region, date and source of that price
+    resources: dict | None = None  # custom resources per instance a catalog entry adds, by name
 
     @property
     def memory_mb(self) -> int:
         return int(self.memory_gib * GIB)
+
+    @property
+    def custom_resources(self) -> dict[str, float]:
+        """The custom resources one instance asks for: its accelerator's, then the entry's own."""
+        found = dict(self.resources or {})
+        if self.accelerator in ACCELERATOR_RESOURCES:
+            name, per_chip = ACCELERATOR_RESOURCES[self.accelerator]
+            found.setdefault(name, self.accelerators * per_chip)
+        return found
 
 
 def _read(path: Path) -> dict:
@@ -97,4 +113,7 @@ def resources_for(instance_type: str, count: int = 1) -> dict:
     if found is None:
         raise validation_error(f"Instance type {instance_type} is not supported; supported: "
                                f"{', '.join(catalog())}.")
-    return {"cpus": found.vcpus, "memory_mb": found.memory_mb, "gpus": found.gpus, "instances": count}
+    request = {"cpus": found.vcpus, "memory_mb": found.memory_mb, "gpus": found.gpus, "instances": count}
+    if found.custom_resources:
+        request["resources"] = found.custom_resources
+    return request

@@ -10,12 +10,14 @@ server restart). Executors are chosen by name (``Settings.executor``,
 environment the scheduler gives it.
 
 A resource request is a dict: ``cpus``, ``memory_mb`` and ``gpus`` per
-instance, and ``instances`` (default 1).
+instance, ``resources`` (custom resources by name, per instance) and
+``instances`` (default 1).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from jobforge.execution.resources import Capacity
@@ -25,7 +27,15 @@ if TYPE_CHECKING:
     from jobforge.core.jobs import Job
 
 # name → "module:class"; each class is built with the server's Settings.
-EXECUTORS = {"local": "jobforge.execution.local:LocalExecutor"}
+EXECUTORS = {"local": "jobforge.execution.local:LocalExecutor", "ray": "jobforge.execution.ray_executor:RayExecutor"}
+
+
+@dataclass(frozen=True)
+class AttemptLost:
+    """How ``poll`` reports an attempt that ended with the node it ran on, which left no exit status: the job
+    resumes from its last checkpoint on another node where its workload can, else it fails with ``reason``."""
+
+    reason: str
 
 
 class Executor(Protocol):
@@ -54,8 +64,9 @@ class Executor(Protocol):
     def stop(self, handle: str, force: bool = False) -> None:
         """Ask the attempt to stop (it sees should_stop()), or with force end it at once."""
 
-    def poll(self) -> list[tuple[str, int]]:
-        """(handle, exit code) of every attempt that ended since the last poll; negative: killed by that signal."""
+    def poll(self) -> list[tuple[str, int | AttemptLost]]:
+        """(handle, exit code) of every attempt that ended since the last poll; negative: killed by that signal;
+        AttemptLost: its node was lost."""
 
     def adopt(self, job_id: str, handle: str) -> bool:
         """After a restart, take back an attempt a previous server started; False when it is not running (any

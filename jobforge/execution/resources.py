@@ -1,11 +1,15 @@
-"""What one node can give jobs (CPU slots, memory, GPUs), and what this host has."""
+"""What one node can give jobs (CPU slots, memory, GPUs, named custom resources), and what this host has.
+
+A request's ``resources`` names custom resources per instance (``{"neuron_cores": 2}``), as Ray names the
+resources its nodes declare; this host declares none.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _UNITS = (("cpus", "CPUs"), ("memory_mb", "MiB of memory"), ("gpus", "GPUs"))
 
@@ -15,16 +19,22 @@ class Capacity:
     cpus: int
     memory_mb: int
     gpus: int
+    resources: dict[str, float] = field(default_factory=dict)  # custom resources by name
 
     def fits(self, request: dict, used: "Capacity") -> bool:
         return (used.cpus + request.get("cpus", 1) <= self.cpus
                 and used.memory_mb + request.get("memory_mb", 0) <= self.memory_mb
-                and used.gpus + request.get("gpus", 0) <= self.gpus)
+                and used.gpus + request.get("gpus", 0) <= self.gpus
+                and all(used.resources.get(name, 0) + amount <= self.resources.get(name, 0)
+                        for name, amount in request.get("resources", {}).items()))
 
     def shortfall(self, request: dict, nodes: int = 1) -> str | None:
         """Why a request can never run on nodes of this size, or None."""
         short = [f"{request[name]} {unit} (a node offers at most {getattr(self, name)})"
                  for name, unit in _UNITS if request.get(name, 0) > getattr(self, name)]
+        short += [f"{amount:g} {name} (a node offers at most {self.resources.get(name, 0):g})"
+                  for name, amount in sorted(request.get("resources", {}).items())
+                  if amount > self.resources.get(name, 0)]
         if request.get("instances", 1) > nodes:
             short.append(f"{request['instances']} instances (this server runs jobs on {nodes})")
         return f"The job needs more than this server can give: {', '.join(short)}." if short else None
@@ -36,6 +46,8 @@ def used_by(requests) -> Capacity:
         used.cpus += request.get("cpus", 1)
         used.memory_mb += request.get("memory_mb", 0)
         used.gpus += request.get("gpus", 0)
+        for name, amount in request.get("resources", {}).items():
+            used.resources[name] = used.resources.get(name, 0) + amount
     return used
 
 

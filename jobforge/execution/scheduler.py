@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from jobforge.core import accounts, jobs, kinds, models_catalog
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import jobs_table, reading
-from jobforge.execution.executor import Executor
+from jobforge.execution.executor import AttemptLost, Executor
 from jobforge.execution.resources import held_by_services
 
 log = logging.getLogger("jobforge.scheduler")
@@ -73,7 +73,11 @@ class Scheduler:
     def tick(self) -> None:
         for handle, code in self.executor.poll():
             job_id = next((j for j, h in self.attempts.items() if h == handle), None)
-            if job_id is not None:
+            if job_id is None:
+                continue
+            if isinstance(code, AttemptLost):
+                self._attempt_lost(job_id, code.reason)
+            else:
                 self._worker_exited(job_id, code)
         self._enforce_stops()
         self._admit()
@@ -200,6 +204,13 @@ class Scheduler:
         self.finish(job_id, "FAILED", failure_reason=f"The worker process {how} without reporting an outcome."
                     + (f" Last output: {tail}" if tail else ""))
 
+    def _attempt_lost(self, job_id: str, reason: str) -> None:
+        self.attempts.pop(job_id, None)
+        self.term_sent.pop(job_id, None)
+        job = jobs.load(self.engine, job_id)
+        if job is not None and not job.terminal:
+            self._resume_or_fail(job, reason)
+
     def _log_tail(self, job_id: str) -> str:
         lines = self.executor.read_log(job_id).strip().splitlines()
         return lines[-1][-500:] if lines else ""
@@ -245,16 +256,20 @@ class Scheduler:
             if job.handle and self.executor.adopt(job.id, job.handle):
                 self.attempts[job.id] = job.handle  # still running: it goes on reporting to this server
                 continue
-            self.runtime.keys.revoke_job(job.id)
-            kind = kinds.get(job.family)
-            if job.state == "STOPPING":
-                self.finish(job.id, self._stopped_state(job))
-            elif kind is not None and kind.workload.resumable:
-                jobs.transition(self.engine, job.id, "QUEUED", secondary="Restarting",
-                                message="The server restarted; the job resumes from its last checkpoint")
-                jobs.add_logs(self.engine, job.id, job.name,
-                              [(time.time(), "jobforge: server restarted; resuming from the last checkpoint")])
-            else:
-                self.finish(job.id, "FAILED", failure_reason=(
-                    f"The server restarted while the job was running, and workload {job.workload!r} "
-                    "cannot resume from a checkpoint."))
+            self._resume_or_fail(job, "The server restarted while the job was running")
+
+    def _resume_or_fail(self, job: jobs.Job, why: str) -> None:
+        """An attempt that is gone without an outcome: the job resumes from its checkpoints on a new attempt
+        where its workload can (a stopping one just stops), else it fails saying why."""
+        self.runtime.keys.revoke_job(job.id)
+        kind = kinds.get(job.family)
+        if job.state == "STOPPING":
+            self.finish(job.id, self._stopped_state(job))
+        elif kind is not None and kind.workload.resumable:
+            jobs.transition(self.engine, job.id, "QUEUED", secondary="Restarting",
+                            message=f"{why}; the job resumes from its last checkpoint")
+            jobs.add_logs(self.engine, job.id, job.name,
+                          [(time.time(), f"jobforge: {why[0].lower()}{why[1:]}; resuming from the last checkpoint")])
+        else:
+            self.finish(job.id, "FAILED", failure_reason=(
+                f"{why}, and workload {job.workload!r} cannot resume from a checkpoint."))

@@ -27,6 +27,7 @@ from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
 from jobforge.execution.process_host import ProcessHost
 from jobforge.execution.quantum_task_runner import QuantumTaskRunner
+from jobforge.execution.resources import host_capacity
 from jobforge.execution.supervisor import Supervisor
 from jobforge.server.auth import Verifier
 
@@ -57,7 +58,8 @@ class Runtime:
         self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
         # Users' long-lived code: Lambda environments and AgentCore runtime sessions.
         self.processes = ProcessHost(settings, self.supervisor)
-        memory_mb = self.scheduler.executor.capacity().memory_mb
+        # They run on this host whatever the executor: its memory bounds theirs.
+        memory_mb = host_capacity(settings.cpus, settings.memory_mb, settings.gpus).memory_mb
         self.functions = FunctionHost(self.engine, settings, self.processes, self.keys, memory_mb)
         self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb)
         self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys)

@@ -14,10 +14,10 @@ from jobforge.execution.resources import Capacity
 
 
 def test_an_unknown_executor_is_refused_naming_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown executor 'ray'; known executors: local"):
-        open_executor(Settings(data_dir=tmp_path, executor="ray"))
+    with pytest.raises(ValueError, match=r"Unknown executor 'slurm'; known executors: local, ray"):
+        open_executor(Settings(data_dir=tmp_path, executor="slurm"))
     assert isinstance(open_executor(Settings(data_dir=tmp_path)), LocalExecutor)
-    assert set(EXECUTORS) == {"local"}
+    assert set(EXECUTORS) == {"local", "ray"}
 
 
 def test_local_handles_name_a_pid_and_its_start_time():
@@ -32,6 +32,10 @@ def test_every_instance_type_the_apis_accept_has_its_resources():
     assert resources_for("ml.m5.large") == {"cpus": 2, "memory_mb": 8192, "gpus": 0, "instances": 1}
     assert resources_for("ml.g4dn.12xlarge", 2) == {"cpus": 48, "memory_mb": 196608, "gpus": 4, "instances": 2}
     assert resources_for("ml.c4.xlarge")["memory_mb"] == 7680
+    # An accelerator's cores, under the names Ray's nodes declare them by
+    assert resources_for("ml.trn1.2xlarge")["resources"] == {"neuron_cores": 2}
+    assert resources_for("ml.inf1.6xlarge")["resources"] == {"neuron_cores": 16}
+    assert resources_for("ml.dl1.24xlarge")["resources"] == {"HPU": 8}
     with pytest.raises(ServiceError):
         resources_for("ml.nope.large")
 
@@ -43,6 +47,11 @@ def test_a_shortfall_names_everything_no_node_can_give():
     assert "4 CPUs (a node offers at most 2)" in reason and "16384 MiB of memory" in reason
     assert "1 GPUs (a node offers at most 0)" in reason
     assert "2 instances" in node.shortfall({"cpus": 1, "instances": 2})
+    assert "2 neuron_cores (a node offers at most 0)" in node.shortfall(resources_for("ml.trn1.2xlarge"))
+    labelled = Capacity(cpus=2, memory_mb=4096, gpus=0, resources={"fast_disk": 1})
+    assert labelled.shortfall({"cpus": 1, "resources": {"fast_disk": 1}}) is None
+    assert labelled.fits({"cpus": 1, "resources": {"fast_disk": 1}}, Capacity(0, 0, 0))
+    assert not labelled.fits({"cpus": 1, "resources": {"fast_disk": 1}}, Capacity(0, 0, 0, {"fast_disk": 1}))
 
 
 def test_jobs_reach_the_server_by_the_advertised_url(tmp_path):

@@ -13,6 +13,7 @@ from jobforge.config import Settings
 from jobforge.core import accounts, jobs
 from jobforge.core.objects import open_object_store
 from jobforge.core.store import jobs_table, open_store
+from jobforge.execution.executor import AttemptLost
 from jobforge.execution.resources import Capacity, used_by
 from jobforge.execution.scheduler import Scheduler
 from jobforge.execution.supervisor import ProcessSpec, Supervisor
@@ -251,3 +252,22 @@ def test_recovery_adopts_resumes_or_fails_what_a_previous_server_left(runtime):
     assert state(runtime, adopted).state == "COMPLETED"
     assert executor.submitted == [resumed]
     assert state(runtime, resumed).attempt == 2
+
+
+def test_an_attempt_lost_with_its_node_resumes_where_the_workload_can_else_fails_saying_why(runtime):
+    executor = FakeExecutor(Capacity(cpus=4, memory_mb=8192, gpus=0))
+    scheduler = scheduler_with(runtime, executor)
+    resumable = add_job(runtime, "resumable", {"cpus": 1})
+    not_resumable = add_job(runtime, "not-resumable", {"cpus": 1}, kind=NOT_RESUMABLE)
+    scheduler.tick()
+    assert executor.submitted == [resumable, not_resumable]
+    why = "The Ray node 10.0.0.7 (abc) running the job was lost"
+    for job_id in (resumable, not_resumable):
+        executor.exit(f"fake:{job_id}:1", AttemptLost(why))
+    scheduler.tick()
+    failed = state(runtime, not_resumable)
+    assert failed.state == "FAILED"
+    assert failed.failure_reason == f"{why}, and workload 'unknown-workload' cannot resume from a checkpoint."
+    resumed = state(runtime, resumable)
+    assert resumed.attempt == 2 and executor.submitted == [resumable, not_resumable, resumable]
+    assert any(t["secondary"] == "Restarting" and why in t["message"] for t in resumed.transitions)
