@@ -506,7 +506,7 @@ class EndpointHost:
                           memory_mb=instance.instance_type.memory_mb,
                           on_output=lambda line: self._output(deployment, instance, line), scratch_mb=SCRATCH_MB,
                           readable=readable, private_network=bool(model.get("EnableNetworkIsolation")),
-                          restart=True)
+                          restart=True, address_space_limit=not instance.gpus)
         instance.pool = ConnectionPool(instance.socket_path, INVOCATION_SECONDS)
         instance.hosted = self.processes.start(spec)
 

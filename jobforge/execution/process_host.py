@@ -62,6 +62,9 @@ class HostedSpec:
     prepare: Callable[[Path], None] | None = None  # fills its directory before it starts (as the server)
     private_network: bool = False  # a network namespace of its own: only its loopback (needs namespaces)
     restart: bool = False  # restarted by the supervisor (with its back-off) when it dies, and set up again
+    # False: where no cgroup holds the memory, no address-space rlimit either (CUDA reserves far more address
+    # space than it uses, and fails under one): the memory is then held from jobs but not enforced.
+    address_space_limit: bool = True
 
 
 class ProcessGroup(subprocess.Popen):
@@ -130,7 +133,8 @@ class ProcessHost:
             limits = self.limits
             hosted.cgroup = limits.create(spec.name, spec.memory_mb)
             hosted.setup = {"confinement": confinement, "module": spec.module, "settings": spec.settings,
-                            "address_space_bytes": None if limits.by_cgroup else spec.memory_mb * MIB}
+                            "address_space_bytes": None if limits.by_cgroup or not spec.address_space_limit
+                            else spec.memory_mb * MIB}
             self.supervisor.add(ProcessSpec(spec.name, (), reserves={"memory_mb": spec.memory_mb},
                                             launch=lambda: self._launch(hosted),
                                             on_start=lambda _: self._set_up(hosted), restart=spec.restart,

@@ -4,6 +4,7 @@ Hugging Face text model generates on it, through the real server and boto3; skip
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -46,6 +47,9 @@ def test_a_gpu_instance_gets_its_gpu_and_pinned_cores(cuda, sm, s3, runtime, rol
                                                 ContentType="application/json")["Body"].read())
     assert answer["available"] and answer["device"] == "cuda:0" and answer["visible"] != "-1"
     assert answer["cores"] == 4
+    sm.delete_endpoint(EndpointName=name)  # its GPU is its own until it is gone
+    while name in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]:
+        time.sleep(0.2)
 
 
 def test_a_text_model_generates_on_the_gpu(cuda, sm, s3, runtime, role_arn, tmp_path):
