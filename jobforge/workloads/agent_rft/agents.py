@@ -51,7 +51,8 @@ class LambdaAgent:
                                    config=Config(retries={"max_attempts": 1}, read_timeout=900,
                                                  max_pool_connections=256))
 
-    def invoke(self, event: dict) -> None:
+    def invoke(self, event) -> object:
+        """The function's answer to the event, parsed (None when it is not JSON)."""
         try:
             response = self.client.invoke(FunctionName=self.arn, Payload=json.dumps(event).encode())
         except Exception as err:  # the Lambda API's refusal or an unreachable server
@@ -65,6 +66,7 @@ class LambdaAgent:
             answer = None
         if isinstance(answer, dict) and answer.get("errorType") in ERROR_TYPES:
             raise AgentError(f"{answer['errorType']}: {answer.get('error', '')}"[:500])
+        return answer
 
 
 class Dispatcher:

@@ -64,9 +64,11 @@ class Policy:
         for message in messages:
             if isinstance(message.get("content"), list):  # content parts: their text, in order
                 message["content"] = "".join(p.get("text", "") for p in message["content"] if isinstance(p, dict))
+        # OpenAI's reasoning_effort reaches the template as the variable of that name (gpt-oss templates read it).
+        effort = {"reasoning_effort": body["reasoning_effort"]} if body.get("reasoning_effort") else {}
         try:
             return self.tokenizer.apply_chat_template(messages, tools=body.get("tools"), tokenize=False,
-                                                      add_generation_prompt=True)
+                                                      add_generation_prompt=True, **effort)
         except Exception as err:  # the template's own complaint (a role it does not know, …)
             raise invalid(f"The messages cannot be rendered with the model's chat template: {err}") from None
 
@@ -90,23 +92,14 @@ class Policy:
                 number("top_p", self.defaults["top_p"], 0, 1) or 1.0, int(max_tokens))
 
 
-class PolicyServer:
-    def __init__(self, policy: Policy, trajectories: Trajectories, usage: Usage, host: str = "127.0.0.1"):
+class TurnSampler:
+    """Sample as the runtime API defines it: one turn of a PENDING trajectory, captured with its ids."""
+
+    def __init__(self, policy: Policy, trajectories: Trajectories, usage: Usage):
         self.policy = policy
         self.trajectories = trajectories
         self.usage = usage
-        self.secret = secrets.token_urlsafe(32)
-        server = self
-        self.httpd = ThreadingHTTPServer((host, 0), _handler_class(server))
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, name="policy-server", daemon=True).start()
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    # -- the four operations ---------------------------------------------------------------------
     def sample(self, trajectory_id: str, body: dict, stream) -> dict | None:
         trajectory = self.trajectories.pending(trajectory_id)
         text = self.policy.render(body)
@@ -139,6 +132,22 @@ class PolicyServer:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["content"]},
                              "finish_reason": answer["finish_reason"], "logprobs": None}],
                 "usage": answer["usage"]}
+
+
+class PolicyServer(TurnSampler):
+    """The four operations over HTTP, for the jobforge server to forward the runtime API's calls to."""
+
+    def __init__(self, policy: Policy, trajectories: Trajectories, usage: Usage, host: str = "127.0.0.1"):
+        super().__init__(policy, trajectories, usage)
+        self.secret = secrets.token_urlsafe(32)
+        self.httpd = ThreadingHTTPServer((host, 0), _handler_class(self))
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, name="policy-server", daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def _handler_class(server: PolicyServer):

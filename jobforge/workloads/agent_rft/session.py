@@ -1,5 +1,6 @@
-"""The policy of a running job, served: the model with its LoRA adapter, the batch sampler, the policy
-server the runtime API reaches, and the dispatcher that sends prompts to the agent."""
+"""The policy of a running job (``PolicySession``: the model with its LoRA adapter, the batch sampler), and
+served to the user's agent (``Session``: the policy server the runtime API reaches, the dispatcher that sends
+prompts to the agent)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ def load_policy(model_dir: Path, device: torch.device, lora_rank: int | None, lo
     return model, tokenizer
 
 
-class Session:
-    def __init__(self, ctx: JobContext, spec: dict, model_dir: Path, training: bool):
-        hp = spec["hyperparameters"]
+class PolicySession:
+    """The policy a job samples and trains: the model (with a LoRA adapter when training), its tokenizer, the
+    batch sampler, the trajectories sampled from it and the tokens they cost."""
+
+    def __init__(self, ctx: JobContext, hp: dict, model_dir: Path, model_name: str, training: bool):
         self.device = pick_device(ctx.resources)
         self.model, self.tokenizer = load_policy(model_dir, self.device, hp.get("lora_rank") if training else None,
                                                  hp.get("lora_alpha"))
@@ -50,10 +53,22 @@ class Session:
         self.sampler = BatchSampler(self.model, self.tokenizer.pad_token_id, self.lock, lambda: self.version)
         self.trajectories = Trajectories()
         self.usage = Usage()
-        self.policy = Policy(self.tokenizer, self.sampler, spec["base_model"]["name"], max_positions(model_dir),
+        self.policy = Policy(self.tokenizer, self.sampler, model_name, max_positions(model_dir),
                              temperature=hp.get("temperature", hp.get("sampling_temperature", 1.0)),
                              top_p=hp.get("sampling_top_p", hp.get("top_p", 1.0)),
                              max_tokens=hp.get("sampling_max_tokens", hp.get("max_tokens", 4096)))
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+class Session(PolicySession):
+    """The policy served to the user's agent: the policy server the runtime API reaches, and the dispatcher
+    that sends prompts to the agent."""
+
+    def __init__(self, ctx: JobContext, spec: dict, model_dir: Path, training: bool):
+        hp = spec["hyperparameters"]
+        super().__init__(ctx, hp, model_dir, spec["base_model"]["name"], training)
         self.server = PolicyServer(self.policy, self.trajectories, self.usage)
         ctx.result({"PolicyServer": {"url": self.server.url, "secret": self.server.secret}})
         endpoint = ctx.env.get("AWS_ENDPOINT_URL", "")
@@ -63,5 +78,5 @@ class Session:
 
     def close(self) -> None:
         self.server.close()
-        self.sampler.close()
+        super().close()
         self.dispatcher.pool.shutdown(wait=False, cancel_futures=True)

@@ -4,8 +4,10 @@ Each step takes ``global_batch_size`` prompts (an epoch's seeded shuffle) and ha
 ``group_size`` trajectories of each. Once all of them are terminal, the trajectories that received a
 reward are scored by ``advantage_method``, turned into rows of captured ids (``rows``), and the policy
 takes one optimizer step on ``loss_fn``. Turns sampled by a policy more than ``max_staleness`` versions
-old are left out. The held-out ``validation`` channel, when given, is rolled out before the first step
-and after the last (``validation/reward/mean``, ``validation/pass@k``).
+old are left out. The held-out ``validation`` channel, when given, is rolled out before the first step,
+every ``validation_interval`` steps where the job has one, and after the last (``validation/reward/mean``,
+``validation/pass@k``). The rollouts come from the session's ``dispatcher``: the user's agent for AgentRFT
+(``agents``), the policy and a grader for Bedrock's reinforcement fine-tuning (``customize.rft``).
 
 The adapter, the optimizer and the position are checkpointed after every step; a resumed attempt
 continues from there. At the end the adapter and the merged model are written under the job's output
@@ -64,6 +66,7 @@ class Training:
                                hp["clip_high_threshold"], session.tokenizer.pad_token_id, session.lock)
         self.step = 0
         self.trained_tokens = 0
+        self.validate_every = hp.get("validation_interval")  # steps; None: before the first and after the last
 
     # -- checkpoints ---------------------------------------------------------------------------
     def restore(self) -> bool:
@@ -113,10 +116,14 @@ class Training:
             self.session.version = self.step
             self.save()
             self.report()
+            if self.validation and self.validate_every and self.step % self.validate_every == 0 \
+                    and self.step < self.max_steps:
+                self.validate()
         if self.validation:
             self.validate()
 
-    def train_step(self) -> None:
+    def train_step(self) -> dict[str, float]:
+        """One step: rollouts, advantages, an optimizer step; the step's metrics."""
         hp, session = self.hp, self.session
         session.policy.set_defaults(max_tokens=hp["sampling_max_tokens"])
         indices = batch_indices(len(self.train), hp["global_batch_size"], self.step, hp["seed"])
@@ -143,17 +150,19 @@ class Training:
         self.trained_tokens += stats.total_tokens
         step = self.step + 1
         trajectories = [r.trajectory for r in usable]
-        for name, value in (("rollout/reward/mean", sum(t.reward for t in trajectories) / len(trajectories)),
-                            ("rollout/turns/mean", sum(len(t.turns) for t in trajectories) / len(trajectories)),
-                            ("rollout/failed", len(rollouts) - len(usable)),
-                            ("training/total_tokens", stats.total_tokens),
-                            ("training/num_trajectories", len(trajectories)),
-                            ("loss", stats.loss), ("kl", stats.kl)):
+        rewards = [t.reward for t in trajectories]
+        metrics = {"rollout/reward/mean": sum(rewards) / len(rewards), "rollout/reward/max": max(rewards),
+                   "rollout/reward/min": min(rewards),
+                   "rollout/turns/mean": sum(len(t.turns) for t in trajectories) / len(trajectories),
+                   "rollout/failed": len(rollouts) - len(usable), "training/total_tokens": stats.total_tokens,
+                   "training/num_trajectories": len(trajectories), "loss": stats.loss, "kl": stats.kl}
+        for name, value in metrics.items():
             self.ctx.metric(name, value, step)
         self.ctx.event(f"step {step}/{self.max_steps}: reward {sum(t.reward for t in trajectories) / len(trajectories):.3f}"
                        f", {len(trajectories)} trajectories ({len(rollouts) - len(usable)} failed), loss "
                        f"{stats.loss:.4f}, kl {stats.kl:.5f}")
         session.trajectories.forget(r.trajectory for r in rollouts if r.trajectory)
+        return metrics
 
     def _usable(self, rollouts: list[Rollout]) -> list[Rollout]:
         """Rollouts with a reward and no turn sampled by a policy older than the staleness bound allows."""
@@ -161,7 +170,8 @@ class Training:
         return [r for r in rollouts if r.trajectory and r.trajectory.state == REWARD_RECEIVED and r.trajectory.turns
                 and min(t.policy_version for t in r.trajectory.turns) >= oldest]
 
-    def validate(self) -> None:
+    def validate(self) -> dict:
+        """Rollouts of every validation prompt with the current policy; their score (``evaluation.score``)."""
         hp = self.hp
         self.session.policy.set_defaults(max_tokens=hp["val_sampling_max_tokens"])
         rollouts = self.session.dispatcher.run(self.validation, list(range(len(self.validation))), hp["group_size"],
@@ -176,6 +186,7 @@ class Training:
         self.ctx.event(f"validation after step {self.step}: mean reward {summary['MeanReward']:.3f}, pass@k "
                        f"{summary['PassAtK']}")
         self.session.trajectories.forget(r.trajectory for r in rollouts if r.trajectory)
+        return summary
 
     def report(self) -> None:
         usage = self.session.usage
