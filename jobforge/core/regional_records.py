@@ -61,10 +61,10 @@ class RegionalTable:
             conn.execute(self.table.delete().where(self.table.c.id == record.id))
 
     def page(self, engine: sa.Engine, account_id: str, region: str, *, conditions: list, ascending: bool,
-             limit: int, token: str | None, bind: dict, bad_token) -> paging.Page:
-        """One page of the account's records in the region, by creation time."""
+             limit: int, token: str | None, bind: dict, bad_token, sort: str = "created_at") -> paging.Page:
+        """One page of the account's records in the region, by creation time (or the ``sort`` column)."""
         query = sa.select(self.table).where(*self._owned(account_id, region), *conditions)
-        found = paging.keyset_page(engine, query, self.table.c.created_at, self.table.c.id, ascending, limit, token,
-                                   dict(bind, region=region), bad_token)
+        found = paging.keyset_page(engine, query, self.table.c[sort], self.table.c.id, ascending, limit, token,
+                                   dict(bind, region=region, sort=sort), bad_token)
         found.rows = [self.record(**row._mapping) for row in found.rows]
         return found
