@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
-from jobforge.core import jobs, kinds
+from jobforge.core import jobs, kinds, model_packages
 from jobforge.core.errors import validation_error
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.timestamps import from_epoch
@@ -50,13 +50,30 @@ def _check_s3(uri: str, member: str) -> None:
                                f"supported): {uri}")
 
 
-def _plan(req: dict) -> dict:
+def _package_input(ctx: RequestContext, arn: str) -> dict:
+    """The InputConfig a versioned model package gives: its first container's model data, framework and input
+    shapes."""
+    package = model_packages.get_package(ctx.engine, ctx.account_id, ctx.region, arn)
+    if package.version is None:
+        raise validation_error(f"ModelPackageVersionArn must name a versioned model package; {arn} is unversioned.")
+    container = package.containers[0] if package.containers else {}
+    if "Framework" not in container:
+        raise validation_error(f"Model package {arn} names no Framework in its InferenceSpecification's first "
+                               "container, which compiling it needs.")
+    config = {"S3Uri": model_packages.model_data(package), "Framework": container["Framework"]}
+    if "FrameworkVersion" in container:
+        config["FrameworkVersion"] = container["FrameworkVersion"]
+    if "ModelInput" in container:
+        config["DataInputConfig"] = container["ModelInput"]["DataInputConfig"]
+    return config
+
+
+def _plan(ctx: RequestContext, req: dict) -> dict:
     """The job's spec from the request, or a ValidationException that says what is wrong."""
     if ("InputConfig" in req) == ("ModelPackageVersionArn" in req):
         raise validation_error("Provide exactly one of InputConfig and ModelPackageVersionArn.")
     if "ModelPackageVersionArn" in req:
-        raise validation_error("ModelPackageVersionArn is not supported by jobforge: it keeps no model package "
-                               "records. Give InputConfig with the model's S3 URI instead.")
+        req = dict(req, InputConfig=_package_input(ctx, req["ModelPackageVersionArn"]))
     if "VpcConfig" in req:
         raise validation_error("VpcConfig is not supported by jobforge: compilation jobs run on the server's host "
                                "and reach only its object store.")
@@ -78,7 +95,8 @@ def _plan(req: dict) -> dict:
         raise validation_error(f"The {chosen.backend} backend does not compile {chosen.precision}; it compiles "
                                f"{', '.join(BACKEND_PRECISIONS[chosen.backend])}.")
     return {
-        "request": {key: req[key] for key in ("InputConfig", "OutputConfig", "StoppingCondition") if key in req},
+        "request": {key: req[key] for key in ("InputConfig", "OutputConfig", "StoppingCondition",
+                                              "ModelPackageVersionArn") if key in req},
         "target": target.to_json(), "options": chosen.to_json(),
         "inputs": [spec.to_json() for spec in inputs] if inputs is not None else None,
         "output_uri": output_uri(input_config["S3Uri"], output_config["S3OutputLocation"], target.name),
@@ -95,7 +113,7 @@ def _resources(ctx: RequestContext, target: dict) -> dict:
 
 @handler("sagemaker", "CreateCompilationJob", blocking=True)
 def create_compilation_job(ctx: RequestContext, req: dict) -> dict:
-    spec = _plan(req)
+    spec = _plan(ctx, req)
     require_role(ctx, req["RoleArn"], "ValidationException")
     job, _ = jobs.create(
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["CompilationJobName"],
@@ -130,6 +148,8 @@ def describe(engine: sa.Engine, job: jobs.Job) -> dict:
         "ModelArtifacts": {"S3ModelArtifacts": spec["output_uri"]}, "RoleArn": job.role_arn,
         "InputConfig": spec["request"]["InputConfig"], "OutputConfig": spec["request"]["OutputConfig"],
     }
+    if "ModelPackageVersionArn" in spec["request"]:
+        out["ModelPackageVersionArn"] = spec["request"]["ModelPackageVersionArn"]
     if job.state == "COMPLETED":
         out["ModelDigests"] = {"ArtifactDigest": result["ArtifactDigest"]}
         out["InferenceImage"] = result["InferenceImage"]

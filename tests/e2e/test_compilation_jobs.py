@@ -292,7 +292,7 @@ def test_cross_field_rules(sm, role_arn, account_id):
         (dict(InputConfig=input_config, ModelPackageVersionArn=package,
               OutputConfig={"S3OutputLocation": "s3://b/o", "TargetDevice": "ml_c5"}), "exactly one of InputConfig"),
         (dict(ModelPackageVersionArn=package, OutputConfig={"S3OutputLocation": "s3://b/o", "TargetDevice": "ml_c5"}),
-         "no model package records"),
+         "does not exist"),
         (dict(InputConfig=input_config, OutputConfig={"S3OutputLocation": "s3://b/o"}), "exactly one of TargetDevice"),
         (dict(InputConfig=input_config, OutputConfig={"S3OutputLocation": "s3://b/o", "TargetDevice": "ml_c5",
                                                       "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}}),
