@@ -78,9 +78,9 @@ def wait(sm, name: str, timeout: float = 180) -> dict:
 
 
 def deploy(sm, role_arn, model_url: str | None, *, image: str | None = None, environment=None,
-           variants=None, name=None) -> str:
+           variants=None, name=None, container=None) -> str:
     name = name or f"ep-{uuid.uuid4().hex[:8]}"
-    container = {"Environment": environment or {}}
+    container = container or {"Environment": environment or {}}
     if model_url:
         container["ModelDataUrl"] = model_url
     if image:
@@ -332,8 +332,8 @@ def test_refusals_say_why(sm, role_arn):
     assert "container engine" in caught.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as caught:
         sm.create_model(ModelName="package", ExecutionRoleArn=role_arn,
-                        PrimaryContainer={"ModelPackageName": "my-package/1"})
-    assert "ModelPackageName" in caught.value.response["Error"]["Message"]
+                        PrimaryContainer={"ModelPackageName": "no-such-package/1"})
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
     with pytest.raises(ClientError) as caught:
         sm.describe_endpoint(EndpointName="nowhere")
     assert caught.value.response["Error"]["Code"] == "ValidationException"
@@ -348,3 +348,22 @@ def test_models_and_configs_list_and_delete(sm, sklearn_endpoint):
     assert config["ProductionVariants"][0]["InstanceType"] == INSTANCE
     page = sm.list_endpoint_configs(MaxResults=1, SortBy="Name", SortOrder="Ascending")
     assert len(page["EndpointConfigs"]) == 1 and "NextToken" in page
+
+
+def test_a_model_package_version_is_deployed(sm, runtime, role_arn, sklearn_endpoint, iris):
+    url = sm.describe_model(ModelName=sklearn_endpoint)["PrimaryContainer"]["ModelDataUrl"]
+    sm.create_model_package_group(ModelPackageGroupName="iris-models")
+    arn = sm.create_model_package(ModelPackageGroupName="iris-models", InferenceSpecification={
+        "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+                        "ModelDataUrl": url}],
+        "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["application/json"]})[
+        "ModelPackageArn"]
+    name = deploy(sm, role_arn, None, name="from-package", container={"ModelPackageName": arn})
+    described = wait(sm, name)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert sm.describe_model(ModelName=name)["PrimaryContainer"]["ModelPackageName"] == arn
+    model, rows = iris
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=json.dumps(rows.tolist()),
+                                     ContentType="application/json")
+    assert json.loads(answer["Body"].read()) == model.predict(rows).tolist()
+    sm.delete_endpoint(EndpointName=name)

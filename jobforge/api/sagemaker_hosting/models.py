@@ -3,7 +3,7 @@
 A model is one container: ``PrimaryContainer``, or ``Containers`` holding one (an inference pipeline of
 several is refused). Its image, when it names one, must be a SageMaker framework image jobforge's model
 servers follow (``frameworks``); its data is a ``ModelDataUrl`` tarball or a ``ModelDataSource`` in S3 of the
-caller's account. ``ModelPackageName`` is refused: this server keeps no model packages yet.
+caller's account, or those of the model package ``ModelPackageName`` names (its first container's).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
 from jobforge.api.sagemaker_hosting.common import list_records
-from jobforge.core import hosting
+from jobforge.core import hosting, model_packages
 from jobforge.core.errors import validation_error
 from jobforge.core.timestamps import from_epoch
 from jobforge.workloads.serving import frameworks
@@ -20,7 +20,18 @@ DESCRIBED = ("PrimaryContainer", "Containers", "InferenceExecutionConfig", "Exec
              "EnableNetworkIsolation")
 
 
-def _container(req: dict) -> dict:
+def _from_package(ctx: RequestContext, container: dict) -> dict:
+    """A container naming a model package: the package's first container (its image, model data and
+    environment), with the request's Environment laid over the package's."""
+    package = model_packages.get_package(ctx.engine, ctx.account_id, ctx.region, container["ModelPackageName"])
+    model_packages.model_data(package)  # a package without model data is refused here
+    packaged = dict(package.containers[0])
+    environment = {**(packaged.get("Environment") or {}), **(container.get("Environment") or {})}
+    return {**{key: packaged[key] for key in ("Image", "ModelDataUrl", "ModelDataSource") if key in packaged},
+            "Environment": environment, "ModelPackageName": package.arn}
+
+
+def _container(ctx: RequestContext, req: dict) -> dict:
     if ("PrimaryContainer" in req) == bool(req.get("Containers")):
         raise validation_error("Exactly one of PrimaryContainer and Containers must be given.")
     containers = req.get("Containers") or [req["PrimaryContainer"]]
@@ -29,8 +40,10 @@ def _container(req: dict) -> dict:
                                "Containers is not supported.")
     container = containers[0]
     if container.get("ModelPackageName"):
-        raise validation_error("ModelPackageName is not supported by jobforge: it keeps no model packages. "
-                               "Give the container's ModelDataUrl instead.")
+        if container.get("ModelDataUrl") or container.get("ModelDataSource") or container.get("Image"):
+            raise validation_error("A container with ModelPackageName takes its image and model data from the "
+                                   "package: give neither Image nor ModelDataUrl nor ModelDataSource.")
+        container = _from_package(ctx, container)
     if container.get("Mode") == "MultiModel":
         raise validation_error("Multi-model endpoints (Mode MultiModel) are not supported by jobforge.")
     if container.get("AdditionalModelDataSources"):
@@ -61,7 +74,7 @@ def stored_model(record: hosting.Record) -> dict:
 
 @handler("sagemaker", "CreateModel")
 def create_model(ctx: RequestContext, req: dict) -> dict:
-    container = _container(req)
+    container = _container(ctx, req)
     if req.get("ExecutionRoleArn"):
         require_role(ctx, req["ExecutionRoleArn"], "ValidationException", 400)
     spec = {key: req[key] for key in DESCRIBED if key in req}
