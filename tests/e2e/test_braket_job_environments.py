@@ -9,6 +9,7 @@ need it are skipped, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -169,10 +170,12 @@ def boto3_job(server, profile: str, requirements: str, hyperparameters: dict) ->
 @pytest.fixture(scope="module")
 def first_environment(index_has_the_package, session, tmp_path_factory) -> dict:
     """The default account's first job with the requirements: it builds their environment."""
-    job = sdk_job(session, tmp_path_factory.mktemp("first"), PACKAGE + "\n")
+    folder = tmp_path_factory.mktemp("first")
+    job = sdk_job(session, folder, PACKAGE + "\n")
     log = log_of(session.logs_client, job.name, job.arn)
     assert job.state() == "COMPLETED", (job.metadata().get("failureReason"), log)
-    return {"result": job.result(), "log": log}
+    with contextlib.chdir(folder):  # result() downloads model.tar.gz into the working directory
+        return {"result": job.result(), "log": log}
 
 
 def test_requirements_are_installed_once_and_reused_by_the_accounts_next_job(first_environment, session,
