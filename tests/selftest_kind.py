@@ -11,6 +11,7 @@ import os
 
 from jobforge.api import sagemaker_jobs
 from jobforge.core import kinds
+from jobforge.core.instance_types import resources_for
 from jobforge.core.kinds import Workload
 
 CATEGORY = "DataTransformation"
@@ -19,13 +20,15 @@ SELFTEST_ENV = {"JOBFORGE_PLUGINS": "selftest_kind",
                 "PYTHONPATH": os.pathsep.join(filter(None, (TESTS_DIR, os.environ.get("PYTHONPATH"))))}
 SCHEMA = {"type": "object", "properties": {
     "Steps": {"type": "integer"}, "SleepSeconds": {"type": "number"}, "FailAtStep": {"type": "integer"},
-    "StoppingCondition": {"type": "object"}}}
+    "StoppingCondition": {"type": "object"}, "InstanceType": {"type": "string"}}}
 
 
 def build(document: dict, req: dict):
     spec = {"steps": document.get("Steps", 5), "sleep": document.get("SleepSeconds", 0.1),
             "fail_at": document.get("FailAtStep"), "JobConfigSchemaVersion": req["JobConfigSchemaVersion"]}
     runtime = document.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    if "InstanceType" in document:  # what the instance catalog says the type has, custom resources included
+        return spec, resources_for(document["InstanceType"]), runtime
     return spec, {"cpus": 1, "memory_mb": 256, "gpus": document.get("Gpus", 0)}, runtime
 
 

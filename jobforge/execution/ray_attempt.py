@@ -78,7 +78,7 @@ class JobAttempt:
 
     def where(self) -> dict:
         """The node the attempt runs on, and how this node confines jobs."""
-        return {"node_id": self.node_id, "node_ip": ray.util.get_node_ip_address(),
+        return {"node_id": self.node_id, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
                 "isolated": self.isolation.users or self.isolation.namespaces,
                 "isolation": self.isolation.summary(), "missing": self.isolation.missing}
 

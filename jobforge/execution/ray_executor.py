@@ -49,6 +49,8 @@ ACTOR_PREFIX = "jobforge-"
 VIEW_SECONDS = 0.5  # how long a reading of the nodes' free resources is used
 FORCE_KILL_SECONDS = 5.0  # a forced stop the actor did not carry out this long ago ends the actor itself
 CALL_SECONDS = 10.0  # the longest a call to a running actor is waited for
+# A node lost this recently may come back (restarted, replaced): a job that only it could hold waits for it.
+NODE_RETURN_SECONDS = 300.0
 ENDED_LOGS_KEPT = 256
 _NOT_CUSTOM = ("CPU", "GPU", "memory", "object_store_memory")
 
@@ -90,6 +92,7 @@ class RayExecutor:
         self._free: list[Capacity] = []
         self._free_read = 0.0
         self._warned_nodes: set[str] = set()
+        self._seen: dict[str, tuple[float, Capacity]] = {}  # node id → when it was last seen alive, its size
         self._remote = None
         self._swept = False
 
@@ -139,11 +142,12 @@ class RayExecutor:
                         max((n.gpus for n in nodes), default=0), custom)
 
     def shortfall(self, request: dict) -> str | None:
-        nodes = self._totals()
+        self._totals()
         if request.get("instances", 1) > 1:
             return self.capacity().shortfall(request)
-        if not nodes or any(node.shortfall(request) is None for node in nodes):
-            return None  # no node reported (the cluster is starting): it waits
+        recent = [node for seen, node in self._seen.values() if time.monotonic() - seen < NODE_RETURN_SECONDS]
+        if not recent or any(node.shortfall(request) is None for node in recent):
+            return None  # a node (maybe one just lost, or none yet: the cluster is starting) can hold it: it waits
         return self.capacity().shortfall(request) or (
             "The job needs more than any one node of the Ray cluster can give: no node has "
             f"{_describe(request)} at once.")
@@ -158,7 +162,11 @@ class RayExecutor:
         return next((node for node in self._free if node.fits(request, Capacity(0, 0, 0))), None)
 
     def _totals(self) -> list[Capacity]:
-        return [node_capacity(n) for n in ray_state.total_resources_per_node().values()]
+        """The live nodes' total resources."""
+        nodes = {node_id: node_capacity(n) for node_id, n in ray_state.total_resources_per_node().items()}
+        now = time.monotonic()
+        self._seen.update((node_id, (now, node)) for node_id, node in nodes.items())
+        return list(nodes.values())
 
     # -- attempts ----------------------------------------------------------------
     def submit(self, job, env: dict, readable: list[str]) -> str:

@@ -1,0 +1,207 @@
+"""Jobs on a Ray cluster of two nodes started here, through the real clients.
+
+The head node has 2 CPUs and a ``head`` resource; the worker node 1 CPU and a
+``special`` resource, which only the instance type ``ml.c5.large`` asks for
+(an instance catalog given to the server says so). A job of that type runs on
+the worker node; one asking for a resource no node has fails at once; Stop
+and MaxRuntime end the actor; a Braket hybrid job (the Braket SDK) and a
+Bedrock fine-tune (boto3) run end to end; the server killed while a job runs
+re-adopts it; the worker node lost mid-job makes the job resume from its
+checkpoint on a new node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import selftest_kind  # noqa: E402
+from jobforge.core import jobs  # noqa: E402
+from jobforge.core.store import create_engine  # noqa: E402
+from jobforge.testing_server import ServerProcess  # noqa: E402
+from selftest_kind import CATEGORY, SELFTEST_ENV  # noqa: E402
+
+pytestmark = pytest.mark.ray
+CATALOG = {"instance_types": {
+    "ml.m5.large": {"vcpus": 1, "memory_gib": 0.5},  # the Braket job's: fits either node
+    "ml.c5.large": {"vcpus": 1, "memory_gib": 0.25, "resources": {"special": 1}},
+    "ml.c5.xlarge": {"vcpus": 1, "memory_gib": 0.25, "resources": {"gold": 1}},
+}}
+# A node lost is noticed within seconds, not the default half minute.
+FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                      "health_check_failure_threshold": 3}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "resources": {"head": 1}, "_system_config": FAST_HEALTH_CHECKS})
+    cluster.special = cluster.add_node(num_cpus=1, resources={"special": 1})
+    cluster.connect(namespace="jobforge")  # this test process is a driver too, to look at the actors
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps(CATALOG))
+    return path
+
+
+def start_server(data_dir: Path, cluster, catalog: Path, port: int | None = None) -> ServerProcess:
+    return ServerProcess(data_dir, port=port, extra_args=["--executor", "ray", "--ray-address", cluster.address],
+                         env=dict(SELFTEST_ENV, JOBFORGE_INSTANCE_CATALOG=str(catalog))).start(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, cluster, catalog):
+    srv = start_server(tmp_path_factory.mktemp("ray-server") / "data", cluster, catalog)
+    yield srv
+    srv.stop()
+
+
+def role(server) -> str:
+    account = server.client("sts").get_caller_identity()["Account"]
+    return f"arn:aws:iam::{account}:role/JobforgeExecutionRole"
+
+
+def create(server, name: str, **document) -> None:
+    server.client("sagemaker").create_job(JobName=name, RoleArn=role(server), JobCategory=CATEGORY,
+                                          JobConfigSchemaVersion="1.0.0", JobConfigDocument=json.dumps(document))
+
+
+def describe(server, name: str) -> dict:
+    return server.client("sagemaker").describe_job(JobName=name, JobCategory=CATEGORY)
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out")
+
+
+def ended(server, name: str, timeout: float = 120) -> dict:
+    return wait_for(lambda: (job := describe(server, name))["JobStatus"] in ("Completed", "Failed", "Stopped") and job,
+                    timeout)
+
+
+def record(server, name: str) -> jobs.Job:
+    engine = create_engine(f"sqlite:///{server.data_dir / 'jobforge.db'}")
+    account = server.client("sts").get_caller_identity()["Account"]
+    return jobs.get(engine, account, selftest_kind.KIND, name, region="us-east-1")
+
+
+def log_lines(server, name: str) -> list[str]:
+    engine = create_engine(f"sqlite:///{server.data_dir / 'jobforge.db'}")
+    return [line["message"] for line in jobs.logs(engine, record(server, name).id)]
+
+
+def actor_of(server, name: str):
+    job = record(server, name)
+    return ray.get_actor(f"jobforge-{job.id}-{job.attempt}")
+
+
+def actor_gone(name: str) -> bool:
+    return name not in ray.util.list_named_actors()
+
+
+def steps_done(server, name: str) -> int:
+    return max([int(m.split()[1].split("/")[0]) for m in log_lines(server, name) if m.startswith("step ")],
+               default=0)
+
+
+def test_a_job_runs_on_the_node_with_its_resource_and_one_no_node_has_fails_at_once(server, cluster):
+    create(server, "on-special", InstanceType="ml.c5.large", Steps=15, SleepSeconds=0.2)
+    wait_for(lambda: describe(server, "on-special")["SecondaryStatus"] == "Executing")
+    where = ray.get(actor_of(server, "on-special").where.remote())
+    assert where["node_id"] == cluster.special.node_id  # the only node with the 'special' resource
+    assert ended(server, "on-special")["JobStatus"] == "Completed"
+    assert wait_for(lambda: actor_gone(f"jobforge-{record(server, 'on-special').id}-1"), 30)
+
+    create(server, "needs-gold", InstanceType="ml.c5.xlarge")
+    job = ended(server, "needs-gold", timeout=10)
+    assert job["JobStatus"] == "Failed"
+    assert "1 gold (a node offers at most 0)" in job["FailureReason"]
+
+
+def test_stop_and_max_runtime_end_the_actor(server):
+    create(server, "stopped", Steps=600, SleepSeconds=0.1)
+    create(server, "timed-out", Steps=600, SleepSeconds=0.1, StoppingCondition={"MaxRuntimeInSeconds": 3})
+    wait_for(lambda: describe(server, "stopped")["SecondaryStatus"] == "Executing")
+    name = f"jobforge-{record(server, 'stopped').id}-1"
+    server.client("sagemaker").stop_job(JobName="stopped", JobCategory=CATEGORY)
+    assert ended(server, "stopped", timeout=60)["JobStatus"] == "Stopped"
+    assert wait_for(lambda: actor_gone(name), 30)
+    timed_out = ended(server, "timed-out", timeout=60)
+    assert timed_out["JobStatus"] == "Stopped" and timed_out["SecondaryStatus"] == "MaxRuntimeExceeded"
+    assert "MaxRuntimeInSeconds" in timed_out["FailureReason"]
+    assert wait_for(lambda: actor_gone(f"jobforge-{record(server, 'timed-out').id}-1"), 30)
+
+
+def test_server_killed_while_a_job_runs_re_adopts_it(tmp_path, cluster, catalog):
+    first = start_server(tmp_path / "data", cluster, catalog)
+    try:
+        create(first, "survives", Steps=40, SleepSeconds=0.2)
+        wait_for(lambda: steps_done(first, "survives") >= 3)
+    finally:
+        first.kill()
+    restarted = start_server(tmp_path / "data", cluster, catalog, port=first.port)
+    try:
+        job = ended(restarted, "survives")
+        assert job["JobStatus"] == "Completed", job
+        assert not any(t["Status"] == "Restarting" for t in job["SecondaryStatusTransitions"])
+        kept = record(restarted, "survives")
+        assert kept.attempt == 1 and kept.result["resumed_from"] == 0  # one attempt ran throughout
+    finally:
+        restarted.stop()
+
+
+def test_a_node_lost_mid_job_resumes_the_job_from_its_checkpoint_on_another_node(server, cluster):
+    create(server, "node-lost", InstanceType="ml.c5.large", Steps=40, SleepSeconds=0.2)
+    wait_for(lambda: steps_done(server, "node-lost") >= 5)
+    lost = cluster.special
+    # The machine goes, all at once: the job's actor and worker stop, then Ray's processes and they are killed.
+    frozen = [ray.get(actor_of(server, "node-lost").where.remote())["pid"], *_workers_of(record(server, "node-lost").id)]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    cluster.remove_node(lost, allow_graceful=False)
+    for pid in frozen:
+        os.kill(pid, signal.SIGKILL)
+    cluster.special = cluster.add_node(num_cpus=1, resources={"special": 1})
+    job = ended(server, "node-lost")
+    assert job["JobStatus"] == "Completed", (job.get("FailureReason"), log_lines(server, "node-lost")[-5:])
+    kept = record(server, "node-lost")
+    assert kept.attempt == 2 and kept.result["resumed_from"] >= 5
+    lines = log_lines(server, "node-lost")
+    assert any(f"the Ray node {lost.node_ip_address} ({lost.node_id[:12]}) running the job was lost; resuming" in m
+               for m in lines), lines
+    assert "jobforge: restored the checkpoints from the object store" in lines  # a new node: from S3
+
+
+def _workers_of(job_id: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jobforge.execution.worker" in cmdline and job_id.encode() in cmdline:
+            found.append(int(pid))
+    return found
