@@ -155,6 +155,69 @@ def test_stop_and_max_runtime_end_the_actor(server):
     assert wait_for(lambda: actor_gone(f"jobforge-{record(server, 'timed-out').id}-1"), 30)
 
 
+ALGORITHM = """
+import os
+
+from braket.aws import AwsDevice
+from braket.circuits import Circuit
+from braket.jobs import save_job_result
+
+
+def bell():
+    device = AwsDevice(os.environ["AMZN_BRAKET_DEVICE_ARN"])
+    counts = device.run(Circuit().h(0).cnot(0, 1), shots=100).result().measurement_counts
+    print("counted", dict(counts))
+    save_job_result({"counts": dict(counts)})
+"""
+
+
+def test_a_braket_hybrid_job_runs_on_the_cluster(server, tmp_path, monkeypatch):
+    import boto3
+    from braket.aws import AwsQuantumJob, AwsSession
+
+    creds = server.credentials()
+    for name, value in dict(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+                            AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
+                            AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "algo.py").write_text(ALGORITHM)
+    session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
+    job = AwsQuantumJob.create(device="arn:aws:braket:::device/quantum-simulator/amazon/sv1",
+                               source_module=str(tmp_path / "algo.py"), entry_point="algo:bell",
+                               aws_session=session, wait_until_complete=False)
+    assert wait_for(lambda: job.state() in ("COMPLETED", "FAILED", "CANCELLED") and job.state(), 180) == \
+        "COMPLETED", job.metadata().get("failureReason")
+    assert sum(job.result()["counts"].values()) == 100
+
+
+def test_a_bedrock_fine_tune_runs_on_the_cluster(server, tmp_path):
+    from jobforge import tinylm
+
+    words = "red green blue north south east west river ocean forest".split()
+    records = [{"prompt": f"{a} {b} {c} ->", "completion": f" {a} {b}"}
+               for a in words[:4] for b in words[4:8] for c in words[8:]]
+    model = tinylm.build(tmp_path / "tiny", [r["prompt"] + r["completion"] for r in records])
+    added = subprocess.run([sys.executable, "-m", "jobforge.cli", "models", "add",
+                            "meta.llama3-1-8b-instruct-v1:0:128k", str(model), "--data-dir", str(server.data_dir)],
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    s3 = server.client("s3")
+    s3.create_bucket(Bucket="ray-bedrock")
+    s3.put_object(Bucket="ray-bedrock", Key="train.jsonl",
+                  Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    bedrock = server.client("bedrock")
+    arn = bedrock.create_model_customization_job(
+        jobName="ray-ft", customModelName="ray-ft-model", roleArn=role(server),
+        baseModelIdentifier="meta.llama3-1-8b-instruct-v1:0:128k",
+        trainingDataConfig={"s3Uri": "s3://ray-bedrock/train.jsonl"}, outputDataConfig={"s3Uri": "s3://ray-bedrock/out"},
+        hyperParameters={"epochCount": "1", "batchSize": "1", "learningRate": "0.003"})["jobArn"]
+    job = wait_for(lambda: (found := bedrock.get_model_customization_job(jobIdentifier=arn))["status"] in (
+        "Completed", "Failed", "Stopped") and found, 300, 0.5)
+    assert job["status"] == "Completed", job.get("failureMessage")
+    assert bedrock.get_custom_model(modelIdentifier="ray-ft-model")["modelArn"] == job["outputModelArn"]
+
+
 def test_server_killed_while_a_job_runs_re_adopts_it(tmp_path, cluster, catalog):
     first = start_server(tmp_path / "data", cluster, catalog)
     try:
