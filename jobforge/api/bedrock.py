@@ -1,8 +1,10 @@
-"""Bedrock model customization jobs: FINE_TUNING, CONTINUED_PRE_TRAINING and
-DISTILLATION, trained for real by the ``bedrock-customization`` workload.
+"""Bedrock model customization jobs: FINE_TUNING, CONTINUED_PRE_TRAINING,
+DISTILLATION and REINFORCEMENT_FINE_TUNING, trained for real by the
+``bedrock-customization`` workload (RFT on the agent-RL engine).
 
 Create checks synchronously what Bedrock checks (base model, role, S3 URIs
-and the first record of each dataset, hyperparameters); the workload then
+and the first record of each dataset, hyperparameters, the grader Lambda of an
+RFT job); the workload then
 validates every record, trains, writes Bedrock's metric files and the model.
 The custom model is registered only when the job completes.
 """
@@ -27,15 +29,15 @@ from jobforge.api.bedrock_common import (
 )
 from jobforge.api.roles import require_role
 from jobforge.core import custom_models as cm
-from jobforge.core import jobs, kinds, tags
+from jobforge.core import functions, jobs, kinds, tags
 from jobforge.core.kinds import JobErrors, JobKind, Workload
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.models_catalog import foundation_model_arn
 from jobforge.core.store import jobs_table, reading
 from jobforge.core.timestamps import from_epoch
-from jobforge.workloads.customize.families import on_demand_only
+from jobforge.workloads.customize.families import REINFORCEMENT_FINE_TUNING, on_demand_only
 
-SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
+SUPPORTED = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", REINFORCEMENT_FINE_TUNING)
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
             "COMPLETED": "Completed", "FAILED": "Failed", "STOPPED": "Stopped", "TIMED_OUT": "Failed"}
 PHASES = (("Validation", "validationDetails"), ("DataProcessing", "dataProcessingDetails"),
@@ -99,15 +101,15 @@ def reconcile_models(runtime, account_id: str, region: str) -> None:
 # -- create -------------------------------------------------------------------
 def _customization_type(req: dict) -> str:
     kind = req.get("customizationType", "FINE_TUNING")
-    if kind == "REINFORCEMENT_FINE_TUNING":
-        raise validation_error("Customization type REINFORCEMENT_FINE_TUNING is not available on this server yet "
-                               "(it needs the agent-RL trainer). Supported: " + ", ".join(SUPPORTED) + ".")
     if kind not in SUPPORTED:
         raise validation_error(f"Customization type {kind} cannot be used with CreateModelCustomizationJob. "
                                f"Supported: {', '.join(SUPPORTED)}.")
     config = req.get("customizationConfig") or {}
-    if "rftConfig" in config:
+    if kind != REINFORCEMENT_FINE_TUNING and "rftConfig" in config:
         raise validation_error("customizationConfig.rftConfig applies only to REINFORCEMENT_FINE_TUNING.")
+    if kind == REINFORCEMENT_FINE_TUNING and "lambdaGrader" not in config.get("rftConfig", {}).get("graderConfig", {}):
+        raise validation_error("REINFORCEMENT_FINE_TUNING jobs need a grader: "
+                               "customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn.")
     if kind == "DISTILLATION" and "distillationConfig" not in config:
         raise validation_error("DISTILLATION jobs need customizationConfig.distillationConfig.teacherModelConfig.")
     if kind != "DISTILLATION" and "distillationConfig" in config:
@@ -167,13 +169,26 @@ def _check_dataset(ctx: RequestContext, uri: str, kind: str, family_id: str) -> 
         raise validation_error(f"{UNPARSABLE} {uri} line {first[0]}: {err}") from None
 
 
-def _hyperparameters(base: ResolvedModel, kind: str, given: dict | None) -> None:
-    from jobforge.workloads.customize import validate_hyperparameters
+def _hyperparameters(base: ResolvedModel, kind: str, req: dict) -> None:
+    from jobforge.workloads.customize import validate_hyperparameters, validate_rft_hyperparameters
 
     try:
-        validate_hyperparameters(base.family_id, kind, given)
+        if kind == REINFORCEMENT_FINE_TUNING:
+            validate_rft_hyperparameters(base.family_id, req["customizationConfig"]["rftConfig"],
+                                         req.get("hyperParameters"))
+        else:
+            validate_hyperparameters(base.family_id, kind, req.get("hyperParameters"))
     except ValueError as err:
         raise validation_error(str(err)) from None
+
+
+def _check_grader(ctx: RequestContext, arn: str) -> None:
+    """The grader is a Lambda function of the caller's account and region (its $LATEST)."""
+    region, account, name, qualifier = functions.parse_identifier(arn)
+    if (region, account) != (ctx.region, ctx.account_id) or qualifier not in (None, functions.LATEST) or \
+            functions.find(ctx.engine, ctx.account_id, ctx.region, name) is None:
+        raise validation_error(f"The grader Lambda function {arn} was not found: give the ARN of a function of "
+                               f"account {ctx.account_id} in {ctx.region} (its $LATEST version).")
 
 
 def _resources(ctx: RequestContext) -> dict:
@@ -204,8 +219,10 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
         return {"jobArn": earlier}
     kind = _customization_type(req)
     base = _base_model(ctx, req["baseModelIdentifier"])
-    _hyperparameters(base, kind, req.get("hyperParameters"))
+    _hyperparameters(base, kind, req)
     teacher = _teacher(ctx, req) if kind == "DISTILLATION" else None
+    if kind == REINFORCEMENT_FINE_TUNING:
+        _check_grader(ctx, req["customizationConfig"]["rftConfig"]["graderConfig"]["lambdaGrader"]["lambdaArn"])
     try:
         require_role(ctx, req["roleArn"], "ValidationException")
     except ServiceError:
@@ -243,6 +260,8 @@ def create_model_customization_job(ctx: RequestContext, req: dict) -> dict:
     }
     if teacher is not None:
         spec["teacherModel"] = teacher
+    if kind == REINFORCEMENT_FINE_TUNING:
+        spec["rftConfig"] = req["customizationConfig"]["rftConfig"]
     job, _ = jobs.create(
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["jobName"], spec=spec,
         resources=_resources(ctx), role_arn=req["roleArn"],

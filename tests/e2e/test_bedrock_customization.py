@@ -162,7 +162,7 @@ def test_catalog_lists_registered_models_with_their_customizations(bedrock, regi
     ({"hyperParameters": {"learningRate": "1"}}, "learningRate value 1 is out of range"),
     ({"hyperParameters": {"batchSize": "2"}}, "batchSize value 2 is out of range. Valid range: [1, 1]"),
     ({"hyperParameters": {"warmup": "3"}}, "warmup are not supported for base model"),
-    ({"customizationType": "REINFORCEMENT_FINE_TUNING"}, "REINFORCEMENT_FINE_TUNING is not available"),
+    ({"customizationType": "REINFORCEMENT_FINE_TUNING"}, "REINFORCEMENT_FINE_TUNING jobs need a grader"),
     ({"customizationType": "CONTINUED_PRE_TRAINING"}, "does not support customization type CONTINUED_PRE_TRAINING"),
     ({"baseModelIdentifier": "amazon.nova-lite-v1:0:300k"}, "jobforge models add amazon.nova-lite-v1:0:300k"),
     ({"trainingDataConfig": {"s3Uri": f"s3://{BUCKET}/ft/train.json"}}, "Input data must be in .jsonl format"),

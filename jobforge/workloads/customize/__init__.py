@@ -1,11 +1,13 @@
-"""Bedrock model customization: fine-tuning, continued pre-training, distillation.
+"""Bedrock model customization: fine-tuning, continued pre-training, distillation, and reinforcement
+fine-tuning (``rft``: the agent-RL engine trained on a grader Lambda's scores).
 
 Workload entry point: ``run(ctx, spec)``. The spec, built by the Bedrock API
 handler from a CreateModelCustomizationJob request::
 
     {
       "jobId": "ge8i3cybectl",              # last ARN segment; names the output folder
-      "customizationType": "FINE_TUNING" | "CONTINUED_PRE_TRAINING" | "DISTILLATION",
+      "customizationType": "FINE_TUNING" | "CONTINUED_PRE_TRAINING" | "DISTILLATION"
+                           | "REINFORCEMENT_FINE_TUNING",
       "baseModel": {"identifier": "meta.llama3-2-1b-instruct-v1:0",
                     "path": "/models/llama-1b" or "s3://bucket/models/llama-1b/"},
       "teacherModel": {"identifier": ..., "path": ...,           # DISTILLATION only, from
@@ -18,6 +20,8 @@ handler from a CreateModelCustomizationJob request::
       "outputDataConfig": {"s3Uri": "s3://bucket/output"},
       "hyperParameters": {"epochCount": "3", "learningRate": "0.0001", ...},   # strings, as sent
       "outputModelUri": "s3://bucket/custom-models/<id>/",   # where the custom model goes
+      "rftConfig": {"graderConfig": {"lambdaGrader": {"lambdaArn": ...}},   # REINFORCEMENT_FINE_TUNING only,
+                    "hyperParameters": {"epochCount": 2, ...}},             # customizationConfig's (rft/job.py)
     }
 
 Hyperparameters: Bedrock's names per model family (``epochCount``,
@@ -63,12 +67,16 @@ This package imports without torch: ``validate_hyperparameters`` and
 ``customization_support`` are safe to call from the API server.
 """
 
-from .hyperparams import customization_support, validate_hyperparameters
+from .families import REINFORCEMENT_FINE_TUNING
+from .hyperparams import customization_support, validate_hyperparameters, validate_rft_hyperparameters
 
-__all__ = ["run", "validate_hyperparameters", "customization_support"]
+__all__ = ["run", "validate_hyperparameters", "validate_rft_hyperparameters", "customization_support"]
 
 
 def run(ctx, spec: dict) -> None:
-    from .job import run as run_job
+    if spec["customizationType"] == REINFORCEMENT_FINE_TUNING:
+        from .rft.job import run as run_job
+    else:
+        from .job import run as run_job
 
     run_job(ctx, spec)

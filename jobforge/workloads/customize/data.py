@@ -19,6 +19,9 @@ from .families import (
     DISTILLATION_MAX_PROMPTS,
     MESSAGES,
     PROMPT_COMPLETION,
+    REINFORCEMENT_FINE_TUNING,
+    RFT_MAX_PROMPTS,
+    RFT_MIN_PROMPTS,
     ModelFamily,
 )
 
@@ -32,7 +35,9 @@ class Record:
     Exactly one shape is set: ``prompt`` (+ ``completion``, None for a
     distillation prompt without a golden answer), ``messages`` (chat turns as
     ``{"role", "content": str}``, a leading ``system`` turn when given), or
-    ``text`` (continued pre-training).
+    ``text`` (continued pre-training). A reinforcement fine-tuning prompt has
+    ``messages`` and, in ``grader_fields``, the record as given (its
+    ``reference_answer`` and any other field), which the grader receives.
     """
 
     line: int
@@ -40,6 +45,7 @@ class Record:
     completion: str | None = None
     messages: list[dict] | None = None
     text: str | None = None
+    grader_fields: dict | None = None
 
 
 class DataValidationError(ValueError):
@@ -107,6 +113,8 @@ def _count_problems(count: int, customization_type: str, family: ModelFamily, va
     kind = "validation" if validation else "training"
     if customization_type == DISTILLATION:
         minimum, maximum = 1, DISTILLATION_MAX_PROMPTS
+    elif customization_type == REINFORCEMENT_FINE_TUNING:
+        minimum, maximum = (1 if validation else RFT_MIN_PROMPTS), RFT_MAX_PROMPTS
     elif customization_type == CONTINUED_PRE_TRAINING:
         minimum, maximum = 1, CPT_MAX_TRAIN_RECORDS
     elif validation:
@@ -124,6 +132,8 @@ def parse_record(obj: dict, line: int, customization_type: str, family: ModelFam
     if customization_type == CONTINUED_PRE_TRAINING:
         _only_keys(obj, {"input"}, 'Continued pre-training records must be {"input": "<text>"}.')
         return Record(line, text=_text(obj, "input"))
+    if customization_type == REINFORCEMENT_FINE_TUNING:
+        return _rft_prompt(obj, line)
     distill = customization_type == DISTILLATION
     if _is_conversation(obj):
         _require_format(CONVERSATION, family, distill)
@@ -229,6 +239,39 @@ def _messages(obj: dict, line: int, distill: bool, family: ModelFamily) -> Recor
         turns.append(dict(message))
     _check_turns(turns, distill, family)
     return Record(line, messages=turns)
+
+
+def _rft_prompt(obj: dict, line: int) -> Record:
+    """An OpenAI chat-completions prompt: ``messages`` ending with the user's turn, ``reference_answer`` (any
+    JSON), an optional ``id``, and any other field for the grader."""
+    if "reference_answer" not in obj:
+        raise ValueError('Reinforcement fine-tuning records need "messages" and "reference_answer". '
+                         "Missing key(s): reference_answer.")
+    if "id" in obj and not isinstance(obj["id"], (str, int)):
+        raise ValueError('"id" must be a string or an integer.')
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError('"messages" must be a non-empty list.')
+    turns = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ValueError(f'messages[{index}] must have "role" and "content".')
+        if message["role"] not in ("system", "user", "assistant"):
+            raise ValueError(f"messages[{index}].role must be system, user or assistant, got {message['role']!r}.")
+        turns.append({"role": message["role"], "content": _openai_text(message["content"], index)})
+    if turns[-1]["role"] != "user":
+        raise ValueError("The last message must be the user's: the model answers it.")
+    return Record(line, messages=turns, grader_fields=obj)
+
+
+def _openai_text(content, index: int) -> str:
+    """A message's text: a string, or OpenAI's content parts ``[{"type": "text", "text": ...}]`` joined."""
+    if isinstance(content, list) and content and all(isinstance(p, dict) and p.get("type") == "text"
+                                                     and isinstance(p.get("text"), str) for p in content):
+        content = "".join(p["text"] for p in content)
+    if not isinstance(content, str) or not content.strip():
+        raise ValueError(f'messages[{index}].content must be non-empty text (a string or "text" content parts).')
+    return content
 
 
 def _check_turns(turns: list[dict], distill: bool, family: ModelFamily) -> None:

@@ -17,6 +17,8 @@ FINE_TUNING = "FINE_TUNING"
 CONTINUED_PRE_TRAINING = "CONTINUED_PRE_TRAINING"
 DISTILLATION = "DISTILLATION"
 CUSTOMIZATION_TYPES = (FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION)
+# Configured in rftConfig rather than hyperParameters, and not among the catalog's ModelCustomization values.
+REINFORCEMENT_FINE_TUNING = "REINFORCEMENT_FINE_TUNING"
 
 # Record formats a family's fine-tuning data may use (see data.py).
 PROMPT_COMPLETION = "prompt-completion"
@@ -57,6 +59,8 @@ class ModelFamily:
     single_turn_prompts: bool = False
     # Meta's validator: the bedrock-conversation-2024 "system" array holds at most one element.
     max_system_blocks: int | None = None
+    # Bedrock's RFT takes Nova 2 Lite and open-weight models (gpt-oss, Qwen3): none of the families above.
+    reinforcement_fine_tuning: bool = False
 
 
 def _titan_express_lite() -> dict[str, Param]:
@@ -229,6 +233,7 @@ GENERIC = ModelFamily(
     max_train_records=100_000,
     max_validation_records=10_000,
     distillation_teacher=True,
+    reinforcement_fine_tuning=True,
 )
 
 # Accepted for every family; not Bedrock's, documented in __init__.
@@ -243,6 +248,7 @@ EXTRAS: dict[str, Param] = {
 BOOLEAN_EXTRAS = {"fullFineTuning": False}
 
 DISTILLATION_MAX_PROMPTS = 15_000
+RFT_MIN_PROMPTS, RFT_MAX_PROMPTS = 100, 20_000
 # Continued pre-training takes far larger files than fine-tuning.
 CPT_MAX_TRAIN_RECORDS = 1_000_000
 

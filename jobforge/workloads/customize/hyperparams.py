@@ -13,9 +13,19 @@ from .families import (
     CONTINUED_PRE_TRAINING,
     CUSTOMIZATION_TYPES,
     EXTRAS,
+    REINFORCEMENT_FINE_TUNING,
     Param,
     family_of,
 )
+
+# rftConfig.hyperParameters: jobforge's defaults (AWS publishes an example request, not defaults). The
+# ranges are the API's own (RFTHyperParameters), checked with the request; the token limits default to the
+# base model's context (the job works them out: ``rft_token_limits``).
+RFT_DEFAULTS = {"epochCount": 1, "batchSize": 64, "learningRate": 1e-5, "trainingSamplePerPrompt": 8,
+                "evalInterval": 10, "maxPromptLength": None, "inferenceMaxTokens": None, "reasoningEffort": None}
+# Accepted in an RFT job's hyperParameters: jobforge's own, as for the other types.
+RFT_EXTRAS = ("loraRank", "loraAlpha", "seed")
+RFT_DEFAULT_MAX_TOKENS = 4096
 
 
 def customization_support(identifier: str) -> dict:
@@ -90,6 +100,57 @@ def validate_hyperparameters(identifier: str, customization_type: str, hyper_par
     if customization_type == CONTINUED_PRE_TRAINING:
         values.pop("evalPercentage", None)
     return values
+
+
+def validate_rft_hyperparameters(identifier: str, rft_config: dict, hyper_parameters: dict | None) -> dict:
+    """rftConfig.hyperParameters with jobforge's defaults, plus the extras of ``hyperParameters``.
+
+    Raises ``ValueError`` for a base model RFT does not take, a token limit below 1, or a key of
+    ``hyperParameters`` other than the extras (the training settings belong in rftConfig).
+    """
+    if not family_of(identifier).reinforcement_fine_tuning:
+        raise ValueError(
+            f"The base model {identifier} does not support customization type {REINFORCEMENT_FINE_TUNING}. "
+            "Reinforcement fine-tuning takes Amazon Nova 2 Lite and open-weight models."
+        )
+    given = dict((rft_config or {}).get("hyperParameters") or {})
+    for name in ("maxPromptLength", "inferenceMaxTokens"):
+        if name in given and given[name] < 1:
+            raise ValueError(f"rftConfig.hyperParameters.{name} must be a positive number of tokens, got {given[name]}.")
+    extras = dict(hyper_parameters or {})
+    unknown = sorted(set(extras) - set(RFT_EXTRAS))
+    if unknown:
+        raise ValueError(
+            f"The hyperparameter(s) {', '.join(unknown)} are not supported for {REINFORCEMENT_FINE_TUNING} jobs: "
+            f"set the training in customizationConfig.rftConfig.hyperParameters. hyperParameters takes "
+            f"{', '.join(RFT_EXTRAS)}."
+        )
+    values = {**RFT_DEFAULTS, **given}
+    for name in RFT_EXTRAS:
+        param = EXTRAS[name]
+        if name in extras:
+            values[name] = _parse(name, extras[name], param)
+        elif param.default is not None:
+            values[name] = param.default
+    values.setdefault("loraAlpha", 2 * values["loraRank"])
+    return values
+
+
+def rft_token_limits(values: dict, context: int) -> tuple[int, int]:
+    """(maxPromptLength, inferenceMaxTokens) within the base model's context of ``context`` tokens; what
+    is not set takes the room the other leaves (generation first up to ``RFT_DEFAULT_MAX_TOKENS``, at most
+    half the context when neither is set). ``ValueError`` when the two do not fit together."""
+    prompt, answer = values.get("maxPromptLength"), values.get("inferenceMaxTokens")
+    if answer is None:
+        answer = min(RFT_DEFAULT_MAX_TOKENS, context - prompt if prompt is not None else context // 2)
+    if prompt is None:
+        prompt = context - answer
+    if prompt < 1 or answer < 1 or prompt + answer > context:
+        raise ValueError(
+            f"rftConfig.hyperParameters: maxPromptLength ({prompt}) plus inferenceMaxTokens ({answer}) must fit in "
+            f"the base model's context of {context} tokens."
+        )
+    return prompt, answer
 
 
 def _parse(name: str, raw, param: Param):

@@ -134,7 +134,7 @@ def _training_records(ctx, spec, customization, family) -> tuple[list[Record], l
         if not records:
             raise WorkloadError(f"No invocation log records under {source} match the request metadata filters.")
         return records, rejected
-    return _read_dataset(ctx, config["s3Uri"], customization, family, "train", validation=False), []
+    return read_dataset(ctx, config["s3Uri"], customization, family, "train", validation=False), []
 
 
 def _validation_records(ctx, spec, customization, family) -> list[Record]:
@@ -143,11 +143,11 @@ def _validation_records(ctx, spec, customization, family) -> list[Record]:
     kind = FINE_TUNING if customization == DISTILLATION else customization
     records: list[Record] = []
     for index, validator in enumerate(validators):
-        records += _read_dataset(ctx, validator["s3Uri"], kind, family, f"validation-{index}", validation=True)
+        records += read_dataset(ctx, validator["s3Uri"], kind, family, f"validation-{index}", validation=True)
     return records
 
 
-def _read_dataset(ctx, uri: str, customization: str, family: ModelFamily, name: str, validation: bool) -> list[Record]:
+def read_dataset(ctx, uri: str, customization: str, family: ModelFamily, name: str, validation: bool) -> list[Record]:
     try:
         check_jsonl_uri(uri)
         path = ctx.download(uri, Path(ctx.work_dir) / "data" / f"{name}.jsonl")
