@@ -49,3 +49,38 @@ def postgres_url():
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def external_s3(tmp_path):
+    """An S3 service of another implementation (moto's server, in a process of its own) with a bucket
+    ``jobforge-shared``: yields the --object-store URL of a prefix in it and the credentials to reach it with."""
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    from jobforge.testing_server import free_port
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "moto.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    credentials = {"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "moto-secret"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="moto", aws_secret_access_key="moto-secret")
+    deadline = time.time() + 30
+    while True:
+        try:
+            s3.create_bucket(Bucket="jobforge-shared")
+            break
+        except Exception:
+            if time.time() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.2)
+    yield {"url": f"s3://jobforge-shared/jobforge?endpoint={endpoint}&region=us-east-1", "endpoint": endpoint,
+           "env": credentials, "client": s3}
+    process.terminate()
+    process.wait(timeout=10)

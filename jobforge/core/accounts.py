@@ -145,24 +145,29 @@ def issue_temporary_credentials(engine: sa.Engine, account_id: str, principal_ar
 
 
 class KeyRing:
-    """Access-key lookups for every request, cached; revocation is immediate."""
+    """Access-key lookups for every request, cached; revocation is immediate on this server, and seen by the
+    other servers of a shared database within RECHECK_SECONDS (each reads a cached key again after that)."""
+
+    RECHECK_SECONDS = 2.0
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        self._cache: dict[str, Credential | None] = {}
+        self._cache: dict[str, tuple[float, Credential]] = {}  # key id → (when read, credential)
         self._lock = threading.Lock()
 
     def get(self, access_key_id: str) -> Credential | None:
-        try:
-            return self._cache[access_key_id]
-        except KeyError:
-            pass
+        cached = self._cache.get(access_key_id)
+        if cached is not None and time.monotonic() - cached[0] < self.RECHECK_SECONDS:
+            return cached[1]
+        read_at = time.monotonic()
         with reading(self.engine) as conn:
             row = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
         credential = _credential(row) if row else None
-        if credential is not None:  # unknown keys are not cached: they may be created later
-            with self._lock:
-                self._cache[access_key_id] = credential
+        with self._lock:
+            if credential is not None:  # unknown keys are not cached: they may be created later
+                self._cache[access_key_id] = (read_at, credential)
+            else:
+                self._cache.pop(access_key_id, None)
         return credential
 
     def revoke_job(self, job_id: str) -> None:
@@ -178,6 +183,6 @@ class KeyRing:
         with self.engine.begin() as conn:
             conn.execute(access_keys.delete().where(where))
         with self._lock:
-            for key, credential in list(self._cache.items()):
-                if credential is not None and owned(credential.job_id):
+            for key, (_, credential) in list(self._cache.items()):
+                if owned(credential.job_id):
                     del self._cache[key]

@@ -195,6 +195,9 @@ def _sqlite_begin(conn):
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+MIGRATION_LOCK_KEY = 0x6A6F62666F726D  # "jobform": held while one server migrates the schema
+
+
 # A SQLite engine's twin for reading(): no "begin" listener, so each statement
 # runs in its own implicit read transaction, which blocks no writer; and a
 # connection without event listeners costs SQLAlchemy a third less per request.
@@ -236,6 +239,8 @@ def migrate(engine: sa.Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # servers starting together on one database migrate one by one
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 

@@ -3,7 +3,12 @@ runtime limits, notices finished workers, and reconciles after a restart.
 
 Where a job runs and whether it fits is the executor's (``Executor``); the
 scheduler keeps the job records, the worker's environment (credentials, the
-advertised URL, the checkpoint location) and each attempt's handle."""
+advertised URL, the checkpoint location) and each attempt's handle.
+
+Of several servers sharing one database, only the one holding the scheduling
+lease (``core.leadership``) schedules; the others try to take it every
+FOLLOW_SECONDS, and the one that does reconciles the jobs as after a restart
+(adopting the attempts still running where its executor can)."""
 
 from __future__ import annotations
 
@@ -18,12 +23,14 @@ import sqlalchemy as sa
 
 from jobforge.core import accounts, jobs, kinds, models_catalog
 from jobforge.core.errors import ServiceError
+from jobforge.core.leadership import SchedulingLease
 from jobforge.core.store import jobs_table, reading
 from jobforge.execution.executor import AttemptLost, Executor
 from jobforge.execution.resources import held_by_services
 
 log = logging.getLogger("jobforge.scheduler")
 TICK_SECONDS = 0.25
+FOLLOW_SECONDS = 1.0  # how often a server that does not schedule tries to take the lease
 CHECKPOINT_BUCKET = "jobforge-checkpoints"
 
 
@@ -35,6 +42,8 @@ class Scheduler:
         self.attempts: dict[str, str] = {}  # job id → the executor's handle of its running attempt
         self._checkpoint_buckets: set[str] = set()  # accounts whose checkpoint bucket exists
         self.term_sent: dict[str, float] = {}  # job id → when SIGTERM was sent
+        self.lease = SchedulingLease(self.engine)
+        self.leading = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -44,13 +53,31 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop = loop
         self.executor.start(self._base_environment())
-        self.recover()
+        self._lead_if_free()
         self._task = loop.create_task(self._run())
 
     async def shutdown(self) -> None:
         if self._task:
             self._task.cancel()
         self.executor.shutdown()
+        self.lease.release()
+
+    def _lead_if_free(self) -> bool:
+        """Whether this server schedules now: it keeps the lease, or takes it and reconciles the jobs."""
+        if self.lease.held():
+            if not self.leading:
+                self.leading = True
+                if self.lease.shared:
+                    log.info("This server schedules the jobs now")
+                self.recover()
+            return True
+        if self.leading:  # the lease is lost: another server may schedule already
+            self.leading = False
+            self.attempts.clear()
+            self.term_sent.clear()
+            self.executor.shutdown()
+            self.executor.start(self._base_environment())
+        return False
 
     def wake(self) -> None:
         # Blocking handlers call this from worker threads: an Event set there would not wake the loop.
@@ -60,11 +87,12 @@ class Scheduler:
     async def _run(self) -> None:
         while True:
             try:
-                self.tick()
+                if self._lead_if_free():
+                    self.tick()
             except Exception:
                 log.exception("scheduler tick failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS if self.leading else FOLLOW_SECONDS)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
