@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 from jobforge import __version__
 from jobforge.config import Settings
@@ -23,13 +24,23 @@ def _settings(args) -> Settings:
     tls = {name: getattr(args, name) for name in TLS_OPTIONS if getattr(args, name, None)}
     return Settings(data_dir=args.data_dir, database_url=args.database_url,
                     host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 4566),
-                    auth=getattr(args, "auth", "sigv4"), object_store=getattr(args, "object_store", None),
+                    auth=getattr(args, "auth", "sigv4"), object_store=_object_store(args),
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
                     advertise_url=getattr(args, "advertise_url", None),
                     ray_address=getattr(args, "ray_address", None) or Settings.ray_address,
                     lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
                     **connections, **plugins, **tls)
+
+
+def _object_store(args) -> str | None:
+    """--object-store, with --object-store-endpoint as its endpoint= option."""
+    url, endpoint = getattr(args, "object_store", None), getattr(args, "object_store_endpoint", None)
+    if endpoint is None:
+        return url
+    if not url:
+        raise ValueError("--object-store-endpoint names the endpoint of an --object-store s3://bucket/prefix")
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'endpoint': endpoint})}"
 
 
 def serve(args) -> None:
@@ -115,7 +126,11 @@ def main(argv=None) -> None:
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4566)
-    p.add_argument("--object-store", help="s3://bucket/prefix?endpoint=URL (default: a directory under the data dir)")
+    p.add_argument("--object-store", help="s3://bucket/prefix: every object in that S3 bucket (options after '?': "
+                                           "endpoint=URL, region=R, profile=P; default: a directory under the data "
+                                           "dir)")
+    p.add_argument("--object-store-endpoint", metavar="URL",
+                   help="the endpoint of the --object-store bucket's S3 service (default: AWS's)")
     p.add_argument("--auth", choices=["sigv4", "none"], default="sigv4",
                    help="'none' turns off request authentication: only for trusted, local use")
     p.add_argument("--advertise-url", metavar="URL",
