@@ -170,8 +170,9 @@ def create_package(engine: sa.Engine, account_id: str, region: str, *, name: str
                     model_package_groups.c.id == group.id)).scalar_one()
                 name = group.name
                 approval_status = approval_status or PENDING_APPROVAL
-            package = Package(uuid.uuid4().hex, account_id, region, name, package_arn(region, account_id, name, version),
-                              group.name if group else None, version, approval_status, spec, created_by, time.time())
+            arn = package_arn(region, account_id, name, version)
+            package = Package(uuid.uuid4().hex, account_id, region, name, arn, group.name if group else None, version,
+                              approval_status, spec, created_by, time.time())
             conn.execute(model_packages.insert().values(vars(package)))
             if tag_list:
                 tags.put(conn, account_id, package.arn, {t["Key"]: t["Value"] for t in tag_list})

@@ -57,6 +57,14 @@ HEALTHY = ("Healthy", "HealthyBusy")
 RESPONSE_CHUNK = 65536
 
 
+def session_endpoint(endpoint_url: str) -> str:
+    """The server's endpoint as a session's agent reaches it from its network namespace: the same port on its
+    loopback (the next one where the server's is the agent's own 8080), relayed to the server."""
+    endpoint = urlsplit(endpoint_url)
+    port = endpoint.port if endpoint.port != AGENT_PORT else AGENT_PORT + 1
+    return f"{endpoint.scheme}://127.0.0.1:{port}"
+
+
 class InitFailed(Exception):
     """The session's agent did not come up (AgentCore's RuntimeClientError); the message says why."""
 
@@ -365,16 +373,16 @@ class AgentHost:
             self.engine, runtime.account_id, f"arn:aws:sts::{runtime.account_id}:assumed-role/"
             f"{role.rsplit('/', 1)[-1]}/BedrockAgentCore-{session.key[2][:32]}", CREDENTIAL_SECONDS, session.name)
         endpoint = urlsplit(self.settings.endpoint_url)
-        inside_port = endpoint.port if endpoint.port != AGENT_PORT else AGENT_PORT + 1
+        inside = urlsplit(session_endpoint(self.settings.endpoint_url))
         settings = {"code_dir": str(code_dir), "entry_point": code["entryPoint"][-1], "agent_port": AGENT_PORT,
-                    "endpoint_port": inside_port}
+                    "endpoint_port": inside.port}
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8",
             "PYTHONPATH": str(code_dir), "PYTHONUNBUFFERED": "1", "TMPDIR": "/tmp",
             "AWS_REGION": runtime.region, "AWS_DEFAULT_REGION": runtime.region,
             "AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_key,
             "AWS_SESSION_TOKEN": credential.session_token,
-            "AWS_ENDPOINT_URL": f"{endpoint.scheme}://127.0.0.1:{inside_port}",
+            "AWS_ENDPOINT_URL": inside.geturl(),
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "OTEL_RESOURCE_ATTRIBUTES": f"service.name={runtime.name},cloud.resource_id={runtime.arn}",
         }

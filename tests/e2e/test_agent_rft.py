@@ -14,6 +14,7 @@ import textwrap
 import time
 import uuid
 import zipfile
+from math import comb
 
 import pytest
 from botocore.exceptions import ClientError
@@ -38,6 +39,9 @@ def handler(event, context):
     meta = event["metadata"]
     runtime = client(meta["endpoint"], meta["region"])
     ids = dict(JobArn=meta["job_arn"], TrajectoryId=meta["trajectory_id"])
+    if event["instance"].get("broken"):  # an environment that cannot start: the rollout is reported failed
+        runtime.complete_rollout(Status="failed", **ids)
+        return {}
     rng = random.Random(int(event["instance"]["seed"]))
     messages, rewards = [], []
     for _ in range(%(turns)d):
@@ -80,6 +84,12 @@ def server(tmp_path_factory):
                   Body=jsonl({"prompt": f"episode {s}", "seed": s} for s in (rng.randrange(10 ** 6) for _ in range(256))))
     s3.put_object(Bucket=BUCKET, Key="validation.jsonl",
                   Body=jsonl({"prompt": f"episode {s}", "seed": s} for s in range(10 ** 6, 10 ** 6 + 16)))
+    # Held out for evaluation jobs; every fourth episode's environment is broken.
+    s3.put_object(Bucket=BUCKET, Key="evaluation.jsonl", Body=jsonl(
+        {"prompt": f"episode {s}", "seed": s, "broken": s % 4 == 3} for s in range(2 * 10 ** 6, 2 * 10 ** 6 + 16)))
+    sm = srv.client("sagemaker")
+    for group in ("digits", "digits-checkpoints"):
+        sm.create_model_package_group(ModelPackageGroupName=group)
     yield srv
     srv.stop()
 
@@ -139,15 +149,27 @@ def wait(sm, name: str, category: str = "AgentRFT", until=("Completed", "Failed"
     raise AssertionError(f"{name} still {job['JobStatus']} / {job['SecondaryStatus']}")
 
 
-def test_follow_the_signal_learns_through_the_runtime_api(server, sm, role, agent):
+@pytest.fixture(scope="module")
+def trained(sm, role, agent) -> dict:
+    """The learning job, run to its end: its DescribeJob."""
     account = role.split(":")[4]
-    document = training_document(agent, account, global_batch_size=32, group_size=4, max_steps=60,
-                                 learning_rate=0.003, max_concurrent_rollouts=16, max_epochs=8, sampling_max_tokens=512)
-    arn = create(sm, role, "follow-the-signal", document)
-    job = wait(sm, "follow-the-signal")
+    # Each turn's reward is reported and every rollout of a prompt sees the same signals: per-turn advantages.
+    document = training_document(agent, account, global_batch_size=32, group_size=4, max_steps=50,
+                                 advantage_method="group_based_per_turn", learning_rate=0.005,
+                                 max_concurrent_rollouts=16, max_epochs=8, sampling_max_tokens=512,
+                                 checkpoint_interval=20)
+    document["ModelPackageConfig"]["IntermediateCheckpointModelPackageGroupArn"] = \
+        f"arn:aws:sagemaker:us-east-1:{account}:model-package-group/digits-checkpoints"
+    create(sm, role, "follow-the-signal", document)
+    return wait(sm, "follow-the-signal")
+
+
+def test_follow_the_signal_learns_through_the_runtime_api(server, sm, trained):
+    job = trained
+    arn = job["JobArn"]
     assert job["JobStatus"] == "Completed", job.get("FailureReason")
     output = json.loads(job["JobConfigDocument"])["ServiceOutput"]
-    assert output["ProgressInfo"]["CurrentStep"] == 60
+    assert output["ProgressInfo"]["CurrentStep"] == 50
     usage = output["BillableTokenUsage"]
     assert usage["SampleTokenCount"] > 0 and usage["PrefillTokenCount"] > usage["SampleTokenCount"]
     statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
@@ -161,6 +183,87 @@ def test_follow_the_signal_learns_through_the_runtime_api(server, sm, role, agen
     before, after = (float(v.split("mean reward ")[1].split(",")[0]) for v in validations)
     assert before < 0.3 and after >= 0.8, validations
     assert arn.endswith(":job/AgentRFT/follow-the-signal")
+
+
+def test_the_trained_model_and_its_checkpoints_are_registered(server, sm, trained):
+    output = json.loads(trained["JobConfigDocument"])["ServiceOutput"]
+    package = sm.describe_model_package(ModelPackageName=output["OutputModelPackageArn"])
+    assert package["ModelPackageGroupName"] == "digits" and package["ModelPackageVersion"] == 1
+    [container] = package["InferenceSpecification"]["Containers"]
+    assert container["BaseModel"] == {"HubContentName": MODEL, "HubContentVersion": "1.0.0"}
+    model_uri = container["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    assert model_uri == f"s3://{BUCKET}/output/follow-the-signal/output/model/"
+    keys = [o["Key"] for o in server.client("s3").list_objects_v2(
+        Bucket=BUCKET, Prefix="output/follow-the-signal/output/model/")["Contents"]]
+    assert any(k.endswith(".safetensors") for k in keys) and any(k.endswith("config.json") for k in keys)
+    checkpoints = sm.list_model_packages(ModelPackageGroupName="digits-checkpoints")["ModelPackageSummaryList"]
+    assert [c["ModelPackageVersion"] for c in checkpoints] == [1, 2]  # after steps 20 and 40 (50 is the model)
+    described = sm.describe_model_package(ModelPackageName=checkpoints[1]["ModelPackageArn"])
+    [container] = described["InferenceSpecification"]["Containers"]
+    assert container["IsCheckpoint"] is True
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"].endswith("/checkpoints/step-40/")
+
+
+def evaluation_document(agent: str, package: str | None = None, **hyperparameters) -> dict:
+    document = {
+        "AgentConfig": {"CustomAgentLambdaConfig": {"LambdaArn": agent}},
+        "InputDataConfig": [{"ChannelName": "evaluation", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/evaluation.jsonl"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/evaluations"},
+        "EvaluationConfig": {"BaseModelArn": BASE_ARN, "AcceptEula": True,
+                             "HyperParameters": {k: str(v) for k, v in hyperparameters.items()}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    if package:
+        document["ModelPackageConfig"] = {"InputModelPackageArn": package}
+    return document
+
+
+def run_evaluation(server, sm, role, name: str, document: dict) -> tuple[dict, dict, list]:
+    """The evaluation job run to its end: its DescribeJob, its results JSON and the RolloutInfo seen meanwhile."""
+    create(sm, role, name, document, "AgentRFTEvaluation")
+    seen, deadline = [], time.time() + 600
+    while (job := sm.describe_job(JobName=name, JobCategory="AgentRFTEvaluation"))["JobStatus"] == "InProgress":
+        assert time.time() < deadline
+        info = json.loads(job["JobConfigDocument"]).get("ServiceOutput", {}).get("RolloutInfo")
+        if info and job["SecondaryStatus"] == "Evaluating":
+            seen.append(info)
+        time.sleep(0.05)
+    assert job["JobStatus"] == "Completed", job.get("FailureReason")
+    output = json.loads(job["JobConfigDocument"])["ServiceOutput"]
+    bucket, key = output["ResultsS3Uri"].removeprefix("s3://").split("/", 1)
+    results = json.loads(server.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return job, results, seen
+
+
+def test_evaluations_of_the_base_and_the_fine_tuned_model(server, sm, role, agent, trained):
+    package = json.loads(trained["JobConfigDocument"])["ServiceOutput"]["OutputModelPackageArn"]
+    settings = dict(eval_group_size=8, pass_k_values="[1, 4, 8, 16]", success_threshold=1, max_tokens=1,
+                    max_concurrent_rollouts=16)
+    scores = {}
+    for name, document in (("base-eval", evaluation_document(agent, **settings)),
+                           ("tuned-eval", evaluation_document(agent, package, **settings))):
+        job, results, seen = run_evaluation(server, sm, role, name, document)
+        output = json.loads(job["JobConfigDocument"])["ServiceOutput"]
+        assert output["RolloutInfo"] == {"Total": 128, "Completed": 128}
+        assert seen and seen[0]["Total"] == 128 and seen[0]["Completed"] < 128
+        assert [i["Completed"] for i in seen] == sorted(i["Completed"] for i in seen)  # it only moves forward
+        statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
+        assert statuses == ["Pending", "Starting", "Downloading", "Evaluating", "Uploading", "Completed"], statuses
+        # Every fourth environment is broken: a quarter of the rollouts fail, and count as unsuccessful.
+        assert results["FailureRate"] == 0.25 and results["Rollouts"] == 128 and results["MeanTurns"] == 4
+        successes = results["SuccessesPerPrompt"]
+        assert len(successes) == 16 and all(successes[i] == 0 for i in range(3, 16, 4))
+        for k in (1, 4, 8):  # the unbiased estimator, by hand: 1 - C(n - c, k) / C(n, k), averaged
+            expected = sum(1 - comb(8 - c, k) / comb(8, k) for c in successes) / 16
+            assert results["PassAtK"][str(k)] == pytest.approx(expected)
+        assert "16" not in results["PassAtK"] and results["SkippedK"] == [16]
+        assert results["SuccessThreshold"] == 1 and results["BaseModelArn"] == BASE_ARN
+        assert results.get("ModelPackageArn") == (package if name == "tuned-eval" else None)
+        scores[name] = results
+    assert scores["base-eval"]["MeanReward"] < 0.3 and scores["tuned-eval"]["MeanReward"] >= 0.8
+    assert scores["base-eval"]["PassAtK"]["8"] < 0.2 < 0.6 < scores["tuned-eval"]["PassAtK"]["8"]  # at most 0.75
+    assert scores["tuned-eval"]["PassAtK"]["1"] > scores["base-eval"]["PassAtK"]["1"] + 0.3
 
 
 # An agent that only records its event (under events/<trajectory>.json) and leaves the trajectory PENDING, so
@@ -194,7 +297,8 @@ def live(server, sm, role):
         time.sleep(0.5)
     events = [json.loads(s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()) for o in found]
     yield job_arn, events
-    sm.stop_job(JobName="live-trajectories", JobCategory="AgentRFT")
+    if sm.describe_job(JobName="live-trajectories", JobCategory="AgentRFT")["JobStatus"] == "InProgress":
+        sm.stop_job(JobName="live-trajectories", JobCategory="AgentRFT")
 
 
 def test_agent_event_serves_both_sdk_styles(live, server):
@@ -305,10 +409,87 @@ def test_schema_violations_and_unregistered_models(server, sm, role, agent):
     error = refused(document)
     assert error["Code"] == "ResourceNotFound" and "jobforge models add unregistered-model" in error["Message"]
     document = training_document(agent, account)
-    document["AgentConfig"] = {"BedrockAgentCoreConfig": {
-        "AgentRuntimeArn": f"arn:aws:bedrock-agentcore:us-east-1:{account}:runtime/agent-abc"}}
-    assert "BedrockAgentCoreConfig is not supported" in refused(document)["Message"]
+    document["AgentConfig"]["BedrockAgentCoreConfig"] = {
+        "AgentRuntimeArn": f"arn:aws:bedrock-agentcore:us-east-1:{account}:runtime/agent-abc"}
+    assert "$.AgentConfig" in refused(document)["Message"]  # one agent, not both
+    document = training_document(agent, account)
+    document["ModelPackageConfig"]["OutputModelPackageGroupArn"] += "-missing"
+    error = refused(document)
+    assert error["Code"] == "ResourceNotFound" and "CreateModelPackageGroup" in error["Message"]
+    document = training_document(agent, account)
+    document["ModelPackageConfig"]["InputModelPackageArn"] = \
+        f"arn:aws:sagemaker:us-east-1:{account}:model-package/digits/99"
+    error = refused(document)
+    assert error["Code"] == "ResourceNotFound" and "InputModelPackageArn" in error["Message"]
     schema = json.loads(sm.describe_job_schema_version(JobCategory="AgentRFT")["JobConfigSchema"])
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert [s["JobConfigSchemaVersion"] for s in
             sm.list_job_schema_versions(JobCategory="AgentRFTEvaluation")["JobConfigSchemas"]] == ["1.0.0"]
+
+
+# Samples one turn, says so, then works on for a while and reports what the runtime API answers it then.
+SLOW_AGENT = """
+import json, time, boto3
+
+def handler(event, context):
+    meta = event["metadata"]
+    runtime = boto3.client("sagemakerjobruntime", endpoint_url=meta["endpoint"], region_name=meta["region"])
+    s3 = boto3.client("s3")
+    ids = dict(JobArn=meta["job_arn"], TrajectoryId=meta["trajectory_id"])
+    runtime.sample(Body=json.dumps({"messages": [{"role": "user", "content": "1"}], "max_tokens": 1}), **ids)
+    s3.put_object(Bucket="%(bucket)s", Key=f"slow/started/{ids['TrajectoryId']}", Body=b"")
+    time.sleep(8)
+    try:
+        runtime.complete_rollout(Status="ready", **ids)
+        answer = "accepted"
+    except runtime.exceptions.ClientError as err:
+        answer = err.response["Error"]["Code"]
+    s3.put_object(Bucket="%(bucket)s", Key=f"slow/ended/{ids['TrajectoryId']}", Body=answer.encode())
+    return {}
+""" % {"bucket": BUCKET}
+
+
+def test_stop_ends_the_job_and_its_pending_rollouts(live, server, sm):
+    job_arn, events = live
+    sm.stop_job(JobName="live-trajectories", JobCategory="AgentRFT")
+    # Its trajectories wait for reports that never come; the job does not wait for them.
+    job = wait(sm, "live-trajectories", timeout=10)
+    assert job["JobStatus"] == "Stopped" and job["SecondaryStatus"] == "Stopped"
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]][-2:] == ["Stopping", "Stopped"]
+    with pytest.raises(ClientError) as caught:
+        server.client("sagemakerjobruntime").complete_rollout(
+            JobArn=job_arn, TrajectoryId=events[-1]["metadata"]["trajectory_id"], Status="ready")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_stop_does_not_wait_for_running_agents(server, sm, role):
+    lam = server.client("lambda", read_timeout=120)
+    arn = lam.create_function(FunctionName="slow-agent", Runtime=f"python3.{sys.version_info[1]}", Role=role,
+                              Handler="app.handler", Code={"ZipFile": code_zip(SLOW_AGENT)}, Timeout=60)["FunctionArn"]
+    while lam.get_function_configuration(FunctionName="slow-agent")["State"] != "Active":
+        time.sleep(0.1)
+    document = training_document(arn, role.split(":")[4], global_batch_size=32, group_size=2,
+                                 max_concurrent_rollouts=4)
+    create(sm, role, "stopped-midway", document)
+    s3 = server.client("s3")
+    deadline = time.time() + 120
+    while not (started := s3.list_objects_v2(Bucket=BUCKET, Prefix="slow/started/").get("Contents")):
+        assert time.time() < deadline, sm.describe_job(JobName="stopped-midway", JobCategory="AgentRFT")
+        time.sleep(0.2)
+    sm.stop_job(JobName="stopped-midway", JobCategory="AgentRFT")
+    # Stopped while its agents still work: the job does not wait for them.
+    job = wait(sm, "stopped-midway", timeout=7)
+    assert job["JobStatus"] == "Stopped" and job["SecondaryStatus"] == "Stopped"
+    trajectory = started[0]["Key"].rsplit("/", 1)[1]
+    runtime = server.client("sagemakerjobruntime")
+    with pytest.raises(ClientError) as caught:
+        runtime.sample(JobArn=job["JobArn"], TrajectoryId=trajectory,
+                       Body=b'{"messages": [{"role": "user", "content": "1"}]}')
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # The agents that were running find their rollouts gone when they report.
+    deadline = time.time() + 60
+    while not (ended := s3.list_objects_v2(Bucket=BUCKET, Prefix="slow/ended/").get("Contents")):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    answers = {s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in ended}
+    assert answers == {b"ResourceNotFoundException"}, answers

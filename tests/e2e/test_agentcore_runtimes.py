@@ -4,24 +4,21 @@ deployment takes it, uploaded to jobforge's S3, and each runtime session runs it
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
-import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from packaging.requirements import Requirement
 
 from jobforge.testing_server import ServerProcess
+
+import agent_code
 
 AWS = str(Path(sys.executable).with_name("aws"))
 AGENT = """
@@ -88,32 +85,9 @@ if __name__ == "__main__":
 BROKEN = "import a_module_the_archive_does_not_have\n"
 
 
-def _installed_files(names: list[str]) -> dict[str, Path]:
-    """The files of installed distributions and their dependencies, as ``pip install --target`` lays them out."""
-    files, seen, todo = {}, set(), list(names)
-    while todo:
-        distribution = metadata.distribution(todo.pop())
-        if distribution.metadata["Name"].lower() in seen:
-            continue
-        seen.add(distribution.metadata["Name"].lower())
-        for requirement in map(Requirement, distribution.requires or []):
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-        for file in distribution.files or []:
-            if file.parts[0] != ".." and "__pycache__" not in file.parts:
-                files[file.as_posix()] = Path(file.locate())
-    return files
-
-
 @pytest.fixture(scope="module")
 def code_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, path in _installed_files(["bedrock-agentcore"]).items():
-            archive.write(path, name)
-        archive.writestr("main.py", textwrap.dedent(AGENT))
-        archive.writestr("broken.py", BROKEN)
-    return buffer.getvalue()
+    return agent_code.code_zip({"main.py": AGENT, "broken.py": BROKEN}, ["bedrock-agentcore"])
 
 
 @pytest.fixture(scope="module")

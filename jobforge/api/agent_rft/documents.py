@@ -2,13 +2,13 @@
 
 The schema has already passed (CreateJob validates it); here come the rules a schema cannot say (the
 hyperparameters' ranges, the parts jobforge refuses) and, in ``admit``, those that need the server's
-records: the base model in the catalog.
+records: the base model in the catalog, the model package groups and the package a job starts from.
 """
 
 from __future__ import annotations
 
 from jobforge.api.base import RequestContext
-from jobforge.core import models_catalog
+from jobforge.core import model_packages, models_catalog
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.workloads.agent_rft import hyperparameters
 
@@ -19,9 +19,8 @@ EVALUATION = "AgentRFTEvaluation"
 def _agent(document: dict) -> dict:
     config = document["AgentConfig"]
     if "BedrockAgentCoreConfig" in config:
-        raise validation_error("AgentConfig.BedrockAgentCoreConfig is not supported by this server yet: AgentCore "
-                               "runtimes are not served by jobforge. Host the agent as a Lambda function and use "
-                               "AgentConfig.CustomAgentLambdaConfig.")
+        runtime = config["BedrockAgentCoreConfig"]
+        return {"agent_runtime_arn": runtime["AgentRuntimeArn"], "qualifier": runtime.get("Qualifier")}
     return {"lambda_arn": config["CustomAgentLambdaConfig"]["LambdaArn"]}
 
 
@@ -66,9 +65,6 @@ def build_training(document: dict, req: dict) -> tuple[dict, dict, float | None]
     config = document["TrainingConfig"]
     _refuse_unsupported(document, config.get("MlflowConfig"))
     packages = document["ModelPackageConfig"]
-    if "InputModelPackageArn" in packages:
-        raise validation_error("ModelPackageConfig.InputModelPackageArn is not supported by this server yet: "
-                               "training starts from TrainingConfig.BaseModelArn.")
     intermediate = packages.get("IntermediateCheckpointModelPackageGroupArn")
     if intermediate is not None and intermediate == packages["OutputModelPackageGroupArn"]:
         raise validation_error("ModelPackageConfig.IntermediateCheckpointModelPackageGroupArn must differ from "
@@ -86,29 +82,48 @@ def build_training(document: dict, req: dict) -> tuple[dict, dict, float | None]
 def build_evaluation(document: dict, req: dict) -> tuple[dict, dict, float | None]:
     config = document["EvaluationConfig"]
     _refuse_unsupported(document, document["OutputDataConfig"].get("MlflowConfig"))
-    if "InputModelPackageArn" in document.get("ModelPackageConfig", {}):
-        raise validation_error("ModelPackageConfig.InputModelPackageArn is not supported by this server yet: "
-                               "evaluation runs the base model of EvaluationConfig.BaseModelArn.")
     spec = {
         "category": EVALUATION, "agent": _agent(document), "channels": _channels(document),
         "output_path": document["OutputDataConfig"]["S3OutputPath"],
         "base_model": {"arn": config["BaseModelArn"]},
         "hyperparameters": _hyperparameters(hyperparameters.evaluation, config.get("HyperParameters", {})),
+        "model_packages": document.get("ModelPackageConfig", {}),
         "JobConfigSchemaVersion": req["JobConfigSchemaVersion"],
     }
     return spec, {}, _max_runtime(document)
 
 
+def _input_package(ctx: RequestContext, arn: str, base_name: str) -> dict:
+    """The model package a job starts from: its model's S3 URI, once it is known to come from the base model."""
+    package = model_packages.find_package(ctx.engine, ctx.account_id, ctx.region, arn)
+    if package is None:
+        raise ServiceError("ResourceNotFound", f"ModelPackageConfig.InputModelPackageArn {arn} does not exist.")
+    trained_from = next((c["BaseModel"].get("HubContentName") for c in package.containers if "BaseModel" in c), None)
+    if trained_from and trained_from != base_name:
+        raise validation_error(f"ModelPackageConfig.InputModelPackageArn {arn} holds a model trained from "
+                               f"{trained_from}, not from the base model {base_name} the document names.")
+    return {"arn": package.arn, "uri": model_packages.model_data(package)}
+
+
 def admit(ctx: RequestContext, spec: dict, resources: dict) -> tuple[dict, dict]:
-    """The base model resolved through the model catalog; the job's share of the executor's nodes."""
+    """The base model resolved through the model catalog and the model packages through the registry; the job's
+    share of the executor's nodes."""
     arn = spec["base_model"]["arn"]
     model = models_catalog.hub_model(ctx.engine, arn)
     if model is None:
         name = models_catalog.hub_model_name(arn) or arn
         raise ServiceError("ResourceNotFound", f"The base model {arn} is not available on this server. "
                            + models_catalog.HUB_REGISTER_HINT.format(name=name))
-    spec = dict(spec, base_model={"arn": arn, "name": model.model_id.removeprefix(models_catalog.HUB_KEY),
-                                  "path": model.location})
+    name = model.model_id.removeprefix(models_catalog.HUB_KEY)
+    spec = dict(spec, base_model={"arn": arn, "name": name, "path": model.location})
+    packages = spec.get("model_packages", {})
+    for member in ("OutputModelPackageGroupArn", "IntermediateCheckpointModelPackageGroupArn"):
+        if member in packages and model_packages.find_group(ctx.engine, ctx.account_id, ctx.region,
+                                                            packages[member]) is None:
+            raise ServiceError("ResourceNotFound", f"ModelPackageConfig.{member} {packages[member]} does not "
+                               "exist: create it with CreateModelPackageGroup first.")
+    if "InputModelPackageArn" in packages:
+        spec["input_package"] = _input_package(ctx, packages["InputModelPackageArn"], name)
     node = ctx.runtime.scheduler.executor.capacity()
     # The policy samples and trains in the worker: up to 4 CPU threads, one GPU where the nodes have any.
     return spec, {"cpus": max(1, min(4, node.cpus)), "memory_mb": min(8192, node.memory_mb),

@@ -14,8 +14,8 @@ agent written with the OpenAI client reaches it with ``base_url`` set to the end
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+
+import urllib3
 
 from jobforge.api import sagemaker_jobs
 from jobforge.api.agent_rft import documents
@@ -32,6 +32,8 @@ HEADER_MEMBERS_IN_BODY[(SERVICE, "CompleteRollout")] = ("JobArn",)
 HEADER_MEMBERS_IN_BODY[(SERVICE, "UpdateReward")] = ("JobArn",)
 # An OpenAI client POSTs to {base_url}/chat/completions: with the endpoint, or the endpoint + "/v1", as base_url.
 PATH_ALIASES["/chat/completions"] = PATH_ALIASES["/v1/chat/completions"] = (SERVICE, "Sample")
+# Kept-alive connections to the running jobs' policy servers (never retried: a Sample must not run twice).
+_CONNECTIONS = urllib3.PoolManager(num_pools=64, maxsize=256, retries=False)
 
 
 def _not_found(arn: str) -> ServiceError:
@@ -57,21 +59,27 @@ def _policy_server(ctx: RequestContext, arn: str) -> dict:
 
 
 def _forward(ctx: RequestContext, arn: str, path: str, body: bytes, headers: dict | None = None):
-    """The policy server's response to the call (open, for the caller to read), or its error raised."""
+    """The policy server's response to the call (open, for the caller to read, then release), or its error
+    raised. Connections to the policy servers are kept alive between calls: a rollout makes many."""
     server = _policy_server(ctx, arn)
-    request = urllib.request.Request(server["url"] + path, data=body, method="POST", headers={
-        "Authorization": f"Bearer {server['secret']}", "Content-Type": "application/json", **(headers or {})})
     try:
-        return urllib.request.urlopen(request, timeout=SAMPLE_SECONDS)
-    except urllib.error.HTTPError as err:
+        response = _CONNECTIONS.request("POST", server["url"] + path, body=body, preload_content=False,
+                                        timeout=urllib3.Timeout(connect=10, read=SAMPLE_SECONDS), headers={
+                                            "Authorization": f"Bearer {server['secret']}",
+                                            "Content-Type": "application/json", **(headers or {})})
+    except urllib3.exceptions.HTTPError as err:  # the worker went away: the caller's retry finds the next one
+        raise ServiceError("InternalServiceError", f"The job's policy server is not reachable: {err}", 500) from None
+    if response.status >= 400:
         try:
-            detail = json.loads(err.read())
+            detail = json.loads(response.read())
         except ValueError:
             detail = {}
+        finally:
+            response.release_conn()
         raise ServiceError(detail.get("code", "InternalServiceError"),
-                           detail.get("message", f"The job's policy server answered {err.code}"), err.code) from None
-    except OSError as err:  # the worker went away between attempts: the caller's retry finds the next one
-        raise ServiceError("InternalServiceError", f"The job's policy server is not reachable: {err}", 500) from None
+                           detail.get("message", f"The job's policy server answered {response.status}"),
+                           response.status)
+    return response
 
 
 def _sample(ctx: RequestContext, req: dict, path: str) -> dict:
@@ -81,8 +89,10 @@ def _sample(ctx: RequestContext, req: dict, path: str) -> dict:
     if content_type.startswith("text/event-stream"):
         return {"ContentType": content_type,
                 "Body": BlockingBody(iter(lambda: response.read1(65536), b""), close=response.close)}
-    with response:
+    try:
         return {"ContentType": content_type, "Body": response.read()}
+    finally:
+        response.release_conn()
 
 
 @handler(SERVICE, "Sample", blocking=True)
@@ -97,8 +107,10 @@ def sample_with_response_stream(ctx: RequestContext, req: dict) -> dict:
 
 def _report(ctx: RequestContext, req: dict, path: str, members: tuple[str, ...]) -> dict:
     body = {name: req[name] for name in members if name in req}
-    with _forward(ctx, req["JobArn"], path, json.dumps(body).encode()):
-        return {}
+    response = _forward(ctx, req["JobArn"], path, json.dumps(body).encode())
+    response.read()
+    response.release_conn()
+    return {}
 
 
 @handler(SERVICE, "CompleteRollout", blocking=True)

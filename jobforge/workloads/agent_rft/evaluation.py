@@ -33,7 +33,8 @@ def score(rollouts: list[Rollout], prompts: int, samples: int, ks: list[int], th
         "MeanReward": sum(t.reward for t in rewarded) / len(rewarded) if rewarded else 0.0,
         "MeanTurns": sum(len(t.turns) for t in rewarded) / len(rewarded) if rewarded else 0.0,
         "FailureRate": 1 - len(rewarded) / len(rollouts) if rollouts else 0.0,
-        "SuccessThreshold": threshold, "PassAtK": {str(k): v for k, v in pass_at.items()},
+        "SuccessThreshold": threshold, "SuccessesPerPrompt": successes,
+        "PassAtK": {str(k): v for k, v in pass_at.items()},
         "SkippedK": sorted(k for k in set(ks) if k > samples),
     }
 
@@ -72,6 +73,9 @@ def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict) -> N
     ctx.status("Uploading", "the evaluation results")
     uri = spec["output_path"].rstrip("/") + f"/{ctx.job_name}/results.json"
     path = Path(ctx.work_dir) / "results.json"
-    path.write_text(json.dumps(dict(summary, BaseModelArn=spec["base_model"]["arn"]), indent=2))
+    evaluated = {"BaseModelArn": spec["base_model"]["arn"]}
+    if "input_package" in spec:
+        evaluated["ModelPackageArn"] = spec["input_package"]["arn"]
+    path.write_text(json.dumps(dict(summary, **evaluated), indent=2))
     ctx.upload(path, uri)
     ctx.result({"ServiceOutput": {"RolloutInfo": {"Total": total, "Completed": done}, "ResultsS3Uri": uri}})

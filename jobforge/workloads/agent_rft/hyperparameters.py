@@ -80,6 +80,7 @@ TRAINING = {
     "max_concurrent_rollouts": _with(between(1, 256, integer=True), 32),
     "rollout_timeout_seconds": _with(between(1, 86400), 900),
     "max_staleness": _with(between(0, 16, integer=True), 1),
+    "checkpoint_interval": _with(between(1, 1000, integer=True), 10),  # steps between registered checkpoints
     "agent_retries": _with(between(0, 10, integer=True), 2),
     "seed": _with(between(0, 2 ** 31 - 1, integer=True), 0),
 }

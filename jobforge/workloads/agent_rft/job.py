@@ -1,20 +1,38 @@
 """Workload entry of AgentRFT and AgentRFTEvaluation jobs: ``run(ctx, spec)``.
 
-Secondary statuses: Starting → Downloading (the base model, the datasets) → Training or Evaluating →
-Uploading → Completed.
+Secondary statuses: Starting → Downloading (the base model, the input model package if any, the datasets) →
+Training or Evaluating → Uploading → Completed.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from jobforge.execution.context import JobContext
+from jobforge.execution.context import JobContext, WorkloadError
 from jobforge.workloads.customize.job import fetch_model
 
 from . import dataset
 from .evaluation import evaluate
 from .session import Session
 from .training import Training
+
+
+def _input_package(ctx: JobContext, spec: dict, base_dir: Path) -> tuple[Path, Path | None]:
+    """(model, adapter) directories the policy starts from: the base model, or the model of
+    ``InputModelPackageArn`` (a merged model replaces the base; a checkpoint's LoRA adapter goes on it)."""
+    package = spec.get("input_package")
+    if package is None:
+        return base_dir, None
+    folder = Path(ctx.work_dir) / "models" / "package"
+    ctx.download(package["uri"].rstrip("/") + "/", folder)
+    if (folder / "adapter_config.json").is_file():
+        return base_dir, folder
+    if (folder / "config.json").is_file():
+        return folder, None
+    raise WorkloadError(f"The model package {package['arn']} holds neither a Hugging Face model nor a LoRA adapter "
+                        f"at {package['uri']}.")
 
 
 def run(ctx: JobContext, spec: dict) -> None:
@@ -25,8 +43,9 @@ def run(ctx: JobContext, spec: dict) -> None:
     ctx.status("Downloading", "the base model and the datasets")
     model = spec["base_model"]
     model_dir = fetch_model(ctx, {"identifier": model["name"], "path": model["path"]}, "base")
+    model_dir, adapter_dir = _input_package(ctx, spec, model_dir)
     channels = {name: dataset.load(ctx, name, uri) for name, uri in spec["channels"].items()}
-    session = Session(ctx, spec, model_dir, training)
+    session = Session(ctx, spec, model_dir, training, adapter_dir)
     try:
         if not training:
             evaluate(ctx, spec, session, channels)

@@ -26,7 +26,7 @@ import torch
 
 from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 
-from . import advantages, rows
+from . import advantages, packages, rows
 from .agents import Rollout
 from .evaluation import score
 from .session import Session
@@ -66,6 +66,7 @@ class Training:
                                hp["clip_high_threshold"], session.tokenizer.pad_token_id, session.lock)
         self.step = 0
         self.trained_tokens = 0
+        self.output_package: str | None = None  # the registered model's package, once exported
         self.validate_every = hp.get("validation_interval")  # steps; None: before the first and after the last
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -115,6 +116,8 @@ class Training:
             self.step += 1
             self.session.version = self.step
             self.save()
+            if self.step % self.hp["checkpoint_interval"] == 0 and self.step < self.max_steps:
+                self.register_checkpoint()
             self.report()
             if self.validation and self.validate_every and self.step % self.validate_every == 0 \
                     and self.step < self.max_steps:
@@ -190,7 +193,8 @@ class Training:
 
     def report(self) -> None:
         usage = self.session.usage
-        self.ctx.result({"ServiceOutput": {
+        package = {"OutputModelPackageArn": self.output_package} if self.output_package else {}
+        self.ctx.result({"ServiceOutput": {**package,
             "ProgressInfo": {"MaxEpoch": math.ceil(self.max_steps / self.per_epoch), "StepsPerEpoch": self.per_epoch,
                              "CurrentEpoch": min(self.step // self.per_epoch + 1,
                                                  math.ceil(self.max_steps / self.per_epoch)),
@@ -200,8 +204,23 @@ class Training:
                                    "SampleTokenCount": usage.sampled},
         }})
 
+    def register_checkpoint(self) -> None:
+        """The adapter at this step, uploaded and registered in the intermediate checkpoint group (if given)."""
+        group = self.spec.get("model_packages", {}).get("IntermediateCheckpointModelPackageGroupArn")
+        if not group:
+            return
+        ctx, session = self.ctx, self.session
+        uri = self.spec["output_path"].rstrip("/") + f"/{ctx.job_name}/checkpoints/step-{self.step}/"
+        folder = Path(ctx.work_dir) / "checkpoints" / f"step-{self.step}"
+        session.model.save_pretrained(folder)
+        session.tokenizer.save_pretrained(folder)
+        ctx.upload(folder, uri)
+        arn = packages.register(ctx, self.spec, group, uri, self.step, checkpoint=True)
+        ctx.event(f"checkpoint at step {self.step} registered as {arn}")
+
     def export(self) -> dict:
-        """The adapter and the merged model, written under the output path; their S3 URIs."""
+        """The adapter and the merged model, written under the output path and the model registered in the output
+        model package group; their S3 URIs and the package's ARN."""
         ctx, session = self.ctx, self.session
         ctx.status("Uploading", "the LoRA adapter and the merged model")
         base = self.spec["output_path"].rstrip("/") + f"/{ctx.job_name}/output/"
@@ -213,4 +232,10 @@ class Training:
         session.tokenizer.save_pretrained(folder / "model")
         ctx.upload(folder / "adapter", base + "adapter/")
         ctx.upload(folder / "model", base + "model/")
-        return {"AdapterS3Uri": base + "adapter/", "ModelS3Uri": base + "model/"}
+        outputs = {"AdapterS3Uri": base + "adapter/", "ModelS3Uri": base + "model/"}
+        group = self.spec.get("model_packages", {}).get("OutputModelPackageGroupArn")
+        if group:
+            self.output_package = packages.register(ctx, self.spec, group, outputs["ModelS3Uri"], self.step,
+                                                    checkpoint=False)
+            outputs["OutputModelPackageArn"] = self.output_package
+        return outputs
