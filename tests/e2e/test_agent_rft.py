@@ -5,78 +5,29 @@ state machine and errors, Stop, and another account's reach."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
-import zipfile
 from math import comb
 
 import pytest
 from botocore.exceptions import ClientError
 
-from jobforge import tinylm
 from jobforge.testing_server import ServerProcess
 
+from signal_game import BASE_ARN, MODEL, jsonl, lambda_agent, register_model
+
 BUCKET = "agent-rft"
-MODEL = "tiny-digits"
-BASE_ARN = f"arn:aws:sagemaker:us-east-1:aws:hub-content/SageMakerPublicHub/Model/{MODEL}/1.0.0"
-TURNS = 4
-
-# The environment emits a digit each turn; the right answer is (3·o + 1) mod 10. Per-turn rewards, mean reported.
-AGENT = """
-import functools, json, random, boto3
-
-@functools.cache  # one client per warm environment, as Lambda code keeps its clients
-def client(endpoint, region):
-    return boto3.client("sagemakerjobruntime", endpoint_url=endpoint, region_name=region)
-
-def handler(event, context):
-    meta = event["metadata"]
-    runtime = client(meta["endpoint"], meta["region"])
-    ids = dict(JobArn=meta["job_arn"], TrajectoryId=meta["trajectory_id"])
-    if event["instance"].get("broken"):  # an environment that cannot start: the rollout is reported failed
-        runtime.complete_rollout(Status="failed", **ids)
-        return {}
-    rng = random.Random(int(event["instance"]["seed"]))
-    messages, rewards = [], []
-    for _ in range(%(turns)d):
-        signal = rng.randrange(10)
-        messages.append({"role": "user", "content": str(signal)})
-        body = {"messages": messages, "max_tokens": 1, **event["inferenceParams"], "max_tokens": 1}
-        answer = json.loads(runtime.sample(Body=json.dumps(body), **ids)["Body"].read())
-        text = answer["choices"][0]["message"]["content"]
-        rewards.append(1.0 if text == str((3 * signal + 1) %% 10) else 0.0)
-        messages.append({"role": "assistant", "content": text})
-    runtime.complete_rollout(Status="ready", **ids)
-    runtime.update_reward(Rewards=rewards, **ids)
-    return {}
-""" % {"turns": TURNS}
-
-
-def code_zip(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", textwrap.dedent(source))
-    return buffer.getvalue()
-
-
-def jsonl(rows) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("agent-rft") / "data"
     srv = ServerProcess(data).start()
-    model = tinylm.build_digits(tmp_path_factory.mktemp("digits"))
-    added = subprocess.run([sys.executable, "-m", "jobforge.cli", "--data-dir", str(data), "models", "add", MODEL,
-                            str(model)], capture_output=True, text=True, timeout=60)
-    assert added.returncode == 0, added.stderr
+    register_model(data, tmp_path_factory.mktemp("digits"))
     s3 = srv.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     rng = random.Random(7)
@@ -101,16 +52,7 @@ def role(server):
 
 @pytest.fixture(scope="module")
 def agent(server, role):
-    lam = server.client("lambda", read_timeout=120)
-    name = f"follow-the-signal-{uuid.uuid4().hex[:6]}"
-    arn = lam.create_function(FunctionName=name, Runtime=f"python3.{sys.version_info[1]}", Role=role,
-                              Handler="app.handler", Code={"ZipFile": code_zip(AGENT)}, Timeout=120,
-                              MemorySize=256)["FunctionArn"]
-    deadline = time.time() + 30
-    while lam.get_function_configuration(FunctionName=name)["State"] != "Active":
-        assert time.time() < deadline
-        time.sleep(0.1)
-    return arn
+    return lambda_agent(server, role, f"follow-the-signal-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="module")
@@ -281,11 +223,7 @@ def handler(event, context):
 @pytest.fixture(scope="module")
 def live(server, sm, role):
     """A running job with PENDING trajectories (its agent never reports) and one recorded event."""
-    lam = server.client("lambda", read_timeout=120)
-    arn = lam.create_function(FunctionName="recorder", Runtime=f"python3.{sys.version_info[1]}", Role=role,
-                              Handler="app.handler", Code={"ZipFile": code_zip(RECORDER)}, Timeout=30)["FunctionArn"]
-    while lam.get_function_configuration(FunctionName="recorder")["State"] != "Active":
-        time.sleep(0.1)
+    arn = lambda_agent(server, role, "recorder", RECORDER, timeout=30)
     document = training_document(arn, role.split(":")[4], global_batch_size=32, group_size=2,
                                  rollout_timeout_seconds=600, max_concurrent_rollouts=4)
     document["InputDataConfig"] = document["InputDataConfig"][:1]
@@ -463,11 +401,7 @@ def test_stop_ends_the_job_and_its_pending_rollouts(live, server, sm):
 
 
 def test_stop_does_not_wait_for_running_agents(server, sm, role):
-    lam = server.client("lambda", read_timeout=120)
-    arn = lam.create_function(FunctionName="slow-agent", Runtime=f"python3.{sys.version_info[1]}", Role=role,
-                              Handler="app.handler", Code={"ZipFile": code_zip(SLOW_AGENT)}, Timeout=60)["FunctionArn"]
-    while lam.get_function_configuration(FunctionName="slow-agent")["State"] != "Active":
-        time.sleep(0.1)
+    arn = lambda_agent(server, role, "slow-agent", SLOW_AGENT, timeout=60)
     document = training_document(arn, role.split(":")[4], global_batch_size=32, group_size=2,
                                  max_concurrent_rollouts=4)
     create(sm, role, "stopped-midway", document)

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 import time
 
 import pytest
 
-from jobforge import tinylm
 from jobforge.testing_server import ServerProcess
 
 import agent_code
+from signal_game import BASE_ARN, jsonl, register_model
 
-MODEL = "tiny-digits"
-BASE_ARN = f"arn:aws:sagemaker:us-east-1:aws:hub-content/SageMakerPublicHub/Model/{MODEL}/1.0.0"
 BUCKET = "agentcore-rft"
 TURNS = 2
 AGENT = """
@@ -56,18 +53,11 @@ if __name__ == "__main__":
 """ % {"turns": TURNS}
 
 
-def jsonl(rows) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("agentcore-rft") / "data"
     srv = ServerProcess(data).start()
-    model = tinylm.build_digits(tmp_path_factory.mktemp("digits"))
-    added = subprocess.run([sys.executable, "-m", "jobforge.cli", "--data-dir", str(data), "models", "add", MODEL,
-                            str(model)], capture_output=True, text=True, timeout=60)
-    assert added.returncode == 0, added.stderr
+    register_model(data, tmp_path_factory.mktemp("digits"))
     yield srv
     srv.stop()
 
