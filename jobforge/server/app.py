@@ -31,6 +31,10 @@ log = logging.getLogger("jobforge.server")
 
 # A body this large is hashed, parsed and validated in a worker thread, so that no client waits for another's.
 OFF_LOOP_BODY = 64 * 1024
+# Blocking handlers run in threads, and some wait on others meanwhile: a Lambda invocation holds its thread while
+# the function runs, and the function may call the server back (an agent's Sample) and need a thread of its own.
+# anyio's default of 40 threads would deadlock 40 such invocations; this matches Lambda's account concurrency.
+BLOCKING_HANDLERS = 1000
 
 # Authentication failures per protocol family: (code, HTTP status[, the service's own message]).
 AUTH_ERRORS = {
@@ -85,6 +89,7 @@ class App:
 
         self.internal = InternalApi(runtime)
         self.off_loop = CapacityLimiter(2)  # parsing holds the GIL: more threads would only wait for it
+        self.blocking = CapacityLimiter(BLOCKING_HANDLERS)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -229,7 +234,7 @@ class App:
             params = await self._off_loop(request, _read_params, protocol, service, operation, request)
             params.update(request.scratch.get("streamed_payload", {}))  # staged bodies skip validation
             if found.blocking:
-                result = await to_thread.run_sync(found.fn, ctx, params)
+                result = await to_thread.run_sync(found.fn, ctx, params, limiter=self.blocking)
             else:
                 result = found.fn(ctx, params)
             return protocol.serialize(service, operation, result or {}, request_id)

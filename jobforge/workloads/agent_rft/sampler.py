@@ -1,8 +1,9 @@
 """The policy's sampler: requests that arrive together are generated in one batch (dynamic batching).
 
-Each request is a prompt's token ids with its own temperature, top-p and token budget. A thread takes
-every request queued at the moment it wakes (after waiting ``BATCH_WINDOW`` for more to arrive once
-the first one has), left-pads them into one batch and decodes them together with the KV cache, one
+Each request is a prompt's token ids with its own temperature, top-p and token budget. Once a request
+arrives, a thread keeps taking the requests that follow it while they come less than ``ARRIVAL_GAP``
+apart (concurrent agents' calls reach the worker one by one, a few milliseconds apart, as the server
+relays them), for at most ``GATHER_LIMIT``; then it left-pads them into one batch and decodes them together with the KV cache, one
 forward pass per new token for the whole batch. For every sampled token it records the log-probability
 under the distribution it was sampled from (the logits divided by the temperature, before top-p
 truncation: what the trainer recomputes), so turns are never re-scored later.
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-BATCH_WINDOW = 0.003  # seconds to wait for companions once a request has arrived
+ARRIVAL_GAP = 0.01  # seconds: a pause this long between arrivals closes the batch
+GATHER_LIMIT = 0.05  # seconds: the longest the first request of a batch waits for companions
 MAX_BATCH = 64
 
 
@@ -66,10 +69,13 @@ class BatchSampler:
             if first is None:
                 return
             batch = [first]
+            deadline = time.monotonic() + GATHER_LIMIT
             try:
-                batch.append(self.queue.get(timeout=BATCH_WINDOW))
-                while len(batch) < MAX_BATCH:
-                    batch.append(self.queue.get_nowait())
+                while len(batch) < MAX_BATCH and batch[-1] is not None:
+                    wait = min(ARRIVAL_GAP, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                    batch.append(self.queue.get(timeout=wait))
             except queue.Empty:
                 pass
             if batch[-1] is None:
