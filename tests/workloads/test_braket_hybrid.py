@@ -278,7 +278,9 @@ def test_hybrid_job_decorator(session, tmp_path, monkeypatch):
 
     assert job.result() == {"ones": 30.5}
     assert ctx.metrics[0]["name"] == "ones" and ctx.metrics[0]["value"] == 10
-    assert any("Installing the requirements in" in line for line in ctx.events)
+    # the decorator's dependencies become a requirements.txt, installed into a cached environment
+    assert any("requirements.txt: building an environment" in line or "requirements.txt: using the environment" in line
+               for line in ctx.events), ctx.events
 
 
 def _upload(tmp_path: Path, key: str, data: bytes) -> str:
