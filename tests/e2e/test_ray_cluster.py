@@ -25,6 +25,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import selftest_kind  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
 from jobforge.core import jobs  # noqa: E402
 from jobforge.core.store import create_engine  # noqa: E402
 from jobforge.testing_server import ServerProcess  # noqa: E402
@@ -125,6 +126,17 @@ def actor_gone(name: str) -> bool:
 def steps_done(server, name: str) -> int:
     return max([int(m.split()[1].split("/")[0]) for m in log_lines(server, name) if m.startswith("step ")],
                default=0)
+
+
+def checkpointed_step(server, name: str) -> int:
+    """The step the job's checkpoint in the object store has reached (0 before the first one is synced)."""
+    job = record(server, name)
+    try:
+        body = server.client("s3").get_object(Bucket=f"jobforge-checkpoints-{job.account_id}",
+                                              Key=f"{job.id}/position.json")["Body"].read()
+    except ClientError:
+        return 0
+    return json.loads(body)["next"]
 
 
 def test_a_job_runs_on_the_node_with_its_resource_and_one_no_node_has_fails_at_once(server, cluster):
@@ -238,7 +250,7 @@ def test_server_killed_while_a_job_runs_re_adopts_it(tmp_path, cluster, catalog)
 
 def test_a_node_lost_mid_job_resumes_the_job_from_its_checkpoint_on_another_node(server, cluster):
     create(server, "node-lost", InstanceType="ml.c5.large", Steps=40, SleepSeconds=0.2)
-    wait_for(lambda: steps_done(server, "node-lost") >= 5)
+    wait_for(lambda: checkpointed_step(server, "node-lost") >= 5)  # in the object store, not only on the node
     lost = cluster.special
     # The machine goes, all at once: the job's actor and worker stop, then Ray's processes and they are killed.
     frozen = [ray.get(actor_of(server, "node-lost").where.remote())["pid"], *_workers_of(record(server, "node-lost").id)]
