@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from jobforge.demo.agent_rl import agent_rl
 from jobforge.demo.bedrock import bedrock_fine_tuning
 from jobforge.demo.braket import qaoa_hybrid_job
 from jobforge.demo.compile import compile_models
@@ -28,7 +29,7 @@ def identity_and_roles(server: ServerProcess) -> None:
     print(f"   created {role['Role']['Arn']}")
 
 
-SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning, compile_models, recommend_instances]
+SECTIONS = [identity_and_roles, qaoa_hybrid_job, bedrock_fine_tuning, compile_models, recommend_instances, agent_rl]
 
 
 def run(args) -> None:
