@@ -453,6 +453,7 @@ class AgentHost:
             try:
                 with socket.create_connection((host, port), timeout=10.0) as connection:
                     connection.settimeout(None)
+                    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # relayed piece by piece
                     socket.send_fds(dial, [b"d"], [connection.fileno()])
             except OSError:
                 try:

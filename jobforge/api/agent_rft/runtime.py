@@ -14,6 +14,7 @@ agent written with the OpenAI client reaches it with ``base_url`` set to the end
 from __future__ import annotations
 
 import json
+import time
 
 import urllib3
 
@@ -34,14 +35,21 @@ HEADER_MEMBERS_IN_BODY[(SERVICE, "UpdateReward")] = ("JobArn",)
 PATH_ALIASES["/chat/completions"] = PATH_ALIASES["/v1/chat/completions"] = (SERVICE, "Sample")
 # Kept-alive connections to the running jobs' policy servers (never retried: a Sample must not run twice).
 _CONNECTIONS = urllib3.PoolManager(num_pools=64, maxsize=256, retries=False)
+KNOWN_SECONDS = 2.0  # how long a job's policy server is remembered without looking at the job again
+_KNOWN_SERVERS: dict[tuple[str, str, str], tuple[float, dict]] = {}
 
 
 def _not_found(arn: str) -> ServiceError:
     return ServiceError("ResourceNotFoundException", f"Job {arn} not found.")
 
 
-def _policy_server(ctx: RequestContext, arn: str) -> dict:
-    """The running job's policy server address and secret; not found for any job the caller cannot reach."""
+def _policy_server(ctx: RequestContext, arn: str, fresh: bool = False) -> dict:
+    """The running job's policy server address and secret; not found for any job the caller cannot reach.
+    Remembered for a moment (a rollout's calls come in quick succession); ``fresh`` looks again."""
+    key = (ctx.account_id, ctx.region, arn)
+    known = _KNOWN_SERVERS.get(key)
+    if known and not fresh and time.monotonic() - known[0] < KNOWN_SECONDS:
+        return known[1]
     parts = arn.split(":", 5)
     resource = parts[5].split("/") if len(parts) == 6 else []
     if len(resource) != 3 or resource[1] not in CATEGORIES or parts[4] != ctx.account_id or parts[3] != ctx.region:
@@ -55,20 +63,30 @@ def _policy_server(ctx: RequestContext, arn: str) -> dict:
     if job.state != "RUNNING" or not server:
         raise ServiceError("ResourceNotFoundException",
                            f"Job {arn} has no running session to sample from (its status is {job.status}).")
+    if len(_KNOWN_SERVERS) > 1024:
+        _KNOWN_SERVERS.clear()
+    _KNOWN_SERVERS[key] = (time.monotonic(), server)
     return server
 
 
 def _forward(ctx: RequestContext, arn: str, path: str, body: bytes, headers: dict | None = None):
     """The policy server's response to the call (open, for the caller to read, then release), or its error
     raised. Connections to the policy servers are kept alive between calls: a rollout makes many."""
-    server = _policy_server(ctx, arn)
-    try:
-        response = _CONNECTIONS.request("POST", server["url"] + path, body=body, preload_content=False,
-                                        timeout=urllib3.Timeout(connect=10, read=SAMPLE_SECONDS), headers={
-                                            "Authorization": f"Bearer {server['secret']}",
-                                            "Content-Type": "application/json", **(headers or {})})
-    except urllib3.exceptions.HTTPError as err:  # the worker went away: the caller's retry finds the next one
-        raise ServiceError("InternalServiceError", f"The job's policy server is not reachable: {err}", 500) from None
+    for fresh in (False, True):
+        server = _policy_server(ctx, arn, fresh)
+        try:
+            response = _CONNECTIONS.request("POST", server["url"] + path, body=body, preload_content=False,
+                                            timeout=urllib3.Timeout(connect=10, read=SAMPLE_SECONDS), headers={
+                                                "Authorization": f"Bearer {server['secret']}",
+                                                "Content-Type": "application/json", **(headers or {})})
+            break
+        except urllib3.exceptions.NewConnectionError as err:  # nothing was sent: look at the job again
+            if fresh:
+                raise ServiceError("InternalServiceError", f"The job's policy server is not reachable: {err}",
+                                   500) from None
+        except urllib3.exceptions.HTTPError as err:  # the worker went away: the caller's retry finds the next one
+            raise ServiceError("InternalServiceError", f"The job's policy server is not reachable: {err}",
+                               500) from None
     if response.status >= 400:
         try:
             detail = json.loads(response.read())

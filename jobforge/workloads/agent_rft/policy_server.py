@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .rows import Turn
 from .sampler import BatchSampler, SampleRequest
-from .trajectories import RuntimeApiError, Trajectories, invalid
+from .trajectories import RuntimeApiError, Trajectories, invalid, not_found
 
 
 class Usage:
@@ -140,12 +140,14 @@ class PolicyServer(TurnSampler):
     def __init__(self, policy: Policy, trajectories: Trajectories, usage: Usage, host: str = "127.0.0.1"):
         super().__init__(policy, trajectories, usage)
         self.secret = secrets.token_urlsafe(32)
+        self.closed = False
         self.httpd = ThreadingHTTPServer((host, 0), _handler_class(self))
         self.httpd.daemon_threads = True
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, name="policy-server", daemon=True).start()
 
     def close(self) -> None:
+        self.closed = True  # connections kept alive past this are answered as a job no longer running
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -153,6 +155,9 @@ class PolicyServer(TurnSampler):
 def _handler_class(server: PolicyServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: with Nagle's algorithm the body would wait for the
+        # client's delayed ACK of the headers (40 ms on Linux) on every kept-alive call.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # the job's log gets what matters; not every request
             pass
@@ -163,6 +168,9 @@ def _handler_class(server: PolicyServer):
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), server.secret.encode()):
                 return self._error(RuntimeApiError("AccessDeniedException", 403, "Not the job's server."))
+            if server.closed:
+                self.close_connection = True
+                return self._error(not_found("The job has no running session to sample from: it has ended."))
             try:
                 body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
