@@ -6,9 +6,15 @@ Training or Evaluating → Uploading → Completed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import torch
+# The policy shares its cores with the server and the agents it drives: OpenMP threads that spin while they
+# wait would take those cores from them and turn each small forward pass into tens of milliseconds. Read by
+# OpenMP when torch loads, which this module is the first to do in the worker.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 from jobforge.execution.context import JobContext, WorkloadError
 from jobforge.workloads.customize.job import fetch_model
