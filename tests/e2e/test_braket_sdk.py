@@ -9,6 +9,7 @@ failures, the runtime limit and a server killed mid-job.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import TYPE_CHECKING
@@ -258,7 +259,7 @@ def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
                                    hyperparameters={"steps": "8", "pause": "0.5"}, role_arn=role,
                                    aws_session=session)
         engine = create_engine(f"sqlite:///{data / 'jobforge.db'}")
-        wait_for(lambda: _steps(engine) >= 3, timeout=90)
+        wait_for(lambda: _steps(engine) >= 3 and _checkpointed(session.account_id) >= 3, timeout=90)
         first.kill()
         second = ServerProcess(data, port=first.port).start()
         wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=120)
@@ -271,6 +272,19 @@ def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
         for srv in (second, first):
             if srv is not None:
                 srv.stop()
+
+
+def _checkpointed(account: str) -> int:
+    """The step of the job's checkpoint that has reached the object store (what a restarted attempt reads)."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = f"jobforge-checkpoints-{account}"
+    try:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    except s3.exceptions.NoSuchBucket:
+        return 0
+    steps = [json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["dataDictionary"]["next"]
+             for key in keys if key.endswith("_loop.json")]
+    return max(steps, default=0)
 
 
 def _steps(engine) -> int:
