@@ -8,6 +8,7 @@ out of its range or a name nobody knows is refused at CreateJob, naming the key.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Callable
@@ -28,6 +29,11 @@ class Param:
     parse: Callable[[str], object]
     rule: str  # what the value must be, for the error message
     check: Callable[[object], bool] = lambda _: True
+    # The same rule as data, for the recipe's override file the SageMaker SDK reads (``spec``).
+    kind: str = "float"
+    low: float | None = None
+    high: float | None = None
+    options: tuple | None = None
 
 
 def _integer(text: str) -> int:
@@ -44,29 +50,30 @@ def _ks(text: str) -> list[int]:
 
 def between(low, high, integer=False) -> Param:
     return Param(None, _integer if integer else float, f"a{'n integer' if integer else ' number'} from {low} to {high}",
-                 lambda v: low <= v <= high)
+                 lambda v: low <= v <= high, "integer" if integer else "float", low, high)
 
 
 def _with(param: Param, default) -> Param:
-    return Param(default, param.parse, param.rule, param.check)
+    return dataclasses.replace(param, default=default)
 
 
 def _choice(default: str, options: tuple[str, ...]) -> Param:
-    return Param(default, str, f"one of {', '.join(options)}", lambda v: v in options)
+    return Param(default, str, f"one of {', '.join(options)}", lambda v: v in options, "string", options=options)
 
 
 PASS_K = Param([1, 2, 4, 8, 16, 32], _ks, "a list of positive integers such as [1, 4, 8]",
-               lambda v: bool(v) and all(k >= 1 for k in v))
+               lambda v: bool(v) and all(k >= 1 for k in v), "string")
 
 TRAINING = {
-    "global_batch_size": Param(128, _integer, "one of 32, 64, 128", lambda v: v in (32, 64, 128)),
+    "global_batch_size": Param(128, _integer, "one of 32, 64, 128", lambda v: v in (32, 64, 128), "integer",
+                               options=(32, 64, 128)),
     "group_size": _with(between(2, 32, integer=True), 8),
     "advantage_method": _choice("group_based", METHODS),
     "loss_fn": _choice("ppo", LOSSES),
     "clip_low_threshold": _with(between(0, 1), 0.8),
     "clip_high_threshold": _with(between(1, 10), 1.2),
     "temperature": _with(between(0, 2), 1.0),
-    "sampling_top_p": Param(1.0, float, "a number above 0 and at most 1", lambda v: 0 < v <= 1),
+    "sampling_top_p": Param(1.0, float, "a number above 0 and at most 1", lambda v: 0 < v <= 1, high=1),
     "sampling_max_tokens": _with(between(512, 8192, integer=True), 4096),
     "val_sampling_max_tokens": _with(between(512, 8192, integer=True), 4096),
     "pass_k_values": PASS_K,
@@ -100,6 +107,23 @@ EVALUATION = {
     "seed": TRAINING["seed"],
 }
 EVALUATION_ALIASES = {"temperature": "sampling_temperature", "sampling_top_p": "top_p"}
+
+
+def spec(table: dict[str, Param]) -> dict:
+    """The table as SageMaker's recipe override files state it: {name: {default, type, min, max, enum}}
+    (a list default, pass_k_values, as the text the job parses)."""
+    out = {}
+    for name, param in table.items():
+        entry = {"default": json.dumps(param.default) if isinstance(param.default, list) else param.default,
+                 "type": param.kind}
+        if param.low is not None:
+            entry["min"] = param.low
+        if param.high is not None:
+            entry["max"] = param.high
+        if param.options is not None:
+            entry["enum"] = list(param.options)
+        out[name] = entry
+    return out
 
 
 def parse(given: dict, table: dict[str, Param], aliases: dict[str, str], where: str) -> dict:
