@@ -246,6 +246,29 @@ class UploadListing:
         return (self.uploads[-1].key, self.uploads[-1].upload_id) if self.uploads else None
 
 
+def _grouped_walk(conn, base, order: tuple, after, key, prefix: str, delimiter: str, limit: int, item_of,
+                  after_item) -> tuple[list, list[str], bool]:
+    """(items, common prefixes, truncated): the rows of ``base`` in ``order`` from ``after`` on, up to ``limit``
+    entries, each key holding the delimiter past the prefix collapsed into its common prefix. Read 1000 rows at a
+    time, and past a common prefix at once, so no prefix's rows are read one by one."""
+    items, prefixes = [], []
+    while True:
+        query = base if after is None else base.where(after)
+        rows = conn.execute(query.order_by(*order).limit(1000)).all()
+        if not rows:
+            return items, prefixes, False
+        for row in rows:
+            if len(items) + len(prefixes) == limit:
+                return items, prefixes, True
+            cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                prefixes.append(row.key[:cut + len(delimiter)])
+                after = key >= _successor(prefixes[-1])
+                break  # query again past every row under this prefix
+            items.append(item_of(row))
+            after = after_item(row)
+
+
 def _successor(prefix: str) -> str:
     """The smallest string greater than every string that starts with prefix."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -656,12 +679,11 @@ class ObjectStore:
                                400, ArgumentName="version-id-marker", ArgumentValue=version_id_marker)
         if version_id_marker:
             check_version_id(version_id_marker)
-        versions, prefixes = [], []
         c = s3_objects.c
         with reading(self.engine) as conn:
             versioned = self.bucket(account_id, bucket, conn).versioning is not None
             if limit <= 0:
-                return VersionListing(versions, prefixes, False)
+                return VersionListing([], [], False)
             base = sa.select(s3_objects).where(c.bucket == bucket)
             if prefix:
                 base = base.where(c.key >= prefix, c.key < _successor(prefix))
@@ -673,21 +695,9 @@ class ObjectStore:
                 marker = _find(conn, bucket, key_marker, version_id_marker)
                 if marker is not None:
                     after = _after_version(marker)
-            while True:
-                query = base if after is None else base.where(after)
-                rows = conn.execute(query.order_by(c.key, c.sequence.desc()).limit(1000)).all()
-                if not rows:
-                    return VersionListing(versions, prefixes, False)
-                for row in rows:
-                    if len(versions) + len(prefixes) == limit:
-                        return VersionListing(versions, prefixes, True)
-                    cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
-                    if cut >= 0:
-                        prefixes.append(row.key[:cut + len(delimiter)])
-                        after = c.key >= _successor(prefixes[-1])
-                        break  # query again past every version under this prefix
-                    versions.append(ObjectInfo.from_row(row, versioned))
-                    after = _after_version(row)
+            return VersionListing(*_grouped_walk(
+                conn, base, (c.key, c.sequence.desc()), after, c.key, prefix, delimiter, limit,
+                lambda row: ObjectInfo.from_row(row, versioned), _after_version))
 
     # -- multipart uploads -----------------------------------------------------
 
@@ -893,12 +903,11 @@ class ObjectStore:
         An upload id marker places the listing after that upload of ``key_marker`` (after the ids greater than
         it, as S3 documents, once that upload is gone); a key marker inside a common prefix skips the prefix.
         """
-        uploads, prefixes = [], []
         c = s3_uploads.c
         with reading(self.engine) as conn:
             self.bucket(account_id, bucket, conn)
             if limit <= 0:
-                return UploadListing(uploads, prefixes, False)
+                return UploadListing([], [], False)
             base = sa.select(s3_uploads).where(c.bucket == bucket)
             if prefix:
                 base = base.where(c.key >= prefix, c.key < _successor(prefix))
@@ -913,21 +922,9 @@ class ObjectStore:
                     after = _after_upload(marker)
                 else:
                     after = sa.or_(c.key > key_marker, sa.and_(c.key == key_marker, c.upload_id > upload_id_marker))
-            while True:
-                query = base if after is None else base.where(after)
-                rows = conn.execute(query.order_by(c.key, c.initiated, c.upload_id).limit(1000)).all()
-                if not rows:
-                    return UploadListing(uploads, prefixes, False)
-                for row in rows:
-                    if len(uploads) + len(prefixes) == limit:
-                        return UploadListing(uploads, prefixes, True)
-                    cut = row.key.find(delimiter, len(prefix)) if delimiter else -1
-                    if cut >= 0:
-                        prefixes.append(row.key[:cut + len(delimiter)])
-                        after = c.key >= _successor(prefixes[-1])
-                        break  # query again past every upload under this prefix
-                    uploads.append(row)
-                    after = _after_upload(row)
+            return UploadListing(*_grouped_walk(
+                conn, base, (c.key, c.initiated, c.upload_id), after, c.key, prefix, delimiter, limit,
+                lambda row: row, _after_upload))
 
     @staticmethod
     def _drop_uploads(conn, upload_ids: list[str]) -> list[str]:
