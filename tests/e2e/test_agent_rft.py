@@ -97,7 +97,7 @@ def trained(sm, role, agent) -> dict:
     account = role.split(":")[4]
     # Each turn's reward is reported and every rollout of a prompt sees the same signals: per-turn advantages.
     document = training_document(agent, account, global_batch_size=32, group_size=4, max_steps=50,
-                                 advantage_method="group_based_per_turn", learning_rate=0.005,
+                                 advantage_method="group_based_per_turn", learning_rate=0.01,
                                  max_concurrent_rollouts=16, max_epochs=8, sampling_max_tokens=512,
                                  checkpoint_interval=20)
     document["ModelPackageConfig"]["IntermediateCheckpointModelPackageGroupArn"] = \

@@ -94,6 +94,8 @@ def test_sdk_reads_the_fine_tuning_options(server, sm, monkeypatch):
     for name, value in (("AWS_ENDPOINT_URL", server.endpoint), ("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"]),
                         ("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"]), ("AWS_DEFAULT_REGION", "us-east-1")):
         monkeypatch.setenv(name, value)  # the SDK makes some of its clients from the default session
+    # ... which boto3 caches: one made by an earlier test in this process would hold another server's keys.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     boto_session = boto3.Session()
     session = Session(boto_session=boto_session)
     options, model_arn, gated = _get_fine_tuning_options_and_model_arn(MODEL, "MTRL", "LORA", session)

@@ -8,6 +8,7 @@ import json
 import random
 import uuid
 
+import boto3
 import pytest
 
 from signal_game import BASE_ARN, MODEL, jsonl, lambda_agent, register_model
@@ -29,6 +30,7 @@ def sdk_env(server, tmp_path_factory):
                             ("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"]),
                             ("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))):
             patch.setenv(name, value)
+        patch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3's cached one may hold an earlier server's keys
         yield
 
 
