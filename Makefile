@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned by constraints.txt (the CPU build); see README for GPU hosts.
-	$(PY) -m pip install -q -c constraints.txt -e ".[postgres,train,braket,test,bench,compile,serve,ray]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[postgres,train,braket,test,bench,compile,serve,ray,mlflow]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -32,6 +32,7 @@ class Settings:
         name for name in os.environ.get("JOBFORGE_PLUGINS", "").split(",") if name))
     stop_grace_seconds: float = 10.0
     lifecycle_interval: float = 600.0  # seconds between sweeps applying S3 buckets' lifecycle rules
+    mlflow_tracking_uri: str | None = None  # MLflow Apps' store: a database URL; default: SQLite under data_dir
     # Connections (see jobforge/server/connections.py): several local clients share one address, so the
     # per-client cap is far above an SDK's pool (boto3: 10) or the AWS CLI's 10 transfer threads.
     header_timeout: float = 20.0  # seconds to send a request's line and headers

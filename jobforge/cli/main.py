@@ -30,6 +30,7 @@ def _settings(args) -> Settings:
                     advertise_url=getattr(args, "advertise_url", None),
                     ray_address=getattr(args, "ray_address", None) or Settings.ray_address,
                     lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
+                    mlflow_tracking_uri=getattr(args, "mlflow_tracking_uri", None),
                     **connections, **plugins, **tls)
 
 
@@ -161,6 +162,9 @@ def main(argv=None) -> None:
     p.add_argument("--lifecycle-interval", type=float, default=Settings.lifecycle_interval, metavar="SECONDS",
                    help="how often S3 buckets' lifecycle rules are applied: objects expired, incomplete uploads "
                         "aborted (default %(default)s)")
+    p.add_argument("--mlflow-tracking-uri", metavar="URL",
+                   help="the database that keeps MLflow Apps' experiments and runs, e.g. postgresql://... "
+                        "(default: SQLite under the data dir)")
     p.add_argument("--tls-cert", type=Path, metavar="FILE",
                    help="serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this PEM certificate or chain "
                         "(default: $JOBFORGE_TLS_CERT; needs --tls-key)")

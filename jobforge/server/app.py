@@ -21,7 +21,7 @@ from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core import service_models
 from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
-from jobforge.server import browser, limits, router, streaming
+from jobforge.server import browser, limits, mlflow_gateway, router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import check_input, type_error_code
@@ -90,6 +90,7 @@ class App:
         self.internal = InternalApi(runtime)
         self.off_loop = CapacityLimiter(2)  # parsing holds the GIL: more threads would only wait for it
         self.blocking = CapacityLimiter(BLOCKING_HANDLERS)
+        self.mlflow = mlflow_gateway.Gateway(runtime, self.blocking)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -104,13 +105,16 @@ class App:
         # Until the body is read: a refusal before then closes the connection (see streaming.left_unread).
         request.scratch["receive"] = receive
         request.scratch["scheme"] = scope.get("scheme", "http")
-        internal = raw_path.startswith("/_jobforge/")
+        mlflow_browser = mlflow_gateway.browser_path(raw_path)  # an MLflow App's UI: its session cookie decides
+        internal = raw_path.startswith("/_jobforge/") and not mlflow_browser
         response = None
         try:
             if internal:  # the workers' API: its path and worker token are judged before the body is read
                 response = self.internal.answer_before_body(request)
                 if response is None:
                     await self._read_body(request, limits.WORKER_REPORT_BODY)
+            elif mlflow_browser:
+                await self._read_body(request, mlflow_gateway.BODY_LIMIT)
             elif not streaming.streams_body(request):  # S3 reads its body once the request is authenticated
                 await self._receive_body(request)
         except ServiceError as err:
@@ -123,6 +127,8 @@ class App:
         disconnected = request.scratch["disconnected"] = threading.Event()  # long handlers stop on it
         if internal:
             response = response or await self.internal.handle(request)
+        elif mlflow_browser or mlflow_gateway.signed_api(request):
+            response = await self.mlflow.answer(request)
         elif browser.handles(request):  # a CORS preflight or a POST form upload: signed, if at all, in the form
             response = await browser.answer(self.runtime, request, _auth_error)
         else:
