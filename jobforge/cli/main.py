@@ -181,9 +181,10 @@ def main(argv=None) -> None:
     q.add_argument("name")
     q.set_defaults(func=accounts_create)
 
-    from jobforge.cli import jobs, models
+    from jobforge.cli import console, jobs, models
     from jobforge.demo import main as demo
 
+    console.add_parser(sub)
     jobs.add_parser(sub)
     models.add_parser(sub)
     demo.add_parser(sub)

@@ -17,6 +17,7 @@ import uuid
 from anyio import CapacityLimiter, to_thread
 
 import jobforge.api
+from jobforge import console
 from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core import service_models
 from jobforge.core.blobs import BlockingBody
@@ -88,6 +89,7 @@ class App:
         from jobforge.server.internal import InternalApi
 
         self.internal = InternalApi(runtime)
+        self.console = console.create_console(runtime)
         self.off_loop = CapacityLimiter(2)  # parsing holds the GIL: more threads would only wait for it
         self.blocking = CapacityLimiter(BLOCKING_HANDLERS)
         self.mlflow = mlflow_gateway.Gateway(runtime, self.blocking)
@@ -97,6 +99,9 @@ class App:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if console.handles(scope):  # the web console's pages, under /_console/
+            await self.console(scope, receive, send)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw_path.decode("latin-1")
