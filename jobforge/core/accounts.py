@@ -128,9 +128,10 @@ def issue_job_credentials(engine: sa.Engine, account_id: str, role_arn: str, job
 
 
 def issue_temporary_credentials(engine: sa.Engine, account_id: str, principal_arn: str, lifetime: float,
-                                job_id: str | None = None) -> Credential:
+                                job_id: str | None = None, server_id: str | None = None) -> Credential:
     """Credentials with a session token that act as ``principal_arn`` until they expire (or, for a job's,
-    until the job ends). Session credentials that expired a day ago or more are dropped meanwhile."""
+    until the job ends; for a process of a server's, ``server_id``, at the latest when that server is gone).
+    Session credentials that expired a day ago or more are dropped meanwhile."""
     now = time.time()
     credential = Credential(_key_id("ASIA"), _secret(), account_id, principal_arn, secrets.token_urlsafe(96),
                             job_id, now + lifetime)
@@ -140,7 +141,7 @@ def issue_temporary_credentials(engine: sa.Engine, account_id: str, principal_ar
         conn.execute(access_keys.insert().values(
             access_key_id=credential.access_key_id, secret_key=credential.secret_key, account_id=account_id,
             principal_arn=credential.principal_arn, session_token=credential.session_token, job_id=job_id,
-            expires_at=credential.expires_at, created_at=now))
+            server_id=server_id, expires_at=credential.expires_at, created_at=now))
     return credential
 
 
@@ -173,10 +174,12 @@ class KeyRing:
     def revoke_job(self, job_id: str) -> None:
         self._revoke(access_keys.c.job_id == job_id, lambda owner: owner == job_id)
 
-    def revoke_jobs_named(self, prefix: str) -> None:
-        """Revoke the credentials of every process whose name starts with prefix (those a previous server
-        issued to processes that died with it)."""
-        self._revoke(access_keys.c.job_id.startswith(prefix, autoescape=True),
+    def revoke_server(self, server_id: str | None, prefix: str) -> None:
+        """Revoke the credentials a server issued to its processes whose names start with prefix (the server
+        is gone, and they with it); server None: those issued before servers recorded themselves."""
+        owner = access_keys.c.server_id.is_(None) if server_id is None else access_keys.c.server_id == server_id
+        self._revoke(sa.and_(owner,
+                             access_keys.c.job_id.startswith(prefix, autoescape=True)),
                      lambda owner: owner is not None and owner.startswith(prefix))
 
     def _revoke(self, where, owned: Callable[[str | None], bool]) -> None:

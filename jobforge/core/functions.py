@@ -58,6 +58,7 @@ lambda_events = sa.Table(  # Event invocations accepted and not yet run
     sa.Column("function_id", sa.String(32), nullable=False, index=True),
     sa.Column("request_id", sa.String(36), nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("server_id", sa.String(32), index=True),  # the server that has taken it to run (server_leases)
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
@@ -199,13 +200,31 @@ def enqueue_event(engine: sa.Engine, function_id: str, request_id: str, payload:
                                                    created_at=time.time()))
 
 
-def queued_events(engine: sa.Engine, besides: set[int], limit: int) -> list:
-    """The oldest queued events but those named (in flight): rows of id, function_id, request_id, payload."""
-    query = sa.select(lambda_events).order_by(lambda_events.c.id).limit(limit)
-    if besides:
-        query = query.where(lambda_events.c.id.not_in(besides))
+def take_events(engine: sa.Engine, server_id: str, besides: set[int], limit: int) -> list:
+    """Queued events for a server to run, oldest first: those it took earlier but those named (in flight), and
+    those no server has taken, which it takes now (each by one server only). Rows of id, function_id,
+    request_id, payload."""
+    query = sa.select(lambda_events).where(sa.or_(
+        lambda_events.c.server_id.is_(None),
+        sa.and_(lambda_events.c.server_id == server_id, lambda_events.c.id.not_in(besides or {-1}))))
     with reading(engine) as conn:
-        return conn.execute(query).all()
+        rows = conn.execute(query.order_by(lambda_events.c.id).limit(limit)).all()
+    taken = []
+    for row in rows:
+        if row.server_id is None:
+            with engine.begin() as conn:
+                if not conn.execute(lambda_events.update().where(lambda_events.c.id == row.id,
+                                                                 lambda_events.c.server_id.is_(None))
+                                    .values(server_id=server_id)).rowcount:
+                    continue  # another server took it
+        taken.append(row)
+    return taken
+
+
+def release_events(engine: sa.Engine, server_id: str) -> None:
+    """Give back the events a server that is gone had taken, for any server to run."""
+    with engine.begin() as conn:
+        conn.execute(lambda_events.update().where(lambda_events.c.server_id == server_id).values(server_id=None))
 
 
 def drop_event(engine: sa.Engine, event_id: int) -> None:

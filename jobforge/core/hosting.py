@@ -47,6 +47,7 @@ endpoints = _named_table(
     sa.Column("deployment", sa.JSON, nullable=False),  # what it serves (or is being created with)
     sa.Column("pending", sa.JSON),  # the deployment an update moves it to
     sa.Column("last_modified", sa.Float, nullable=False),
+    sa.Column("server_id", sa.String(32), index=True),  # the server whose instances serve it (server_leases)
 )
 
 
@@ -75,6 +76,7 @@ class Endpoint:
     pending: dict | None
     last_modified: float
     created_at: float
+    server_id: str | None = None
 
     @property
     def log_group(self) -> str:
@@ -176,10 +178,28 @@ def endpoint_by_id(engine: sa.Engine, endpoint_id: str) -> Endpoint | None:
     return _from_row(Endpoint, row) if row is not None else None
 
 
-def all_endpoints(engine: sa.Engine) -> list[Endpoint]:
-    """Every endpoint of every account (a starting server brings them back)."""
+def take_endpoints(engine: sa.Engine, server_id: str, from_server: str | None) -> list[Endpoint]:
+    """The endpoints of a server that is gone (None: those no server serves), now this server's to serve."""
+    owner = endpoints.c.server_id.is_(None) if from_server is None else endpoints.c.server_id == from_server
+    with engine.begin() as conn:
+        ids = conn.execute(endpoints.update().where(owner).values(server_id=server_id)
+                           .returning(endpoints.c.id)).scalars().all()
+        rows = conn.execute(sa.select(endpoints).where(endpoints.c.id.in_(ids))).all() if ids else []
+    return [_from_row(Endpoint, row) for row in rows]
+
+
+def take_endpoint(engine: sa.Engine, endpoint_id: str, server_id: str) -> bool:
+    """Whether this server now serves a new endpoint (none served it yet)."""
+    with engine.begin() as conn:
+        return conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.server_id.is_(None))
+                            .values(server_id=server_id)).rowcount == 1
+
+
+def changing_endpoints(engine: sa.Engine, server_id: str) -> list[Endpoint]:
+    """A server's endpoints being updated or deleted (the request may have reached another server)."""
     with reading(engine) as conn:
-        return [_from_row(Endpoint, row) for row in conn.execute(sa.select(endpoints)).all()]
+        return [_from_row(Endpoint, row) for row in conn.execute(sa.select(endpoints).where(
+            endpoints.c.server_id == server_id, endpoints.c.status.in_((UPDATING, DELETING)))).all()]
 
 
 def update_endpoint(engine: sa.Engine, endpoint_id: str, *, expect: tuple[str, ...] | None = None, **values

@@ -30,6 +30,7 @@ quantum_tasks = sa.Table(
     sa.Column("output_prefix", sa.String(1024), nullable=False),
     sa.Column("output_directory", sa.String(1100), nullable=False),
     sa.Column("job_arn", sa.String(2048), index=True),
+    sa.Column("server_id", sa.String(32), index=True),  # the server that runs it (server_leases)
     sa.Column("failure_reason", sa.Text),
     sa.Column("extra", sa.JSON, nullable=False),  # associations, experimentalCapabilities
     sa.Column("created_at", sa.Float, nullable=False),
@@ -57,6 +58,7 @@ class QuantumTask:
     output_prefix: str
     output_directory: str
     job_arn: str | None
+    server_id: str | None
     failure_reason: str | None
     extra: dict
     created_at: float
@@ -69,13 +71,15 @@ class QuantumTask:
 
 
 def transition(engine: sa.Engine, task_id: str, status: str, only_from: tuple[str, ...],
-               **values) -> QuantumTask | None:
-    """Move a task to status when it is in one of only_from; the updated task, or None."""
+               server_id: str | None = None, **values) -> QuantumTask | None:
+    """Move a task to status when it is in one of only_from (and, given server_id, that server runs it); the
+    updated task, or None."""
     if status in TERMINAL:
         values.setdefault("ended_at", time.time())
+    where = [quantum_tasks.c.id == task_id, quantum_tasks.c.status.in_(only_from)]
+    if server_id is not None:
+        where.append(quantum_tasks.c.server_id == server_id)
     with engine.begin() as conn:
-        changed = conn.execute(quantum_tasks.update().where(quantum_tasks.c.id == task_id,
-                                                            quantum_tasks.c.status.in_(only_from))
-                               .values(status=status, **values)).rowcount
+        changed = conn.execute(quantum_tasks.update().where(*where).values(status=status, **values)).rowcount
         row = conn.execute(sa.select(quantum_tasks).where(quantum_tasks.c.id == task_id)).first() if changed else None
     return QuantumTask.from_row(row) if row else None

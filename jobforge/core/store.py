@@ -32,6 +32,7 @@ access_keys = sa.Table(
     sa.Column("principal_arn", sa.String(2048), nullable=False),
     sa.Column("session_token", sa.Text),  # set for temporary credentials
     sa.Column("job_id", sa.String(64), index=True),  # set for a job's credentials
+    sa.Column("server_id", sa.String(32), index=True),  # the server whose process holds them (server_leases)
     sa.Column("expires_at", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
 )

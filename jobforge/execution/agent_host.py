@@ -13,6 +13,12 @@ same process. A session ends after its idle timeout (unless its agent says ``Hea
 maximum lifetime, on StopRuntimeSession, when its runtime is updated away from or deleted, or when its
 agent exits. What the agent prints goes to CloudWatch Logs, group
 ``/aws/bedrock-agentcore/runtimes/<runtime id>-<endpoint>``, one stream per session process.
+
+Of servers sharing a database, the one that starts a session hosts it (``core.agent_sessions``): the
+session's invocations and StopRuntimeSession reaching another server are forwarded to it; once its lease
+has expired (``core.server_leases``) its sessions' records and credentials go, and the session's next
+invocation starts it anew on the server it reaches. A server unpacks a version's code when its first
+session there needs it.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from jobforge.core import accounts
+from jobforge.core import accounts, agent_sessions
 from jobforge.core import agent_runtimes as records
+from jobforge.core.server_leases import OwnedElsewhere, ServerLeases
 from jobforge.execution import function_code
 from jobforge.execution.function_host import LogWriter, available_runtimes
 from jobforge.execution.process_host import Hosted, HostedSpec, ProcessHost
@@ -134,8 +141,10 @@ def python_of(runtime: str) -> str:
 
 class AgentHost:
     def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, keys: accounts.KeyRing,
-                 memory_mb: int):
+                 memory_mb: int, leases: ServerLeases):
         self.engine = engine
+        self.leases = leases
+        self.server_id = leases.server_id
         self.settings = settings
         self.processes = processes
         self.keys = keys
@@ -151,15 +160,21 @@ class AgentHost:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        """Clear what a previous server's sessions left (their processes are gone: their credentials go too)
-        and finish the versions it was preparing."""
+        """Clear what this server's previous life's sessions left (their processes are gone: their credentials
+        go too) and finish the versions left preparing."""
         self.processes.sweep(PREFIX)
-        self.keys.revoke_jobs_named(PREFIX)
+        self.reclaim(self.server_id)
+        self.keys.revoke_server(None, PREFIX)  # issued before servers recorded themselves with credentials
         self._logs = LogWriter(self.engine)
         for version in records.unsettled(self.engine):
             self.prepare(version)
         self._reaper = threading.Thread(target=self._reap, name="agent-session-reaper", daemon=True)
         self._reaper.start()
+
+    def reclaim(self, server_id: str) -> None:
+        """The sessions of a server that is gone end: their records and credentials go."""
+        self.keys.revoke_server(server_id, PREFIX)
+        agent_sessions.release_server(self.engine, server_id)
 
     def stop(self, deadline: float) -> None:
         self._closed.set()
@@ -236,7 +251,9 @@ class AgentHost:
     # -- sessions --------------------------------------------------------------------
     def invoke(self, runtime: records.AgentRuntime, version: records.Version, endpoint: str, session_id: str,
                payload: bytes, headers: dict[str, str]) -> Reply:
-        """Forward one invocation to the session's agent. Raises InitFailed, NoRoom or AgentFailed."""
+        """Forward one invocation to the session's agent. Raises InitFailed, NoRoom or AgentFailed, or
+        OwnedElsewhere when another server hosts the session."""
+        self._host_here(runtime, session_id)
         session = self._session(runtime, version, endpoint, session_id)
         try:
             sock = self._connect(session)
@@ -279,8 +296,21 @@ class AgentHost:
         return Reply(response.status, content_type, None, chunks(), finish)
 
     def stop_session(self, runtime: records.AgentRuntime, session_id: str) -> bool:
-        """End a session's process; False when no such session runs."""
+        """End a session's process; False when no such session runs. Raises OwnedElsewhere when another server
+        hosts it."""
+        host = agent_sessions.host_of(self.engine, runtime.id, session_id)
+        if host not in (None, self.server_id) and (url := self.leases.url_of(host)) is not None:
+            raise OwnedElsewhere(url)
         return self._end_sessions(lambda s: s.runtime.id == runtime.id and s.key[2] == session_id) > 0
+
+    def _host_here(self, runtime: records.AgentRuntime, session_id: str) -> None:
+        """Record this server as the session's host, unless another live server hosts it (OwnedElsewhere)."""
+        host = agent_sessions.claim(self.engine, runtime.id, session_id, self.server_id)
+        while host != self.server_id:
+            url = self.leases.url_of(host)
+            if url is not None:
+                raise OwnedElsewhere(url)
+            host = agent_sessions.claim(self.engine, runtime.id, session_id, self.server_id, replacing=host)
 
     def _session(self, runtime: records.AgentRuntime, version: records.Version, endpoint: str,
                  session_id: str) -> Session:
@@ -346,6 +376,11 @@ class AgentHost:
         if session.dial is not None:
             session.dial.close()
         self.keys.revoke_job(session.name)
+        runtime, _, session_id = session.key
+        with self._lock:
+            other_version = any(key[0] == runtime and key[2] == session_id for key in self._sessions)
+        if not other_version:
+            agent_sessions.release(self.engine, runtime, session_id, self.server_id)
 
     def _reap(self) -> None:
         while not self._closed.wait(REAP_SECONDS):
@@ -367,11 +402,16 @@ class AgentHost:
         if python is None:
             raise InitFailed(f"This host no longer has the {code['runtime']} runtime.")
         code_dir = self.code_dir(version)
+        if not code_dir.is_dir():  # prepared by another server
+            problem = self._unpack(version)
+            if problem is not None:
+                raise InitFailed(problem)
         role = version.config["roleArn"]
         runtime = session.runtime
         credential = accounts.issue_temporary_credentials(
             self.engine, runtime.account_id, f"arn:aws:sts::{runtime.account_id}:assumed-role/"
-            f"{role.rsplit('/', 1)[-1]}/BedrockAgentCore-{session.key[2][:32]}", CREDENTIAL_SECONDS, session.name)
+            f"{role.rsplit('/', 1)[-1]}/BedrockAgentCore-{session.key[2][:32]}", CREDENTIAL_SECONDS, session.name,
+            self.server_id)
         endpoint = urlsplit(self.settings.endpoint_url)
         inside = urlsplit(session_endpoint(self.settings.endpoint_url))
         settings = {"code_dir": str(code_dir), "entry_point": code["entryPoint"][-1], "agent_port": AGENT_PORT,

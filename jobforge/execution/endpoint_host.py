@@ -19,6 +19,12 @@ instance (``VARIANT/INSTANCE``), as on AWS.
 
 The same deployments serve the inference recommender (``launch``): a private deployment of one model on
 one instance type, with its instances' sockets and their processes' CPU and memory use (``usage``).
+
+Of servers sharing a database, the one that created an endpoint serves it (its ``server_id``): an
+invocation reaching another server is forwarded to it (``owner_url``), and an update or deletion requested
+through another server is seen by the owner in the database within a second. When the owner's lease expires
+(``core.server_leases``) the server that reclaims it deploys its endpoints anew (SystemUpdating until they
+serve), as a restarted server does its own.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import sqlalchemy as sa
 
 from jobforge.core import accounts, hosting, instance_types
 from jobforge.core.errors import ServiceError
+from jobforge.core.server_leases import ServerLeases
 from jobforge.execution.function_host import LogWriter
 from jobforge.execution.model_server import STREAM_HEADER
 from jobforge.execution.process_host import Hosted, HostedSpec, ProcessHost
@@ -63,6 +70,7 @@ CREDENTIAL_SECONDS = 7 * 24 * 3600  # revoked earlier, with the instance
 SCRATCH_MB = 1024
 TAIL_LINES = 20
 CHUNK = 65536
+FOLLOW_SECONDS = 1.0  # how soon an update or deletion requested through another server starts here
 
 
 class DeployFailed(Exception):
@@ -157,8 +165,11 @@ class Usage:
 
 
 class EndpointHost:
-    def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, object_store, keys: accounts.KeyRing):
+    def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, object_store, keys: accounts.KeyRing,
+                 leases: ServerLeases):
         self.engine = engine
+        self.leases = leases
+        self.server_id = leases.server_id
         self.settings = settings
         self.processes = processes
         self.object_store = object_store
@@ -179,21 +190,30 @@ class EndpointHost:
         self._memory_held = 0
         self._serving: dict[str, Deployment] = {}  # endpoint id → the deployment its invocations reach
         self._names: dict[tuple[str, str, str], str] = {}  # (account, region, name) → id, of endpoints serving
+        self._changing: set[str] = set()  # endpoints this server is updating or deleting
         self._closed = threading.Event()
         self._logs: LogWriter | None = None
         self._watcher: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        """Clear what a previous server's instances left, then bring its endpoints back: each is deployed
-        again (SystemUpdating until it serves), and one it was deleting is deleted."""
+        """Clear what this server's previous life's instances left, then bring its endpoints back (and those no
+        server serves)."""
         self.processes.sweep(PREFIX)
-        self.keys.revoke_jobs_named(PREFIX)
+        self.keys.revoke_server(None, PREFIX)  # issued before servers recorded themselves with credentials
         shutil.rmtree(self.models_root, ignore_errors=True)
         self._logs = LogWriter(self.engine)
         self._watcher = threading.Thread(target=self._watch, name="endpoint-instances", daemon=True)
         self._watcher.start()
-        for endpoint in hosting.all_endpoints(self.engine):
+        self.reclaim(self.server_id)
+        self.reclaim(None)
+
+    def reclaim(self, server_id: str | None) -> None:
+        """Serve the endpoints of a server that is gone (None: those no server serves): each is deployed again
+        here (SystemUpdating until it serves), and one it was deleting is deleted; its instances' credentials go."""
+        if server_id is not None:
+            self.keys.revoke_server(server_id, PREFIX)
+        for endpoint in hosting.take_endpoints(self.engine, self.server_id, server_id):
             if endpoint.status == hosting.DELETING:
                 self.delete(endpoint)
             elif endpoint.status != hosting.FAILED:  # an update it was making completes
@@ -201,7 +221,14 @@ class EndpointHost:
                     self.engine, endpoint.id, deployment=endpoint.pending or endpoint.deployment, pending=None,
                     config_name=(endpoint.pending or endpoint.deployment)["EndpointConfigName"],
                     status=hosting.CREATING if endpoint.status == hosting.CREATING else hosting.SYSTEM_UPDATING)
-                self._in_background(self._bring_up, endpoint, f"endpoint-{endpoint.name}")
+                if endpoint is not None:
+                    self._in_background(self._bring_up, endpoint, f"endpoint-{endpoint.name}")
+
+    def owner_url(self, endpoint: hosting.Endpoint) -> str | None:
+        """The URL of the other, live server that serves an endpoint; None when this one does or none does."""
+        if endpoint.server_id in (None, self.server_id):
+            return None
+        return self.leases.url_of(endpoint.server_id)
 
     def stop(self, deadline: float) -> None:
         self._closed.set()
@@ -218,17 +245,40 @@ class EndpointHost:
 
     # -- endpoints (the API's side) --------------------------------------------------------
     def create(self, endpoint: hosting.Endpoint) -> None:
-        """Bring a new endpoint to InService, or Failed with the reason, in the background."""
-        self._in_background(self._bring_up, endpoint, f"endpoint-{endpoint.name}")
+        """Bring a new endpoint to InService, or Failed with the reason, in the background; this server serves it."""
+        if hosting.take_endpoint(self.engine, endpoint.id, self.server_id):
+            self._in_background(self._bring_up, endpoint, f"endpoint-{endpoint.name}")
 
     def update(self, endpoint: hosting.Endpoint) -> None:
         """Move an Updating endpoint to its pending deployment in the background: InService on it once it
         serves, or InService on the old one with the reason the new one failed."""
-        self._in_background(self._move, endpoint, f"endpoint-{endpoint.name}")
+        if self._begin_change(endpoint):
+            self._in_background(self._move, endpoint, f"endpoint-{endpoint.name}")
 
     def delete(self, endpoint: hosting.Endpoint) -> None:
         """Stop a Deleting endpoint's instances (once its requests in flight are answered), then forget it."""
-        self._in_background(self._remove, endpoint, f"endpoint-{endpoint.name}")
+        if self._begin_change(endpoint):
+            self._in_background(self._remove, endpoint, f"endpoint-{endpoint.name}")
+
+    def _begin_change(self, endpoint: hosting.Endpoint) -> bool:
+        """Whether this server makes an update or deletion now: it serves the endpoint (else the server that
+        does sees the change in the database) and is not making one already."""
+        if endpoint.server_id != self.server_id:
+            return False
+        with self._lock:
+            if endpoint.id in self._changing:
+                return False
+            self._changing.add(endpoint.id)
+            return True
+
+    def _end_change(self, endpoint_id: str) -> None:
+        with self._lock:
+            self._changing.discard(endpoint_id)
+
+    def _follow_changes(self) -> None:
+        """Make the updates and deletions of this server's endpoints that were requested through another."""
+        for endpoint in hosting.changing_endpoints(self.engine, self.server_id):
+            (self.update if endpoint.status == hosting.UPDATING else self.delete)(endpoint)
 
     def _bring_up(self, endpoint: hosting.Endpoint) -> None:
         try:
@@ -243,6 +293,12 @@ class EndpointHost:
             self._forget(endpoint.id)  # deleted meanwhile
 
     def _move(self, endpoint: hosting.Endpoint) -> None:
+        try:
+            self._move_to_pending(endpoint)
+        finally:
+            self._end_change(endpoint.id)
+
+    def _move_to_pending(self, endpoint: hosting.Endpoint) -> None:
         try:
             deployment = self._deploy(endpoint.account_id, endpoint.region, endpoint.log_group, endpoint.pending)
         except DeployFailed as err:
@@ -261,8 +317,11 @@ class EndpointHost:
             self._tear_down(old, drain=True)
 
     def _remove(self, endpoint: hosting.Endpoint) -> None:
-        self._forget(endpoint.id)
-        hosting.delete_endpoint(self.engine, endpoint)
+        try:
+            self._forget(endpoint.id)
+            hosting.delete_endpoint(self.engine, endpoint)
+        finally:
+            self._end_change(endpoint.id)
 
     def _forget(self, endpoint_id: str) -> None:
         with self._lock:
@@ -493,7 +552,7 @@ class EndpointHost:
         if role:
             credential = accounts.issue_temporary_credentials(
                 self.engine, deployment.account_id, f"arn:aws:sts::{deployment.account_id}:assumed-role/"
-                f"{role.rsplit('/', 1)[-1]}/SageMaker", CREDENTIAL_SECONDS, instance.name)
+                f"{role.rsplit('/', 1)[-1]}/SageMaker", CREDENTIAL_SECONDS, instance.name, self.server_id)
             variables.update(AWS_ACCESS_KEY_ID=credential.access_key_id, AWS_SECRET_ACCESS_KEY=credential.secret_key,
                              AWS_SESSION_TOKEN=credential.session_token)
         variables.update({key: value for key, value in environment.items() if key != "SAGEMAKER_SUBMIT_DIRECTORY"})
@@ -542,8 +601,16 @@ class EndpointHost:
         return response.status == 200
 
     def _watch(self) -> None:
-        """Bring instances that restarted back into the routing once they answer again."""
+        """Bring instances that restarted back into the routing once they answer again; every FOLLOW_SECONDS,
+        make the changes to this server's endpoints requested through other servers."""
+        followed = time.monotonic()
         while not self._closed.wait(0.1):
+            if time.monotonic() - followed > FOLLOW_SECONDS:
+                followed = time.monotonic()
+                try:
+                    self._follow_changes()
+                except sa.exc.DBAPIError as err:
+                    log.warning("Could not read the changes to this server's endpoints: %s", err)
             with self._lock:
                 down = [instance for deployment in self._serving.values() for instance in deployment.instances
                         if not instance.healthy and instance.hosted is not None]

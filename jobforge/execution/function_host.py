@@ -21,6 +21,12 @@ REPORT with measured numbers) goes to CloudWatch Logs, group
 ``/aws/lambda/NAME``, one stream per environment, through the log writer.
 ``Event`` invocations wait in the store (``functions.enqueue_event``) until
 a background runner has run them, so a restart loses none.
+
+Servers sharing a database each run their own environments: an invocation
+runs on the server it reaches, whoever created the function. Each server
+records itself with its environments' credentials and with the Event
+invocations it takes, so that its start, or another server once its lease
+has expired (``core.server_leases``), revokes and gives back only its own.
 """
 
 from __future__ import annotations
@@ -166,12 +172,13 @@ def available_runtimes() -> dict[str, str]:
 
 class FunctionHost:
     def __init__(self, engine: sa.Engine, settings, processes: ProcessHost, keys: accounts.KeyRing,
-                 memory_mb: int):
+                 memory_mb: int, server_id: str):
         self.engine = engine
         self.settings = settings
         self.processes = processes
         self.keys = keys  # ends an environment's credentials with it
         self.memory_mb = memory_mb  # what this host gives environments, all together
+        self.server_id = server_id
         self.code_root = settings.data_dir / "lambda-code"
         self.runtimes = available_runtimes()
         self._lock = threading.Lock()
@@ -187,10 +194,11 @@ class FunctionHost:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        """Clear what a previous server's environments left (their processes died with it: their credentials
-        go too), finish functions it left Pending or InProgress, and run the Event invocations it had accepted."""
+        """Clear what this server's previous life's environments left (their processes died with it: their
+        credentials go too), finish functions left Pending or InProgress, and run the queued Event invocations."""
         self.processes.sweep(ENV_PREFIX)
-        self.keys.revoke_jobs_named(ENV_PREFIX)
+        self.reclaim(self.server_id)
+        self.keys.revoke_server(None, ENV_PREFIX)  # issued before servers recorded themselves with credentials
         self._logs = LogWriter(self.engine)
         self._runners = ThreadPoolExecutor(EVENT_RUNNERS, thread_name_prefix="function-event")
         for function in functions.with_states(self.engine, (functions.PENDING,), (functions.IN_PROGRESS,)):
@@ -199,6 +207,12 @@ class FunctionHost:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def reclaim(self, server_id: str) -> None:
+        """What a server that is gone left: its environments' credentials go, its Event invocations are run."""
+        self.keys.revoke_server(server_id, ENV_PREFIX)
+        functions.release_events(self.engine, server_id)
+        self._wake_events.set()
 
     def stop(self, deadline: float) -> None:
         self._closed.set()
@@ -381,7 +395,7 @@ class FunctionHost:
         role_name = function.role.rsplit("/", 1)[-1]
         credential = accounts.issue_temporary_credentials(
             self.engine, function.account_id, f"arn:aws:sts::{function.account_id}:assumed-role/{role_name}/"
-            f"{function.name}", CREDENTIAL_SECONDS, name)
+            f"{function.name}", CREDENTIAL_SECONDS, name, self.server_id)
         python = self.runtimes.get(function.runtime)
         if python is None:
             raise OSError(f"this host no longer has the {function.runtime} runtime")
@@ -577,7 +591,7 @@ class FunctionHost:
                 room = EVENT_RUNNERS * 4 - len(busy)
             if room <= 0:
                 continue
-            for row in functions.queued_events(self.engine, busy, room):
+            for row in functions.take_events(self.engine, self.server_id, busy, room):
                 with self._lock:
                     self._in_flight.add(row.id)
                 try:

@@ -15,11 +15,17 @@ CANCELLED at once; RUNNING → CANCELLING, then the simulator process running it
 is killed (a simulation cannot be interrupted from outside) and the task is
 CANCELLED; a fresh process takes the thread's next task.
 
-The runner starts with the server: what a previous server left queued or
-running is queued again and runs at once, whether or not a client calls
-anything (the Braket SDK's ``result()`` only polls GetQuantumTask). It stops
-with the server: its simulator processes are killed, and what they were
-running is queued again at the next start.
+A task belongs to the server that accepted it (its ``server_id``): only that
+server runs it, so servers sharing a database never run one task twice. A
+cancellation accepted by another server reaches the runner through the
+database (read every CANCEL_CHECK_SECONDS while the task runs).
+
+The runner starts with the server: what this server's previous life left
+queued or running is queued again and runs at once, whether or not a client
+calls anything (the Braket SDK's ``result()`` only polls GetQuantumTask). It
+stops with the server: its simulator processes are killed, and what they
+were running is queued again at the next start, or by another server once
+this one's lease has expired (``reclaim``, a hook of ``core.server_leases``).
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ import sqlalchemy as sa
 
 from jobforge.core.objects import ObjectStore
 from jobforge.core.quantum_tasks import QuantumTask, quantum_tasks, transition
+from jobforge.core.store import reading
 
 log = logging.getLogger("jobforge.braket.tasks")
 RESULTS_FILENAME = "results.json"
 CANCEL_POLL_SECONDS = 0.05
+CANCEL_CHECK_SECONDS = 0.5  # how often a running task's status is read for a cancellation made elsewhere
 _PR_SET_PDEATHSIG = 1
 _WARM_UP = 'OPENQASM 3.0;\nqubit[2] q;\nbit[2] b;\nh q[0];\ncnot q[0], q[1];\nb = measure q;'
 
@@ -116,8 +124,9 @@ class _Simulator:
 
 
 class QuantumTaskRunner:
-    def __init__(self, engine: sa.Engine, object_store: ObjectStore, size: int):
+    def __init__(self, engine: sa.Engine, object_store: ObjectStore, size: int, server_id: str):
         self.engine, self.object_store, self.size = engine, object_store, size
+        self.server_id = server_id
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()  # the threads, the simulators, the cancel requests, whether it stops
         self._threads: list[threading.Thread] = []
@@ -126,15 +135,21 @@ class QuantumTaskRunner:
         self._stopping = False
 
     def start(self) -> None:
-        """Queue again what a previous server left queued or running, and run it."""
+        """Run again what this server's previous life left queued or running, and the tasks no server took."""
+        self.reclaim(self.server_id)
+        self.reclaim(None)
+
+    def reclaim(self, server_id: str | None) -> None:
+        """Take over the tasks a server that is gone left queued or running (None: tasks made before servers
+        took theirs): they run here; a cancellation it was making completes."""
+        owner = quantum_tasks.c.server_id.is_(None) if server_id is None else quantum_tasks.c.server_id == server_id
         with self.engine.begin() as conn:
-            conn.execute(quantum_tasks.update().where(quantum_tasks.c.status == "CANCELLING")
+            conn.execute(quantum_tasks.update().where(owner, quantum_tasks.c.status == "CANCELLING")
                          .values(status="CANCELLED", ended_at=time.time()))
-            conn.execute(quantum_tasks.update().where(quantum_tasks.c.status == "RUNNING")
-                         .values(status="QUEUED", started_at=None))
-            waiting = conn.execute(sa.select(quantum_tasks.c.id).where(quantum_tasks.c.status == "QUEUED")
-                                   .order_by(quantum_tasks.c.created_at)).scalars().all()
-        for task_id in waiting:
+            taken = conn.execute(quantum_tasks.update().where(owner, quantum_tasks.c.status.in_(("QUEUED", "RUNNING")))
+                                 .values(status="QUEUED", started_at=None, server_id=self.server_id)
+                                 .returning(quantum_tasks.c.id, quantum_tasks.c.created_at)).all()
+        for task_id, _ in sorted(taken, key=lambda row: row[1]):
             self.submit(task_id)
 
     def submit(self, task_id: str) -> None:
@@ -199,13 +214,13 @@ class QuantumTaskRunner:
 
     def _run(self, simulator: _Simulator, task_id: str) -> bool:
         """Run one task on the simulator; False when the simulator process is gone."""
-        task = transition(self.engine, task_id, "RUNNING", ("QUEUED",), started_at=time.time())
+        task = transition(self.engine, task_id, "RUNNING", ("QUEUED",), self.server_id, started_at=time.time())
         if task is None:
-            return True  # cancelled while queued
+            return True  # cancelled while queued (or taken over by another server while this one was cut off)
         try:
-            outcome, value = simulator.run(task, lambda: self._cancel_requested(task_id))
+            outcome, value = simulator.run(task, self._cancel_check(task_id))
         except _Cancelled:
-            transition(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+            transition(self.engine, task.id, "CANCELLED", ("CANCELLING",), self.server_id)
             return False
         except _Died:
             if not self._stopping:  # else the next start queues it again
@@ -221,12 +236,26 @@ class QuantumTaskRunner:
             self._complete(task, value)
         return True
 
-    def _cancel_requested(self, task_id: str) -> bool:
-        with self._lock:
-            return task_id in self._cancel_requests or self._stopping
+    def _cancel_check(self, task_id: str):
+        """Whether the running task is to stop: cancelled through this server, or (read from the database every
+        CANCEL_CHECK_SECONDS) through another, or this server stops."""
+        read_at = time.monotonic()
+
+        def cancelled() -> bool:
+            nonlocal read_at
+            with self._lock:
+                if task_id in self._cancel_requests or self._stopping:
+                    return True
+            if time.monotonic() - read_at < CANCEL_CHECK_SECONDS:
+                return False
+            read_at = time.monotonic()
+            with reading(self.engine) as conn:
+                return conn.execute(sa.select(quantum_tasks.c.status).where(quantum_tasks.c.id == task_id)
+                                    ).scalar() == "CANCELLING"
+        return cancelled
 
     def _complete(self, task: QuantumTask, document: bytes) -> None:
-        if transition(self.engine, task.id, "CANCELLED", ("CANCELLING",)):
+        if transition(self.engine, task.id, "CANCELLED", ("CANCELLING",), self.server_id):
             return
         try:
             self.object_store.put_bytes(task.account_id, task.output_bucket,
@@ -235,9 +264,10 @@ class QuantumTaskRunner:
             self._fail(task.id, f"Could not write the result to s3://{task.output_bucket}/{task.output_directory}/: "
                                 f"{getattr(err, 'message', err)}")
             return
-        if transition(self.engine, task.id, "COMPLETED", ("RUNNING",)) is None:
-            transition(self.engine, task.id, "CANCELLED", ("CANCELLING",))
+        if transition(self.engine, task.id, "COMPLETED", ("RUNNING",), self.server_id) is None:
+            transition(self.engine, task.id, "CANCELLED", ("CANCELLING",), self.server_id)
 
     def _fail(self, task_id: str, reason: str) -> None:
-        if transition(self.engine, task_id, "FAILED", ("RUNNING",), failure_reason=reason[:1024]) is None:
-            transition(self.engine, task_id, "CANCELLED", ("CANCELLING",))
+        if transition(self.engine, task_id, "FAILED", ("RUNNING",), self.server_id,
+                      failure_reason=reason[:1024]) is None:
+            transition(self.engine, task_id, "CANCELLED", ("CANCELLING",), self.server_id)

@@ -22,7 +22,8 @@ from jobforge.api.base import HANDLERS, RequestContext, not_implemented
 from jobforge.core import service_models
 from jobforge.core.blobs import BlockingBody
 from jobforge.core.errors import ServiceError
-from jobforge.server import browser, limits, mlflow_gateway, router, streaming
+from jobforge.core.server_leases import OwnedElsewhere
+from jobforge.server import browser, forwarding, limits, mlflow_gateway, router, streaming
 from jobforge.server.auth import AuthError, credential_scope
 from jobforge.server.protocol.http import HttpRequest, HttpResponse
 from jobforge.server.protocol.validate import check_input, type_error_code
@@ -249,12 +250,31 @@ class App:
             else:
                 result = found.fn(ctx, params)
             return protocol.serialize(service, operation, result or {}, request_id)
+        except OwnedElsewhere as moved:
+            return await self._forward(request, moved.url, service, protocol, request_id)
         except ServiceError as err:
             return protocol.error(service, err, request_id)
         except Exception:
             log.exception("Internal error in %s.%s", service, operation)
             return protocol.error(service, ServiceError("InternalFailure", "The server hit an internal error", 500),
                                   request_id)
+
+    async def _forward(self, request: HttpRequest, url: str, service: str, protocol, request_id: str
+                       ) -> HttpResponse:
+        """The answer of the server that runs what the request is for (another server on this database)."""
+        if forwarding.forwarded(request):
+            return protocol.error(service, ServiceError(
+                "ServiceUnavailable", "The server running this resource has changed; retry the request.", 503),
+                request_id)
+        settings = self.runtime.settings
+        try:
+            return await to_thread.run_sync(forwarding.forward, request, url, self.runtime.leases.server_id,
+                                            str(settings.tls_cert) if settings.tls_cert else None,
+                                            limiter=self.blocking)
+        except OSError as err:
+            return protocol.error(service, ServiceError(
+                "ServiceUnavailable", f"The server running this resource cannot be reached ({err}); retry the "
+                "request.", 503), request_id)
 
     def _identify(self, request: HttpRequest, scope_service: str | None, fallback: str):
         """(who sent the request, (service, operation)): the request authenticated, then routed."""

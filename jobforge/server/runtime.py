@@ -19,6 +19,7 @@ from jobforge.config import Settings
 from jobforge.core import accounts
 from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
+from jobforge.core.server_leases import ServerLeases, server_id_of
 from jobforge.core.store import open_store
 from jobforge.execution.agent_host import AgentHost
 from jobforge.execution.endpoint_host import EndpointHost
@@ -42,6 +43,8 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         make_data_dir_private(settings.data_dir, settings.jobs_dir)
         self.engine: sa.Engine = open_store(settings.db_url)
+        # What this server starts is its own; another server takes it over once this one's lease has expired.
+        self.leases = ServerLeases(self.engine, server_id_of(settings.data_dir), settings.advertised_url)
         self.keys = accounts.KeyRing(self.engine)
         self.verifier = Verifier(self.keys, settings.region)
         self.default_credential = self._default_account()
@@ -55,31 +58,39 @@ class Runtime:
         # Inference and simulations run on the server's host, beside the jobs, each on half of its CPUs.
         half_the_cpus = max(1, (settings.cpus or len(os.sched_getaffinity(0))) // 2)
         self.inference = InferenceHost(self.supervisor, threads=half_the_cpus)
-        self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus))
+        self.quantum_tasks = QuantumTaskRunner(self.engine, self.object_store, size=min(4, half_the_cpus),
+                                               server_id=self.leases.server_id)
         # Users' long-lived code: Lambda environments and AgentCore runtime sessions.
         self.processes = ProcessHost(settings, self.supervisor)
         # They run on this host whatever the executor: its memory bounds theirs.
         memory_mb = host_capacity(settings.cpus, settings.memory_mb, settings.gpus).memory_mb
-        self.functions = FunctionHost(self.engine, settings, self.processes, self.keys, memory_mb)
-        self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb)
-        self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys)
+        self.functions = FunctionHost(self.engine, settings, self.processes, self.keys, memory_mb,
+                                      self.leases.server_id)
+        self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb, self.leases)
+        self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys,
+                                      self.leases)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every service, each resuming the work a previous server left (at the server's start, before
         the first request; a runtime built beside a running server, as ``jobforge accounts create`` builds
         one, is never started and leaves that server's work alone)."""
         self.object_store.blobs.sweep_staging()  # what uploads cut short by a crash left
+        self.leases.register()
         self.scheduler.start(loop)
         self.quantum_tasks.start()
         self.functions.start()
         self.agents.start()
         self.endpoints.start()
         self.lifecycle.start()
+        for service in (self.quantum_tasks, self.functions, self.agents, self.endpoints):
+            self.leases.on_reclaim(service.reclaim)
+        self.leases.start()
 
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
         self.lifecycle.stop()
+        self.leases.stop()  # first: from now on what this server ran is another's to take over
         self.endpoints.stop(deadline)
         self.agents.stop(deadline)
         self.functions.stop(deadline)

@@ -1,5 +1,5 @@
 """AgentCore session bookkeeping without processes: credentials of a dead server's processes revoked by
-name, the records of a runtime's versions and endpoints, and which idle sessions the reaper ends."""
+server and name, the records of a runtime's versions and endpoints, and which idle sessions the reaper ends."""
 
 from __future__ import annotations
 
@@ -21,19 +21,21 @@ def engine(tmp_path):
     return open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
 
 
-def test_credentials_are_revoked_by_name_prefix(engine):
+def test_credentials_are_revoked_by_server_and_name_prefix(engine):
     account = accounts.create_account(engine, "acme")
     ring = accounts.KeyRing(engine)
-    issued = {name: accounts.issue_temporary_credentials(engine, account.account_id, "arn:aws:sts::1:assumed-role/r/s",
-                                                         3600, name)
-              for name in ("agentcore-1", "agentcore-2", "lambda-env-1", "agentcore_x")}
+    issued = {(server, name): accounts.issue_temporary_credentials(
+        engine, account.account_id, "arn:aws:sts::1:assumed-role/r/s", 3600, name, server)
+        for name in ("agentcore-1", "agentcore-2", "lambda-env-1", "agentcore_x") for server in ("dead", "alive")}
     for credential in issued.values():
         assert ring.get(credential.access_key_id) is not None  # cached
-    ring.revoke_jobs_named("agentcore-")
-    assert ring.get(issued["agentcore-1"].access_key_id) is None
-    assert ring.get(issued["agentcore-2"].access_key_id) is None
-    assert ring.get(issued["lambda-env-1"].access_key_id) is not None
-    assert ring.get(issued["agentcore_x"].access_key_id) is not None  # "-" is no wildcard
+    ring.revoke_server("dead", "agentcore-")
+    assert ring.get(issued["dead", "agentcore-1"].access_key_id) is None
+    assert ring.get(issued["dead", "agentcore-2"].access_key_id) is None
+    assert ring.get(issued["dead", "lambda-env-1"].access_key_id) is not None
+    assert ring.get(issued["dead", "agentcore_x"].access_key_id) is not None  # "-" is no wildcard
+    assert all(ring.get(issued["alive", name].access_key_id) is not None  # another server's stay
+               for name in ("agentcore-1", "agentcore-2", "lambda-env-1", "agentcore_x"))
 
 
 def test_versions_and_endpoints(engine):
@@ -67,7 +69,8 @@ def test_the_reaper_ends_idle_sessions_unless_their_agent_is_busy(engine, tmp_pa
     settings = SimpleNamespace(data_dir=tmp_path)
     stopped = []
     keys = SimpleNamespace(revoke_job=lambda name: stopped.append(name))
-    host = AgentHost(engine, settings, SimpleNamespace(stop=lambda hosted: None), keys, 8192)
+    host = AgentHost(engine, settings, SimpleNamespace(stop=lambda hosted: None), keys, 8192,
+                     SimpleNamespace(server_id="this-server"))
     runtime = SimpleNamespace(id="r")
     version = SimpleNamespace(version=1)
 

@@ -115,7 +115,7 @@ def create_quantum_task(ctx: RequestContext, req: dict) -> dict:
                device_parameters=req.get("deviceParameters"), output_bucket=req["outputS3Bucket"],
                output_prefix=req["outputS3KeyPrefix"],
                output_directory=f"{req['outputS3KeyPrefix'].rstrip('/')}/{task_id}",
-               job_arn=job.arn if job else None, failure_reason=None,
+               job_arn=job.arn if job else None, server_id=ctx.runtime.leases.server_id, failure_reason=None,
                extra={k: req[k] for k in ("experimentalCapabilities",) if k in req},
                created_at=now, started_at=None, ended_at=None)
     try:

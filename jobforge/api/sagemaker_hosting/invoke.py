@@ -14,19 +14,23 @@ from anyio import to_thread
 from jobforge.api.base import RequestContext, handler
 from jobforge.core import hosting
 from jobforge.core.errors import ServiceError
+from jobforge.core.server_leases import OwnedElsewhere
 from jobforge.execution.endpoint_host import Deployment, ModelFailed, NoInstance, Reply
 
 SERVICE = "sagemaker-runtime"
 
 
 def _deployment(ctx: RequestContext, name: str) -> Deployment:
-    """The deployment serving the caller's endpoint (found in memory); else why none answers."""
+    """The deployment serving the caller's endpoint (found in memory); else why none answers here."""
     deployment = ctx.runtime.endpoints.serving_named(ctx.account_id, ctx.region, name)
     if deployment is not None:
         return deployment
     endpoint = hosting.endpoint(ctx.engine, ctx.account_id, ctx.region, name)
     if endpoint is None:
         raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} not found.")
+    owner = ctx.runtime.endpoints.owner_url(endpoint)
+    if owner is not None:  # another server serves it: the request goes there
+        raise OwnedElsewhere(owner)
     raise ServiceError("ValidationError", f"Endpoint {name} of account {ctx.account_id} is {endpoint.status}: it "
                        "serves no requests until it is InService.")
 

@@ -1,0 +1,149 @@
+"""Two servers on one PostgreSQL database, each owning the processes and tasks it starts.
+
+A Lambda function created and invoked through the first server keeps working once the second starts (the
+second's start revokes none of the first's environments' credentials), and works through the second too (in
+an environment of its own); quantum tasks accepted by the first are run by it alone. Killed with SIGKILL, the
+first server's lease expires and the second reclaims what it left: its environments' credentials are
+revoked, the tasks it had queued run on the second, and the function answers through the second.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+import time
+import uuid
+import zipfile
+
+import pytest
+import sqlalchemy as sa
+
+from jobforge.core import server_leases
+from jobforge.core.quantum_tasks import quantum_tasks
+from jobforge.core.store import access_keys, create_engine
+from jobforge.testing_server import ServerProcess
+
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+
+
+def ghz(qubits: int) -> str:
+    return f"OPENQASM 3.0;\nqubit[{qubits}] q;\nbit[{qubits}] b;\nh q[0];\n" + "".join(
+        f"cnot q[{i}], q[{i + 1}];\n" for i in range(qubits - 1)) + "b = measure q;"
+
+
+WHO_AM_I = """
+import boto3
+
+def handler(event, context):
+    return {"arn": boto3.client("sts").get_caller_identity()["Arn"], "echo": event}
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres_url, external_s3):
+    """Starts servers on one database and object store, as the test asks; stops them all afterwards."""
+    args = ["--database-url", postgres_url, "--cpus", "2", "--object-store", external_s3["url"]]
+    started = []
+
+    def start(name: str) -> ServerProcess:
+        (tmp_path / name).mkdir()
+        server = ServerProcess(tmp_path / name / "data", extra_args=args, env=external_s3["env"]).start()
+        started.append(server)
+        return server
+
+    engine = create_engine(postgres_url)
+    yield start, engine
+    for server in started:
+        server.stop()
+    engine.dispose()
+
+
+def _code(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", textwrap.dedent(source))
+    return buffer.getvalue()
+
+
+def _server_id(server: ServerProcess) -> str:
+    return (server.data_dir / server_leases.ID_FILE).read_text().strip()
+
+
+def _invoke(server: ServerProcess, name: str, event: dict) -> dict:
+    answer = server.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, payload
+    return payload
+
+
+def _create_tasks(server: ServerProcess, count: int, qubits: int) -> list[str]:
+    braket = server.client("braket")
+    program = json.dumps({"braketSchemaHeader": {"name": "braket.ir.openqasm.program", "version": "1"},
+                          "source": ghz(qubits)})
+    return [braket.create_quantum_task(clientToken=str(uuid.uuid4()), deviceArn=SV1, shots=1000,
+                                       outputS3Bucket="results", outputS3KeyPrefix="tasks",
+                                       action=program)["quantumTaskArn"] for _ in range(count)]
+
+
+def _tasks(engine, arns: list[str]) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(quantum_tasks.c.status, quantum_tasks.c.server_id)
+                            .where(quantum_tasks.c.arn.in_(arns))).all()
+
+
+def _wait_for_tasks(engine, arns: list[str], seconds: float = 180) -> list:
+    deadline = time.time() + seconds
+    while True:
+        rows = _tasks(engine, arns)
+        if all(row.status == "COMPLETED" for row in rows):
+            return rows
+        assert all(row.status in ("QUEUED", "RUNNING", "COMPLETED") for row in rows), rows
+        assert time.time() < deadline, rows
+        time.sleep(0.2)
+
+
+def test_each_server_keeps_its_own_and_the_survivor_reclaims_a_killed_ones(cluster):
+    start, engine = cluster
+    first = start("a")
+    lam = first.client("lambda")
+    account = first.client("sts").get_caller_identity()["Account"]
+    lam.create_function(FunctionName="who", Runtime="python3.11", Handler="app.handler", Timeout=30,
+                        Role=f"arn:aws:iam::{account}:role/JobforgeExecutionRole", Code={"ZipFile": _code(WHO_AM_I)})
+    lam.get_waiter("function_active_v2").wait(FunctionName="who")
+    assert _invoke(first, "who", {"n": 1})["arn"].endswith("/who")  # a warm environment on the first server
+    first.client("s3").create_bucket(Bucket="results")
+    before = _create_tasks(first, 6, 12)  # queued on the first server, one simulator at a time
+
+    second = start("b")
+    first_id, second_id = _server_id(first), _server_id(second)
+    assert first_id != second_id
+    # The first server's warm environment still holds valid credentials, and the second runs the function too.
+    assert _invoke(first, "who", {"n": 2}) == {"arn": f"arn:aws:sts::{account}:assumed-role/JobforgeExecutionRole/who",
+                                               "echo": {"n": 2}}
+    assert _invoke(second, "who", {"n": 3})["echo"] == {"n": 3}
+    with engine.connect() as conn:
+        holders = dict(conn.execute(sa.select(access_keys.c.server_id, sa.func.count()).where(
+            access_keys.c.job_id.startswith("lambda-env-")).group_by(access_keys.c.server_id)).all())
+    assert holders == {first_id: 1, second_id: 1}  # one environment each
+    # Every task the first accepted ran there, once: the second's start queued none of them again.
+    assert {row.server_id for row in _wait_for_tasks(engine, before)} == {first_id}
+
+    left = _create_tasks(first, 3, 22)  # a few seconds each: the first server dies before it has run them
+    first.kill()
+    killed_at = time.time()
+    # Within the lease and a renewal or two, the second takes over the first's tasks and revokes its credentials.
+    deadline = killed_at + server_leases.LEASE_SECONDS + 6 * server_leases.RENEW_SECONDS + 60
+    while True:
+        with engine.connect() as conn:
+            leases = set(conn.execute(sa.select(server_leases.server_leases.c.server_id)).scalars())
+            first_keys = conn.execute(sa.select(sa.func.count()).select_from(access_keys)
+                                      .where(access_keys.c.server_id == first_id)).scalar()
+        if leases == {second_id} and first_keys == 0:
+            break
+        assert time.time() < deadline, (leases, first_keys)
+        time.sleep(0.5)
+    rows = _wait_for_tasks(engine, left)
+    assert {row.server_id for row in rows} <= {first_id, second_id}
+    assert second_id in {row.server_id for row in rows}  # what the first left queued ran on the second
+    assert _invoke(second, "who", {"n": 4})["echo"] == {"n": 4}
