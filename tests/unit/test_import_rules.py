@@ -23,7 +23,8 @@ MAY_IMPORT = {
     "workloads": {"config", "core", "execution", "runtime"},
     "execution": {"config", "core", "workloads"},
     "api": {"config", "core", "execution", "workloads"},
-    "server": {"config", "core", "execution", "api"},
+    "server": {"config", "core", "execution", "api", "console"},
+    "console": {"config", "core", "api", "server"},  # mounted by the server's app, built on its operations
 }
 # The command line, the demo and the tools they share with the tests sit above every layer.
 TOP = {"cli", "demo", "testing_server", "tinylm"}
