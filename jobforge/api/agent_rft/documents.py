@@ -2,13 +2,14 @@
 
 The schema has already passed (CreateJob validates it); here come the rules a schema cannot say (the
 hyperparameters' ranges, the parts jobforge refuses) and, in ``admit``, those that need the server's
-records: the base model in the catalog, the model package groups and the package a job starts from.
+records: the base model in the catalog, the model package groups and the package a job starts from, the
+MLflow App the job logs to.
 """
 
 from __future__ import annotations
 
 from jobforge.api.base import RequestContext
-from jobforge.core import model_packages, models_catalog
+from jobforge.core import mlflow_apps, model_packages, models_catalog
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.workloads.agent_rft import hyperparameters
 
@@ -38,16 +39,21 @@ def _channels(document: dict) -> dict[str, str]:
     return channels
 
 
-def _refuse_unsupported(document: dict, mlflow: dict | None) -> None:
+def _refuse_unsupported(document: dict) -> None:
     if "VpcConfig" in document:
         raise validation_error("VpcConfig is not supported by this server: jobs reach the agent and the data "
                                "through the server itself.")
     if "KmsKeyArn" in document["OutputDataConfig"]:
         raise validation_error("OutputDataConfig.KmsKeyArn is not supported by this server: outputs are stored "
                                "with the object store's own encryption.")
-    if mlflow is not None:
-        raise validation_error("MlflowConfig is not supported by this server yet: the job's metrics are kept "
-                               "with the job (jobforge jobs metrics) and in its log stream.")
+
+
+def _mlflow(config: dict | None) -> dict:
+    """The job's MLflow run: the app, the experiment and the run names (None: the job's name)."""
+    if config is None:
+        return {}
+    return {"mlflow": {"arn": config["MlflowResourceArn"], "experiment": config.get("MlflowExperimentName"),
+                       "run": config.get("MlflowRunName")}}
 
 
 def _hyperparameters(parse, given: dict) -> dict:
@@ -63,7 +69,7 @@ def _max_runtime(document: dict) -> float | None:
 
 def build_training(document: dict, req: dict) -> tuple[dict, dict, float | None]:
     config = document["TrainingConfig"]
-    _refuse_unsupported(document, config.get("MlflowConfig"))
+    _refuse_unsupported(document)
     packages = document["ModelPackageConfig"]
     intermediate = packages.get("IntermediateCheckpointModelPackageGroupArn")
     if intermediate is not None and intermediate == packages["OutputModelPackageGroupArn"]:
@@ -75,13 +81,14 @@ def build_training(document: dict, req: dict) -> tuple[dict, dict, float | None]
         "base_model": {"arn": config["BaseModelArn"]},
         "hyperparameters": _hyperparameters(hyperparameters.training, config.get("HyperParameters", {})),
         "model_packages": packages, "JobConfigSchemaVersion": req["JobConfigSchemaVersion"],
+        **_mlflow(config.get("MlflowConfig")),
     }
     return spec, {}, _max_runtime(document)
 
 
 def build_evaluation(document: dict, req: dict) -> tuple[dict, dict, float | None]:
     config = document["EvaluationConfig"]
-    _refuse_unsupported(document, document["OutputDataConfig"].get("MlflowConfig"))
+    _refuse_unsupported(document)
     spec = {
         "category": EVALUATION, "agent": _agent(document), "channels": _channels(document),
         "output_path": document["OutputDataConfig"]["S3OutputPath"],
@@ -89,6 +96,7 @@ def build_evaluation(document: dict, req: dict) -> tuple[dict, dict, float | Non
         "hyperparameters": _hyperparameters(hyperparameters.evaluation, config.get("HyperParameters", {})),
         "model_packages": document.get("ModelPackageConfig", {}),
         "JobConfigSchemaVersion": req["JobConfigSchemaVersion"],
+        **_mlflow(document["OutputDataConfig"].get("MlflowConfig")),
     }
     return spec, {}, _max_runtime(document)
 
@@ -103,6 +111,15 @@ def _input_package(ctx: RequestContext, arn: str, base_name: str) -> dict:
         raise validation_error(f"ModelPackageConfig.InputModelPackageArn {arn} holds a model trained from "
                                f"{trained_from}, not from the base model {base_name} the document names.")
     return {"arn": package.arn, "uri": model_packages.model_data(package)}
+
+
+def _check_mlflow_app(ctx: RequestContext, arn: str) -> None:
+    if mlflow_apps.arn_parts(arn) is None:
+        raise validation_error(f"MlflowConfig.MlflowResourceArn {arn}: only MLflow Apps (arn:aws:sagemaker:"
+                               "<region>:<account>:mlflow-app/<id>) are served here, not MLflow tracking servers.")
+    if mlflow_apps.APPS.find(ctx.engine, ctx.account_id, ctx.region, arn) is None:
+        raise ServiceError("ResourceNotFound", f"MlflowConfig.MlflowResourceArn {arn} does not exist: create the "
+                           "app with CreateMlflowApp first (in this account and region).")
 
 
 def admit(ctx: RequestContext, spec: dict, resources: dict) -> tuple[dict, dict]:
@@ -124,6 +141,8 @@ def admit(ctx: RequestContext, spec: dict, resources: dict) -> tuple[dict, dict]
                                "exist: create it with CreateModelPackageGroup first.")
     if "InputModelPackageArn" in packages:
         spec["input_package"] = _input_package(ctx, packages["InputModelPackageArn"], name)
+    if "mlflow" in spec:
+        _check_mlflow_app(ctx, spec["mlflow"]["arn"])
     node = ctx.runtime.scheduler.executor.capacity()
     # The policy samples and trains in the worker: up to 4 CPU threads, one GPU where the nodes have any.
     return spec, {"cpus": max(1, min(4, node.cpus)), "memory_mb": min(8192, node.memory_mb),

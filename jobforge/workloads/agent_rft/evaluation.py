@@ -4,7 +4,8 @@ A rollout succeeds when its reward is at least ``success_threshold``; a failed r
 unsuccessful with no reward. Reported: mean reward (over the rollouts that got one), pass@k (unbiased
 estimator) for each ``pass_k_values`` entry not above ``eval_group_size``, mean turns, failure rate;
 ``RolloutInfo{Total, Completed}`` live in DescribeJob, and a results JSON under the output path.
-Metric names: ``eval/reward/mean``, ``eval/pass@<k>``, ``eval/turns/mean``, ``eval/failure_rate``.
+Metric names: ``eval/reward/mean``, ``eval/pass@<k>``, ``eval/turns/mean``, ``eval/failure_rate``, logged to
+the job's MLflow run too when the document gives ``MlflowConfig``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jobforge.execution.context import JobContext, JobStopped
 
 from . import passk
 from .agents import Rollout
+from .mlflow_run import MlflowRun
 from .session import Session
 from .trajectories import REWARD_RECEIVED
 
@@ -39,8 +41,9 @@ def score(rollouts: list[Rollout], prompts: int, samples: int, ks: list[int], th
     }
 
 
-def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict) -> None:
+def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict, mlflow: MlflowRun | None = None) -> None:
     hp = spec["hyperparameters"]
+    details = {"MlflowDetails": mlflow.details} if mlflow else {}
     prompts = channels["evaluation"]
     samples = hp["eval_group_size"]
     total = len(prompts) * samples
@@ -52,7 +55,7 @@ def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict) -> N
     for start in range(0, len(prompts), per_slice):
         if ctx.should_stop():
             raise JobStopped()
-        ctx.result({"ServiceOutput": {"RolloutInfo": {"Total": total, "Completed": done}}})
+        ctx.result({"ServiceOutput": {"RolloutInfo": {"Total": total, "Completed": done}, **details}})
         indices = list(range(start, min(start + per_slice, len(prompts))))
         inference = {"temperature": hp["sampling_temperature"], "top_p": hp["top_p"], "max_tokens": hp["max_tokens"]}
         batch = session.dispatcher.run(prompts, indices, samples, inference)
@@ -61,11 +64,13 @@ def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict) -> N
     if ctx.should_stop():
         raise JobStopped()
     summary = score(rollouts, len(prompts), samples, hp["pass_k_values"], hp["success_threshold"])
-    ctx.metric("eval/reward/mean", summary["MeanReward"], 0)
-    ctx.metric("eval/turns/mean", summary["MeanTurns"], 0)
-    ctx.metric("eval/failure_rate", summary["FailureRate"], 0)
-    for k, value in summary["PassAtK"].items():
-        ctx.metric(f"eval/pass@{k}", value, 0)
+    metrics = {"eval/reward/mean": summary["MeanReward"], "eval/turns/mean": summary["MeanTurns"],
+               "eval/failure_rate": summary["FailureRate"],
+               **{f"eval/pass@{k}": value for k, value in summary["PassAtK"].items()}}
+    for name, value in metrics.items():
+        ctx.metric(name, value, 0)
+    if mlflow:
+        mlflow.log(metrics, 0)
     if summary["SkippedK"]:
         ctx.event(f"pass@k not reported for k = {summary['SkippedK']}: above eval_group_size ({samples})")
     ctx.event(f"evaluation: mean reward {summary['MeanReward']:.3f}, pass@k {summary['PassAtK']}, failure rate "
@@ -78,4 +83,5 @@ def evaluate(ctx: JobContext, spec: dict, session: Session, channels: dict) -> N
         evaluated["ModelPackageArn"] = spec["input_package"]["arn"]
     path.write_text(json.dumps(dict(summary, **evaluated), indent=2))
     ctx.upload(path, uri)
-    ctx.result({"ServiceOutput": {"RolloutInfo": {"Total": total, "Completed": done}, "ResultsS3Uri": uri}})
+    ctx.result({"ServiceOutput": {"RolloutInfo": {"Total": total, "Completed": done}, "ResultsS3Uri": uri,
+                                  **details}})

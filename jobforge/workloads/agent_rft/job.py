@@ -16,10 +16,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from jobforge.execution.context import JobContext, WorkloadError
+from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 from jobforge.workloads.customize.job import fetch_model
 
-from . import dataset
+from . import dataset, mlflow_run
 from .evaluation import evaluate
 from .session import Session
 from .training import Training
@@ -46,6 +46,21 @@ def run(ctx: JobContext, spec: dict) -> None:
     torch.set_num_threads(max(1, int(ctx.resources.get("cpus", 1))))
     torch.manual_seed(spec["hyperparameters"]["seed"])
     training = spec["category"] == "AgentRFT"
+    tracker = mlflow_run.start(ctx, spec)
+    if tracker:
+        ctx.result({"ServiceOutput": {"MlflowDetails": tracker.details}})
+    try:
+        _run(ctx, spec, training, tracker)
+    except BaseException as err:
+        if tracker:
+            stopped = isinstance(err, JobStopped) or ctx.should_stop()
+            tracker.end(mlflow_run.KILLED if stopped else mlflow_run.FAILED)
+        raise
+    if tracker:
+        tracker.end(mlflow_run.KILLED if ctx.should_stop() else mlflow_run.FINISHED)
+
+
+def _run(ctx: JobContext, spec: dict, training: bool, tracker: mlflow_run.MlflowRun | None) -> None:
     ctx.status("Downloading", "the base model and the datasets")
     model = spec["base_model"]
     model_dir = fetch_model(ctx, {"identifier": model["name"], "path": model["path"]}, "base")
@@ -54,9 +69,9 @@ def run(ctx: JobContext, spec: dict) -> None:
     session = Session(ctx, spec, model_dir, training, adapter_dir)
     try:
         if not training:
-            evaluate(ctx, spec, session, channels)
+            evaluate(ctx, spec, session, channels, tracker)
             return
-        loop = Training(ctx, spec, session, channels)
+        loop = Training(ctx, spec, session, channels, tracker)
         loop.run()
         outputs = loop.export()
         loop.report()

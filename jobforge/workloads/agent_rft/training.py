@@ -29,6 +29,7 @@ from jobforge.execution.context import JobContext, JobStopped, WorkloadError
 from . import advantages, packages, rows
 from .agents import Rollout
 from .evaluation import score
+from .mlflow_run import MlflowRun
 from .session import Session
 from .trainer import Trainer
 from .trajectories import REWARD_RECEIVED
@@ -49,8 +50,9 @@ def batch_indices(prompts: int, batch: int, step: int, seed: int) -> list[int]:
 
 
 class Training:
-    def __init__(self, ctx: JobContext, spec: dict, session: Session, channels: dict):
+    def __init__(self, ctx: JobContext, spec: dict, session: Session, channels: dict, mlflow: MlflowRun | None = None):
         self.ctx, self.spec, self.session = ctx, spec, session
+        self.mlflow = mlflow  # the run the metrics also go to, when the document gives MlflowConfig
         self.hp = hp = spec["hyperparameters"]
         self.train = channels["train"]
         self.validation = channels.get("validation")
@@ -161,6 +163,8 @@ class Training:
                    "training/num_trajectories": len(trajectories), "loss": stats.loss, "kl": stats.kl}
         for name, value in metrics.items():
             self.ctx.metric(name, value, step)
+        if self.mlflow:
+            self.mlflow.log(metrics, step)
         self.ctx.event(f"step {step}/{self.max_steps}: reward {sum(t.reward for t in trajectories) / len(trajectories):.3f}"
                        f", {len(trajectories)} trajectories ({len(rollouts) - len(usable)} failed), loss "
                        f"{stats.loss:.4f}, kl {stats.kl:.5f}")
@@ -183,9 +187,12 @@ class Training:
             raise JobStopped()
         summary = score(rollouts, len(self.validation), hp["group_size"], hp["pass_k_values"],
                         hp["success_threshold"])
-        self.ctx.metric("validation/reward/mean", summary["MeanReward"], self.step)
-        for k, value in summary["PassAtK"].items():
-            self.ctx.metric(f"validation/pass@{k}", value, self.step)
+        metrics = {"validation/reward/mean": summary["MeanReward"],
+                   **{f"validation/pass@{k}": value for k, value in summary["PassAtK"].items()}}
+        for name, value in metrics.items():
+            self.ctx.metric(name, value, self.step)
+        if self.mlflow:
+            self.mlflow.log(metrics, self.step)
         self.ctx.event(f"validation after step {self.step}: mean reward {summary['MeanReward']:.3f}, pass@k "
                        f"{summary['PassAtK']}")
         self.session.trajectories.forget(r.trajectory for r in rollouts if r.trajectory)
@@ -194,6 +201,8 @@ class Training:
     def report(self) -> None:
         usage = self.session.usage
         package = {"OutputModelPackageArn": self.output_package} if self.output_package else {}
+        if self.mlflow:
+            package["MlflowDetails"] = self.mlflow.details
         self.ctx.result({"ServiceOutput": {**package,
             "ProgressInfo": {"MaxEpoch": math.ceil(self.max_steps / self.per_epoch), "StepsPerEpoch": self.per_epoch,
                              "CurrentEpoch": min(self.step // self.per_epoch + 1,
