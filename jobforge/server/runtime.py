@@ -3,7 +3,8 @@
 The services start and stop with the server (the app's lifespan): the object store, the job
 scheduler, the supervisor of long-lived child processes (the inference host's among them), the
 quantum-task runner, the sweep applying S3 buckets' lifecycle rules, the host of Lambda
-functions and the host of AgentCore runtimes' sessions. Handlers reach them as ``ctx.runtime.<service>``.
+functions, the host of AgentCore runtimes' sessions and the runner of SageMaker pipeline executions.
+Handlers reach them as ``ctx.runtime.<service>``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jobforge.execution.endpoint_host import EndpointHost
 from jobforge.execution.function_host import FunctionHost
 from jobforge.execution.inference import InferenceHost
 from jobforge.execution.isolation import make_data_dir_private
+from jobforge.execution.pipeline_runner import PipelineRunner
 from jobforge.execution.process_host import ProcessHost
 from jobforge.execution.quantum_task_runner import QuantumTaskRunner
 from jobforge.execution.resources import host_capacity
@@ -69,6 +71,7 @@ class Runtime:
         self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb, self.leases)
         self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys,
                                       self.leases)
+        self.pipeline_runner = PipelineRunner(self)  # SageMaker pipeline executions, through the server's own API
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every service, each resuming the work a previous server left (at the server's start, before
@@ -82,6 +85,7 @@ class Runtime:
         self.agents.start()
         self.endpoints.start()
         self.lifecycle.start()
+        self.pipeline_runner.start()
         for service in (self.quantum_tasks, self.functions, self.agents, self.endpoints):
             self.leases.on_reclaim(service.reclaim)
         self.leases.start()
@@ -89,6 +93,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the services, the last started first, waiting STOP_SECONDS at most in all (at the server's exit)."""
         deadline = time.monotonic() + STOP_SECONDS
+        self.pipeline_runner.stop(deadline)
         self.lifecycle.stop()
         self.leases.stop()  # first: from now on what this server ran is another's to take over
         self.endpoints.stop(deadline)
