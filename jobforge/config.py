@@ -66,8 +66,12 @@ class Settings:
     @property
     def advertised_url(self) -> str:
         """The URL jobs reach the server by: given, else this host's address on the port served."""
-        if self.advertise_url:
-            return self.advertise_url.rstrip("/")
+        return self.advertise_url.rstrip("/") if self.advertise_url else self.own_url
+
+    @property
+    def own_url(self) -> str:
+        """The URL other servers reach this one by, past any load balancer: this host's address on the port
+        served."""
         host = reachable_address(self.host) if self.host in WILDCARD_HOSTS else self.host
         return f"{self.scheme}://{_bracketed(host)}:{self.port}"
 

@@ -46,7 +46,7 @@ class Runtime:
         make_data_dir_private(settings.data_dir, settings.jobs_dir)
         self.engine: sa.Engine = open_store(settings.db_url)
         # What this server starts is its own; another server takes it over once this one's lease has expired.
-        self.leases = ServerLeases(self.engine, server_id_of(settings.data_dir), settings.advertised_url)
+        self.leases = ServerLeases(self.engine, server_id_of(settings.data_dir), settings.own_url)
         self.keys = accounts.KeyRing(self.engine)
         self.verifier = Verifier(self.keys, settings.region)
         self.default_credential = self._default_account()
