@@ -9,8 +9,9 @@ Two ways in, as on SageMaker:
   the URL's one-use token, sets an HttpOnly cookie scoped to ``/_jobforge/mlflow/<app id>/`` and redirects
   there: the MLflow UI, and its API under the same prefix.
 
-Either way the request reaches MLflow with the app's workspace named, whatever the client said. What would
-leave an app's workspace is refused: the workspace API beyond reading its own, artifact locations chosen by
+Either way the request reaches MLflow with the app's workspace named, whatever the client said, and MLflow's
+server-info tells clients (the UI among them) that workspaces are off: to them an app is one MLflow server, as
+on SageMaker. What would leave an app's workspace is refused: the workspace API beyond reading its own, artifact locations chosen by
 the client (MLflow would read and write them on the server's disk), the AI gateway proxy.
 """
 
@@ -43,6 +44,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding"}
 WORKSPACES = re.compile(r".*/mlflow/workspaces(?:/(?P<name>[^/]+))?/?$")
 REFUSED_PATHS = ("/mlflow/gateway-proxy",)
 EXPERIMENT_CREATE = re.compile(r"/(?:ajax-)?api/2\.0/mlflow/experiments/create$")
+SERVER_INFO = re.compile(r"/(?:ajax-)?api/3\.0/mlflow/server-info/?$")
 
 
 class Refused(Exception):
@@ -57,6 +59,16 @@ def browser_path(raw_path: str) -> bool:
 
 def signed_api(request: HttpRequest) -> bool:
     return APP_ARN_HEADER in request.headers and request.raw_path.startswith(API_PREFIXES)
+
+
+def _single_workspace(response: HttpResponse) -> HttpResponse:
+    """MLflow's server-info as one app sees it: a server without workspaces."""
+    body = b"".join(response.body.chunks)
+    if response.body.close:
+        response.body.close()
+    info = dict(json.loads(body), workspaces_enabled=False)
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    return HttpResponse(200, headers, json.dumps(info).encode())
 
 
 def _error(status: int, code: str, message: str) -> HttpResponse:
@@ -91,7 +103,10 @@ class Gateway:
         if own is not None:
             return own
         self._check_body(unquote(path_info), request)
-        return self._call_mlflow(app, request, script_name, path_info)
+        response = self._call_mlflow(app, request, script_name, path_info)
+        if request.method == "GET" and SERVER_INFO.search(unquote(path_info)) and response.status == 200:
+            response = _single_workspace(response)
+        return response
 
     # -- who may reach which app -----------------------------------------------------------------
     def _signed_app(self, request: HttpRequest) -> mlflow_apps.App:

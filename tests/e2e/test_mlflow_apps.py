@@ -326,3 +326,22 @@ def test_jobs_name_an_app_of_their_own_account(server, sm, role, agent_rl):
             sm.create_job(JobName=f"no-app-{uuid.uuid4().hex[:6]}", RoleArn=role, JobCategory="AgentRFTEvaluation",
                           JobConfigSchemaVersion="1.0.0", JobConfigDocument=json.dumps(document))
         assert caught.value.response["Error"]["Code"] == code
+
+
+def test_the_ui_opens_in_a_browser_through_a_presigned_url(sm, app, tracking):
+    """Chromium (Debian's, driven by Playwright) follows the SDK's deep link to an experiment of the app."""
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+    experiment = tracking.create_experiment("seen-in-the-browser")
+    url = sm.create_presigned_mlflow_app_url(Arn=app)["AuthorizedUrl"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}#/experiments/{experiment}")
+            page.get_by_text("seen-in-the-browser").first.wait_for(timeout=120_000)
+            assert page.url.split("#")[0].endswith(f"/_jobforge/mlflow/{app.rsplit('/', 1)[1]}/")
+        finally:
+            browser.close()
