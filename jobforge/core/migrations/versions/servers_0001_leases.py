@@ -2,15 +2,17 @@
 quantum task, endpoint and agent session
 
 Revision ID: servers_0001
-Revises: 0001
+Revises: lambda_0001, braket_0002, hosting_0001, agentcore_0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = 'servers_0001'
-down_revision = '0001'
+# A merge of the branches whose tables gain a server_id (not depends_on: with several branches from 0001,
+# Alembic's bookkeeping of depends_on loses track of the base revision and fails the upgrade on a fresh database).
+down_revision = ('lambda_0001', 'braket_0002', 'hosting_0001', 'agentcore_0001')
 branch_labels = ('servers',)
-depends_on = ('lambda_0001', 'braket_0002', 'hosting_0001', 'agentcore_0001')
+depends_on = None
 
 OWNED = ('access_keys', 'lambda_events', 'braket_quantum_tasks', 'endpoints')  # each gains a server_id
 
