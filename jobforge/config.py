@@ -24,6 +24,7 @@ class Settings:
     executor: str = "local"  # a name in jobforge.execution.executor.EXECUTORS
     ray_address: str = "auto"  # the Ray cluster the ray executor runs jobs on: its GCS address, or "auto"
     advertise_url: str | None = None  # how jobs reach this server; default: derived from host and port
+    container_engine: str | None = None  # docker or podman: runs container images (None: they are refused)
     cpus: int | None = None  # resources the scheduler may hand out; default: what the host has
     memory_mb: int | None = None
     gpus: int | None = None

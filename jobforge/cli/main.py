@@ -28,6 +28,7 @@ def _settings(args) -> Settings:
                     cpus=getattr(args, "cpus", None), memory_mb=getattr(args, "memory_mb", None),
                     gpus=getattr(args, "gpus", None), executor=getattr(args, "executor", "local"),
                     advertise_url=getattr(args, "advertise_url", None),
+                    container_engine=getattr(args, "container_engine", None),
                     ray_address=getattr(args, "ray_address", None) or Settings.ray_address,
                     lifecycle_interval=getattr(args, "lifecycle_interval", Settings.lifecycle_interval),
                     mlflow_tracking_uri=getattr(args, "mlflow_tracking_uri", None),
@@ -58,9 +59,8 @@ def serve(args) -> None:
         sys.exit(f"jobforge: {err}")
     _check_port_free(settings.host, settings.port)
     _check_tls_files(settings)
-    if args.container_engine:
-        engine = args.container_engine
-        sys.exit(f"jobforge: --container-engine {engine}: {container_engine.problem(engine)}")
+    if args.container_engine and (problem := container_engine.problem(args.container_engine)):
+        sys.exit(f"jobforge: --container-engine {args.container_engine}: {problem}")
     app = create_app(settings)
     point_profiles_at(settings)
     print(f"jobforge {__version__} serving on {settings.endpoint_url}\n"

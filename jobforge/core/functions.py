@@ -19,6 +19,7 @@ from jobforge.core.store import metadata, reading
 PENDING, ACTIVE, FAILED = "Pending", "Active", "Failed"
 IN_PROGRESS, SUCCESSFUL = "InProgress", "Successful"
 LATEST = "$LATEST"
+ZIP, IMAGE = "Zip", "Image"
 
 lambda_functions = sa.Table(
     "lambda_functions", metadata,
@@ -49,6 +50,12 @@ lambda_functions = sa.Table(
     sa.Column("revision_id", sa.String(36), nullable=False),
     sa.Column("last_modified", sa.Float, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # PackageType Image: the URI given, the image it named then (what runs) and the ImageConfig.
+    sa.Column("package_type", sa.String(8), nullable=False, server_default=ZIP),
+    sa.Column("image_uri", sa.String(1024)),
+    sa.Column("resolved_image_uri", sa.String(1024)),
+    sa.Column("image_id", sa.String(128)),
+    sa.Column("image_config", sa.JSON),
     sa.UniqueConstraint("account_id", "region", "name", name="uq_lambda_functions_account_region_name"),
 )
 
@@ -92,6 +99,11 @@ class Function:
     revision_id: str
     last_modified: float
     created_at: float
+    package_type: str = ZIP
+    image_uri: str | None = None
+    resolved_image_uri: str | None = None
+    image_id: str | None = None
+    image_config: dict | None = None
 
     @classmethod
     def from_row(cls, row) -> "Function":

@@ -54,7 +54,11 @@ import sqlalchemy as sa
 from jobforge.core import accounts, functions, log_events
 from jobforge.core.functions import Function
 from jobforge.execution import frames, function_code
-from jobforge.execution.function_worker import END_MARKER, MAX_EVENT
+from jobforge.execution import container_engine
+from jobforge.execution.container_function import FunctionContainer
+from jobforge.execution.container_run import NOT_FOUND, NOT_RUNNABLE
+from jobforge.execution.function_worker import END_MARKER, MAX_EVENT, end_marker
+from jobforge.execution.lambda_runtime_api import Answer, invocation_headers
 from jobforge.execution.process_host import HostedSpec, ProcessHost
 
 log = logging.getLogger("jobforge.functions")
@@ -97,6 +101,7 @@ class Environment:
     stream: str
     started_at: float
     hosted: object = None
+    container: FunctionContainer | None = None  # a container-image function's, instead
     init_ms: float | None = None  # set until its first invocation reports it
     last_used: float = 0.0
     max_memory_mb: int = 0
@@ -181,6 +186,7 @@ class FunctionHost:
         self.server_id = server_id
         self.code_root = settings.data_dir / "lambda-code"
         self.runtimes = available_runtimes()
+        self.containers = container_engine.configured(settings)  # runs container-image functions
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = defaultdict(_Pool)
         self._busy_per_account: dict[tuple[str, str], int] = defaultdict(int)
@@ -197,6 +203,8 @@ class FunctionHost:
         """Clear what this server's previous life's environments left (their processes died with it: their
         credentials go too), finish functions left Pending or InProgress, and run the queued Event invocations."""
         self.processes.sweep(ENV_PREFIX)
+        if self.containers is not None:
+            self.containers.sweep(ENV_PREFIX)
         self.reclaim(self.server_id)
         self.keys.revoke_server(None, ENV_PREFIX)  # issued before servers recorded themselves with credentials
         self._logs = LogWriter(self.engine)
@@ -240,11 +248,7 @@ class FunctionHost:
                          daemon=True).start()
 
     def _prepare(self, function: Function) -> None:
-        try:
-            function_code.check(Path(function.code_file).read_bytes())
-            problem = None
-        except (OSError, function_code.CodeError) as err:
-            problem = str(err)
+        problem, reason_code = self._code_problem(function)
         creating = function.state == functions.PENDING
         try:
             if problem is None:
@@ -253,18 +257,34 @@ class FunctionHost:
                     values.update(last_update_status=functions.SUCCESSFUL, last_update_reason=None,
                                   last_update_reason_code=None)
             elif creating:
-                values = dict(state=functions.FAILED, state_reason=problem, state_reason_code="InvalidZipFileException")
+                values = dict(state=functions.FAILED, state_reason=problem, state_reason_code=reason_code)
             else:
                 values = dict(last_update_status="Failed", last_update_reason=problem,
-                              last_update_reason_code="InvalidZipFileException")
+                              last_update_reason_code=reason_code)
             functions.update(self.engine, function, new_revision=False, **values)
         except Exception:  # the function was deleted meanwhile
             return
-        if problem is None:  # the archives of its earlier code are no longer needed
+        if problem is None and function.package_type == functions.ZIP:  # its earlier archives are not needed
             for archive in Path(function.code_file).parent.glob("*.zip"):
                 if archive != Path(function.code_file):
                     archive.unlink(missing_ok=True)
         self.recycle(function.id)
+
+    def _code_problem(self, function: Function) -> tuple[str | None, str | None]:
+        """Why the function's code cannot run and Lambda's reason code for it, or (None, None)."""
+        if function.package_type == functions.IMAGE:
+            if self.containers is None:
+                return ("This server runs no container engine: start it with jobforge serve --container-engine "
+                        "docker (or podman) to run container-image functions.", "InvalidImage")
+            if self.containers.image(function.image_id) is None:
+                return (f"The image {function.resolved_image_uri} is no longer on this host's "
+                        f"{self.containers.name}.", "ImageDeleted")
+            return None, None
+        try:
+            function_code.check(Path(function.code_file).read_bytes())
+        except (OSError, function_code.CodeError) as err:
+            return str(err), "InvalidZipFileException"
+        return None, None
 
     def forget(self, function: Function) -> None:
         """A deleted function: its environments stop (busy ones once their invocation ends), its code goes."""
@@ -346,6 +366,8 @@ class FunctionHost:
         if env.hosted is not None:
             self.processes.stop(env.hosted)
             env.hosted = None
+        if env.container is not None:
+            env.container.stop()
         self.keys.revoke_job(ENV_PREFIX + env.id)
         with self._lock:
             self._memory_held -= env.function.memory_size
@@ -396,6 +418,8 @@ class FunctionHost:
         credential = accounts.issue_temporary_credentials(
             self.engine, function.account_id, f"arn:aws:sts::{function.account_id}:assumed-role/{role_name}/"
             f"{function.name}", CREDENTIAL_SECONDS, name, self.server_id)
+        if function.package_type == functions.IMAGE:
+            return self._start_container(env, name, credential)
         python = self.runtimes.get(function.runtime)
         if python is None:
             raise OSError(f"this host no longer has the {function.runtime} runtime")
@@ -428,6 +452,54 @@ class FunctionHost:
             return Outcome(exit_error[0], "Unhandled", lines + exit_error[1])
         header, body = received
         return Outcome(body, "Unhandled", lines + [(time.time(), header.get("log") or "")])
+
+    def _start_container(self, env: Environment, name: str, credential) -> Outcome | None:
+        """Start a container-image function's environment: its init phase ends at its runtime's first
+        ``/next``; the invocation's answer when it fails."""
+        if self.containers is None:
+            raise OSError("this server runs no container engine (jobforge serve --container-engine)")
+        function = env.function
+        env.container = FunctionContainer(self.containers, name, function, env.stream, credential,
+                                          self.settings.endpoint_url, lambda line: self._output(env, line))
+        began = time.monotonic()
+        init = env.container.start(max(INIT_SECONDS, function.timeout))
+        env.init_ms = (time.monotonic() - began) * 1000
+        env.container.mark(end_marker("init"))
+        self._wait_for_marker(env, "init")
+        if init == "ok":
+            self._flush_stray(env)
+            return None
+        lines = self._take_lines(env)
+        if isinstance(init, Answer):  # posted to /init/error (the runtime logged it)
+            return Outcome(init.body, "Unhandled", lines)
+        if env.container.exit_code() is None:
+            env.dead = True
+            message = (f"Runtime init did not finish within {max(INIT_SECONDS, function.timeout):.0f} seconds: the "
+                       "image's runtime never asked $AWS_LAMBDA_RUNTIME_API for an event")
+            return Outcome(_error_payload("Runtime.Unknown", message), "Unhandled", lines + [(time.time(), message)])
+        payload, events = self._exit_error(env, "")
+        return Outcome(payload, "Unhandled", lines + events)
+
+    def _run_container(self, env: Environment, payload: bytes, request_id: str, client_context, invoked_arn: str
+                       ) -> tuple[Outcome, bool]:
+        """One invocation through the environment's Runtime API."""
+        function = env.function
+        self._flush_stray(env)
+        started, began = time.time(), time.monotonic()
+        headers = invocation_headers(request_id, int((started + function.timeout) * 1000), invoked_arn,
+                                     client_context)
+        answer = env.container.invoke(request_id, payload, headers, function.timeout)
+        duration = (time.monotonic() - began) * 1000
+        if answer is None and env.container.exit_code() is None:
+            return self._timed_out(env, request_id, began), False
+        env.container.mark(end_marker(request_id))
+        self._wait_for_marker(env, request_id)
+        if answer is None:  # the container exited
+            payload_, events = self._exit_error(env, request_id)
+            return self._finish(env, request_id, Outcome(payload_, "Unhandled", events), duration,
+                                env.container.peak_mb(), "error", "Runtime.ExitError"), False
+        outcome = Outcome(answer.body, "Unhandled" if answer.status == "error" else None, [])
+        return self._finish(env, request_id, outcome, duration, env.container.peak_mb()), True
 
     # -- output ------------------------------------------------------------------------
     def _output(self, env: Environment, line: bytes | None) -> None:
@@ -486,6 +558,8 @@ class FunctionHost:
 
     def _run(self, env: Environment, payload: bytes, request_id: str, client_context, invoked_arn: str
              ) -> tuple[Outcome, bool]:
+        if env.container is not None:
+            return self._run_container(env, payload, request_id, client_context, invoked_arn)
         function = env.function
         control = env.hosted.control
         self._flush_stray(env)  # what it printed between invocations (a thread of its own)
@@ -523,15 +597,20 @@ class FunctionHost:
     def _timed_out(self, env: Environment, request_id: str, began: float) -> Outcome:
         timeout = env.function.timeout
         peak = self._peak_mb(env)
-        self.processes.stop(env.hosted)
-        env.hosted = None
+        if env.container is not None:
+            env.container.stop()
+        else:
+            self.processes.stop(env.hosted)
+            env.hosted = None
         env.dead = True
         message = f"{_iso_now()} {request_id} Task timed out after {timeout:.2f} seconds"
         outcome = Outcome(_json({"errorMessage": message}), "Unhandled", [(time.time(), message)])
         return self._finish(env, request_id, outcome, (time.monotonic() - began) * 1000, peak, "timeout")
 
-    def _peak_mb(self, env: Environment) -> int:
+    def _peak_mb(self, env: Environment) -> int | None:
         """The environment's peak memory as its cgroup measured it, else what it last reported."""
+        if env.container is not None:
+            return env.container.peak_mb()
         cgroup = env.hosted.cgroup if env.hosted is not None else None
         for name in ("memory.peak", "memory.max_usage_in_bytes"):
             try:
@@ -541,7 +620,17 @@ class FunctionHost:
         return env.max_memory_mb
 
     def _exit_error(self, env: Environment, request_id: str) -> tuple[bytes, list[tuple[float, str]]]:
-        code = env.hosted.process.wait() if env.hosted is not None and env.hosted.process is not None else 1
+        if env.container is not None:
+            code = env.container.exit_code()
+            if code in (NOT_RUNNABLE, NOT_FOUND):  # the engine could not run the entry point
+                env.dead = True
+                said = env.container.last_line()
+                message = f"RequestId: {request_id} Error: {said}" if request_id else said
+                return _error_payload("Runtime.InvalidEntrypoint", message), \
+                    self._take_lines(env) + [(time.time(), f"{message}\nRuntime.InvalidEntrypoint")]
+        else:
+            code = env.hosted.process.wait() if env.hosted is not None and env.hosted.process is not None else 1
+        code = 1 if code is None else code
         env.dead = True
         how = "signal: killed" if code == -9 else (f"signal: {-code}" if code < 0 else f"exit status {code}")
         message = f"RequestId: {request_id} Error: Runtime exited with error: {how}" if request_id \
@@ -556,7 +645,8 @@ class FunctionHost:
         except (ValueError, AttributeError):
             return None
 
-    def _finish(self, env: Environment, request_id: str, outcome: Outcome, duration_ms: float, memory_used: int,
+    def _finish(self, env: Environment, request_id: str, outcome: Outcome, duration_ms: float,
+                memory_used: int | None,
                 status: str | None = None, error_type: str | None = None) -> Outcome:
         """Frame the invocation's log with START, END and REPORT, write it, and return the outcome with it."""
         function = env.function
@@ -564,8 +654,9 @@ class FunctionHost:
         start = (now - duration_ms / 1000, f"START RequestId: {request_id} Version: {functions.LATEST}")
         printed = self._take_lines(env)
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: "
-                  f"{max(1, math.ceil(duration_ms))} ms\tMemory Size: {function.memory_size} MB\t"
-                  f"Max Memory Used: {memory_used} MB")
+                  f"{max(1, math.ceil(duration_ms))} ms\tMemory Size: {function.memory_size} MB")
+        if memory_used is not None:  # None: a container whose cgroup this server cannot read
+            report += f"\tMax Memory Used: {memory_used} MB"
         if env.init_ms is not None:
             report += f"\tInit Duration: {env.init_ms:.2f} ms"
             env.init_ms = None

@@ -53,16 +53,20 @@ def last_modified(epoch: float) -> str:
 def configuration(function: Function) -> dict:
     """The function's FunctionConfiguration."""
     config = {
-        "FunctionName": function.name, "FunctionArn": function.arn, "Runtime": function.runtime,
-        "Role": function.role, "Handler": function.handler, "CodeSize": function.code_size,
-        "Description": function.description, "Timeout": function.timeout, "MemorySize": function.memory_size,
+        "FunctionName": function.name, "FunctionArn": function.arn, "Role": function.role,
+        "CodeSize": function.code_size, "Description": function.description, "Timeout": function.timeout,
+        "MemorySize": function.memory_size,
         "LastModified": last_modified(function.last_modified), "CodeSha256": function.code_sha256,
         "Version": functions.LATEST, "TracingConfig": {"Mode": "PassThrough"}, "RevisionId": function.revision_id,
-        "State": function.state, "PackageType": "Zip", "Architectures": function.architectures,
+        "State": function.state, "PackageType": function.package_type, "Architectures": function.architectures,
         "EphemeralStorage": {"Size": function.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": function.log_group},
     }
+    if function.package_type == functions.ZIP:
+        config.update(Runtime=function.runtime, Handler=function.handler)
+    elif function.image_config:
+        config["ImageConfigResponse"] = {"ImageConfig": dict(function.image_config)}
     if function.environment:
         config["Environment"] = {"Variables": dict(function.environment)}
     for member, value in (("StateReason", function.state_reason), ("StateReasonCode", function.state_reason_code),

@@ -57,6 +57,10 @@ def invoke(ctx: RequestContext, req: dict) -> dict:
     if function.state != records.ACTIVE:
         raise lambda_error("ResourceConflictException", "The operation cannot be performed at this time. The "
                            f"function is currently in the following state: {function.state}")
+    if function.package_type == records.IMAGE and host(ctx).containers is None:
+        raise lambda_error("ResourceConflictException", "The function's container image cannot run: this server "
+                           "was started without a container engine (jobforge serve --container-engine docker or "
+                           "podman).")
     client_context = _client_context(req.get("ClientContext"))
     if kind == "DryRun":
         return {"StatusCode": 204}

@@ -2,21 +2,22 @@
 
 A function's code is checked as AWS checks it (a readable .zip archive,
 member names that stay in its directory, 50 MB sent directly, 250 MB
-unzipped), kept under the data dir, and the function is Pending (created) or
-InProgress (updated) until the host has it ready, as on AWS.
+unzipped) and kept under the data dir, or is a container image the server's
+engine has (``images``); the function is Pending (created) or InProgress
+(updated) until the host has it ready, as on AWS.
 """
 
 from __future__ import annotations
 
-import platform
-
 from jobforge.api.base import RequestContext, handler
+from jobforge.api.lambda_functions import images
 from jobforge.api.lambda_functions.common import configuration, function_of, host, invalid, lambda_error
 from jobforge.api.roles import require_role
 from jobforge.core import functions as records
 from jobforge.core import paging, tags
 from jobforge.core.errors import ServiceError
-from jobforge.execution import container_engine, function_code
+from jobforge.execution import function_code
+from jobforge.execution.container_engine import HOST_ARCHITECTURE
 
 PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
 MAX_TIMEOUT = 900
@@ -32,12 +33,10 @@ RESERVED_VARIABLES = ("_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS
 UNSUPPORTED = {
     "Layers": "Layers", "VpcConfig": "VPC configuration", "DeadLetterConfig": "Dead-letter queues",
     "KMSKeyArn": "Customer-managed KMS keys", "FileSystemConfigs": "File systems (EFS)",
-    "CodeSigningConfigArn": "Code signing", "ImageConfig": "Image configuration", "CapacityProviderConfig":
-    "Capacity providers", "DurableConfig": "Durable functions", "TenancyConfig": "Tenancy configuration",
+    "CodeSigningConfigArn": "Code signing", "CapacityProviderConfig": "Capacity providers",
+    "DurableConfig": "Durable functions", "TenancyConfig": "Tenancy configuration",
     "AcceleratorConfig": "Accelerators", "RuntimeConfig": "Runtime configuration", "PublishTo": "Publishing",
 }
-HOST_ARCHITECTURE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
-    platform.machine().lower())
 
 
 def _refuse_unsupported(req: dict) -> None:
@@ -102,8 +101,6 @@ def _check_role(ctx: RequestContext, role: str) -> None:
 
 def _code_bytes(ctx: RequestContext, req: dict) -> bytes:
     """The archive the request gives, directly or in S3 (read with the caller's account)."""
-    if req.get("ImageUri"):
-        raise _image_refusal()
     if req.get("ZipFile") is not None:
         if req.get("S3Bucket") or req.get("S3Key"):
             raise invalid("Please do not provide other FunctionCode parameters when providing a ZipFile.")
@@ -131,12 +128,6 @@ def _code_bytes(ctx: RequestContext, req: dict) -> bytes:
                       f"{err.message}") from None
 
 
-def _image_refusal() -> ServiceError:
-    return invalid(container_engine.refusal("Container-image functions (PackageType Image, ImageUri)",
-                                            "package the function as a .zip archive (Code.ZipFile or "
-                                            "Code.S3Bucket/S3Key)"))
-
-
 def _checked_code(ctx: RequestContext, req: dict) -> tuple[bytes, str]:
     data = _code_bytes(ctx, req)
     try:
@@ -148,13 +139,19 @@ def _checked_code(ctx: RequestContext, req: dict) -> tuple[bytes, str]:
 
 @handler("lambda", "CreateFunction", blocking=True)
 def create_function(ctx: RequestContext, req: dict) -> dict:
-    if req.get("PackageType") == "Image" or (req.get("Code") or {}).get("ImageUri"):
-        raise _image_refusal()
+    image_wanted = images.wanted(req)
+    if image_wanted and host(ctx).containers is None:
+        raise images.refusal()
     _refuse_unsupported(req)
-    if not req.get("Runtime") or not req.get("Handler"):
-        raise invalid("Runtime and Handler are mandatory parameters for functions created with deployment "
-                      "packages.")
-    _check_runtime(ctx, req["Runtime"])
+    if image_wanted:
+        images.check_create(req)
+    else:
+        if req.get("ImageConfig"):
+            raise invalid("Please don't provide ImageConfig when creating a function with PackageType Zip.")
+        if not req.get("Runtime") or not req.get("Handler"):
+            raise invalid("Runtime and Handler are mandatory parameters for functions created with deployment "
+                          "packages.")
+        _check_runtime(ctx, req["Runtime"])
     _check_settings(req)
     architectures = req.get("Architectures") or ["x86_64"]
     if architectures != [HOST_ARCHITECTURE]:
@@ -167,16 +164,24 @@ def create_function(ctx: RequestContext, req: dict) -> dict:
         raise invalid(f"Invalid function name: {req['FunctionName']}") from None
     if qualifier or region not in (None, ctx.region) or account not in (None, ctx.account_id) or len(name) > 64:
         raise invalid(f"Invalid function name: {req['FunctionName']}")
-    data, digest = _checked_code(ctx, req["Code"])
+    if image_wanted:
+        code = dict(images.code_values(images.image_of(ctx, req["Code"]["ImageUri"], architectures)),
+                    package_type=records.IMAGE, image_config=images.image_config(req.get("ImageConfig")))
+        data = None
+    else:
+        data, digest = _checked_code(ctx, req["Code"])
+        code = dict(code_sha256=digest, code_size=len(data))
     function = records.new(
-        ctx.account_id, ctx.region, name, runtime=req["Runtime"], role=req["Role"], handler=req["Handler"],
+        ctx.account_id, ctx.region, name, runtime=req.get("Runtime") or "", role=req["Role"],
+        handler=req.get("Handler") or "",
         description=req.get("Description", ""), timeout=req.get("Timeout", 3), memory_size=req.get("MemorySize", 128),
         ephemeral_storage=(req.get("EphemeralStorage") or {}).get("Size", 512),
         environment=(req.get("Environment") or {}).get("Variables") or {}, architectures=architectures,
-        code_file="", code_sha256=digest, code_size=len(data), reserved_concurrency=None, state=records.PENDING,
+        code_file="", reserved_concurrency=None, state=records.PENDING,
         state_reason="The function is being created.", state_reason_code="Creating", last_update_status=None,
-        last_update_reason=None, last_update_reason_code=None)
-    function.code_file = str(host(ctx).store_code(function.id, data))
+        last_update_reason=None, last_update_reason_code=None, **code)
+    if data is not None:
+        function.code_file = str(host(ctx).store_code(function.id, data))
     records.insert(ctx.engine, function)
     if req.get("Tags"):
         tags.put(ctx.engine, ctx.account_id, function.arn, req["Tags"])
@@ -188,6 +193,9 @@ def create_function(ctx: RequestContext, req: dict) -> dict:
 def get_function(ctx: RequestContext, req: dict) -> dict:
     function = function_of(ctx, req["FunctionName"], req.get("Qualifier"))
     out = {"Configuration": configuration(function), "Tags": tags.of(ctx.engine, function.arn)}
+    if function.package_type == records.IMAGE:
+        out["Code"] = {"RepositoryType": "ECR", "ImageUri": function.image_uri,
+                       "ResolvedImageUri": function.resolved_image_uri}
     if function.reserved_concurrency is not None:
         out["Concurrency"] = {"ReservedConcurrentExecutions": function.reserved_concurrency}
     return out
@@ -234,14 +242,23 @@ def _updated(ctx: RequestContext, function: records.Function, **values) -> dict:
 @handler("lambda", "UpdateFunctionCode", blocking=True)
 def update_function_code(ctx: RequestContext, req: dict) -> dict:
     function = function_of(ctx, req["FunctionName"])
-    if req.get("ImageUri"):
-        raise _image_refusal()
+    if function.package_type == records.ZIP and req.get("ImageUri"):
+        raise invalid("Please don't provide ImageUri when updating a function with packageType Zip.")
+    if function.package_type == records.IMAGE and (not req.get("ImageUri") or any(
+            req.get(member) is not None for member in images.ZIP_MEMBERS)):
+        raise invalid("Please provide ImageUri when updating a function with packageType Image.")
     _refuse_unsupported({"Publish": req.get("Publish"), "PublishTo": req.get("PublishTo")})
     if req.get("Architectures") and req["Architectures"] != [HOST_ARCHITECTURE]:
         raise invalid(f"This host runs {HOST_ARCHITECTURE} functions only; Architectures is "
                       f"{req['Architectures']}.")
     _check_revision(function, req)
     _check_not_updating(function)
+    if function.package_type == records.IMAGE:
+        code = images.code_values(images.image_of(ctx, req["ImageUri"], req.get("Architectures")
+                                                  or function.architectures))
+        if req.get("DryRun"):
+            return dict(configuration(function), CodeSha256=code["code_sha256"])
+        return _updated(ctx, function, **code)
     data, digest = _checked_code(ctx, req)
     if req.get("DryRun"):
         return dict(configuration(function), CodeSha256=digest, CodeSize=len(data))
@@ -257,6 +274,12 @@ def update_function_configuration(ctx: RequestContext, req: dict) -> dict:
     _check_revision(function, req)
     _check_not_updating(function)
     values = {}
+    if function.package_type == records.IMAGE and (req.get("Runtime") or req.get("Handler")):
+        raise invalid("Runtime and Handler are not supported for functions of PackageType Image.")
+    if "ImageConfig" in req:
+        if function.package_type != records.IMAGE:
+            raise invalid("ImageConfig is only supported for functions of PackageType Image.")
+        values["image_config"] = images.image_config(req["ImageConfig"])
     if "Runtime" in req:
         _check_runtime(ctx, req["Runtime"])
         values["runtime"] = req["Runtime"]
