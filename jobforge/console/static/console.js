@@ -52,7 +52,7 @@
     var rows = document.getElementById("job-rows");
     if (version && rows) rows.dataset.version = version;
   });
-  document.addEventListener("htmx:afterSwap", function (event) { refreshTimes(event.detail.target); bars(); });
+  document.addEventListener("htmx:afterSwap", function () { refreshTimes(); bars(); });
 
   // -- keyboard: "/" focuses the page's search --------------------------------------------------
   document.addEventListener("keydown", function (event) {
