@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import time
 import uuid
 
-import boto3
 import numpy as np
 import pytest
 
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_session
 
 # The Braket SDK is imported by the tests that use it, so that collecting them stays fast.
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
@@ -35,16 +35,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(server):
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    from braket.aws import AwsSession
-
-    yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_session(server) as session:
+        yield session
 
 
 def ansatz(n: int, seed: int):

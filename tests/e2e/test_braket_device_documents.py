@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
-import boto3
 import pytest
 
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_session
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     server = ServerProcess(tmp_path_factory.mktemp("braket-devices") / "data").start()
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    from braket.aws import AwsSession
-
-    yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_session(server) as session:
+        yield session
     server.stop()
 
 

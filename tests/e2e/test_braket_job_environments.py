@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,10 +20,11 @@ import tarfile
 import time
 import uuid
 
-import boto3
 import pytest
 
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_session
 
 PACKAGE = "tabulate==0.10.0"  # small, pure Python, and not among the server's own packages
 DEVICE = "local:braket/braket_sv"
@@ -71,16 +71,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(server):
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    from braket.aws import AwsSession
-
-    yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_session(server) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ starts with nothing to install."""
 
 from __future__ import annotations
 
-import os
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_session
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 
@@ -46,16 +46,8 @@ def main():
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     server = ServerProcess(tmp_path_factory.mktemp("braket-pennylane") / "data").start()
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    from braket.aws import AwsSession
-
-    yield AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_session(server) as session:
+        yield session
     server.stop()
 
 

@@ -10,7 +10,6 @@ failures, the runtime limit and a server killed mid-job.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,8 @@ import sqlalchemy as sa
 
 from jobforge.core.store import create_engine, job_metrics
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_environment, sdk_session
 
 if TYPE_CHECKING:  # the Braket SDK is imported by the tests that use it, so that collecting them stays fast
     from braket.aws import AwsQuantumJob
@@ -80,14 +81,8 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sdk_env(server):
     """Point the SDK (and every boto3 client it makes) at the server."""
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_environment(server):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -242,33 +237,26 @@ def _log(session, job) -> str:
 
 
 def test_server_killed_mid_job_resumes_from_checkpoint(tmp_path, source):
-    from braket.aws import AwsQuantumJob, AwsSession
+    from braket.aws import AwsQuantumJob
 
     data = tmp_path / "data"
     first = ServerProcess(data).start()
-    saved = dict(os.environ)
-    creds = first.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=first.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
     second = None
     try:
-        session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-        role = f"arn:aws:iam::{session.account_id}:role/service-role/AmazonBraketJobsExecutionRole"
-        job = AwsQuantumJob.create(device="local:braket/braket_sv", source_module=source, entry_point="algo:slow",
-                                   hyperparameters={"steps": "8", "pause": "0.5"}, role_arn=role,
-                                   aws_session=session)
-        engine = create_engine(f"sqlite:///{data / 'jobforge.db'}")
-        wait_for(lambda: _steps(engine) >= 3 and _checkpointed(session.account_id) >= 3, timeout=90)
-        first.kill()
-        second = ServerProcess(data, port=first.port).start()
-        wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=120)
-        assert job.state() == "COMPLETED", job.metadata().get("failureReason")
-        assert job.result()["start"] >= 3  # continued from its checkpoint, not from the beginning
-        assert "QUEUED_FOR_EXECUTION" in [e["eventType"] for e in job.metadata()["events"][2:]]
+        with sdk_session(first) as session:
+            role = f"arn:aws:iam::{session.account_id}:role/service-role/AmazonBraketJobsExecutionRole"
+            job = AwsQuantumJob.create(device="local:braket/braket_sv", source_module=source, entry_point="algo:slow",
+                                       hyperparameters={"steps": "8", "pause": "0.5"}, role_arn=role,
+                                       aws_session=session)
+            engine = create_engine(f"sqlite:///{data / 'jobforge.db'}")
+            wait_for(lambda: _steps(engine) >= 3 and _checkpointed(session.account_id) >= 3, timeout=90)
+            first.kill()
+            second = ServerProcess(data, port=first.port).start()
+            wait_for(lambda: job.state() in AwsQuantumJob.TERMINAL_STATES, timeout=120)
+            assert job.state() == "COMPLETED", job.metadata().get("failureReason")
+            assert job.result()["start"] >= 3  # continued from its checkpoint, not from the beginning
+            assert "QUEUED_FOR_EXECUTION" in [e["eventType"] for e in job.metadata()["events"][2:]]
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         for srv in (second, first):
             if srv is not None:
                 srv.stop()
@@ -282,8 +270,12 @@ def _checkpointed(account: str) -> int:
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     except s3.exceptions.NoSuchBucket:
         return 0
-    steps = [json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["dataDictionary"]["next"]
-             for key in keys if key.endswith("_loop.json")]
+    steps = []
+    for key in (k for k in keys if k.endswith("_loop.json")):
+        try:  # the sync may replace the object between the listing and the read
+            steps.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["dataDictionary"]["next"])
+        except s3.exceptions.NoSuchKey:
+            pass
     return max(steps, default=0)
 
 

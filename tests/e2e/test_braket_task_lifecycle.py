@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from jobforge.testing_server import ServerProcess
+
+from braket_client import sdk_session
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 
@@ -24,18 +25,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(server):
-    saved = dict(os.environ)
-    creds = server.credentials()
-    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
-                      AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"], AWS_DEFAULT_REGION="us-east-1",
-                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    from braket.aws import AwsSession
-
-    session = AwsSession(boto_session=boto3.Session(region_name="us-east-1"))
-    session.boto_session.client("s3").create_bucket(Bucket="tasks")
-    yield session
-    os.environ.clear()
-    os.environ.update(saved)
+    with sdk_session(server) as session:
+        session.boto_session.client("s3").create_bucket(Bucket="tasks")
+        yield session
 
 
 def test_adjoint_gradient_is_refused_at_create(session):
