@@ -12,7 +12,8 @@ and the role's temporary credentials with ``AWS_*`` pointing at jobforge. The se
 same process. A session ends after its idle timeout (unless its agent says ``HealthyBusy``), at its
 maximum lifetime, on StopRuntimeSession, when its runtime is updated away from or deleted, or when its
 agent exits. What the agent prints goes to CloudWatch Logs, group
-``/aws/bedrock-agentcore/runtimes/<runtime id>-<endpoint>``, one stream per session process.
+``/aws/bedrock-agentcore/runtimes/<runtime id>-<endpoint>``, one stream per session process. A container
+runtime's session is a container of its image instead (``container_agent``), run by the server's engine.
 
 Of servers sharing a database, the one that starts a session hosts it (``core.agent_sessions``): the
 session's invocations and StopRuntimeSession reaching another server are forwarded to it; once its lease
@@ -43,7 +44,8 @@ import sqlalchemy as sa
 from jobforge.core import accounts, agent_sessions
 from jobforge.core import agent_runtimes as records
 from jobforge.core.server_leases import OwnedElsewhere, ServerLeases
-from jobforge.execution import function_code
+from jobforge.execution import container_agent, container_engine, function_code
+from jobforge.execution.container_agent import AgentContainer
 from jobforge.execution.function_host import LogWriter, available_runtimes
 from jobforge.execution.process_host import Hosted, HostedSpec, ProcessHost
 
@@ -111,6 +113,7 @@ class Session:
     active: int = 0
     name: str = field(default_factory=lambda: PREFIX + uuid.uuid4().hex)
     hosted: Hosted | None = None
+    container: AgentContainer | None = None  # a container runtime's, instead
     dial: socket.socket | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     failure: str | None = None
@@ -118,6 +121,8 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        if self.container is not None:
+            return self.failure is None and self.container.exit_code() is None
         return self.failure is None and self.hosted is not None and self.hosted.process is not None \
             and self.hosted.process.poll() is None
 
@@ -150,6 +155,7 @@ class AgentHost:
         self.keys = keys
         self.memory_mb = memory_mb  # what this host gives sessions, all together
         self.code_root = settings.data_dir / "agentcore-code"
+        self.containers = container_engine.configured(settings)  # runs container runtimes' sessions
         self.runtimes = {name.replace("python", "PYTHON_").replace(".", "_"): path
                          for name, path in available_runtimes().items()}
         self._lock = threading.Lock()
@@ -163,6 +169,8 @@ class AgentHost:
         """Clear what this server's previous life's sessions left (their processes are gone: their credentials
         go too) and finish the versions left preparing."""
         self.processes.sweep(PREFIX)
+        if self.containers is not None:
+            self.containers.sweep(PREFIX)
         self.reclaim(self.server_id)
         self.keys.revoke_server(None, PREFIX)  # issued before servers recorded themselves with credentials
         self._logs = LogWriter(self.engine)
@@ -210,7 +218,7 @@ class AgentHost:
 
     def _prepare(self, version: records.Version) -> None:
         try:
-            failure = self.network_problem() or self._unpack(version)
+            failure = self._version_problem(version)
         except Exception as err:  # noqa: BLE001  (the reason is the runtime's failureReason)
             failure = f"The code could not be unpacked: {err}"
         try:
@@ -219,6 +227,18 @@ class AgentHost:
             log.debug("version %s of %s was not settled", version.version, version.runtime, exc_info=True)
             return
         self.retire(version.runtime)
+
+    def _version_problem(self, version: records.Version) -> str | None:
+        """Why the version cannot run here, if it cannot: its image is not on the engine, or its code."""
+        image = container_agent.image_of(version)
+        if image is None:
+            return self.network_problem() or self._unpack(version)
+        if self.containers is None:
+            return "This server runs no container engine: start it with jobforge serve --container-engine docker " \
+                   "(or podman) to run container runtimes."
+        if self.containers.image(image) is None:
+            return f"The image {image} is not on this host's {self.containers.name}: build, pull or load it there."
+        return None
 
     def _unpack(self, version: records.Version) -> str | None:
         target = self.code_dir(version)
@@ -373,6 +393,9 @@ class AgentHost:
         hosted, session.hosted = session.hosted, None
         if hosted is not None:
             self.processes.stop(hosted)
+        container, session.container = session.container, None
+        if container is not None:
+            container.stop()
         if session.dial is not None:
             session.dial.close()
         self.keys.revoke_job(session.name)
@@ -397,6 +420,8 @@ class AgentHost:
     # -- a session's process -----------------------------------------------------------
     def _start(self, session: Session) -> None:
         version = session.version
+        if container_agent.image_of(version) is not None:
+            return self._start_container(session)
         code = version.config["agentRuntimeArtifact"]["codeConfiguration"]
         python = self.runtimes.get(code["runtime"])
         if python is None:
@@ -442,10 +467,29 @@ class AgentHost:
                          name=f"dial-{session.name}", daemon=True).start()
         self._wait_until_healthy(session)
 
+    def _start_container(self, session: Session) -> None:
+        """A container runtime's session: its image run by the engine, healthy once GET /ping says so."""
+        if self.containers is None:
+            raise InitFailed("This server runs no container engine (jobforge serve --container-engine).")
+        runtime, version = session.runtime, session.version
+        credential = accounts.issue_temporary_credentials(
+            self.engine, runtime.account_id, f"arn:aws:sts::{runtime.account_id}:assumed-role/"
+            f"{version.config['roleArn'].rsplit('/', 1)[-1]}/BedrockAgentCore-{session.key[2][:32]}",
+            CREDENTIAL_SECONDS, session.name, self.server_id)
+        env = container_agent.environment(runtime, credential, version.config.get("environmentVariables"))
+        session.container = AgentContainer(self.containers, session.name, container_agent.image_of(version), env,
+                                           self.settings.endpoint_url, SESSION_MEMORY_MB,
+                                           lambda line: self._output(session, line))
+        try:
+            session.container.start(INIT_SECONDS)
+        except OSError as err:
+            raise InitFailed(f"Runtime initialization failed: the container could not start: {err}") from None
+        self._wait_until_healthy(session)
+
     def _wait_until_healthy(self, session: Session) -> None:
         deadline = time.monotonic() + INIT_SECONDS
         while time.monotonic() < deadline:
-            code = session.hosted.process.poll()
+            code = session.container.exit_code() if session.container is not None else session.hosted.process.poll()
             if code is not None:
                 how = f"signal {-code}" if code < 0 else f"status {code}"
                 raise InitFailed(f"Runtime initialization failed: the agent exited with {how} before it answered "
@@ -469,7 +513,9 @@ class AgentHost:
         return document.get("status") if isinstance(document, dict) else None
 
     def _connect(self, session: Session) -> socket.socket:
-        """A socket connected to the session's agent, made inside its network namespace."""
+        """A socket connected to the session's agent, made inside its network namespace (or its container's)."""
+        if session.container is not None:
+            return session.container.connect(10.0)
         hosted = session.hosted
         if hosted is None or hosted.control is None:
             raise ConnectionRefusedError("the session has ended")

@@ -2,8 +2,10 @@
 
 A runtime's code is a .zip archive in S3 (read with the caller's account when the request arrives, kept
 under the data dir) holding the agent's entry point and its dependencies, as AgentCore's direct code
-deployment takes it. Each create or update makes a version, CREATING (or UPDATING) until its code is
-unpacked, then READY (the DEFAULT endpoint moves to it) or CREATE_FAILED / UPDATE_FAILED with the reason.
+deployment takes it, or a container image (``containerConfiguration``) the server's container engine has,
+built for this host's architecture (AgentCore's own hosts take ARM64 images). Each create or update makes a
+version, CREATING (or UPDATING) until its code is unpacked or its image found, then READY (the DEFAULT
+endpoint moves to it) or CREATE_FAILED / UPDATE_FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from jobforge.core import agent_runtimes as records
 from jobforge.core import idempotency, paging, tags
 from jobforge.core.errors import ServiceError
 from jobforge.execution import container_engine
+from jobforge.execution.container_engine import HOST_ARCHITECTURE
 
 MAX_ARCHIVE = 250 * 1024 * 1024  # the largest .zip archive AgentCore takes for direct code deployment
 CONTAINER_REFUSAL = container_engine.refusal(
@@ -40,18 +43,11 @@ def _check(ctx: RequestContext, req: dict) -> None:
             raise invalid(f"{what} ({member}) are not supported by jobforge.")
     artifact = req["agentRuntimeArtifact"]
     if "containerConfiguration" in artifact:
-        raise invalid(CONTAINER_REFUSAL)
-    if "codeConfiguration" not in artifact:
-        raise invalid("agentRuntimeArtifact must give a codeConfiguration.")
-    code = artifact["codeConfiguration"]
-    if code["runtime"] not in host(ctx).runtimes:
-        offered = ", ".join(sorted(host(ctx).runtimes)) or "none"
-        raise invalid(f"The runtime {code['runtime']} is not available on this host; it offers {offered} "
-                      "(jobforge runs Python agents with the Python versions installed beside it).")
-    entry = code["entryPoint"]
-    if len(entry) != 1 or not entry[0].endswith(".py"):
-        raise invalid(f"entryPoint must name the agent's Python file in the archive (['main.py']); {entry} is "
-                      "not supported by jobforge.")
+        _check_image(ctx, artifact["containerConfiguration"]["containerUri"])
+    elif "codeConfiguration" not in artifact:
+        raise invalid("agentRuntimeArtifact must give a codeConfiguration or a containerConfiguration.")
+    else:
+        _check_code(ctx, artifact["codeConfiguration"])
     network = (req.get("networkConfiguration") or {}).get("networkMode", "PUBLIC")
     if network != "PUBLIC":
         raise invalid(f"The network mode {network} is not supported by jobforge: sessions run on this host.")
@@ -67,6 +63,30 @@ def _check(ctx: RequestContext, req: dict) -> None:
         require_role(ctx, req["roleArn"], "ValidationException", 400)
     except ServiceError as err:
         raise invalid(err.message) from None
+
+
+def _check_image(ctx: RequestContext, uri: str) -> None:
+    engine = host(ctx).containers
+    if engine is None:
+        raise invalid(CONTAINER_REFUSAL)
+    image = engine.image(uri)
+    if image is None:
+        raise invalid(f"The image {uri} is not on this host's {engine.name}: build, pull or load it there first "
+                      f"({engine.name} images lists what it has; jobforge pulls no images).")
+    if image.architecture != HOST_ARCHITECTURE:
+        raise invalid(f"The image {uri} is built for {image.architecture or 'an unknown architecture'}; this host "
+                      f"runs {HOST_ARCHITECTURE} images.")
+
+
+def _check_code(ctx: RequestContext, code: dict) -> None:
+    if code["runtime"] not in host(ctx).runtimes:
+        offered = ", ".join(sorted(host(ctx).runtimes)) or "none"
+        raise invalid(f"The runtime {code['runtime']} is not available on this host; it offers {offered} "
+                      "(jobforge runs Python agents with the Python versions installed beside it).")
+    entry = code["entryPoint"]
+    if len(entry) != 1 or not entry[0].endswith(".py"):
+        raise invalid(f"entryPoint must name the agent's Python file in the archive (['main.py']); {entry} is "
+                      "not supported by jobforge.")
 
 
 def _code(ctx: RequestContext, req: dict) -> bytes:
@@ -88,6 +108,13 @@ def _code(ctx: RequestContext, req: dict) -> bytes:
     return b"".join(store.read(info, 0, info.size))
 
 
+def _stored_code(ctx: RequestContext, key: str, req: dict) -> str:
+    """Where the version's code archive is kept; "" for a container image, which the engine keeps."""
+    if "containerConfiguration" in req["agentRuntimeArtifact"]:
+        return ""
+    return str(host(ctx).store_code(key, _code(ctx, req)))
+
+
 def _config(req: dict) -> dict:
     return {member: req[member] for member in KEPT if req.get(member) is not None}
 
@@ -104,10 +131,10 @@ def create_agent_runtime(ctx: RequestContext, req: dict) -> dict:
                     "agentRuntimeVersion": "1", "createdAt": when(version.created_at), "status": version.status}
     _check(ctx, req)
     key = records.new_key()
-    code_file = host(ctx).store_code(key, _code(ctx, req))
+    code_file = _stored_code(ctx, key, req)
     try:
         runtime = records.create(ctx.engine, key, ctx.account_id, ctx.region, req["agentRuntimeName"], _config(req),
-                                 str(code_file), token)
+                                 code_file, token)
     except ServiceError:
         host(ctx).drop_code(key)
         raise
@@ -158,8 +185,8 @@ def update_agent_runtime(ctx: RequestContext, req: dict) -> dict:
         raise ServiceError("ConflictException", f"Agent runtime {runtime.runtime_id} is {latest.status}; update it "
                            "once that is done.", 409)
     _check(ctx, req)
-    code_file = host(ctx).store_code(runtime.id, _code(ctx, req))
-    version = records.add_version(ctx.engine, runtime, _config(req), str(code_file))
+    code_file = _stored_code(ctx, runtime.id, req)
+    version = records.add_version(ctx.engine, runtime, _config(req), code_file)
     host(ctx).prepare(version)
     return {"agentRuntimeArn": runtime.arn, "agentRuntimeId": runtime.runtime_id,
             "agentRuntimeVersion": str(version.version), "createdAt": when(runtime.created_at),
