@@ -271,6 +271,8 @@ def list_pipeline_executions(ctx: RequestContext, req: dict) -> dict:
 
 @handler("sagemaker", "ListPipelineExecutionSteps")
 def list_pipeline_execution_steps(ctx: RequestContext, req: dict) -> dict:
+    if "PipelineExecutionArn" not in req:
+        raise validation_error("PipelineExecutionArn is required: name the execution whose steps to list.")
     execution = _execution(ctx, req["PipelineExecutionArn"])
     pipeline = pipelines.PIPELINES.find(ctx.engine, ctx.account_id, ctx.region, execution.pipeline_arn)
     defined = pipeline_definitions.parse(pipelines.definition(ctx.engine, pipeline, execution.version)).steps

@@ -150,6 +150,8 @@ def _check_parameters(entries: Any) -> dict[str, dict]:
         unknown = set(entry) - {"Name", "Type", "DefaultValue", "EnumValues"}
         if unknown:
             raise _invalid(f"parameter {name} has unknown members {sorted(unknown)}.")
+        if not isinstance(entry.get("EnumValues", []), list):
+            raise _invalid(f"parameter {name}: EnumValues must be a list.")
         entry = dict(entry, Type=entry.get("Type", "String"))
         if entry["Type"] not in PARAMETER_TYPES:
             raise _invalid(f"parameter {name} has Type {entry['Type']}; types are {', '.join(PARAMETER_TYPES)}.")
@@ -252,7 +254,13 @@ def _check_step(entry: Any, seen: dict) -> None:
     if kind not in STEP_TYPES:
         raise _invalid(f"step '{name}' has Type {kind}, which jobforge does not run: it runs steps of type "
                        f"{' and '.join(STEP_TYPES)}.")
-    if (entry.get("CacheConfig") or {}).get("Enabled"):
+    for member in ("DisplayName", "Description"):
+        if not isinstance(entry.get(member, ""), str):
+            raise _invalid(f"step '{name}': {member} must be a string.")
+    cache = entry.get("CacheConfig") or {}
+    if not isinstance(cache, dict):
+        raise _invalid(f"step '{name}': CacheConfig must be an object.")
+    if cache.get("Enabled"):
         raise _invalid(f"step '{name}': CacheConfig is not supported by jobforge: every execution runs its steps.")
     if entry.get("RetryPolicies"):
         raise _invalid(f"step '{name}': RetryPolicies are not supported by jobforge.")

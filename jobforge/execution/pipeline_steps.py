@@ -19,7 +19,8 @@ import secrets
 import string
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as UnreachableError
 
 from jobforge.core import pipelines
 from jobforge.core.pipeline_definitions import Scope, StepDefinition, Unresolved, evaluate
@@ -27,11 +28,15 @@ from jobforge.core.pipeline_definitions import Scope, StepDefinition, Unresolved
 # A Lineage step's metadata lists at most this many ARNs of each kind and associations (the model's limits).
 METADATA_ARNS = 5
 METADATA_ASSOCIATIONS = 10
+# The server not answering: the runner's next pass tries again. Any other error of the client is the step's.
+RETRIED = (UnreachableError, HTTPClientError)
 
 
-def _error(err: ClientError) -> str:
-    error = err.response.get("Error", {})
-    return f"{error.get('Code', 'Error')}: {error.get('Message', str(err))}"
+def _error(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', str(err))}"
+    return f"The step's arguments cannot be sent as a request ({type(err).__name__}: {err})."
 
 
 def _json_safe(value: Any) -> Any:
@@ -70,8 +75,10 @@ def create_job(sagemaker, engine, row: pipelines.Step) -> None:
     state = row.state
     try:
         arn = sagemaker.create_job(JobName=state["JobName"], **state["Arguments"])["JobArn"]
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code")
+    except RETRIED:
+        raise
+    except Exception as err:
+        code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
         existing = _describe(sagemaker, state) if code == "ResourceInUse" else None
         if existing is None:
             pipelines.update_step(engine, row, status="Failed", failure_reason=_error(err))
@@ -157,7 +164,9 @@ def run_lineage(sagemaker, engine, execution: pipelines.Execution, step: StepDef
     except Unresolved as err:
         pipelines.update_step(engine, row, status="Failed", failure_reason=str(err))
         return
-    except ClientError as err:
+    except RETRIED:
+        raise
+    except Exception as err:
         pipelines.update_step(engine, row, status="Failed", failure_reason=_error(err))
         return
     metadata = {f"{kind}Arns": dict(list(arns.items())[:METADATA_ARNS]) for kind, arns in created.items() if arns}

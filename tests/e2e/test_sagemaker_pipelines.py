@@ -236,6 +236,16 @@ def test_a_bad_job_argument_fails_its_step_with_the_create_jobs_error(server, ro
     assert _steps(sm, arn)["Odd"]["FailureReason"].startswith("ValidationException: JobConfigSchemaVersion 9.9.9")
 
 
+def test_arguments_no_request_can_carry_fail_their_step(server, role_arn):
+    sm = server.client("sagemaker")
+    name = _pipeline(sm, role_arn, [
+        {"Name": "Record", "Type": "Lineage", "Arguments": {"Artifacts": [
+            {"ArtifactType": "Report", "Source": {"SourceUri": "s3://b/k"}, "Colour": "blue"}]}}])
+    arn = sm.start_pipeline_execution(PipelineName=name)["PipelineExecutionArn"]
+    assert _wait(sm, arn)["PipelineExecutionStatus"] == "Failed"
+    assert "cannot be sent as a request" in _steps(sm, arn)["Record"]["FailureReason"]
+
+
 def test_start_checks_parameters(server, role_arn):
     sm = server.client("sagemaker")
     name = _pipeline(sm, role_arn, [{"Name": "A", "Type": "Job", "Arguments": _job(role_arn)}],
