@@ -61,6 +61,8 @@ class _Attempt:
     actor: object  # ray.actor.ActorHandle
     ended: object  # the ObjectRef of the actor's wait()
     placed: object | None  # the ObjectRef of its where(), until it is read
+    request: dict | None  # the job's resources, held on its node until the actor ends
+    counted_on: str | None = None  # the node whose free resources it was counted against at submission
     node: dict | None = None  # where() once read
     force_sent: float | None = None
 
@@ -89,7 +91,7 @@ class RayExecutor:
         self._attempts: dict[str, _Attempt] = {}  # handle → attempt
         self._ended_logs: OrderedDict[str, str] = OrderedDict()  # job id → the end of its last worker's output
         self._base: dict = {}
-        self._free: list[Capacity] = []
+        self._free: dict[str, Capacity] = {}  # node id → its free resources, as last read (and counted since)
         self._free_read = 0.0
         self._warned_nodes: set[str] = set()
         self._seen: dict[str, tuple[float, Capacity]] = {}  # node id → when it was last seen alive, its size
@@ -155,11 +157,24 @@ class RayExecutor:
     def can_start(self, request: dict, held: Capacity) -> bool:
         return self._fitting(request) is not None
 
-    def _fitting(self, request: dict) -> Capacity | None:
+    def _fitting(self, request: dict) -> str | None:
+        """A node with the request's resources free (its id), by the last reading and what was counted since."""
         if time.monotonic() - self._free_read > VIEW_SECONDS:
-            self._free = [node_capacity(n) for n in ray_state.available_resources_per_node().values()]
+            self._free = {node_id: node_capacity(n) for node_id, n in ray_state.available_resources_per_node().items()}
             self._free_read = time.monotonic()
-        return next((node for node in self._free if node.fits(request, Capacity(0, 0, 0))), None)
+        return next((node_id for node_id, node in self._free.items() if node.fits(request, Capacity(0, 0, 0))), None)
+
+    def _count(self, node_id: str | None, request: dict, sign: int) -> None:
+        """Take a request's resources from a node's free resources (sign -1) or give them back (+1) until Ray
+        reports the node's own count: admission then goes on at once, without waiting for the next reading."""
+        node = self._free.get(node_id)
+        if node is None:
+            return
+        node.cpus += sign * request.get("cpus", 1)
+        node.memory_mb += sign * request.get("memory_mb", 0)
+        node.gpus += sign * request.get("gpus", 0)
+        for resource, amount in request.get("resources", {}).items():
+            node.resources[resource] = node.resources.get(resource, 0) + sign * amount
 
     def _totals(self) -> list[Capacity]:
         """The live nodes' total resources."""
@@ -181,16 +196,12 @@ class RayExecutor:
                 job.id, job.attempt, job.account_id, bool(kind and kind.workload.account_dir), variables, readable)
         except ValueError as err:  # a name in use, an option Ray refuses
             raise OSError(f"Ray refused the job's actor: {err}") from None
-        node = self._fitting(job.resources)
-        if node is not None:  # until Ray reports it, the actor is counted against the node it likely goes to
-            node.cpus -= job.resources.get("cpus", 1)
-            node.memory_mb -= job.resources.get("memory_mb", 0)
-            node.gpus -= job.resources.get("gpus", 0)
-            for resource, amount in job.resources.get("resources", {}).items():
-                node.resources[resource] = node.resources.get(resource, 0) - amount
+        node_id = self._fitting(job.resources)  # until Ray reports it, counted against the node it likely goes to
+        self._count(node_id, job.resources, -1)
         handle = f"ray:{name}"
         self._ended_logs.pop(job.id, None)
-        self._attempts[handle] = _Attempt(job.id, actor, actor.wait.remote(), actor.where.remote())
+        self._attempts[handle] = _Attempt(job.id, actor, actor.wait.remote(), actor.where.remote(), job.resources,
+                                          node_id)
         return handle
 
     def stop(self, handle: str, force: bool = False) -> None:
@@ -226,8 +237,15 @@ class RayExecutor:
                 code, output = -signal.SIGKILL, f"The job's Ray actor died: {err}"
             self._remember_log(attempt.job_id, output)
             ray.kill(attempt.actor)  # a detached actor lives until it is killed
+            self._release(attempt)
             done.append((handle, code))
         return done
+
+    def _release(self, attempt: _Attempt) -> None:
+        """The resources of an attempt whose actor was just killed are free again: counted so at once (a reading
+        that had not yet seen them taken is corrected at the next one, VIEW_SECONDS later at most)."""
+        if attempt.request is not None:  # None: adopted, its request unknown here
+            self._count(attempt.node["node_id"] if attempt.node else attempt.counted_on, attempt.request, +1)
 
     def _note_placements(self) -> None:
         """Record where each new attempt runs; say once per node when it cannot confine jobs."""
@@ -268,7 +286,7 @@ class RayExecutor:
         except (RayActorError, GetTimeoutError):
             ray.kill(actor)
             return False
-        self._attempts[handle] = _Attempt(job_id, actor, actor.wait.remote(), None, node)
+        self._attempts[handle] = _Attempt(job_id, actor, actor.wait.remote(), None, None, node=node)
         return True
 
     def read_log(self, job_id: str) -> str:
