@@ -19,6 +19,7 @@ import platform
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ENGINES = ("docker", "podman")
 CHECK_SECONDS = 30
@@ -90,7 +91,7 @@ class ContainerSpec:
 
     name: str
     image: str  # an image ID or reference
-    env: dict[str, str]  # passed through the engine's own environment, never on its command line
+    env: dict[str, str]  # passed in a file only the server reads, never on the engine's command line
     memory_mb: int
     entrypoint: list[str] | None = None  # overrides the image's; arguments then given in full
     args: list[str] = field(default_factory=list)
@@ -119,6 +120,7 @@ class ContainerEngine:
         self.path = shutil.which(name) or name
         self.owner = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
         self.host_alias = HOST_ALIAS[name]
+        self.env_dir = Path(data_dir) / "container-env"  # each starting container's variables, until it runs
 
     def _run(self, *args: str, timeout: float = COMMAND_SECONDS) -> subprocess.CompletedProcess:
         try:
@@ -172,19 +174,33 @@ class ContainerEngine:
             command += ["--tmpfs", f"{path}:{options}"]
         if spec.working_dir:
             command += ["--workdir", spec.working_dir]
-        for name in spec.env:
-            command += ["--env", name]  # the value comes from the engine's environment
+        command += ["--env-file", str(self._write_env(spec))]
+        for name, value in spec.env.items():
+            if "\n" in value or "\r" in value:  # a line of its own in the file could not hold it
+                command += ["--env", f"{name}={value}"]
         if spec.entrypoint is not None:
             command += ["--entrypoint", spec.entrypoint[0] if spec.entrypoint else ""]
         command.append(spec.image)
         command += (spec.entrypoint[1:] if spec.entrypoint else []) + list(spec.args)
-        environment = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), **spec.env}
-        for name in ("HOME", "XDG_RUNTIME_DIR", "DOCKER_HOST", "DOCKER_CONFIG", "CONTAINER_HOST",
-                     "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF"):
-            if name in os.environ and name not in spec.env:
-                environment[name] = os.environ[name]
-        return subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                start_new_session=True)
+        try:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                    start_new_session=True)
+        except BaseException:
+            self.drop_env(spec.name)
+            raise
+
+    def _write_env(self, spec: ContainerSpec) -> Path:
+        self.env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.env_dir / f"{spec.name}.env"
+        lines = "".join(f"{name}={value}\n" for name, value in spec.env.items()
+                        if "\n" not in value and "\r" not in value)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(lines)
+        return path
+
+    def drop_env(self, name: str) -> None:
+        """Remove the container's variables once the engine has read them (it has when the container runs)."""
+        (self.env_dir / f"{name}.env").unlink(missing_ok=True)
 
     def state(self, name: str) -> tuple[int, str] | None:
         """(main process ID, address on its network) of a running container; None while it has neither."""
@@ -206,5 +222,7 @@ class ContainerEngine:
         names = [name for name in listed.stdout.split() if name.startswith(prefix)]
         for name in names:
             self.remove(name)
+        for left in self.env_dir.glob(f"{prefix}*.env") if self.env_dir.is_dir() else ():
+            left.unlink(missing_ok=True)
         return len(names)
 

@@ -65,6 +65,12 @@ class RunningContainer:
                                         name=f"output-{self.spec.name}")
         self._reader.start()
         threading.Thread(target=self._watch, name=f"watch-{self.spec.name}", daemon=True).start()
+        try:
+            self._wait_running(timeout)
+        finally:
+            self.engine.drop_env(self.spec.name)
+
+    def _wait_running(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.process.poll() is None:
             state = self.engine.state(self.spec.name)

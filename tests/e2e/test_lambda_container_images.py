@@ -63,7 +63,8 @@ def handler(event, context):
              "request": context.aws_request_id, "arn": context.invoked_function_arn,
              "memory": context.memory_limit_in_mb, "left_ms": context.get_remaining_time_in_millis(),
              "stream": context.log_stream_name, "user": [os.getuid(), os.getgid()], "cwd": os.getcwd(),
-             "greeting": os.environ.get("GREETING"), "endpoint": os.environ.get("AWS_ENDPOINT_URL")}}
+             "greeting": os.environ.get("GREETING"), "lines": os.environ.get("LINES"),
+             "endpoint": os.environ.get("AWS_ENDPOINT_URL")}}
 
 
 def other(event, context):
@@ -144,7 +145,8 @@ def containers(engine: str, server) -> list[str]:
 
 
 def test_create_invoke_update_and_delete(engine, server, lam, role, images):
-    name = make(lam, role, images["v1"], Environment={"Variables": {"GREETING": "hello"}}, MemorySize=256)
+    name = make(lam, role, images["v1"], Environment={"Variables": {"GREETING": "hello", "LINES": "one\ntwo"}},
+                MemorySize=256)
     function = lam.get_function(FunctionName=name)
     config, code = function["Configuration"], function["Code"]
     assert "Runtime" not in config and "Handler" not in config and config["CodeSize"] == 0
@@ -156,6 +158,8 @@ def test_create_invoke_update_and_delete(engine, server, lam, role, images):
     assert answer["StatusCode"] == 200 and "FunctionError" not in answer
     request_id = answer["ResponseMetadata"]["RequestId"]
     assert result["echo"] == {"n": 1} and result["version"] == "v1" and result["greeting"] == "hello"
+    assert result["lines"] == "one\ntwo"
+    assert not list((server.data_dir / "container-env").iterdir())  # its credentials' file went once it ran
     assert result["function"] == name and result["request"] == request_id and result["memory"] == "256"
     assert result["arn"] == config["FunctionArn"] and 0 < result["left_ms"] <= 3000
     assert result["user"] == [993, 990] and result["cwd"] == "/var/task"  # Lambda's user, the image's WORKDIR
