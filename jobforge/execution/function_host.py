@@ -276,7 +276,11 @@ class FunctionHost:
             if self.containers is None:
                 return ("This server runs no container engine: start it with jobforge serve --container-engine "
                         "docker (or podman) to run container-image functions.", "InvalidImage")
-            if self.containers.image(function.image_id) is None:
+            try:
+                image = self.containers.image(function.image_id)
+            except OSError as err:
+                return f"The container engine did not answer: {err}", "InvalidImage"
+            if image is None:
                 return (f"The image {function.resolved_image_uri} is no longer on this host's "
                         f"{self.containers.name}.", "ImageDeleted")
             return None, None
