@@ -5,12 +5,16 @@ second's start revokes none of the first's environments' credentials), and works
 an environment of its own); quantum tasks accepted by the first are run by it alone. Killed with SIGKILL, the
 first server's lease expires and the second reclaims what it left: its environments' credentials are
 revoked, the tasks it had queued run on the second, and the function answers through the second.
+
+An endpoint is served by the server that created it: invoked through the other, the request is forwarded to
+it; updated through the other, it makes the update; killed, the other deploys the endpoint anew and serves it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import tarfile
 import textwrap
 import time
 import uuid
@@ -25,6 +29,7 @@ from jobforge.core.store import access_keys, create_engine
 from jobforge.testing_server import ServerProcess
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
 
 def ghz(qubits: int) -> str:
@@ -41,14 +46,16 @@ def handler(event, context):
 
 
 @pytest.fixture
-def cluster(tmp_path, postgres_url, external_s3):
-    """Starts servers on one database and object store, as the test asks; stops them all afterwards."""
+def cluster(tmp_path_factory, postgres_url, external_s3):
+    """Starts servers on one database and object store, as the test asks; stops them all afterwards. Their data
+    dirs have short paths: a model server's socket path must fit AF_UNIX's limit."""
     args = ["--database-url", postgres_url, "--cpus", "2", "--object-store", external_s3["url"]]
+    root = tmp_path_factory.mktemp("srv")
     started = []
 
     def start(name: str) -> ServerProcess:
-        (tmp_path / name).mkdir()
-        server = ServerProcess(tmp_path / name / "data", extra_args=args, env=external_s3["env"]).start()
+        (root / name).mkdir()
+        server = ServerProcess(root / name / "data", extra_args=args, env=external_s3["env"]).start()
         started.append(server)
         return server
 
@@ -147,3 +154,81 @@ def test_each_server_keeps_its_own_and_the_survivor_reclaims_a_killed_ones(clust
     assert {row.server_id for row in rows} <= {first_id, second_id}
     assert second_id in {row.server_id for row in rows}  # what the first left queued ran on the second
     assert _invoke(second, "who", {"n": 4})["echo"] == {"n": 4}
+
+
+def _deploy(server: ServerProcess, name: str, model_url: str, account: str) -> None:
+    sm = server.client("sagemaker")
+    sm.create_model(ModelName=name, ExecutionRoleArn=f"arn:aws:iam::{account}:role/JobforgeExecutionRole",
+                    PrimaryContainer={"ModelDataUrl": model_url, "Image": SKLEARN_IMAGE})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.t2.medium", "InitialInstanceCount": 1}])
+
+
+def _in_service(server: ServerProcess, name: str, seconds: float = 240) -> dict:
+    sm = server.client("sagemaker")
+    deadline = time.time() + seconds
+    while True:
+        described = sm.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating", "SystemUpdating"):
+            assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+            return described
+        assert time.time() < deadline, described["EndpointStatus"]
+        time.sleep(0.3)
+
+
+def _predict(server: ServerProcess, name: str, rows) -> list:
+    answer = server.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, Body=json.dumps(rows), ContentType="application/json", Accept="application/json")
+    return json.loads(answer["Body"].read())
+
+
+def test_an_endpoint_is_served_by_its_server_through_either_and_taken_over_when_it_dies(cluster):
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    start, engine = cluster
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(100, 4))
+    model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+    rows = features[:4].tolist()
+    expected = model.predict(features[:4]).tolist()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = io.BytesIO()
+        joblib.dump(model, data)
+        info = tarfile.TarInfo("model.joblib")
+        info.size = len(data.getvalue())
+        archive.addfile(info, io.BytesIO(data.getvalue()))
+
+    first, second = start("a"), start("b")
+    account = first.client("sts").get_caller_identity()["Account"]
+    first.client("s3").create_bucket(Bucket="models")
+    first.client("s3").put_object(Bucket="models", Key="model.tar.gz", Body=buffer.getvalue())
+    _deploy(first, "iris", "s3://models/model.tar.gz", account)
+    _deploy(first, "iris-2", "s3://models/model.tar.gz", account)
+    first.client("sagemaker").create_endpoint(EndpointName="iris", EndpointConfigName="iris")
+    _in_service(second, "iris")
+    assert _predict(first, "iris", rows) == expected
+    assert _predict(second, "iris", rows) == expected  # forwarded to the first, which serves it
+    with engine.connect() as conn:
+        owners = set(conn.execute(sa.text("SELECT server_id FROM endpoints")).scalars())
+    assert owners == {_server_id(first)}
+
+    # An update asked of the second server is made by the first, which serves the endpoint.
+    second.client("sagemaker").update_endpoint(EndpointName="iris", EndpointConfigName="iris-2")
+    assert _in_service(second, "iris")["EndpointConfigName"] == "iris-2"
+    assert _predict(second, "iris", rows) == expected
+
+    first.kill()
+    # Once the first server's lease has expired, the second deploys the endpoint anew and serves it.
+    deadline = time.time() + server_leases.LEASE_SECONDS + 6 * server_leases.RENEW_SECONDS + 60
+    while True:
+        with engine.connect() as conn:
+            owners = set(conn.execute(sa.text("SELECT server_id FROM endpoints")).scalars())
+        if owners == {_server_id(second)}:
+            break
+        assert time.time() < deadline, owners
+        time.sleep(0.5)
+    assert _in_service(second, "iris")["EndpointConfigName"] == "iris-2"
+    assert _predict(second, "iris", rows) == expected
