@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 import uuid
 
 import boto3
@@ -44,7 +43,7 @@ def invoke(payload, context):
     action = payload.get("action", "echo")
     print("agent got", json.dumps(payload), flush=True)
     if action == "stream":
-        return stream(payload["n"])
+        return stream(payload)
     if action == "sync-stream":
         return ({"part": i} for i in range(payload["n"]))
     if action == "s3":
@@ -73,10 +72,14 @@ def invoke(payload, context):
             "endpoint": os.environ.get("AWS_ENDPOINT_URL")}
 
 
-async def stream(n):
-    for i in range(n):
-        yield {"chunk": i, "at": time.time()}
-        await asyncio.sleep(0.3)
+async def stream(payload):
+    # Each chunk after the first waits for the caller to have read the one before (it says so in S3): the
+    # answer can only end if it reaches the caller chunk by chunk.
+    s3 = boto3.client("s3")
+    for i in range(payload["n"]):
+        while i and "Contents" not in s3.list_objects_v2(Bucket=payload["bucket"], Prefix=f"read-{i - 1}"):
+            await asyncio.sleep(0.05)
+        yield {"chunk": i}
 
 
 if __name__ == "__main__":
@@ -191,17 +194,20 @@ def test_create_get_list_and_invoke_with_json(server, control, data, role, code,
         agentRuntimeId=runtime["agentRuntimeId"])["runtimeEndpoints"]] == ["DEFAULT"]
 
 
-def test_streaming_answers_arrive_chunk_by_chunk(control, data, role, code):
+def test_streaming_answers_arrive_chunk_by_chunk(server, control, data, role, code):
+    s3 = server.client("s3")
+    bucket = f"agent-stream-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
     runtime = make(control, role, code)
-    answer, stream = invoke(data, runtime["agentRuntimeArn"], {"action": "stream", "n": 3}, session_id())
+    answer, stream = invoke(data, runtime["agentRuntimeArn"], {"action": "stream", "n": 3, "bucket": bucket},
+                            session_id())
     assert answer["contentType"].startswith("text/event-stream")
-    events, arrived = [], []
+    chunks = []
     for line in stream.iter_lines(chunk_size=1):  # as each byte arrives
         if line.startswith(b"data: "):
-            events.append(json.loads(line[len(b"data: "):]))
-            arrived.append(time.time())
-    assert [event["chunk"] for event in events] == [0, 1, 2]
-    assert arrived[2] - arrived[0] > 0.4  # read while the agent was still producing them
+            chunks.append(json.loads(line[len(b"data: "):])["chunk"])
+            s3.put_object(Bucket=bucket, Key=f"read-{chunks[-1]}", Body=b"")  # lets the agent send the next
+    assert chunks == [0, 1, 2]
 
     answer, stream = invoke(data, runtime["agentRuntimeArn"], {"action": "sync-stream", "n": 2}, session_id())
     assert answer["contentType"].startswith("text/event-stream")

@@ -329,7 +329,7 @@ def test_refusals_say_why(sm, role_arn):
     with pytest.raises(ClientError) as caught:
         sm.create_model(ModelName="custom-image", ExecutionRoleArn=role_arn,
                         PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"})
-    assert "container engine" in caught.value.response["Error"]["Message"]
+    assert "runs no other image for an endpoint" in caught.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as caught:
         sm.create_model(ModelName="package", ExecutionRoleArn=role_arn,
                         PrimaryContainer={"ModelPackageName": "no-such-package/1"})

@@ -76,7 +76,7 @@ def test_images_and_model_contents_choose_the_server(tmp_path):
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1") == "xgboost"
     with pytest.raises(frameworks.Unservable, match="TensorFlow"):
         frameworks.image_framework("763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu")
-    with pytest.raises(frameworks.Unservable, match="container engine"):
+    with pytest.raises(frameworks.Unservable, match="runs no other image for an endpoint"):
         frameworks.image_framework("123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:latest")
     (tmp_path / "model.joblib").write_bytes(b"x")
     assert frameworks.server_kind(tmp_path, None, None, {}) == "sklearn"

@@ -1,8 +1,8 @@
 """Which model server a model gets.
 
 Its container image, when it names one, is one of SageMaker's framework images (scikit-learn, XGBoost,
-PyTorch, Hugging Face), whose contract jobforge's own servers follow; any other image would need a container
-engine, which this build does not run: such a model is refused with the reason. Then what the model's
+PyTorch, Hugging Face), whose contract jobforge's own servers follow; any other image is refused with the
+reason (endpoints run no container images). Then what the model's
 ``model.tar.gz`` holds decides (``server_kind``): the script contract (``code/inference.py``, or
 ``SAGEMAKER_PROGRAM``) first, then a compiled artifact, an ONNX graph, a Hugging Face model, an XGBoost
 model, a scikit-learn model.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-from jobforge.execution import container_engine
 
 # SageMaker's framework image repositories → the framework whose contract they serve
 FRAMEWORK_IMAGES = {
@@ -45,10 +43,11 @@ def image_framework(image: str | None) -> str | None:
     if repository in UNSERVED_FRAMEWORKS:
         raise Unservable(f"The image {image} serves {UNSERVED_FRAMEWORKS[repository]} models, which jobforge's "
                          "model servers do not run (no such framework is installed beside jobforge).")
-    raise Unservable(container_engine.refusal(
-        f"Models whose image ({image}) is not one of SageMaker's framework images "
-        f"({', '.join(sorted(FRAMEWORK_IMAGES))})", "leave Image out, or name a framework image, and jobforge's own "
-        "model servers serve the model"))
+    raise Unservable(f"The image {image} is not one of SageMaker's framework images "
+                     f"({', '.join(sorted(FRAMEWORK_IMAGES))}): jobforge serves models with its own model servers, "
+                     "which follow those images' contracts, and runs no other image for an endpoint (not even with "
+                     "--container-engine, which Lambda functions and AgentCore runtimes use). Leave Image out, or "
+                     "name a framework image.")
 
 
 def _first(model_dir: Path, names: tuple[str, ...], suffixes: tuple[str, ...]) -> Path | None:
