@@ -61,7 +61,7 @@ class ResourcePages:
         for part in prefix.split("/")[:-1]:
             walked += part + "/"
             crumbs.append((part, walked))
-        return self.web.render(request, "s3_objects.html", session=session, bucket=bucket, prefix=prefix,
+        return self.web.render(request, "s3_objects.html", session=session, bucket=bucket, key_prefix=prefix,
                                crumbs=crumbs, folders=[p["Prefix"] for p in listed.get("CommonPrefixes") or []],
                                objects=listed.get("Contents") or [], truncated=listed.get("IsTruncated"),
                                errors=errors, presigned=None, title=f"s3://{bucket}/{prefix}")
