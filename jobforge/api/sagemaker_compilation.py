@@ -16,9 +16,10 @@ import sqlalchemy as sa
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
-from jobforge.core import jobs, kinds, model_packages
+from jobforge.core import jobs, kinds, model_packages, sagemaker_tags
 from jobforge.core.errors import validation_error
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
+from jobforge.core.store import jobs_table
 from jobforge.core.timestamps import from_epoch
 from jobforge.workloads.compile import frameworks, options, shapes, targets
 
@@ -119,7 +120,7 @@ def create_compilation_job(ctx: RequestContext, req: dict) -> dict:
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["CompilationJobName"],
         spec=spec, resources=_resources(ctx, spec["target"]), role_arn=req["RoleArn"],
         max_runtime=req["StoppingCondition"].get("MaxRuntimeInSeconds"),
-        tags_={t["Key"]: t["Value"] for t in req.get("Tags", [])}, secondary_status="Starting")
+        tags_=sagemaker_tags.requested(req.get("Tags")), secondary_status="Starting")
     ctx.runtime.scheduler.wake()
     return {"CompilationJobArn": job.arn}
 
@@ -165,6 +166,7 @@ KIND = kinds.register(JobKind(
     workload=Workload("jobforge.workloads.compile.job", resumable=False),
     arn=lambda region, account, name, _id: f"arn:aws:sagemaker:{region}:{account}:compilation-job/{name}",
     log_group=LogGroup("/aws/sagemaker/CompilationJobs", log_stream), describe=describe))
+sagemaker_tags.register("compilation-job", jobs_table, jobs_table.c.family == KIND.name)
 
 
 def _job(ctx: RequestContext, req: dict) -> jobs.Job:

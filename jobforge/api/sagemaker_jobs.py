@@ -17,9 +17,10 @@ from jsonschema.exceptions import best_match
 
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
-from jobforge.core import jobs, kinds, tags
+from jobforge.core import jobs, kinds, sagemaker_tags, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
+from jobforge.core.store import jobs_table
 from jobforge.core.timestamps import from_epoch
 
 STATUSES = {"QUEUED": "InProgress", "STARTING": "InProgress", "RUNNING": "InProgress", "STOPPING": "Stopping",
@@ -31,6 +32,7 @@ SECONDARY = {"TIMED_OUT": "MaxRuntimeExceeded", "STOPPED": "Stopped", "FAILED": 
 # Internal progress names that are not SageMaker secondary statuses.
 SECONDARY_ALIASES = {"TimedOut": "MaxRuntimeExceeded", "Restarting": "Restarting", "Starting": "Starting"}
 PREFIX = "sagemaker-job/"  # before the category in the name of its kind
+sagemaker_tags.register("job", jobs_table, jobs_table.c.family.startswith(PREFIX, autoescape=True))
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def create_job(ctx: RequestContext, req: dict) -> dict:
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=category,
         name=req["JobName"], spec=dict(spec, JobConfigDocument=document),
         resources=resources, role_arn=req["RoleArn"], max_runtime=max_runtime,
-        tags_={t["Key"]: t["Value"] for t in req.get("Tags", [])}, secondary_status="Pending")
+        tags_=sagemaker_tags.requested(req.get("Tags")), secondary_status="Pending")
     ctx.runtime.scheduler.wake()
     return {"JobArn": job.arn}
 

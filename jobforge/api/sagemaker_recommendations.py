@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from jobforge.api import recommendation_deployments
 from jobforge.api.base import RequestContext, handler
 from jobforge.api.roles import require_role
-from jobforge.core import hosting, instance_types, jobs, kinds, paging
+from jobforge.core import hosting, instance_types, jobs, kinds, paging, sagemaker_tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.kinds import JobErrors, JobKind, LogGroup, Workload
 from jobforge.core.store import jobs_table
@@ -238,7 +238,7 @@ def create_inference_recommendations_job(ctx: RequestContext, req: dict) -> dict
         ctx.engine, account_id=ctx.account_id, region=ctx.region, kind=KIND, name=req["JobName"], spec=spec,
         resources={"cpus": 1, "memory_mb": GENERATOR_MEMORY_MB, "gpus": 0}, role_arn=req["RoleArn"],
         max_runtime=spec["job_seconds"] + TEARDOWN_SECONDS,
-        tags_={t["Key"]: t["Value"] for t in req.get("Tags", [])})
+        tags_=sagemaker_tags.requested(req.get("Tags")))
     ctx.runtime.scheduler.wake()
     return {"JobArn": job.arn}
 
@@ -310,6 +310,7 @@ KIND = kinds.register(JobKind(
                                            f"{name.lower()}",
     log_group=LogGroup(recommendation_deployments.LOG_GROUP, lambda job: f"{job.name}/{job.id}"),
     on_terminal=recommendation_deployments.close_job, describe=describe))
+sagemaker_tags.register("inference-recommendations-job", jobs_table, jobs_table.c.family == KIND.name)
 
 
 def _job(ctx: RequestContext, req: dict) -> jobs.Job:

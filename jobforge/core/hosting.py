@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
-from jobforge.core import tags
+from jobforge.core import sagemaker_tags, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.store import metadata, reading
 
@@ -49,6 +49,9 @@ endpoints = _named_table(
     sa.Column("last_modified", sa.Float, nullable=False),
     sa.Column("server_id", sa.String(32), index=True),  # the server whose instances serve it (server_leases)
 )
+sagemaker_tags.register("model", hosting_models)
+sagemaker_tags.register("endpoint-config", endpoint_configs)
+sagemaker_tags.register("endpoint", endpoints)
 
 
 @dataclass
@@ -97,7 +100,7 @@ def _insert(engine: sa.Engine, table: sa.Table, values: dict, tag_list: list[dic
         with engine.begin() as conn:
             conn.execute(table.insert().values(values))
             if tag_list:
-                tags.put(conn, values["account_id"], values["arn"], {tag["Key"]: tag["Value"] for tag in tag_list})
+                tags.put(conn, values["account_id"], values["arn"], sagemaker_tags.requested(tag_list))
     except sa.exc.IntegrityError:
         raise validation_error(exists) from None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, paging, tags
+from jobforge.core import idempotency, paging, sagemaker_tags, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.idempotency import ClientToken
 from jobforge.core.store import metadata, reading
@@ -42,6 +42,9 @@ lineage_entities = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_lineage_entities_account_region_kind_created", "account_id", "region", "kind", "created_at"),
 )
+sagemaker_tags.register("artifact", lineage_entities, lineage_entities.c.kind == "artifact")
+sagemaker_tags.register("action", lineage_entities, lineage_entities.c.kind == "action")
+sagemaker_tags.register("context", lineage_entities, lineage_entities.c.kind == "context")
 
 lineage_associations = sa.Table(
     "lineage_associations", metadata,
@@ -111,7 +114,7 @@ def create(engine: sa.Engine, account_id: str, region: str, kind: str, *, name: 
         with engine.begin() as conn:
             conn.execute(lineage_entities.insert().values(vars(entity)))
             if tag_list:
-                tags.put(conn, account_id, entity.arn, {t["Key"]: t["Value"] for t in tag_list})
+                tags.put(conn, account_id, entity.arn, sagemaker_tags.requested(tag_list))
             idempotency.remember(conn, token, entity.arn)
     except sa.exc.IntegrityError:
         raise validation_error(f"{LABELS[kind]} {name} already exists: {entity.arn}") from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import tags
+from jobforge.core import sagemaker_tags, tags
 from jobforge.core.errors import ServiceError
 from jobforge.core.regional_records import RegionalTable
 from jobforge.core.store import metadata, reading
@@ -44,6 +44,7 @@ mlflow_apps = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_mlflow_apps_account_region", "account_id", "region"),
 )
+sagemaker_tags.register("mlflow-app", mlflow_apps)
 
 mlflow_app_tokens = sa.Table(
     "mlflow_app_tokens", metadata,
@@ -110,7 +111,7 @@ def insert(engine: sa.Engine, app: App, tag_list: list[dict]) -> None:
     with engine.begin() as conn:
         conn.execute(mlflow_apps.insert().values(vars(app)))
         if tag_list:
-            tags.put(conn, app.account_id, app.arn, {t["Key"]: t["Value"] for t in tag_list})
+            tags.put(conn, app.account_id, app.arn, sagemaker_tags.requested(tag_list))
 
 
 def get(engine: sa.Engine, account_id: str, region: str, arn: str) -> App:

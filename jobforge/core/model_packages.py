@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, tags
+from jobforge.core import idempotency, sagemaker_tags, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.idempotency import ClientToken
 from jobforge.core.regional_records import RegionalTable
@@ -53,6 +53,8 @@ model_packages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_model_packages_account_region_name", "account_id", "region", "name"),
 )
+sagemaker_tags.register("model-package-group", model_package_groups)
+sagemaker_tags.register("model-package", model_packages)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def create_group(engine: sa.Engine, account_id: str, region: str, name: str, des
         with engine.begin() as conn:
             conn.execute(model_package_groups.insert().values(vars(group)))
             if tag_list:
-                tags.put(conn, account_id, group.arn, {t["Key"]: t["Value"] for t in tag_list})
+                tags.put(conn, account_id, group.arn, sagemaker_tags.requested(tag_list))
     except sa.exc.IntegrityError:
         raise validation_error(f"Model Package Group already exists: {group.arn}") from None
     return group
@@ -175,7 +177,7 @@ def create_package(engine: sa.Engine, account_id: str, region: str, *, name: str
                               approval_status, spec, created_by, time.time())
             conn.execute(model_packages.insert().values(vars(package)))
             if tag_list:
-                tags.put(conn, account_id, package.arn, {t["Key"]: t["Value"] for t in tag_list})
+                tags.put(conn, account_id, package.arn, sagemaker_tags.requested(tag_list))
             idempotency.remember(conn, token, package.arn)
     except sa.exc.IntegrityError:
         raise validation_error(f"Model Package already exists: {package_arn(region, account_id, name)}") from None

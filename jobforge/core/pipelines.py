@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from jobforge.core import idempotency, tags
+from jobforge.core import idempotency, sagemaker_tags, tags
 from jobforge.core.errors import ServiceError, validation_error
 from jobforge.core.idempotency import ClientToken
 from jobforge.core.regional_records import RegionalTable
@@ -79,6 +79,9 @@ pipeline_executions = sa.Table(
     sa.Index("ix_pipeline_executions_pipeline_created", "pipeline_id", "created_at"),
     sa.Index("ix_pipeline_executions_status", "status"),
 )
+# An execution's ARN is its pipeline's followed by /execution/<id>: both name the resource type "pipeline".
+sagemaker_tags.register("pipeline", pipelines)
+sagemaker_tags.register("pipeline", pipeline_executions)
 
 pipeline_execution_steps = sa.Table(
     "pipeline_execution_steps", metadata,
@@ -188,7 +191,7 @@ def create(engine: sa.Engine, account_id: str, region: str, *, name: str, displa
             conn.execute(pipeline_versions.insert().values(pipeline_id=pipeline.id, version=1,
                                                            definition=definition, created_at=now))
             if tag_list:
-                tags.put(conn, account_id, pipeline.arn, {t["Key"]: t["Value"] for t in tag_list})
+                tags.put(conn, account_id, pipeline.arn, sagemaker_tags.requested(tag_list))
             idempotency.remember(conn, token, pipeline.arn)
     except sa.exc.IntegrityError:
         raise validation_error(f"Pipeline names must be unique within an AWS account and region. "
@@ -252,6 +255,7 @@ def delete(engine: sa.Engine, pipeline: Pipeline, token: ClientToken | None) -> 
         conn.execute(pipeline_versions.delete().where(pipeline_versions.c.pipeline_id == pipeline.id))
         conn.execute(pipelines.delete().where(pipelines.c.id == pipeline.id))
         tags.remove(conn, pipeline.arn)
+        tags.remove_under(conn, f"{pipeline.arn}/execution/")
         idempotency.remember(conn, token, pipeline.arn)
 
 

@@ -62,3 +62,9 @@ def remove(db: Database, arn: str, keys: list[str] | None = None, *,
                 return
             query = query.where(tags.c.key.in_(doomed))
         conn.execute(query)
+
+
+def remove_under(db: Database, prefix: str) -> None:
+    """Remove the tags of every resource whose ARN begins with ``prefix`` (in its case: SQLite's LIKE ignores it)."""
+    with _writing(db) as conn:
+        conn.execute(tags.delete().where(sa.func.substr(tags.c.resource_arn, 1, len(prefix)) == prefix))
