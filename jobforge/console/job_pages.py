@@ -14,7 +14,8 @@ from jobforge.core import kinds
 from jobforge.core.errors import ServiceError
 from jobforge.core.jobs import STATES
 
-VERSION_HEADER = "x-console-version"  # the list version the page shows; an unchanged list answers 204
+VERSION_HEADER = "x-console-version"  # when the list the page shows last changed; an unchanged list answers 204
+DELTA_HEADER = "x-console-delta"  # the answer holds only the rows changed since that version
 ARTIFACT_LIMIT = 200
 
 
@@ -37,22 +38,30 @@ class JobPages:
     @signed_in()
     async def list_page(self, request: Request, session) -> Response:
         engine, filters = self.web.runtime.engine, self._filters(request)
+        version = await self._thread(job_records.last_change, engine, session.account_id)
         rows = await self._thread(job_records.list_jobs, engine, session.account_id, filters)
-        version = await self._thread(job_records.list_version, engine, session.account_id, filters)
         known = await self._thread(job_records.families_of, engine, session.account_id)
         return self.web.render(request, "jobs.html", session=session, rows=rows, filters=filters, version=version,
                                families=sorted(set(known) | set(kinds.KINDS)), states=STATES, title="Jobs")
 
     @signed_in()
     async def rows(self, request: Request, session) -> Response:
-        """The list's rows, polled by the page: 204 while the listed jobs have not changed."""
+        """The list's rows. A poll names the version its page shows and gets only the rows changed since (each
+        marked whether it still passes the filters), or 204 when none has; a change of filters gets them all."""
         engine, filters = self.web.runtime.engine, self._filters(request)
-        version = await self._thread(job_records.list_version, engine, session.account_id, filters)
-        if request.headers.get(VERSION_HEADER) == version:
+        since = _version(request)
+        if since is None:
+            version = await self._thread(job_records.last_change, engine, session.account_id)
+            rows = await self._thread(job_records.list_jobs, engine, session.account_id, filters)
+            return self.web.render(request, "job_rows.html", session=session, rows=rows,
+                                   headers={VERSION_HEADER: repr(version)})
+        changed = await self._thread(job_records.changed_since, engine, session.account_id, since)
+        if not changed:
             return Response(status_code=204, headers=SECURITY_HEADERS)
-        rows = await self._thread(job_records.list_jobs, engine, session.account_id, filters)
-        return self.web.render(request, "job_rows.html", session=session, rows=rows,
-                               headers={VERSION_HEADER: version})
+        version = max(row.updated_at for row in changed)
+        return self.web.render(request, "job_rows.html", session=session, rows=changed, delta=True,
+                               listed={row.id: filters.matches(row) for row in changed},
+                               headers={VERSION_HEADER: repr(version), DELTA_HEADER: "1"})
 
     async def _job(self, request: Request, session):
         job = await self._thread(job_records.find, self.web.runtime.engine, session.account_id,
@@ -153,6 +162,13 @@ class JobPages:
             return RedirectResponse(f"{PREFIX}/jobs/{job.id}", 303, headers=SECURITY_HEADERS)
         job = await self._job(request, session) or job
         return self._status(request, session, job, error, 400 if error else 200)
+
+
+def _version(request: Request) -> float | None:
+    try:
+        return float(request.headers[VERSION_HEADER])
+    except (KeyError, ValueError):
+        return None
 
 
 def _int(request: Request, name: str) -> int:

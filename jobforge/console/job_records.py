@@ -4,7 +4,6 @@ on jobs go through the families' own operations (``families``)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from jobforge.core import kinds
 from jobforge.core.jobs import TERMINAL, Job
 from jobforge.core.store import job_logs, job_metrics, jobs_table, reading
 
-LIST_LIMIT = 500
+LIST_LIMIT = 200
 LOG_BATCH = 2000
 METRIC_BATCH = 5000
 
@@ -35,24 +34,42 @@ class Filters:
         elif self.status:
             conditions.append(jobs_table.c.state == self.status)
         if self.search:
-            conditions.append(sa.or_(jobs_table.c.name.contains(self.search, autoescape=True),
-                                     jobs_table.c.arn.contains(self.search, autoescape=True)))
+            conditions.append(sa.or_(jobs_table.c.name.icontains(self.search, autoescape=True),
+                                     jobs_table.c.arn.icontains(self.search, autoescape=True)))
         return conditions
+
+    def matches(self, row) -> bool:
+        """Whether a listed row passes the filters (as ``where`` would have it, for rows read without them)."""
+        if self.family and row.family != self.family:
+            return False
+        if self.status == "active" and row.state in TERMINAL or self.status == "terminal" and row.state not in \
+                TERMINAL or self.status not in ("", "active", "terminal") and row.state != self.status:
+            return False
+        wanted = self.search.lower()
+        return not wanted or wanted in row.name.lower() or wanted in row.arn.lower()
 
 
 # Only what the list shows is read: a job's spec and result can be large.
-LIST_COLUMNS = (jobs_table.c.id, jobs_table.c.family, jobs_table.c.name, jobs_table.c.region, jobs_table.c.state,
+LIST_COLUMNS = (jobs_table.c.id, jobs_table.c.family, jobs_table.c.name, jobs_table.c.arn, jobs_table.c.region,
+                jobs_table.c.state,
                 jobs_table.c.secondary_status, jobs_table.c.created_at, jobs_table.c.started_at,
                 jobs_table.c.ended_at, jobs_table.c.updated_at)
 
 
-def list_version(engine: sa.Engine, account_id: str, filters: Filters) -> str:
-    """A digest that changes whenever the listed jobs do: the ETag of the job list, so that an unchanged list
-    costs one aggregate query and no rendering."""
+def last_change(engine: sa.Engine, account_id: str) -> float:
+    """When any of the account's jobs last changed: the version of a job list, whose later polls ask only for
+    the rows changed since (``changed_since``)."""
     with reading(engine) as conn:
-        count, changed = conn.execute(sa.select(sa.func.count(), sa.func.max(jobs_table.c.updated_at))
-                                      .where(*filters.where(account_id))).one()
-    return hashlib.sha256(f"{count}:{changed}:{filters}".encode()).hexdigest()[:32]
+        return conn.execute(sa.select(sa.func.max(jobs_table.c.updated_at))
+                            .where(jobs_table.c.account_id == account_id)).scalar() or 0.0
+
+
+def changed_since(engine: sa.Engine, account_id: str, since: float) -> list:
+    """The account's jobs changed after ``since``, oldest first, whatever the filters (a job may have left them)."""
+    with reading(engine) as conn:
+        return conn.execute(sa.select(*LIST_COLUMNS).where(jobs_table.c.account_id == account_id,
+                                                           jobs_table.c.updated_at > since)
+                            .order_by(jobs_table.c.created_at).limit(LIST_LIMIT)).all()
 
 
 def list_jobs(engine: sa.Engine, account_id: str, filters: Filters) -> list:

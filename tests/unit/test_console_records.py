@@ -57,19 +57,23 @@ def test_filters_by_family_status_and_search(engine, two_accounts):
     assert names(status="RUNNING") == ["tune"]
     assert names(status="active") == ["tune", "bell"]
     assert names(status="terminal") == []
-    assert names(search="tun") == ["tune"]
+    assert names(search="tun") == names(search="TUN") == ["tune"]
     assert names(search="%") == []  # a LIKE wildcard is searched for, not used
 
 
-def test_the_list_version_changes_with_the_account_s_jobs_only(engine, two_accounts):
+def test_a_poll_reads_only_the_account_s_jobs_changed_since_its_version(engine, two_accounts):
     ours, theirs, made = two_accounts
-    before = job_records.list_version(engine, ours, Filters())
-    assert before == job_records.list_version(engine, ours, Filters())
-    assert before != job_records.list_version(engine, ours, Filters(family="braket-job"))
+    version = job_records.last_change(engine, ours)
+    assert job_records.changed_since(engine, ours, version) == []
     jobs.transition(engine, made["foreign"].id, "RUNNING")
-    assert job_records.list_version(engine, ours, Filters()) == before
+    assert job_records.last_change(engine, ours) == version
     jobs.transition(engine, made["braket"].id, "RUNNING")
-    assert job_records.list_version(engine, ours, Filters()) != before
+    changed = job_records.changed_since(engine, ours, version)
+    assert [row.name for row in changed] == ["bell"]
+    assert job_records.last_change(engine, ours) == changed[0].updated_at > version
+    assert Filters(status="active").matches(changed[0]) and not Filters(status="terminal").matches(changed[0])
+    assert Filters(family="braket-job", search="BEL").matches(changed[0])
+    assert not Filters(family="bedrock-customization").matches(changed[0])
 
 
 def test_metrics_logs_and_timeline_read_after_an_id(engine, two_accounts):

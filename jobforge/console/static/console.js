@@ -53,6 +53,30 @@
     if (version && rows) rows.dataset.version = version;
   });
   document.addEventListener("htmx:afterSwap", function () { refreshTimes(); bars(); });
+  // A poll's answer holds only the rows changed since the version sent: each replaces its row, comes in at
+  // its place by creation time, or leaves (data-gone) when it no longer passes the filters.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || !xhr.getResponseHeader("X-Console-Delta")) return;
+    event.detail.shouldSwap = false;
+    var body = document.getElementById("job-rows"), holder = document.createElement("tbody");
+    holder.innerHTML = xhr.responseText;
+    Array.prototype.slice.call(holder.rows).forEach(function (row) {
+      var present = document.getElementById(row.id);
+      if (row.hasAttribute("data-gone")) { if (present) present.remove(); return; }
+      if (present) { present.replaceWith(row); return; }
+      var empty = body.querySelector("[data-empty]");
+      if (empty) empty.remove();
+      var created = parseFloat(row.querySelector("[data-age]").dataset.age), after = null;
+      Array.prototype.some.call(body.rows, function (other) {
+        var age = other.querySelector("[data-age]");
+        if (age && parseFloat(age.dataset.age) < created) { after = other; return true; }
+        return false;
+      });
+      body.insertBefore(row, after);
+    });
+    refreshTimes(body);
+  });
 
   // -- keyboard: "/" focuses the page's search --------------------------------------------------
   document.addEventListener("keydown", function (event) {
