@@ -17,6 +17,7 @@ from signal_game import BASE_ARN, MODEL, jsonl, lambda_agent, register_model
 
 BUCKET = "sdk-evaluator"
 EXPERIMENT = f"mtrl-eval-{MODEL}"  # the SDK's default experiment for the model's evaluations
+EVALUATED: list[str] = []  # the ARN of each evaluation this module ran
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,7 @@ def _evaluate(setup, role_arn, **model):
     execution = evaluator.evaluate()
     execution.wait(poll=1, timeout=900)
     assert execution.status.overall_status == "Succeeded", execution.status
+    EVALUATED.append(execution.arn)
     return execution
 
 
@@ -109,6 +111,14 @@ def _evaluations(server, execution, app: str) -> dict[str, dict]:
         run = MlflowClient(app).get_run(output["MlflowDetails"]["RunId"])
         found[step.step_name] = {"job": job, "document": document, "results": results, "run": run}
     return found
+
+
+def _listed_evaluations() -> dict[str, str]:
+    """MultiTurnRLEvaluator.get_all(): each MTRL evaluation execution of the account, ARN → status. It finds the
+    evaluation pipeline among the account's pipelines by the tag the SDK created it with, read with ListTags."""
+    from sagemaker.train.evaluate import MultiTurnRLEvaluator
+
+    return {execution.arn: execution.status.overall_status for execution in MultiTurnRLEvaluator.get_all()}
 
 
 def _check_pass_at_k(evaluation: dict) -> None:
@@ -148,6 +158,7 @@ def test_base_model_evaluation(server, setup, role_arn):
     assert base["document"]["ServiceOutput"]["MlflowDetails"]["ExperimentName"] == EXPERIMENT
     _check_pass_at_k(base)
     _lineage(server, execution, evaluations)
+    assert _listed_evaluations()[execution.arn] == "Succeeded"
 
 
 def test_fine_tuned_evaluation(server, setup, role_arn, trainer):
@@ -179,3 +190,5 @@ def test_base_and_fine_tuned_side_by_side(server, setup, role_arn, trainer):
     _lineage(server, execution, evaluations)
     listed = {job.job_name for job in Job.get_all(job_category="AgentRFTEvaluation")}
     assert {e["job"].job_name for e in evaluations.values()} <= listed
+    # Every evaluation ran in the one pipeline the SDK found again by its tag and updated: all are listed.
+    assert {arn: "Succeeded" for arn in EVALUATED} == _listed_evaluations()
