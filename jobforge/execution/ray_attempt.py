@@ -1,89 +1,65 @@
-"""One job attempt on a Ray node: the actor the Ray executor starts (``jobforge.execution.ray_executor``).
+"""One job attempt's worker on a Ray node, as the node agent (``jobforge.execution.ray_node_agent``) runs it.
 
-Ray places the actor on a node that has the job's resources. There it starts
-the same worker as the local executor,
-``python -P -m jobforge.execution.worker <job-id> <confinement>``, with the
-node's own environment (its PATH, its Python) plus the job's variables, the
-GPUs Ray assigned (``CUDA_VISIBLE_DEVICES``) and a job directory on the node.
-The worker reaches the server only through the advertised URL and the object
-store, so nothing of the server's host is needed here.
+The worker is the same as the local executor's: forked by the node's warm fork
+server (``jobforge.execution.zygote``) or, when that cannot answer at once,
+started cold as ``python -P -m jobforge.execution.worker <job-id>
+<confinement>``, with the node's own environment (its PATH, its Python) plus
+the job's variables, the GPUs the agent gave it (``CUDA_VISIBLE_DEVICES``) and
+a job directory on the node. It leads its own session, so its pid is its
+process group. It reaches the server only through the advertised URL and the
+object store, so nothing of the server's host is needed here.
 
-The worker is confined as on the server's host, with what this node offers
-(``jobforge.execution.isolation``, detected here): per-account users where Ray
-runs as root, and a mount namespace that hides this node's jobforge folder
-(the other jobs' directories, the workers' logs), Ray's own folder (its
-sockets, its logs, the session's files) and ``~/.ray`` (the cluster's
-authentication token). Variables named ``RAY_*`` never reach the job.
-
-The node's jobforge folder is ``<Ray's temp dir>/jobforge/<node id>/``: a job
-directory per job, a folder per account for the workloads that share one, the
-workers' logs, and the per-account user ids. A node that starts again has a
-new id, so an attempt there starts from the checkpoints in the object store.
-When the worker ends, its process group is killed, its directory removed, and
-``wait`` answers its exit status and the end of its output.
+When the worker ends, its process group is killed, its directory removed (a
+later attempt starts from the checkpoints in the object store) and its
+outcome is the exit status and the end of its output.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from pathlib import Path
 
-import ray
-
-from jobforge.execution.isolation import JobIsolation, make_data_dir_private, prepare_job_dir
-
 LOG_TAIL_BYTES = 64 * 1024
+EXIT_POLL_SECONDS = 0.05  # how often a forked worker's exit status (which its fork server reports) is looked at
 
 
-class JobAttempt:
-    def __init__(self, job_id: str, attempt: int, account_id: str, account_dir: bool, variables: dict,
-                 readable: list[str]):
-        context = ray.get_runtime_context()
-        self.node_id = context.get_node_id()
-        self.root = Path(_ray_temp_dir(), "jobforge", self.node_id[:16])
-        jobs_dir = self.root / "jobs"
-        with _locked(self.root):  # the actors of one node share its user ids
-            isolation = JobIsolation(self.root, jobs_dir)
-            confinement = isolation.confinement(job_id, account_id, [p for p in readable if os.path.exists(p)],
-                                                account_dir=account_dir)
-        self.isolation = isolation.host
-        if confinement["namespaces"]:
-            confinement["hide"] += [path for path in (_ray_temp_dir(), str(Path.home() / ".ray"))
-                                    if os.path.isdir(path)]
-        self.job_dir = prepare_job_dir(confinement)
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(("RAY_", "AWS_", "JOBFORGE_"))}
-        env.update(variables, JOBFORGE_JOB_DIR=str(self.job_dir),
-                   CUDA_VISIBLE_DEVICES=",".join(str(gpu) for gpu in ray.get_gpu_ids()))
-        if confinement["account_dir"]:
-            env["JOBFORGE_ACCOUNT_DIR"] = confinement["account_dir"]
-        self.log_path = self.root / "logs" / f"{job_id}-{attempt}.log"
-        self.log_path.parent.mkdir(mode=0o700, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "jobforge.execution.worker", job_id, json.dumps(confinement)],
-                env=env, cwd=self.job_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        self._ended = threading.Event()
+class NodeAttempt:
+    """A started worker: ``pid``, ``wait()`` for (exit status, the end of its output), ``stop(force)``."""
+
+    def __init__(self, job_id: str, zygote, preload: tuple[str, ...], env: dict, confinement: dict,
+                 job_dir: Path, logs_dir: Path, gpu_ids: list[int]):
+        self.job_dir = job_dir
+        self.gpu_ids = gpu_ids
+        self.log_path = logs_dir / f"{job_id}.log"
+        pid_path = logs_dir / f"{job_id}.pid"
+        pid_path.unlink(missing_ok=True)
+        self.process = zygote.fork(job_id, preload, str(job_dir), str(self.log_path), str(pid_path), env,
+                                   confinement) if zygote is not None else None
+        self.forked = self.process is not None
+        if self.process is None:
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "jobforge.execution.worker", job_id, json.dumps(confinement)],
+                    env=env, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        self.pid = self.process.pid
+        self._pid_path = pid_path
         self._outcome: tuple[int, str] | None = None
+        self._ended = threading.Event()
         threading.Thread(target=self._watch, daemon=True).start()
 
-    def where(self) -> dict:
-        """The node the attempt runs on, and how this node confines jobs."""
-        return {"node_id": self.node_id, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
-                "isolated": self.isolation.users or self.isolation.namespaces,
-                "isolation": self.isolation.summary(), "missing": self.isolation.missing}
+    @property
+    def running(self) -> bool:
+        return not self._ended.is_set()
 
     def wait(self) -> tuple[int, str]:
-        """(exit status, the end of the worker's output), once the worker has ended."""
         self._ended.wait()
         return self._outcome
 
@@ -93,39 +69,21 @@ class JobAttempt:
 
     def stop(self, force: bool) -> None:
         if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGKILL if force else signal.SIGTERM)
+            signal_group(self.pid, signal.SIGKILL if force else signal.SIGTERM)
 
     def _watch(self) -> None:
-        code = self.process.wait()
-        _signal_group(self.process.pid, signal.SIGKILL)  # what the job's code left behind
+        if self.forked:  # not this process's child: its fork server reports its exit status
+            while (code := self.process.poll()) is None:
+                time.sleep(EXIT_POLL_SECONDS)
+        else:
+            code = self.process.wait()
+        signal_group(self.pid, signal.SIGKILL)  # what the job's code left behind
         output = _tail(self.log_path)
         self.log_path.unlink(missing_ok=True)
-        shutil.rmtree(self.job_dir, ignore_errors=True)  # a later attempt starts from the object store
+        self._pid_path.unlink(missing_ok=True)
+        shutil.rmtree(self.job_dir, ignore_errors=True)
         self._outcome = (code, output)
         self._ended.set()
-
-
-def _ray_temp_dir() -> str:
-    """This node's Ray folder (``ray start --temp-dir``, /tmp/ray by default)."""
-    node = getattr(ray._private.worker, "_global_node", None)
-    return node.get_temp_dir_path() if node is not None else os.path.join(tempfile.gettempdir(), "ray")
-
-
-class _locked:
-    """The node's jobforge folder, made private as the server's data dir is, held under an exclusive lock."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def __enter__(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        make_data_dir_private(self.root, self.root / "jobs")
-        return self
-
-    def __exit__(self, *_):
-        os.close(self._fd)
 
 
 def _tail(path: Path) -> str:
@@ -137,7 +95,7 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -1,14 +1,20 @@
-"""The Ray executor: each job attempt is a detached, named Ray actor on a Ray cluster.
+"""The Ray executor: each job attempt holds its resources in a placement group of its own on a Ray cluster, and
+the node agent of the node Ray placed it on runs its worker.
 
 ``jobforge serve --executor ray --ray-address ADDR`` connects the server to
-the cluster as a Ray driver (namespace ``jobforge``). Each attempt becomes a
-``jobforge.execution.ray_attempt.JobAttempt`` actor that asks for the job's
-CPUs, GPUs, memory and custom resources, so Ray places it on a node that has
-them; there it starts and confines the job's worker. The actor is detached
-and named after the job and attempt (``jobforge-<job id>-<attempt>``), so it
-outlives the server: a handle is ``ray:<actor name>``, and a restarted server
-(or the server that takes over scheduling) finds the actor by name and adopts
-it, while its worker goes on reporting to the advertised URL.
+the cluster as a Ray driver (namespace ``jobforge``). Each attempt gets a
+detached placement group named after the job and attempt
+(``jobforge-<job id>-<attempt>``) with one bundle of the job's CPUs, GPUs,
+memory and custom resources, so Ray reserves them on a node that has them.
+There the node's agent (``jobforge.execution.ray_node_agent``, one detached
+actor per node, started when the node is first seen) forks the worker from
+its warm fork server and confines it. An attempt thus costs no new Ray worker
+process and no cold Python start. A handle is ``ray:<group name>``: a
+restarted server (or the server that takes over scheduling) finds the group
+by name, the agent of its node, and adopts the attempt if the agent still
+runs it (or reads its outcome if it ended meanwhile), while its worker goes
+on reporting to the advertised URL. The group is removed when the attempt's
+outcome has been read.
 
 Admission reads the cluster: ``shortfall`` compares a request with every live
 node's total resources (a job that no node can ever hold fails at once), and
@@ -16,9 +22,9 @@ node's total resources (a job that no node can ever hold fails at once), and
 last reported them. What the server's own long-lived processes hold is on the
 server's host, not on the cluster, so it is not counted here.
 
-An attempt whose actor died with its node is reported as ``AttemptLost``: the
-scheduler resumes the job from its checkpoints (in the object store) on
-another node where its workload can, else fails it saying so.
+An attempt whose node agent died with its node is reported as
+``AttemptLost``: the scheduler resumes the job from its checkpoints (in the
+object store) on another node where its workload can, else fails it saying so.
 """
 
 from __future__ import annotations
@@ -37,18 +43,22 @@ try:
     import ray
     import ray._private.state as ray_state
     from ray._raylet import AuthenticationMode, get_authentication_mode
-    from ray.exceptions import GetTimeoutError, RayActorError
+    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+    from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as err:  # the optional extra
     raise ImportError(f"the ray executor needs Ray: pip install 'jobforge[ray]' ({err})") from None
 
-from jobforge.execution.ray_attempt import JobAttempt
+from jobforge.execution.ray_node_agent import NodeAgent
 
 log = logging.getLogger("jobforge.ray")
 NAMESPACE = "jobforge"
-ACTOR_PREFIX = "jobforge-"
+ATTEMPT_PREFIX = "jobforge-"  # a placement group per attempt: jobforge-<job id>-<attempt>
+AGENT_PREFIX = "jobforge-node-"  # a node agent per node: jobforge-node-<node id>
 VIEW_SECONDS = 0.5  # how long a reading of the nodes' free resources is used
-FORCE_KILL_SECONDS = 5.0  # a forced stop the actor did not carry out this long ago ends the actor itself
-CALL_SECONDS = 10.0  # the longest a call to a running actor is waited for
+PLACE_SECONDS = 1.0  # how long submit waits for Ray to place an attempt's group (else poll goes on waiting)
+CALL_SECONDS = 10.0  # the longest a call to a node agent is waited for
+AGENT_CONCURRENCY = 1000  # calls a node agent serves at once: one waits for each of its attempts
 # A node lost this recently may come back (restarted, replaced): a job that only it could hold waits for it.
 NODE_RETURN_SECONDS = 300.0
 ENDED_LOGS_KEPT = 256
@@ -58,44 +68,48 @@ _NOT_CUSTOM = ("CPU", "GPU", "memory", "object_store_memory")
 @dataclass
 class _Attempt:
     job_id: str
-    actor: object  # ray.actor.ActorHandle
-    ended: object  # the ObjectRef of the actor's wait()
-    placed: object | None  # the ObjectRef of its where(), until it is read
-    request: dict | None  # the job's resources, held on its node until the actor ends
+    name: str
+    group: PlacementGroup
+    run: dict  # what the node agent's run() is given
+    request: dict | None  # the job's resources, held on its node until the group is removed
     counted_on: str | None = None  # the node whose free resources it was counted against at submission
-    node: dict | None = None  # where() once read
-    force_sent: float | None = None
+    placing: object | None = None  # the ObjectRef of the group's ready(), until the worker is started
+    agent: object | None = None  # the node agent's handle, once the group is placed
+    ended: object | None = None  # the ObjectRef of the agent's run() or wait()
+    placed: object | None = None  # the ObjectRef of the agent's where(), until it is read
+    node: dict | None = None  # node_id, node_ip of the group's node
+    cancelled: int | None = None  # stopped before its worker started: the exit status poll reports
 
 
 def node_capacity(resources: dict) -> Capacity:
     """A node's resources as Ray reports them (memory in bytes), as a Capacity."""
     custom = {name: amount for name, amount in resources.items()
-              if name not in _NOT_CUSTOM and not name.startswith(("node:", "accelerator_type:"))}
+              if name not in _NOT_CUSTOM and not name.startswith(("node:", "accelerator_type:"))
+              and "_group_" not in name}  # a placement group's own resources (CPU_group_<id>, ...)
     return Capacity(int(resources.get("CPU", 0)), int(resources.get("memory", 0) // 2**20),
                     int(resources.get("GPU", 0)), custom)
 
 
-def actor_options(request: dict) -> dict:
-    """Ray's resource options for one instance of a job's request."""
-    options = {"num_cpus": request.get("cpus", 1), "num_gpus": request.get("gpus", 0)}
-    if request.get("memory_mb"):
-        options["memory"] = request["memory_mb"] * 2**20
-    if request.get("resources"):
-        options["resources"] = dict(request["resources"])
-    return options
+def bundle(request: dict) -> dict:
+    """Ray's resources for one instance of a job's request (memory in bytes)."""
+    resources = {"CPU": request.get("cpus", 1), "GPU": request.get("gpus", 0),
+                 "memory": request.get("memory_mb", 0) * 2**20, **request.get("resources", {})}
+    return {name: amount for name, amount in resources.items() if amount}
 
 
 class RayExecutor:
     def __init__(self, settings):
         self.settings = settings
         self._attempts: dict[str, _Attempt] = {}  # handle → attempt
+        self._agents: dict[str, object] = {}  # node id → its node agent's handle
+        self._node_ips: dict[str, str] = {}
         self._ended_logs: OrderedDict[str, str] = OrderedDict()  # job id → the end of its last worker's output
         self._base: dict = {}
         self._free: dict[str, Capacity] = {}  # node id → its free resources, as last read (and counted since)
         self._free_read = 0.0
         self._warned_nodes: set[str] = set()
         self._seen: dict[str, tuple[float, Capacity]] = {}  # node id → when it was last seen alive, its size
-        self._remote = None
+        self._agent_class = None
         self._swept = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -106,30 +120,48 @@ class RayExecutor:
         for sig, handler in handlers.items():  # Ray's would exit at once: the server's stop gracefully
             signal.signal(sig, handler)
         self._base = environment
-        self._remote = ray.remote(JobAttempt)
+        self._agent_class = ray.remote(NodeAgent)
         if get_authentication_mode() != AuthenticationMode.TOKEN:
             log.warning("The Ray cluster does not use token authentication: job code can reach the cluster's "
                         "ports and run any code on any node as the user Ray runs as. Start the cluster with "
                         "RAY_AUTH_MODE=token (a token from 'ray get-auth-token --generate') to keep jobs out.")
-        nodes = [node_capacity(n) for n in ray_state.total_resources_per_node().values()]
+        nodes = self._totals()  # and the node agents started, warm before the first job
         log.info("Ray cluster at %s: %d nodes, %s CPUs, %s GPUs", self.settings.ray_address, len(nodes),
                  sum(n.cpus for n in nodes), sum(n.gpus for n in nodes))
 
     def shutdown(self) -> None:
         """The attempts go on running on the cluster: the next server to schedule adopts them."""
         self._attempts.clear()
+        self._agents.clear()
         if ray.is_initialized():
             ray.shutdown()
 
+    def _agent(self, node_id: str):
+        """The node's agent: the one running, else a new one (also when the one known here has died)."""
+        if node_id not in self._agents:
+            self._agents[node_id] = self._agent_class.options(
+                name=f"{AGENT_PREFIX}{node_id}", get_if_exists=True, lifetime="detached", num_cpus=0,
+                max_restarts=0, max_concurrency=AGENT_CONCURRENCY,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+        return self._agents[node_id]
+
     def _sweep(self) -> None:
-        """End the actors of attempts no job is running any more: their server was down when they ended, or when
-        their job ended. Done at the first poll, once the attempts still running have been adopted."""
-        for name in ray.util.list_named_actors():
-            if name.startswith(ACTOR_PREFIX) and f"ray:{name}" not in self._attempts:
-                try:
-                    ray.kill(ray.get_actor(name))
-                except ValueError:  # ended meanwhile
-                    pass
+        """End what no job is running any more: the attempts whose server was down when they, or their jobs,
+        ended. Done at the first poll, once the attempts still running have been adopted."""
+        ours = {attempt.name for attempt in self._attempts.values()}
+        for group in placement_group_table().values():
+            name = group["name"]
+            if name.startswith(ATTEMPT_PREFIX) and name not in ours and group["state"] != "REMOVED":
+                _remove_group(name)
+        for node_id, agent in list(self._agents.items()):
+            try:
+                names = ray.get(agent.names.remote(), timeout=CALL_SECONDS)
+            except (RayActorError, GetTimeoutError):
+                self._agents.pop(node_id, None)
+                continue
+            for name in names:
+                if name not in ours:
+                    agent.end.remote(name)
         self._swept = True
 
     # -- resources ---------------------------------------------------------------
@@ -177,92 +209,120 @@ class RayExecutor:
             node.resources[resource] = node.resources.get(resource, 0) + sign * amount
 
     def _totals(self) -> list[Capacity]:
-        """The live nodes' total resources."""
+        """The live nodes' total resources; a node seen for the first time gets its agent started."""
         nodes = {node_id: node_capacity(n) for node_id, n in ray_state.total_resources_per_node().items()}
         now = time.monotonic()
+        for node_id in nodes.keys() - self._agents.keys():
+            self._agent(node_id)
         self._seen.update((node_id, (now, node)) for node_id, node in nodes.items())
         return list(nodes.values())
 
     # -- attempts ----------------------------------------------------------------
     def submit(self, job, env: dict, readable: list[str]) -> str:
         kind = kinds.get(job.family)
-        name = f"{ACTOR_PREFIX}{job.id}-{job.attempt}"
+        name = f"{ATTEMPT_PREFIX}{job.id}-{job.attempt}"
         # The node keeps its own environment (PATH, its Python's installation): only what the scheduler set for
         # this job travels, not the server's host's variables.
         variables = {key: value for key, value in env.items() if self._base.get(key) != value}
         try:
-            actor = self._remote.options(name=name, lifetime="detached", max_restarts=0, max_concurrency=4,
-                                         **actor_options(job.resources)).remote(
-                job.id, job.attempt, job.account_id, bool(kind and kind.workload.account_dir), variables, readable)
-        except ValueError as err:  # a name in use, an option Ray refuses
-            raise OSError(f"Ray refused the job's actor: {err}") from None
+            group = placement_group([bundle(job.resources)], strategy="STRICT_PACK", name=name, lifetime="detached")
+        except ValueError as err:  # resources Ray refuses
+            raise OSError(f"Ray refused the job's placement group: {err}") from None
         node_id = self._fitting(job.resources)  # until Ray reports it, counted against the node it likely goes to
         self._count(node_id, job.resources, -1)
+        run = {"name": name, "job_id": job.id, "account_id": job.account_id,
+               "account_dir": bool(kind and kind.workload.account_dir), "variables": variables,
+               "readable": readable, "preload": list(kind.workload.preload) if kind else [],
+               "gpus": job.resources.get("gpus", 0)}
+        attempt = _Attempt(job.id, name, group, run, job.resources, node_id, placing=group.ready())
         handle = f"ray:{name}"
         self._ended_logs.pop(job.id, None)
-        self._attempts[handle] = _Attempt(job.id, actor, actor.wait.remote(), actor.where.remote(), job.resources,
-                                          node_id)
+        self._attempts[handle] = attempt
+        self._start_when_placed(attempt, PLACE_SECONDS)
         return handle
+
+    def _start_when_placed(self, attempt: _Attempt, timeout: float) -> None:
+        """Once Ray has placed the attempt's group (waited for up to timeout), its node's agent starts the worker."""
+        if not ray.wait([attempt.placing], timeout=timeout)[0]:
+            return
+        attempt.placing = None
+        node_id = placement_group_table(attempt.group)["bundles_to_node_id"][0]
+        attempt.node = {"node_id": node_id, "node_ip": self._node_ip(node_id)}
+        attempt.agent = self._agent(node_id)
+        attempt.ended = attempt.agent.run.remote(**attempt.run)
+        attempt.placed = attempt.agent.where.remote(attempt.name)
 
     def stop(self, handle: str, force: bool = False) -> None:
         attempt = self._attempts.get(handle)
         if attempt is None:
             return
-        if force and attempt.force_sent and time.monotonic() - attempt.force_sent > FORCE_KILL_SECONDS:
-            ray.kill(attempt.actor)  # it does not answer: its worker goes with its process
+        if attempt.agent is None:  # not placed yet: nothing runs
+            attempt.cancelled = -signal.SIGKILL if force else -signal.SIGTERM
             return
-        if force and attempt.force_sent is None:
-            attempt.force_sent = time.monotonic()
-        attempt.actor.stop.remote(force)
+        attempt.agent.stop.remote(attempt.name, force)
 
     def poll(self) -> list[tuple[str, int | AttemptLost]]:
         if not self._swept:
             self._sweep()
-        self._note_placements()
-        by_ref = {attempt.ended: handle for handle, attempt in self._attempts.items()}
-        if not by_ref:
-            return []
-        ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
         done = []
+        for handle, attempt in list(self._attempts.items()):
+            if attempt.cancelled is not None:
+                del self._attempts[handle]
+                self._end(attempt)
+                done.append((handle, attempt.cancelled))
+            elif attempt.placing is not None:
+                self._start_when_placed(attempt, 0)
+        self._note_placements()
+        by_ref = {attempt.ended: handle for handle, attempt in self._attempts.items() if attempt.ended is not None}
+        if not by_ref:
+            return done
+        ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
         for ref in ready:
             handle = by_ref[ref]
             attempt = self._attempts.pop(handle)
             try:
-                code, output = ray.get(ref)
+                outcome = ray.get(ref)
             except RayActorError as err:
                 lost = self._lost_node(attempt)
                 if lost:
+                    _remove_group(attempt.name)
                     done.append((handle, AttemptLost(lost)))
                     continue
-                code, output = -signal.SIGKILL, f"The job's Ray actor died: {err}"
+                self._agents.pop(attempt.node["node_id"], None)  # a new one next time
+                outcome = (-signal.SIGKILL, f"The node agent running the job's worker on Ray died: {err}")
+            except RayTaskError as err:  # the worker could not be started
+                outcome = (1, f"jobforge: could not start the job's worker on the Ray node: {err.cause}")
+            if outcome is None:  # adopted, but the agent no longer knows it
+                outcome = (-signal.SIGKILL, "The job's worker on Ray ended without an outcome")
+            code, output = outcome
             self._remember_log(attempt.job_id, output)
-            ray.kill(attempt.actor)  # a detached actor lives until it is killed
-            self._release(attempt)
+            attempt.agent.forget.remote(attempt.name)
+            self._end(attempt)
             done.append((handle, code))
         return done
 
-    def _release(self, attempt: _Attempt) -> None:
-        """The resources of an attempt whose actor was just killed are free again: counted so at once (a reading
-        that had not yet seen them taken is corrected at the next one, VIEW_SECONDS later at most)."""
+    def _end(self, attempt: _Attempt) -> None:
+        """Remove the attempt's group; its resources count as free again at once (a reading that had not yet seen
+        them taken is corrected at the next one, VIEW_SECONDS later at most)."""
+        ray.util.remove_placement_group(attempt.group)
         if attempt.request is not None:  # None: adopted, its request unknown here
             self._count(attempt.node["node_id"] if attempt.node else attempt.counted_on, attempt.request, +1)
 
     def _note_placements(self) -> None:
-        """Record where each new attempt runs; say once per node when it cannot confine jobs."""
+        """Say once per node when it cannot confine jobs."""
         for attempt in self._attempts.values():
             if attempt.placed is None or not ray.wait([attempt.placed], timeout=0)[0]:
                 continue
             try:
-                attempt.node = ray.get(attempt.placed)
-            except RayActorError:
-                pass
+                where = ray.get(attempt.placed)
+            except (RayActorError, RayTaskError):
+                where = None
             attempt.placed = None
-            node = attempt.node
-            if node and not node["isolated"] and node["node_id"] not in self._warned_nodes:
-                self._warned_nodes.add(node["node_id"])
+            if where and not where["isolated"] and where["node_id"] not in self._warned_nodes:
+                self._warned_nodes.add(where["node_id"])
                 log.warning("Job isolation: none on Ray node %s (%s). Job code runs as Ray's user there and can "
                             "read what that user can, such as the other jobs' directories on the node.",
-                            node["node_ip"], node["missing"])
+                            where["node_ip"], where["missing"])
 
     def _lost_node(self, attempt: _Attempt) -> str | None:
         """Why the attempt is gone when its node is no longer alive, else None."""
@@ -271,40 +331,61 @@ class RayExecutor:
         alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
         if attempt.node["node_id"] in alive:
             return None
+        self._agents.pop(attempt.node["node_id"], None)
         return f"The Ray node {attempt.node['node_ip']} ({attempt.node['node_id'][:12]}) running the job was lost"
 
     def adopt(self, job_id: str, handle: str) -> bool:
         name = handle.removeprefix("ray:")
-        if not handle.startswith("ray:") or not name.startswith(ACTOR_PREFIX + job_id):
+        if not handle.startswith("ray:") or not name.startswith(f"{ATTEMPT_PREFIX}{job_id}-"):
             return False
         try:
-            actor = ray.get_actor(name)
-        except ValueError:  # no such actor: it ended, or its node was lost
+            group = ray.util.get_placement_group(name)
+        except ValueError:  # no such group: the attempt ended, or it was started otherwise
             return False
+        table = placement_group_table(group)
+        node_id = table["bundles_to_node_id"].get(0) if table["state"] == "CREATED" else None
         try:
-            node = ray.get(actor.where.remote(), timeout=CALL_SECONDS)
-        except (RayActorError, GetTimeoutError):
-            ray.kill(actor)
+            agent = ray.get_actor(f"{AGENT_PREFIX}{node_id}") if node_id else None
+            known = agent is not None and name in ray.get(agent.names.remote(), timeout=CALL_SECONDS)
+        except (ValueError, RayActorError, GetTimeoutError):  # its node (and agent) lost, or the agent is stuck
+            known = False
+        if not known:
+            _remove_group(name)
             return False
-        self._attempts[handle] = _Attempt(job_id, actor, actor.wait.remote(), None, None, node=node)
+        self._agents[node_id] = agent
+        self._attempts[handle] = _Attempt(job_id, name, group, {}, None, agent=agent,
+                                          ended=agent.wait.remote(name), node={"node_id": node_id,
+                                                                                "node_ip": self._node_ip(node_id)})
         return True
 
     def read_log(self, job_id: str) -> str:
         if job_id in self._ended_logs:
             return self._ended_logs[job_id]
-        attempt = next((a for a in self._attempts.values() if a.job_id == job_id), None)
+        attempt = next((a for a in self._attempts.values() if a.job_id == job_id and a.agent is not None), None)
         if attempt is None:
             return ""
         try:
-            return ray.get(attempt.actor.log.remote(), timeout=CALL_SECONDS)
+            return ray.get(attempt.agent.log.remote(attempt.name), timeout=CALL_SECONDS)
         except (RayActorError, GetTimeoutError):
             return ""
+
+    def _node_ip(self, node_id: str) -> str:
+        if node_id not in self._node_ips:
+            self._node_ips.update((n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes())
+        return self._node_ips.get(node_id, "unknown address")
 
     def _remember_log(self, job_id: str, output: str) -> None:
         self._ended_logs[job_id] = output
         self._ended_logs.move_to_end(job_id)
         while len(self._ended_logs) > ENDED_LOGS_KEPT:
             self._ended_logs.popitem(last=False)
+
+
+def _remove_group(name: str) -> None:
+    try:
+        ray.util.remove_placement_group(ray.util.get_placement_group(name))
+    except ValueError:  # removed meanwhile
+        pass
 
 
 def _describe(request: dict) -> str:

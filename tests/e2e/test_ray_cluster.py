@@ -7,7 +7,8 @@ the worker node; one asking for a resource no node has fails at once; Stop
 and MaxRuntime end the actor; a Braket hybrid job (the Braket SDK) and a
 Bedrock fine-tune (boto3) run end to end; the server killed while a job runs
 re-adopts it; the worker node lost mid-job makes the job resume from its
-checkpoint on a new node.
+checkpoint on a new node. Each attempt holds its resources in a placement
+group named after it, on the node whose agent runs its worker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ray = pytest.importorskip("ray")
 
 import selftest_kind  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
+from ray.util.placement_group import placement_group_table  # noqa: E402
 from jobforge.core import jobs  # noqa: E402
 from jobforge.core.store import create_engine  # noqa: E402
 from jobforge.testing_server import ServerProcess  # noqa: E402
@@ -114,13 +116,28 @@ def log_lines(server, name: str) -> list[str]:
     return [line["message"] for line in jobs.logs(engine, record(server, name).id)]
 
 
-def actor_of(server, name: str):
+def attempt_name(server, name: str) -> str:
     job = record(server, name)
-    return ray.get_actor(f"jobforge-{job.id}-{job.attempt}")
+    return f"jobforge-{job.id}-{job.attempt}"
 
 
-def actor_gone(name: str) -> bool:
-    return name not in ray.util.list_named_actors()
+def group_of(attempt: str) -> dict | None:
+    """The attempt's placement group as Ray's table shows it, while it is not removed."""
+    return next((g for g in placement_group_table().values() if g["name"] == attempt and g["state"] != "REMOVED"),
+                None)
+
+
+def where(server, name: str) -> dict:
+    """Where the job's current attempt runs, as the agent of its group's node says."""
+    attempt = attempt_name(server, name)
+    node_id = group_of(attempt)["bundles_to_node_id"][0]
+    return ray.get(ray.get_actor(f"jobforge-node-{node_id}").where.remote(attempt))
+
+
+def attempt_gone(attempt: str) -> bool:
+    """Its group removed, and no node agent runs it or keeps its outcome."""
+    agents = [ray.get_actor(name) for name in ray.util.list_named_actors() if name.startswith("jobforge-node-")]
+    return group_of(attempt) is None and not any(attempt in ray.get(a.names.remote()) for a in agents)
 
 
 def steps_done(server, name: str) -> int:
@@ -142,10 +159,14 @@ def checkpointed_step(server, name: str) -> int:
 def test_a_job_runs_on_the_node_with_its_resource_and_one_no_node_has_fails_at_once(server, cluster):
     create(server, "on-special", InstanceType="ml.c5.large", Steps=15, SleepSeconds=0.2)
     wait_for(lambda: describe(server, "on-special")["SecondaryStatus"] == "Executing")
-    where = ray.get(actor_of(server, "on-special").where.remote())
-    assert where["node_id"] == cluster.special.node_id  # the only node with the 'special' resource
+    attempt = attempt_name(server, "on-special")
+    group = group_of(attempt)  # the job's resources, held in Ray on the node while it runs
+    assert group["bundles"][0] == {"CPU": 1.0, "special": 1.0, "memory": 0.25 * 2**30}
+    assert group["bundles_to_node_id"][0] == cluster.special.node_id  # the only node with 'special'
+    running = where(server, "on-special")
+    assert running["node_id"] == cluster.special.node_id and running["running"]
     assert ended(server, "on-special")["JobStatus"] == "Completed"
-    assert wait_for(lambda: actor_gone(f"jobforge-{record(server, 'on-special').id}-1"), 30)
+    assert wait_for(lambda: attempt_gone(attempt), 30)
 
     create(server, "needs-gold", InstanceType="ml.c5.xlarge")
     job = ended(server, "needs-gold", timeout=10)
@@ -157,14 +178,14 @@ def test_stop_and_max_runtime_end_the_actor(server):
     create(server, "stopped", Steps=600, SleepSeconds=0.1)
     create(server, "timed-out", Steps=600, SleepSeconds=0.1, StoppingCondition={"MaxRuntimeInSeconds": 3})
     wait_for(lambda: describe(server, "stopped")["SecondaryStatus"] == "Executing")
-    name = f"jobforge-{record(server, 'stopped').id}-1"
+    name = attempt_name(server, "stopped")
     server.client("sagemaker").stop_job(JobName="stopped", JobCategory=CATEGORY)
     assert ended(server, "stopped", timeout=60)["JobStatus"] == "Stopped"
-    assert wait_for(lambda: actor_gone(name), 30)
+    assert wait_for(lambda: attempt_gone(name), 30)
     timed_out = ended(server, "timed-out", timeout=60)
     assert timed_out["JobStatus"] == "Stopped" and timed_out["SecondaryStatus"] == "MaxRuntimeExceeded"
     assert "MaxRuntimeInSeconds" in timed_out["FailureReason"]
-    assert wait_for(lambda: actor_gone(f"jobforge-{record(server, 'timed-out').id}-1"), 30)
+    assert wait_for(lambda: attempt_gone(attempt_name(server, "timed-out")), 30)
 
 
 ALGORITHM = """
@@ -252,13 +273,17 @@ def test_a_node_lost_mid_job_resumes_the_job_from_its_checkpoint_on_another_node
     create(server, "node-lost", InstanceType="ml.c5.large", Steps=40, SleepSeconds=0.2)
     wait_for(lambda: checkpointed_step(server, "node-lost") >= 5)  # in the object store, not only on the node
     lost = cluster.special
-    # The machine goes, all at once: the job's actor and worker stop, then Ray's processes and they are killed.
-    frozen = [ray.get(actor_of(server, "node-lost").where.remote())["pid"], *_workers_of(record(server, "node-lost").id)]
+    # The machine goes, all at once: the node's agent, its fork server and the job's worker (its process group)
+    # stop, then Ray's processes and they are killed.
+    running = where(server, "node-lost")
+    frozen = [running["agent_pid"], running["zygote_pid"]]
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
+    os.killpg(running["pid"], signal.SIGSTOP)
     cluster.remove_node(lost, allow_graceful=False)
     for pid in frozen:
         os.kill(pid, signal.SIGKILL)
+    os.killpg(running["pid"], signal.SIGKILL)
     cluster.special = cluster.add_node(num_cpus=1, resources={"special": 1})
     job = ended(server, "node-lost")
     assert job["JobStatus"] == "Completed", (job.get("FailureReason"), log_lines(server, "node-lost")[-5:])
@@ -269,14 +294,3 @@ def test_a_node_lost_mid_job_resumes_the_job_from_its_checkpoint_on_another_node
                for m in lines), lines
     assert "jobforge: restored the checkpoints from the object store" in lines  # a new node: from S3
 
-
-def _workers_of(job_id: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"jobforge.execution.worker" in cmdline and job_id.encode() in cmdline:
-            found.append(int(pid))
-    return found
