@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from selftest_kind import CATEGORY
+from jobforge.testing_server import ServerProcess
+from selftest_kind import CATEGORY, SELFTEST_ENV
 
 AWS = str(Path(sys.executable).with_name("aws"))
 BUCKET = "tagged-resources"
@@ -237,6 +238,25 @@ def test_deleting_a_resource_deletes_its_tags(sm, role_arn):
     sm.create_pipeline(PipelineName="short-lived-pipeline", PipelineDefinition=_pipeline_definition(),
                        RoleArn=role_arn)
     assert _listed(sm, pipeline) == []
+
+
+def test_tags_on_postgresql(postgres_url, tmp_path):
+    """The same calls on PostgreSQL, where AddTags and DeleteTags hold the resource's row while they run."""
+    server = ServerProcess(tmp_path / "data", extra_args=["--database-url", postgres_url], env=SELFTEST_ENV).start()
+    try:
+        sm = server.client("sagemaker")
+        arn = sm.create_model_package_group(ModelPackageGroupName="pg-group", Tags=CREATED)["ModelPackageGroupArn"]
+        sm.add_tags(ResourceArn=arn, Tags=[{"Key": "team", "Value": "pg"}, {"Key": "stage", "Value": "dev"}])
+        sm.delete_tags(ResourceArn=arn, TagKeys=["cost-center"])
+        assert _listed(sm, arn) == [{"Key": "stage", "Value": "dev"}, {"Key": "team", "Value": "pg"}]
+        _refused(lambda: sm.add_tags(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)]),
+                 "more than 50 tags")
+        sm.delete_model_package_group(ModelPackageGroupName="pg-group")
+        _refused(lambda: sm.list_tags(ResourceArn=arn), "Could not find resource")
+        sm.create_model_package_group(ModelPackageGroupName="pg-group")
+        assert _listed(sm, arn) == []
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
+from types import SimpleNamespace
 
 import pytest
 
 import jobforge.api
-from jobforge.core import pipelines, sagemaker_tags, tags
+from jobforge.api import sagemaker_tags as tagging
+from jobforge.core import model_packages, pipelines, sagemaker_tags, tags
 from jobforge.core.errors import ServiceError
 from jobforge.core.store import open_store
 
@@ -84,3 +87,38 @@ def test_deleting_a_pipeline_deletes_the_tags_of_its_executions_only(engine):
     assert tags.of(engine, doomed.arn) == {} and tags.of(engine, doomed_run.arn) == {}
     assert tags.of(engine, kept.arn) == {"k": "doomed"}
     assert tags.of(engine, kept_run.arn) == {"run": kept_run.execution_id}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    found = open_store(url)
+    yield found
+    found.dispose()
+
+
+def test_tags_added_while_a_resource_is_deleted_go_with_it(any_engine):
+    """AddTags holds the resource's row: a deletion either comes first (AddTags then finds nothing) or waits and
+    removes what AddTags wrote. Without the lock PostgreSQL leaves such tags behind in nearly every round."""
+    ctx = SimpleNamespace(engine=any_engine, account_id=ACCOUNT, region=REGION)
+    for round_ in range(10):
+        group = model_packages.create_group(any_engine, ACCOUNT, REGION, f"raced-{round_}", None, CREATED_BY, [])
+        start = threading.Barrier(5)
+
+        def add(worker: int) -> None:
+            start.wait()
+            for attempt in range(5):
+                try:
+                    tagging.add_tags(ctx, {"ResourceArn": group.arn,
+                                           "Tags": [{"Key": f"k{worker}-{attempt}", "Value": "v"}]})
+                except ServiceError as err:
+                    assert "Could not find resource" in err.message
+
+        workers = [threading.Thread(target=add, args=(worker,)) for worker in range(4)]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        model_packages.delete_group(any_engine, group)
+        for worker in workers:
+            worker.join()
+        assert tags.of(any_engine, group.arn) == {}
