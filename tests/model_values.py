@@ -96,8 +96,13 @@ def valid_value(shape, depth: int = 0, free_text: str | None = None):
         return {name: valid_value(shape.members[name], depth + 1, free_text) for name in names}
     if kind == "list":
         return [valid_value(shape.member, depth + 1, free_text) for _ in range(max(meta.get("min", 1), 1))]
-    if kind == "map":
-        return {valid_value(shape.key, depth + 1, free_text): valid_value(shape.value, depth + 1, free_text)}
+    if kind == "map":  # as many distinct keys as its minimum asks (CloudWatch's entity attributes want two)
+        keys: list = []
+        for candidate in (free_text, None, *(f"k{i}" for i in range(8))):
+            key = valid_value(shape.key, depth + 1, candidate)
+            if key not in keys and len(keys) < max(meta.get("min", 1), 1):
+                keys.append(key)
+        return {key: valid_value(shape.value, depth + 1, free_text) for key in keys}
     if kind == "string":
         if meta.get("enum"):
             return meta["enum"][0]

@@ -61,6 +61,8 @@ def create_console(runtime) -> Starlette:
         Route(PREFIX + "/s3/{bucket:str}/presign", resources.presign, methods=["POST"]),
         Route(PREFIX + "/models", resources.models),
         Route(PREFIX + "/endpoints", resources.endpoints),
+        Route(PREFIX + "/endpoints/{name:str}", resources.endpoint),
+        Route(PREFIX + "/api/endpoints/{name:str}/metrics", resources.endpoint_metrics),
         Route(PREFIX + "/quantum-tasks", resources.quantum_tasks),
         Route(PREFIX + "/quantum-task", resources.quantum_task),
         Route(PREFIX + "/functions", resources.functions),

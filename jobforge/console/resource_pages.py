@@ -13,8 +13,9 @@ from urllib.parse import quote
 
 from anyio import to_thread
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from jobforge.console import endpoint_charts
 from jobforge.console.web import PREFIX, SECURITY_HEADERS, Forbidden, Web, is_htmx, signed_in
 from jobforge.core import checksums
 from jobforge.core.errors import ServiceError
@@ -187,6 +188,26 @@ class ResourcePages:
             ("sagemaker", "DescribeEndpoint", {"EndpointName": e["EndpointName"]}) for e in listed.get("Endpoints") or []])
         return self.web.render(request, "endpoints.html", session=session, endpoints=[d for d in described if d],
                                errors=errors + more, title="Endpoints")
+
+    @signed_in()
+    async def endpoint(self, request: Request, session) -> Response:
+        """An endpoint's description and its invocation metrics' charts (their points come from the JSON below)."""
+        name = request.path_params["name"]
+        (described,), errors = await self._calls(session, self.web.region_of(request),
+                                                 ("sagemaker", "DescribeEndpoint", {"EndpointName": name}))
+        return self.web.render(request, "endpoint.html", session=session, name=name, described=described,
+                               hours=endpoint_charts.HOURS, errors=errors, title=name)
+
+    @signed_in()
+    async def endpoint_metrics(self, request: Request, session) -> Response:
+        """The endpoint's series per minute, through CloudWatch's ListMetrics and GetMetricData."""
+        caller = self.web.caller(session, self.web.region_of(request))
+        try:
+            found = await to_thread.run_sync(endpoint_charts.series, caller, request.path_params["name"],
+                                             limiter=self.web.limiter)
+        except ServiceError as err:
+            return JSONResponse({"error": _error(err)}, err.status or 400, headers=SECURITY_HEADERS)
+        return JSONResponse({"series": found}, headers=SECURITY_HEADERS)
 
     # -- quantum tasks -----------------------------------------------------------------------------
 

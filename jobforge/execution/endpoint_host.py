@@ -80,13 +80,18 @@ class DeployFailed(Exception):
 class NoInstance(Exception):
     """No instance of the chosen variant answers (ServiceUnavailable)."""
 
+    def __init__(self, message: str, variant: str):
+        super().__init__(message)
+        self.variant = variant
+
 
 class ModelFailed(Exception):
     """The model server answered with an error status (ModelError)."""
 
-    def __init__(self, status: int, message: str, variant: str, stream: str):
+    def __init__(self, status: int, message: str, variant: str, stream: str, model_seconds: float = 0.0):
         super().__init__(message)
         self.status, self.message, self.variant, self.stream = status, message, variant, stream
+        self.model_seconds = model_seconds
 
 
 @dataclass
@@ -96,6 +101,7 @@ class Reply:
     body: bytes | None = None  # a whole answer, or None for a stream
     chunks: Iterator[bytes] | None = None
     custom_attributes: str | None = None
+    model_seconds: float = 0.0  # spent on the model server's side so far (a stream's grows as it is read)
 
 
 @dataclass
@@ -364,12 +370,14 @@ class EndpointHost:
                 deployment.in_flight -= 1
                 deployment.drained.notify_all()
 
+        sent = time.perf_counter()
         try:
             connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as err:
             release(False)
-            raise NoInstance(f"The model server of variant {variant.name} did not answer: {err}.") from None
+            raise NoInstance(f"The model server of variant {variant.name} did not answer: {err}.",
+                             variant.name) from None
         kind = response.getheader("Content-Type") or "application/octet-stream"
         attributes = response.getheader("X-Amzn-SageMaker-Custom-Attributes")
         if not 200 <= response.status < 300 or not stream:
@@ -378,16 +386,23 @@ class EndpointHost:
             except (OSError, http.client.HTTPException) as err:
                 release(False)
                 raise NoInstance(f"The model server of variant {variant.name} went away while answering: "
-                                 f"{err}.") from None
+                                 f"{err}.", variant.name) from None
+            model_seconds = time.perf_counter() - sent
             release(not response.will_close)
             if not 200 <= response.status < 300:
-                raise ModelFailed(response.status, answer.decode("utf-8", "replace"), variant.name, instance.stream)
-            return Reply(variant.name, kind, answer, custom_attributes=attributes)
+                raise ModelFailed(response.status, answer.decode("utf-8", "replace"), variant.name, instance.stream,
+                                  model_seconds)
+            return Reply(variant.name, kind, answer, custom_attributes=attributes, model_seconds=model_seconds)
 
         def chunks() -> Iterator[bytes]:
             finished = False
             try:
-                while chunk := response.read1(CHUNK):
+                while True:
+                    started = time.perf_counter()
+                    chunk = response.read1(CHUNK)
+                    reply.model_seconds += time.perf_counter() - started
+                    if not chunk:
+                        break
                     yield chunk
                 finished = True
             except (OSError, http.client.HTTPException) as err:
@@ -396,7 +411,9 @@ class EndpointHost:
             finally:
                 release(finished and not response.will_close)
 
-        return Reply(variant.name, kind, chunks=chunks(), custom_attributes=attributes)
+        reply = Reply(variant.name, kind, chunks=chunks(), custom_attributes=attributes,
+                      model_seconds=time.perf_counter() - sent)
+        return reply
 
     def _variant(self, deployment: Deployment, target: str | None) -> Variant:
         if target is not None:
@@ -426,7 +443,7 @@ class EndpointHost:
                     return chosen
             if time.monotonic() > deadline or self._closed.is_set():
                 raise NoInstance(f"No instance of variant {variant.name} is up: its model server is restarting. "
-                                 "See the endpoint's log for why it exited.")
+                                 "See the endpoint's log for why it exited.", variant.name)
             time.sleep(0.02)
 
     # -- deployments --------------------------------------------------------------------------

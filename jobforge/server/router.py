@@ -29,12 +29,15 @@ SERVICES_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "s3": ("s3",),
     "lambda": ("lambda",),
     "bedrock-agentcore": ("bedrock-agentcore-control", "bedrock-agentcore"),
+    "monitoring": ("cloudwatch",),
 }
 QUERY_VERSIONS = {"2011-06-15": "sts", "2010-05-08": "iam"}
 
 
+# A model may declare several protocols (CloudWatch: CBOR, JSON, query); clients use the first of botocore's
+# order that it declares, which botocore's resolved_protocol names.
 def protocol_of(service: str) -> ModuleType:
-    return PROTOCOLS[service_models.service_model(service).protocol]
+    return PROTOCOLS[service_models.service_model(service).resolved_protocol]
 
 
 def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ...]:
@@ -48,6 +51,8 @@ def candidates(scope_service: str | None, request: HttpRequest) -> tuple[str, ..
         return ("sagemaker",)
     if target.startswith("Logs_"):
         return ("logs",)
+    if target.startswith("GraniteServiceVersion20100801."):
+        return ("cloudwatch",)
     content_type = request.headers.get("content-type", "")
     if "x-www-form-urlencoded" in content_type or "Action=" in request.query_string:
         version = query.form(request).get("Version")
@@ -64,7 +69,7 @@ def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
         return alias
     path_matched = False
     for service in services:
-        if service_models.service_model(service).protocol not in PROTOCOLS:
+        if service_models.service_model(service).resolved_protocol not in PROTOCOLS:
             continue
         operation = protocol_of(service).match(service, request)
         if operation is not None:
@@ -73,7 +78,7 @@ def route(scope_service: str | None, request: HttpRequest) -> tuple[str, str]:
     if path_matched:
         raise ServiceError("UnknownOperationException",
                            f"{request.method} is not supported on {request.raw_path}", 405)
-    if service_models.service_model(services[0]).protocol == "json":
+    if service_models.service_model(services[0]).resolved_protocol == "json":
         raise ServiceError("UnknownOperationException", "Missing or malformed X-Amz-Target header", 400)
     raise ServiceError("UnknownOperationException", f"No operation matches {request.method} {request.raw_path}", 400)
 
@@ -93,4 +98,4 @@ def candidates_or_default(scope_service: str | None, request: HttpRequest | None
 
 
 def protocol_name(service: str) -> str:
-    return service_models.service_model(service).protocol
+    return service_models.service_model(service).resolved_protocol

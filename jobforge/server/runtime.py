@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from jobforge.config import Settings
 from jobforge.core import accounts
+from jobforge.core.endpoint_metrics import EndpointMetrics
 from jobforge.core.lifecycle import LifecycleSweep
 from jobforge.core.objects import open_object_store
 from jobforge.core.server_leases import ServerLeases, server_id_of
@@ -71,6 +72,7 @@ class Runtime:
         self.agents = AgentHost(self.engine, settings, self.processes, self.keys, memory_mb, self.leases)
         self.endpoints = EndpointHost(self.engine, settings, self.processes, self.object_store, self.keys,
                                       self.leases)
+        self.endpoint_metrics = EndpointMetrics(self.engine)  # invocations' CloudWatch metrics, written in batches
         self.pipeline_runner = PipelineRunner(self)  # SageMaker pipeline executions, through the server's own API
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -84,6 +86,7 @@ class Runtime:
         self.functions.start()
         self.agents.start()
         self.endpoints.start()
+        self.endpoint_metrics.start()
         self.lifecycle.start()
         self.pipeline_runner.start()
         for service in (self.quantum_tasks, self.functions, self.agents, self.endpoints):
@@ -97,6 +100,7 @@ class Runtime:
         self.lifecycle.stop()
         self.leases.stop()  # first: from now on what this server ran is another's to take over
         self.endpoints.stop(deadline)
+        self.endpoint_metrics.stop(deadline)
         self.agents.stop(deadline)
         self.functions.stop(deadline)
         self.quantum_tasks.stop()

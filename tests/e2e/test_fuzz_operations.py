@@ -332,7 +332,8 @@ def _raw_base(service: str, operation: str):
         if member.serialization.get("location") == "uri":
             params[name] = f"{MARK}{len(labels)}"
             labels.append(name)
-    request = serialize.create_serializer(model.protocol, include_validation=False).serialize_to_request(params, op)
+    serializer = serialize.create_serializer(model.resolved_protocol, include_validation=False)
+    request = serializer.serialize_to_request(params, op)
     prepare_request_dict(request, endpoint_url="http://fuzz")
     url = urlsplit(request["url"])
     path = url.path + (f"?{url.query}" if url.query else "")
@@ -346,7 +347,7 @@ def _raw_base(service: str, operation: str):
 
 def raw_cases(service: str, operation: str, rng: random.Random) -> list[tuple[str, str, str, bytes, dict]]:
     model, method, path, body, headers, labels = _raw_base(service, operation)
-    protocol = model.protocol
+    protocol = model.resolved_protocol
     found = []
     for index, _ in enumerate(labels):
         marker = f"{MARK}{index}"
@@ -476,7 +477,7 @@ def send_raw(server, service: str, operation: str, raw, tally: Tally) -> None:
         tally.sent[_kind_of_answer(status, None)] += 1
         return
     try:
-        code = parsers.create_parser(model.protocol).parse(
+        code = parsers.create_parser(model.resolved_protocol).parse(
             {"status_code": status, "headers": response_headers, "body": data},
             model.operation_model(operation).output_shape).get("Error", {}).get("Code")
     except ResponseParserError:
@@ -589,7 +590,7 @@ def test_unstorable_text_is_refused_by_member(any_server):
     the real client's request is refused with the protocol's validation code, naming the member."""
     for service, operation, params, member, problem in REFUSALS:
         status, error = _refusal(lambda: getattr(any_server.client(service), operation)(**params))
-        protocol = service_models.service_model(service).protocol
+        protocol = service_models.service_model(service).resolved_protocol
         expected = {"query": "ValidationError", "rest-xml": "InvalidArgument"}.get(protocol, "ValidationException")
         assert (status, error["Code"]) == (400, expected), (operation, error)
         assert f"at '{member}' failed to satisfy constraint: {WORDING[problem]}" in error["Message"], error

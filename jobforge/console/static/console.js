@@ -139,7 +139,7 @@
     this.container = container;
     this.series = {};  // name → {xs, ys, byStep, figure, plot}
   }
-  Charts.prototype.add = function (name, value, step, timestamp) {
+  Charts.prototype.chart = function (name, byStep) {
     var s = this.series[name];
     if (!s) {
       var empty = this.container.querySelector("[data-charts-empty]");
@@ -155,8 +155,12 @@
       holder.className = "plot";
       figure.appendChild(holder);
       this.container.appendChild(figure);
-      s = this.series[name] = {xs: [], ys: [], byStep: step !== null, figure: figure, holder: holder, plot: null};
+      s = this.series[name] = {xs: [], ys: [], byStep: byStep, figure: figure, holder: holder, plot: null};
     }
+    return s;
+  };
+  Charts.prototype.add = function (name, value, step, timestamp) {
+    var s = this.chart(name, step !== null);
     var x = s.byStep && step !== null ? step : timestamp;
     var i = s.xs.length;
     while (i > 0 && s.xs[i - 1] > x) i--;  // points arrive in order but for a rare late one
@@ -164,6 +168,15 @@
     s.ys.splice(i, 0, value);
     s.figure.dataset.points = String(s.xs.length);
     s.figure.querySelector(".last").textContent = Number(value).toPrecision(4);
+    s.dirty = true;
+  };
+  // A whole series at once (an endpoint's per-minute sums, whose last minute may still grow).
+  Charts.prototype.set = function (name, xs, ys) {
+    var s = this.chart(name, false);
+    s.xs = xs;
+    s.ys = ys;
+    s.figure.dataset.points = String(xs.length);
+    s.figure.querySelector(".last").textContent = ys.length ? Number(ys[ys.length - 1]).toPrecision(4) : "";
     s.dirty = true;
   };
   Charts.prototype.draw = function () {
@@ -249,11 +262,31 @@
     poll();
   }
 
+  // -- an endpoint's invocation metrics, read again every few polls ------------------------------------
+  function followEndpoint(container) {
+    var charts = new Charts(container);
+    document.addEventListener("console:theme", function () { charts.redraw(); });
+    addEventListener("resize", function () { charts.resize(); });
+    function poll() {
+      if (document.hidden) { setTimeout(poll, POLL_MS * 5); return; }
+      fetch(container.dataset.endpointMetrics, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (response) { if (!response.ok) throw new Error(response.status); return response.json(); })
+        .then(function (update) {
+          update.series.forEach(function (s) { charts.set(s.chart + " · " + s.variant, s.timestamps, s.values); });
+          charts.draw();
+          setTimeout(poll, POLL_MS * 5);
+        })
+        .catch(function () { setTimeout(poll, POLL_MS * 10); });
+    }
+    poll();
+  }
+
   function start() {
     refreshTimes();
     bars();
     var charts = document.getElementById("charts");
     if (charts && charts.dataset.updates) follow(charts);
+    if (charts && charts.dataset.endpointMetrics) followEndpoint(charts);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

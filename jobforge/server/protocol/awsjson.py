@@ -1,8 +1,9 @@
-"""awsJson1.1 (SageMaker, CloudWatch Logs): POST / with X-Amz-Target."""
+"""awsJson1.0 and 1.1 (SageMaker, CloudWatch Logs, CloudWatch metrics): POST / with X-Amz-Target."""
 
 from __future__ import annotations
 
 import json
+import zlib
 
 from jobforge.core import service_models
 from jobforge.core.errors import ServiceError
@@ -25,8 +26,30 @@ def match(service: str, request: HttpRequest) -> str | None:
     return name
 
 
+# The most a gzip-encoded body may inflate to (botocore compresses the bodies of operations whose model asks
+# for it, CloudWatch's PutMetricData among them, once they pass 10 KB; AWS takes 1 MB of such a request).
+INFLATED_BODY = 1024 * 1024
+
+
 def parse(service: str, operation: str, request: HttpRequest) -> dict:
-    return json_object(request.body or b"{}")
+    body = request.body or b"{}"
+    if request.headers.get("content-encoding", "").strip().lower() == "gzip":
+        body = _gunzip(body)
+    return json_object(body)
+
+
+def _gunzip(body: bytes) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, INFLATED_BODY)
+    except zlib.error:
+        raise ServiceError("SerializationException", "The request body is not valid gzip", 400) from None
+    if inflater.unconsumed_tail:
+        raise ServiceError("RequestEntityTooLarge", f"The request body inflates to more than {INFLATED_BODY} "
+                           "bytes", 413)
+    if not inflater.eof:
+        raise ServiceError("SerializationException", "The request body is not valid gzip", 400)
+    return out
 
 
 def json_document(body: bytes):
