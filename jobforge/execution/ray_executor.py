@@ -1,20 +1,27 @@
-"""The Ray executor: each job attempt holds its resources in a placement group of its own on a Ray cluster, and
+"""The Ray executor: each job attempt holds its resources in a placement group on a Ray cluster (a slot), and
 the node agent of the node Ray placed it on runs its worker.
 
 ``jobforge serve --executor ray --ray-address ADDR`` connects the server to
-the cluster as a Ray driver (namespace ``jobforge``). Each attempt gets a
-detached placement group named after the job and attempt
-(``jobforge-<job id>-<attempt>``) with one bundle of the job's CPUs, GPUs,
-memory and custom resources, so Ray reserves them on a node that has them.
-There the node's agent (``jobforge.execution.ray_node_agent``, one detached
-actor per node, started when the node is first seen) forks the worker from
-its warm fork server and confines it. An attempt thus costs no new Ray worker
-process and no cold Python start. A handle is ``ray:<group name>``: a
-restarted server (or the server that takes over scheduling) finds the group
-by name, the agent of its node, and adopts the attempt if the agent still
-runs it (or reads its outcome if it ended meanwhile), while its worker goes
-on reporting to the advertised URL. The group is removed when the attempt's
-outcome has been read.
+the cluster as a Ray driver (namespace ``jobforge``). Each attempt runs in a
+slot: a detached placement group (``jobforge-slot-<random>``) with one bundle
+of the job's CPUs, GPUs, memory and custom resources, so Ray reserves them on
+a node that has them. There the node's agent
+(``jobforge.execution.ray_node_agent``, one detached actor per node, started
+when the node is first seen) forks the worker from its warm fork server and
+confines it, under the attempt's name (``jobforge-<job id>-<attempt>``). An
+attempt thus costs no new Ray worker process and no cold Python start.
+
+A slot whose attempt ended is kept for IDLE_SLOT_SECONDS and given to the
+next job asking for the same resources: Ray places a new group only about a
+second after another was removed, so reusing it keeps a busy cluster's
+throughput. Admission counts idle slots as free; a job of another shape that
+needs their node makes them go.
+
+A handle is ``ray:<attempt name>@<slot name>``: a restarted server (or the
+server that takes over scheduling) finds the slot by name, the agent of its
+node, and adopts the attempt if the agent still runs it (or reads its outcome
+if it ended meanwhile), while its worker goes on reporting to the advertised
+URL. Slots no attempt of the scheduling server holds are removed.
 
 Admission reads the cluster: ``shortfall`` compares a request with every live
 node's total resources (a job that no node can ever hold fails at once), and
@@ -32,6 +39,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -53,7 +61,9 @@ from jobforge.execution.ray_node_agent import NodeAgent
 
 log = logging.getLogger("jobforge.ray")
 NAMESPACE = "jobforge"
-ATTEMPT_PREFIX = "jobforge-"  # a placement group per attempt: jobforge-<job id>-<attempt>
+ATTEMPT_PREFIX = "jobforge-"  # an attempt, as its node agent knows it: jobforge-<job id>-<attempt>
+SLOT_PREFIX = "jobforge-slot-"  # a placement group holding one attempt's resources
+IDLE_SLOT_SECONDS = 5.0  # how long a slot whose attempt ended waits for a job of the same resources
 AGENT_PREFIX = "jobforge-node-"  # a node agent per node: jobforge-node-<node id>
 VIEW_SECONDS = 0.5  # how long a reading of the nodes' free resources is used
 PLACE_SECONDS = 1.0  # how long submit waits for Ray to place an attempt's group (else poll goes on waiting)
@@ -66,10 +76,19 @@ _NOT_CUSTOM = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 @dataclass
+class _Slot:
+    name: str
+    group: PlacementGroup
+    request: dict | None  # None: adopted, its request unknown here
+    node_id: str | None = None  # once Ray has placed it
+    idle_since: float | None = None
+
+
+@dataclass
 class _Attempt:
     job_id: str
     name: str
-    group: PlacementGroup
+    slot: "_Slot"
     run: dict  # what the node agent's run() is given
     request: dict | None  # the job's resources, held on its node until the group is removed
     counted_on: str | None = None  # the node whose free resources it was counted against at submission
@@ -102,6 +121,7 @@ class RayExecutor:
         self.settings = settings
         self._attempts: dict[str, _Attempt] = {}  # handle → attempt
         self._agents: dict[str, object] = {}  # node id → its node agent's handle
+        self._idle: dict[str, _Slot] = {}  # slot name → a slot whose attempt ended
         self._node_ips: dict[str, str] = {}
         self._ended_logs: OrderedDict[str, str] = OrderedDict()  # job id → the end of its last worker's output
         self._base: dict = {}
@@ -131,6 +151,9 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         """The attempts go on running on the cluster: the next server to schedule adopts them."""
+        for slot in self._idle.values():
+            ray.util.remove_placement_group(slot.group)
+        self._idle.clear()
         self._attempts.clear()
         self._agents.clear()
         if ray.is_initialized():
@@ -149,9 +172,10 @@ class RayExecutor:
         """End what no job is running any more: the attempts whose server was down when they, or their jobs,
         ended. Done at the first poll, once the attempts still running have been adopted."""
         ours = {attempt.name for attempt in self._attempts.values()}
+        slots = {attempt.slot.name for attempt in self._attempts.values()} | self._idle.keys()
         for group in placement_group_table().values():
             name = group["name"]
-            if name.startswith(ATTEMPT_PREFIX) and name not in ours and group["state"] != "REMOVED":
+            if name.startswith(SLOT_PREFIX) and name not in slots and group["state"] != "REMOVED":
                 _remove_group(name)
         for node_id, agent in list(self._agents.items()):
             try:
@@ -194,6 +218,8 @@ class RayExecutor:
         if time.monotonic() - self._free_read > VIEW_SECONDS:
             self._free = {node_id: node_capacity(n) for node_id, n in ray_state.available_resources_per_node().items()}
             self._free_read = time.monotonic()
+            for slot in self._idle.values():
+                self._count(slot.node_id, slot.request, +1)
         return next((node_id for node_id, node in self._free.items() if node.fits(request, Capacity(0, 0, 0))), None)
 
     def _count(self, node_id: str | None, request: dict, sign: int) -> None:
@@ -214,6 +240,9 @@ class RayExecutor:
         now = time.monotonic()
         for node_id in nodes.keys() - self._agents.keys():
             self._agent(node_id)
+        for slot in [s for s in self._idle.values() if s.node_id not in nodes]:  # its node is gone
+            ray.util.remove_placement_group(slot.group)
+            del self._idle[slot.name]
         self._seen.update((node_id, (now, node)) for node_id, node in nodes.items())
         return list(nodes.values())
 
@@ -224,29 +253,43 @@ class RayExecutor:
         # The node keeps its own environment (PATH, its Python's installation): only what the scheduler set for
         # this job travels, not the server's host's variables.
         variables = {key: value for key, value in env.items() if self._base.get(key) != value}
-        try:
-            group = placement_group([bundle(job.resources)], strategy="STRICT_PACK", name=name, lifetime="detached")
-        except ValueError as err:  # resources Ray refuses
-            raise OSError(f"Ray refused the job's placement group: {err}") from None
-        node_id = self._fitting(job.resources)  # until Ray reports it, counted against the node it likely goes to
-        self._count(node_id, job.resources, -1)
         run = {"name": name, "job_id": job.id, "account_id": job.account_id,
                "account_dir": bool(kind and kind.workload.account_dir), "variables": variables,
                "readable": readable, "preload": list(kind.workload.preload) if kind else [],
                "gpus": job.resources.get("gpus", 0)}
-        attempt = _Attempt(job.id, name, group, run, job.resources, node_id, placing=group.ready())
-        handle = f"ray:{name}"
+        slot = next((s for s in self._idle.values() if s.request == job.resources), None)
+        if slot is not None:
+            del self._idle[slot.name]
+            slot.idle_since = None
+            attempt = _Attempt(job.id, name, slot, run, job.resources, slot.node_id)
+        else:
+            node_id = self._fitting(job.resources)  # until Ray reports it, counted against the node it likely goes to
+            for idle in [s for s in self._idle.values() if s.node_id == node_id]:  # other shapes: they make room
+                ray.util.remove_placement_group(idle.group)
+                del self._idle[idle.name]
+            slot_name = f"{SLOT_PREFIX}{uuid.uuid4().hex[:16]}"
+            try:
+                group = placement_group([bundle(job.resources)], strategy="STRICT_PACK", name=slot_name,
+                                        lifetime="detached")
+            except ValueError as err:  # resources Ray refuses
+                raise OSError(f"Ray refused the job's placement group: {err}") from None
+            attempt = _Attempt(job.id, name, _Slot(slot_name, group, job.resources), run, job.resources, node_id,
+                               placing=group.ready())
+        self._count(attempt.counted_on, job.resources, -1)
+        handle = f"ray:{name}@{attempt.slot.name}"
         self._ended_logs.pop(job.id, None)
         self._attempts[handle] = attempt
         self._start_when_placed(attempt, PLACE_SECONDS)
         return handle
 
     def _start_when_placed(self, attempt: _Attempt, timeout: float) -> None:
-        """Once Ray has placed the attempt's group (waited for up to timeout), its node's agent starts the worker."""
-        if not ray.wait([attempt.placing], timeout=timeout)[0]:
-            return
-        attempt.placing = None
-        node_id = placement_group_table(attempt.group)["bundles_to_node_id"][0]
+        """Once Ray has placed the attempt's slot (waited for up to timeout), its node's agent starts the worker."""
+        if attempt.placing is not None:
+            if not ray.wait([attempt.placing], timeout=timeout)[0]:
+                return
+            attempt.placing = None
+            attempt.slot.node_id = placement_group_table(attempt.slot.group)["bundles_to_node_id"][0]
+        node_id = attempt.slot.node_id
         attempt.node = {"node_id": node_id, "node_ip": self._node_ip(node_id)}
         attempt.agent = self._agent(node_id)
         attempt.ended = attempt.agent.run.remote(**attempt.run)
@@ -264,11 +307,14 @@ class RayExecutor:
     def poll(self) -> list[tuple[str, int | AttemptLost]]:
         if not self._swept:
             self._sweep()
+        for slot in [s for s in self._idle.values() if time.monotonic() - s.idle_since > IDLE_SLOT_SECONDS]:
+            ray.util.remove_placement_group(slot.group)
+            del self._idle[slot.name]
         done = []
         for handle, attempt in list(self._attempts.items()):
             if attempt.cancelled is not None:
                 del self._attempts[handle]
-                self._end(attempt)
+                self._end(attempt, keep_slot=False)
                 done.append((handle, attempt.cancelled))
             elif attempt.placing is not None:
                 self._start_when_placed(attempt, 0)
@@ -285,7 +331,7 @@ class RayExecutor:
             except RayActorError as err:
                 lost = self._lost_node(attempt)
                 if lost:
-                    _remove_group(attempt.name)
+                    ray.util.remove_placement_group(attempt.slot.group)
                     done.append((handle, AttemptLost(lost)))
                     continue
                 self._agents.pop(attempt.node["node_id"], None)  # a new one next time
@@ -301,12 +347,18 @@ class RayExecutor:
             done.append((handle, code))
         return done
 
-    def _end(self, attempt: _Attempt) -> None:
-        """Remove the attempt's group; its resources count as free again at once (a reading that had not yet seen
-        them taken is corrected at the next one, VIEW_SECONDS later at most)."""
-        ray.util.remove_placement_group(attempt.group)
-        if attempt.request is not None:  # None: adopted, its request unknown here
-            self._count(attempt.node["node_id"] if attempt.node else attempt.counted_on, attempt.request, +1)
+    def _end(self, attempt: _Attempt, keep_slot: bool = True) -> None:
+        """The attempt's slot waits for the next job of its shape, or goes; either way its resources count as free
+        again at once (a reading that had not yet seen them taken is corrected at the next one, VIEW_SECONDS later
+        at most)."""
+        slot = attempt.slot
+        if keep_slot and slot.request is not None and slot.node_id is not None:
+            slot.idle_since = time.monotonic()
+            self._idle[slot.name] = slot
+        else:
+            ray.util.remove_placement_group(slot.group)
+        if attempt.request is not None:
+            self._count(slot.node_id or attempt.counted_on, attempt.request, +1)
 
     def _note_placements(self) -> None:
         """Say once per node when it cannot confine jobs."""
@@ -335,12 +387,12 @@ class RayExecutor:
         return f"The Ray node {attempt.node['node_ip']} ({attempt.node['node_id'][:12]}) running the job was lost"
 
     def adopt(self, job_id: str, handle: str) -> bool:
-        name = handle.removeprefix("ray:")
-        if not handle.startswith("ray:") or not name.startswith(f"{ATTEMPT_PREFIX}{job_id}-"):
+        name, _, slot_name = handle.removeprefix("ray:").partition("@")
+        if not handle.startswith("ray:") or not name.startswith(f"{ATTEMPT_PREFIX}{job_id}-") or not slot_name:
             return False
         try:
-            group = ray.util.get_placement_group(name)
-        except ValueError:  # no such group: the attempt ended, or it was started otherwise
+            group = ray.util.get_placement_group(slot_name)
+        except ValueError:  # no such slot: the attempt ended, or it was started otherwise
             return False
         table = placement_group_table(group)
         node_id = table["bundles_to_node_id"].get(0) if table["state"] == "CREATED" else None
@@ -350,10 +402,10 @@ class RayExecutor:
         except (ValueError, RayActorError, GetTimeoutError):  # its node (and agent) lost, or the agent is stuck
             known = False
         if not known:
-            _remove_group(name)
+            _remove_group(slot_name)
             return False
         self._agents[node_id] = agent
-        self._attempts[handle] = _Attempt(job_id, name, group, {}, None, agent=agent,
+        self._attempts[handle] = _Attempt(job_id, name, _Slot(slot_name, group, None, node_id), {}, None, agent=agent,
                                           ended=agent.wait.remote(name), node={"node_id": node_id,
                                                                                 "node_ip": self._node_ip(node_id)})
         return True

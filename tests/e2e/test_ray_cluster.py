@@ -8,7 +8,7 @@ and MaxRuntime end the actor; a Braket hybrid job (the Braket SDK) and a
 Bedrock fine-tune (boto3) run end to end; the server killed while a job runs
 re-adopts it; the worker node lost mid-job makes the job resume from its
 checkpoint on a new node. Each attempt holds its resources in a placement
-group named after it, on the node whose agent runs its worker.
+group (its slot) on the node whose agent runs its worker.
 """
 
 from __future__ import annotations
@@ -121,23 +121,26 @@ def attempt_name(server, name: str) -> str:
     return f"jobforge-{job.id}-{job.attempt}"
 
 
-def group_of(attempt: str) -> dict | None:
-    """The attempt's placement group as Ray's table shows it, while it is not removed."""
-    return next((g for g in placement_group_table().values() if g["name"] == attempt and g["state"] != "REMOVED"),
-                None)
+def slot_of(server, name: str) -> str:
+    """The placement group holding the resources of the job's current attempt (its handle names it)."""
+    return record(server, name).handle.partition("@")[2]
+
+
+def group(slot: str) -> dict | None:
+    """A placement group as Ray's table shows it, while it is not removed."""
+    return next((g for g in placement_group_table().values() if g["name"] == slot and g["state"] != "REMOVED"), None)
 
 
 def where(server, name: str) -> dict:
-    """Where the job's current attempt runs, as the agent of its group's node says."""
-    attempt = attempt_name(server, name)
-    node_id = group_of(attempt)["bundles_to_node_id"][0]
-    return ray.get(ray.get_actor(f"jobforge-node-{node_id}").where.remote(attempt))
+    """Where the job's current attempt runs, as the agent of its slot's node says."""
+    node_id = group(slot_of(server, name))["bundles_to_node_id"][0]
+    return ray.get(ray.get_actor(f"jobforge-node-{node_id}").where.remote(attempt_name(server, name)))
 
 
 def attempt_gone(attempt: str) -> bool:
-    """Its group removed, and no node agent runs it or keeps its outcome."""
+    """No node agent runs the attempt or keeps its outcome."""
     agents = [ray.get_actor(name) for name in ray.util.list_named_actors() if name.startswith("jobforge-node-")]
-    return group_of(attempt) is None and not any(attempt in ray.get(a.names.remote()) for a in agents)
+    return not any(attempt in ray.get(a.names.remote()) for a in agents)
 
 
 def steps_done(server, name: str) -> int:
@@ -159,14 +162,15 @@ def checkpointed_step(server, name: str) -> int:
 def test_a_job_runs_on_the_node_with_its_resource_and_one_no_node_has_fails_at_once(server, cluster):
     create(server, "on-special", InstanceType="ml.c5.large", Steps=15, SleepSeconds=0.2)
     wait_for(lambda: describe(server, "on-special")["SecondaryStatus"] == "Executing")
-    attempt = attempt_name(server, "on-special")
-    group = group_of(attempt)  # the job's resources, held in Ray on the node while it runs
-    assert group["bundles"][0] == {"CPU": 1.0, "special": 1.0, "memory": 0.25 * 2**30}
-    assert group["bundles_to_node_id"][0] == cluster.special.node_id  # the only node with 'special'
+    attempt, slot = attempt_name(server, "on-special"), slot_of(server, "on-special")
+    held = group(slot)  # the job's resources, held in Ray on the node while it runs
+    assert held["bundles"][0] == {"CPU": 1.0, "special": 1.0, "memory": 0.25 * 2**30}
+    assert held["bundles_to_node_id"][0] == cluster.special.node_id  # the only node with 'special'
     running = where(server, "on-special")
     assert running["node_id"] == cluster.special.node_id and running["running"]
     assert ended(server, "on-special")["JobStatus"] == "Completed"
     assert wait_for(lambda: attempt_gone(attempt), 30)
+    assert wait_for(lambda: group(slot) is None, 30)  # no job of its shape came to reuse it: it goes
 
     create(server, "needs-gold", InstanceType="ml.c5.xlarge")
     job = ended(server, "needs-gold", timeout=10)
@@ -174,7 +178,17 @@ def test_a_job_runs_on_the_node_with_its_resource_and_one_no_node_has_fails_at_o
     assert "1 gold (a node offers at most 0)" in job["FailureReason"]
 
 
-def test_stop_and_max_runtime_end_the_actor(server):
+def test_the_next_job_of_the_same_resources_runs_in_the_slot_of_one_that_ended(server):
+    create(server, "first-in-slot", InstanceType="ml.c5.large", Steps=1, SleepSeconds=0)
+    assert ended(server, "first-in-slot")["JobStatus"] == "Completed"
+    slot = slot_of(server, "first-in-slot")
+    assert group(slot) is not None  # kept a few seconds for a job of its shape
+    create(server, "second-in-slot", InstanceType="ml.c5.large", Steps=1, SleepSeconds=0)
+    assert ended(server, "second-in-slot")["JobStatus"] == "Completed"
+    assert slot_of(server, "second-in-slot") == slot
+
+
+def test_stop_and_max_runtime_end_the_worker(server):
     create(server, "stopped", Steps=600, SleepSeconds=0.1)
     create(server, "timed-out", Steps=600, SleepSeconds=0.1, StoppingCondition={"MaxRuntimeInSeconds": 3})
     wait_for(lambda: describe(server, "stopped")["SecondaryStatus"] == "Executing")
