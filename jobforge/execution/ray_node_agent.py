@@ -113,6 +113,7 @@ class NodeAgent:
     def wait(self, name: str) -> tuple[int, str] | None:
         """The outcome of an attempt once it has ended; None for one this agent does not know."""
         with self._changed:
+            self._changed.wait_for(lambda: self._attempts.get(name, True) is not None)  # one being started
             attempt = self._attempts.get(name)
             if attempt is None:
                 return self._ended.get(name)
