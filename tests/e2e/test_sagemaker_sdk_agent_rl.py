@@ -8,9 +8,9 @@ import json
 import random
 import uuid
 
-import boto3
 import pytest
 
+from sagemaker_sdk import sdk_environment
 from signal_game import BASE_ARN, MODEL, jsonl, lambda_agent, register_model
 
 BUCKET = "sdk-agent-rl"
@@ -20,17 +20,7 @@ BUCKET = "sdk-agent-rl"
 def sdk_env(server, tmp_path_factory):
     """What a user sets for the SDK: the endpoint and credentials, and telemetry opted out in its config file."""
     register_model(server.data_dir, tmp_path_factory.mktemp("digits"))
-    config = tmp_path_factory.mktemp("sdk") / "config.yaml"
-    config.write_text(json.dumps({"SchemaVersion": "1.0",
-                                  "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}))
-    creds = server.credentials()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("AWS_ENDPOINT_URL", server.endpoint), ("AWS_DEFAULT_REGION", "us-east-1"),
-                            ("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"]),
-                            ("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"]),
-                            ("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))):
-            patch.setenv(name, value)
-        patch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3's cached one may hold an earlier server's keys
+    with sdk_environment(server, tmp_path_factory.mktemp("sdk")):
         yield
 
 
