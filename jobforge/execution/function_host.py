@@ -106,6 +106,7 @@ class Environment:
     last_used: float = 0.0
     max_memory_mb: int = 0
     dead: bool = False
+    generation: int = 0  # its pool's when it was taken
     lines: list = field(default_factory=list)  # what the current invocation printed: (epoch, text)
     ended: set = field(default_factory=set)  # end markers seen
     output_changed: threading.Condition = field(default_factory=threading.Condition)
@@ -119,6 +120,7 @@ class Environment:
 class _Pool:
     idle: list = field(default_factory=list)
     busy: int = 0
+    generation: int = 0  # counts recycles: a busy environment of an earlier generation is stopped when released
 
 
 class LogWriter:
@@ -148,8 +150,11 @@ class LogWriter:
             self._write(batch)
 
     def _write(self, batch) -> None:
+        streams: dict[tuple, list] = {}  # one insert per stream: its group and stream are looked up once
+        for account_id, region, group, stream, events in batch:
+            streams.setdefault((account_id, region, group, stream), []).extend(events)
         try:
-            log_events.put(self.engine, batch)
+            log_events.put(self.engine, [(*key, events) for key, events in streams.items()])
         except Exception:
             log.exception("could not write %d log batches", len(batch))
 
@@ -304,6 +309,7 @@ class FunctionHost:
             doomed = list(pool.idle) if pool else []
             if pool:
                 pool.idle.clear()
+                pool.generation += 1
         for env in doomed:
             self._discard(env)
 
@@ -323,13 +329,15 @@ class FunctionHost:
                     if env.function.revision_id == function.revision_id and not env.dead and not env.stale:
                         pool.busy += 1
                         self._busy_per_account[account] += 1
+                        env.generation = pool.generation
                         return env, False
                     stale.append(env)
                 self._make_room(function.memory_size, stale)
                 pool.busy += 1
                 self._busy_per_account[account] += 1
                 self._memory_held += function.memory_size
-                env = Environment(uuid.uuid4().hex, function, self._stream_name(), time.time())
+                env = Environment(uuid.uuid4().hex, function, self._stream_name(), time.time(),
+                                  generation=pool.generation)
                 return env, True
         finally:
             for env in stale:
@@ -352,13 +360,13 @@ class FunctionHost:
             raise Throttled("ConcurrentInvocationLimitExceeded")
 
     def _release(self, env: Environment, keep: bool) -> None:
-        current = functions.get(self.engine, env.function.id) if keep else None
+        """Back to the idle pool, unless the function changed or went while it ran (``recycle``; a change made
+        through another server is caught when the environment is next taken, by its revision)."""
         with self._lock:
             pool = self._pools[env.function.id]
             pool.busy -= 1
             self._busy_per_account[(env.function.account_id, env.function.region)] -= 1
-            keep = keep and not env.dead and not self._closed.is_set() and current is not None \
-                and current.revision_id == env.function.revision_id
+            keep = keep and not env.dead and not self._closed.is_set() and env.generation == pool.generation
             if keep:
                 env.last_used = time.monotonic()
                 pool.idle.append(env)
