@@ -1,12 +1,25 @@
-"""The policy's sampler: requests that arrive together are generated in one batch (dynamic batching).
+"""The policy's sampler: continuous (iteration-level) batching of the Sample calls of many agents.
 
-Each request is a prompt's token ids with its own temperature, top-p and token budget. Once a request
-arrives, a thread keeps taking the requests that follow it while they come less than ``ARRIVAL_GAP``
-apart (concurrent agents' calls reach the worker one by one, a few milliseconds apart, as the server
-relays them), for at most ``GATHER_LIMIT``; then it left-pads them into one batch and decodes them together with the KV cache, one
-forward pass per new token for the whole batch. For every sampled token it records the log-probability
-under the distribution it was sampled from (the logits divided by the temperature, before top-p
-truncation: what the trainer recomputes), so turns are never re-scored later.
+One thread runs the model. Each request is a prompt's token ids with its own temperature, top-p and token
+budget. When the sampler is idle, a request waits for the ones that follow it while they come less than
+``ARRIVAL_GAP`` apart, for at most ``GATHER_LIMIT``, and they start as one batch: the prompts are left-padded
+and run forward together (the prefill), then the batch decodes one token per forward pass for all its rows,
+with the KV cache. A request that arrives while a batch is decoding does not wait for it to
+end: its prompt is run forward on its own and its rows join the running batch (their cache padded on the
+left to the batch's length and appended), and from the next token on they decode with the others. A row
+that finishes (a stop token or its budget) leaves the batch at once and its caller gets its answer; the
+cache columns no remaining row attends to are dropped. Joining waits until the waiting requests are a
+``ADMIT_SHARE``-th of the running rows, or until the first of them has waited ``ADMIT_STEPS`` decoding
+steps, so that a prefill pass is shared by several arrivals instead of costing one pass each.
+
+Only caches made of plain ``DynamicLayer`` layers (full attention, the usual case) can be joined; for others
+(sliding windows, recurrent state) a request waits for the running batch to end, and finished rows stay in
+the batch, masked, until it does.
+
+For every sampled token the sampler records the log-probability under the distribution it was sampled from
+(the logits divided by the temperature, before top-p truncation: what the trainer recomputes), so turns are
+never re-scored later. The lock is held for each forward pass, never between two, so an optimizer step
+never changes weights during one; a turn's policy version is the one its first token was sampled with.
 """
 
 from __future__ import annotations
@@ -14,14 +27,18 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-ARRIVAL_GAP = 0.01  # seconds: a pause this long between arrivals closes the batch
-GATHER_LIMIT = 0.05  # seconds: the longest the first request of a batch waits for companions
+ARRIVAL_GAP = 0.01  # seconds: an idle sampler's batch fills while requests come less than this apart,
+GATHER_LIMIT = 0.05  # for at most this long after the first
+ADMIT_SHARE = 4  # waiting requests join a running batch once they are a quarter of its rows,
+ADMIT_STEPS = 8  # or once the first of them has waited this many decoding steps
 MAX_BATCH = 64
 
 
@@ -45,14 +62,28 @@ class Completion:
     policy_version: int
 
 
+@dataclass
+class _Row:
+    request: SampleRequest
+    version: int
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    reason: str | None = None  # set once the row is finished
+    answered: bool = False  # its caller has its completion
+
+    def completion(self) -> Completion:
+        temperature = self.request.temperature if self.request.temperature > 0 else 1.0
+        return Completion(self.ids, self.logprobs, self.reason or "length", temperature, self.version)
+
+
 class BatchSampler:
     def __init__(self, model, pad_id: int, lock: threading.Lock, version: Callable[[], int]):
         self.model = model
         self.pad_id = pad_id
-        self.lock = lock  # held while sampling, so an optimizer step never changes weights mid-batch
+        self.lock = lock  # held for each forward pass, so an optimizer step never changes weights during one
         self.version = version
         self.queue: queue.Queue[SampleRequest | None] = queue.Queue()
-        self.batches = 0  # how many forward batches ran (for tests and metrics)
+        self.batches = 0  # how many batches were started or joined (for tests and metrics)
         self.thread = threading.Thread(target=self._loop, name="batch-sampler", daemon=True)
         self.thread.start()
 
@@ -64,84 +95,223 @@ class BatchSampler:
         self.queue.put(None)
 
     def _loop(self) -> None:
+        batch = Batch(self.model, self.pad_id)
+        waiting: deque[tuple[SampleRequest, int]] = deque()  # with the step count at its arrival
+        steps, closing = 0, False
         while True:
-            first = self.queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + GATHER_LIMIT
             try:
-                while len(batch) < MAX_BATCH and batch[-1] is not None:
-                    wait = min(ARRIVAL_GAP, deadline - time.monotonic())
-                    if wait <= 0:
-                        break
-                    batch.append(self.queue.get(timeout=wait))
+                block = not (batch.rows or waiting or closing)
+                while True:
+                    request = self.queue.get(block=block)
+                    block = False
+                    if request is None:
+                        closing = True
+                    else:
+                        waiting.append((request, steps))
             except queue.Empty:
                 pass
-            if batch[-1] is None:
-                batch.pop()
-                self.queue.put(None)
-            try:
-                with self.lock:
-                    results = generate(self.model, batch, self.pad_id)
-                    version = self.version()
+            if closing and not batch.rows and not waiting:
+                return
+            if waiting and not batch.rows and not closing:
+                closing = self._gather(waiting, steps)
+            admitted = self._admit(batch, waiting, steps)
+            if batch.rows:
+                try:
+                    with torch.inference_mode(), self.lock:
+                        finished = batch.step()
+                except Exception as err:  # every caller of the batch learns why
+                    self._fail([row.request for row in batch.rows], err)
+                    batch = Batch(self.model, self.pad_id)
+                    finished = []
+                steps += 1
+                self._answer(finished)
+            if admitted:
+                try:
+                    with torch.inference_mode(), self.lock:
+                        finished = batch.add(admitted, self.version())
+                except Exception as err:  # a prompt the model cannot take fails its own callers only
+                    self._fail(admitted, err)
+                    continue
                 self.batches += 1
-            except Exception as err:  # every waiting caller learns why
-                for request in batch:
-                    request.future.set_exception(err)
-                continue
-            for request, (ids, logprobs, reason) in zip(batch, results):
-                temperature = request.temperature if request.temperature > 0 else 1.0
-                request.future.set_result(Completion(ids, logprobs, reason, temperature, version))
+                self._answer(finished)
+
+    def _gather(self, waiting: deque, steps: int) -> bool:
+        """Let an idle sampler's batch fill: take the requests that follow while they come less than
+        ``ARRIVAL_GAP`` apart (concurrent agents' calls reach the worker one by one, a few milliseconds apart),
+        for at most ``GATHER_LIMIT``. Whether the sampler was closed meanwhile."""
+        deadline = time.monotonic() + GATHER_LIMIT
+        while len(waiting) < MAX_BATCH:
+            wait = min(ARRIVAL_GAP, deadline - time.monotonic())
+            if wait <= 0:
+                return False
+            try:
+                request = self.queue.get(timeout=wait)
+            except queue.Empty:
+                return False
+            if request is None:
+                return True
+            waiting.append((request, steps))
+        return False
+
+    @staticmethod
+    def _answer(rows: list[_Row]) -> None:
+        for row in rows:
+            row.request.future.set_result(row.completion())
+
+    @staticmethod
+    def _fail(requests: list[SampleRequest], err: Exception) -> None:
+        for request in requests:
+            if not request.future.done():
+                request.future.set_exception(err)
+
+    @staticmethod
+    def _admit(batch: Batch, waiting: deque, steps: int) -> list[SampleRequest]:
+        if not waiting:
+            return []
+        if batch.rows:
+            due = len(waiting) * ADMIT_SHARE >= batch.live or steps - waiting[0][1] >= ADMIT_STEPS
+            if not (batch.joinable and due):
+                return []
+        room = MAX_BATCH - batch.live
+        return [waiting.popleft()[0] for _ in range(min(room, len(waiting)))]
+
+
+class Batch:
+    """Rows decoding together: the KV cache, the attention mask over the cache and each row's pending token
+    (sampled, not yet run forward), and each row's sampling settings."""
+
+    def __init__(self, model, pad_id: int):
+        self.model = model
+        self.pad_id = pad_id
+        self.device = next(model.parameters()).device
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows: list[_Row] = []
+        self.past = None
+        self.mask = self.pending = self.temperature = self.greedy = self.top_p = None
+        self.joinable = True  # until a cache says otherwise
+
+    @property
+    def live(self) -> int:
+        return sum(row.reason is None for row in self.rows)
+
+    def add(self, requests: list[SampleRequest], version: int) -> list[_Row]:
+        """Prefill the requests' prompts, sample their first tokens and join them to the batch; the rows that
+        are already finished."""
+        rows = [_Row(request, version) for request in requests]
+        empty = [row for row in rows if row.request.max_tokens <= 0]
+        rows = [row for row in rows if row.request.max_tokens > 0]
+        if not rows:
+            return empty
+        longest = max(len(row.request.prompt_ids) for row in rows)
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for index, row in enumerate(rows):
+            prompt = row.request.prompt_ids
+            ids[index, longest - len(prompt):] = torch.tensor(prompt, device=self.device)
+            mask[index, longest - len(prompt):] = 1
+        output = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                            use_cache=True)
+        settings = _settings(rows, self.device)
+        chosen = _choose(rows, output.logits[:, -1, :], *settings)
+        self._join(rows, output.past_key_values, mask, chosen, settings)
+        return empty + self._retire()
+
+    def step(self) -> list[_Row]:
+        """One token for every row; the rows that finished with it."""
+        positions = (self.mask.cumsum(-1) - 1)[:, -1:]
+        output = self.model(input_ids=self.pending[:, None], attention_mask=self.mask, position_ids=positions,
+                            past_key_values=self.past, use_cache=True)
+        self.past = output.past_key_values
+        chosen = _choose(self.rows, output.logits[:, -1, :], self.temperature, self.greedy, self.top_p)
+        self._extend(chosen)
+        return self._retire()
+
+    def _extend(self, chosen: torch.Tensor) -> None:
+        """The sampled tokens become the pending ones; a finished row attends to nothing new."""
+        live = torch.tensor([row.reason is None for row in self.rows], device=self.device)
+        self.pending = torch.where(live, chosen, self.pad_id)
+        self.mask = torch.cat([self.mask, live.long()[:, None]], dim=-1)
+
+    def _join(self, rows: list[_Row], past, mask: torch.Tensor, chosen: torch.Tensor, settings: tuple) -> None:
+        if not self.rows:
+            self.rows, self.past, self.mask = rows, past, mask
+            self.temperature, self.greedy, self.top_p = settings
+            self.joinable = _joinable(past)
+            self._extend(chosen)
+            return
+        # The cache is one column shorter than the mask: the pending token is not in it yet.
+        width = max(self.mask.shape[1], mask.shape[1] + 1)
+        live = torch.tensor([row.reason is None for row in rows], device=self.device)
+        mask = torch.cat([mask, live.long()[:, None]], dim=-1)
+        for mine, theirs in zip(self.past.layers, past.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width - 1), _left_pad(theirs.keys, width - 1)])
+            mine.values = torch.cat([_left_pad(mine.values, width - 1), _left_pad(theirs.values, width - 1)])
+        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
+                               F.pad(mask, (width - mask.shape[1], 0))])
+        self.pending = torch.cat([self.pending, torch.where(live, chosen, self.pad_id)])
+        self.temperature, self.greedy, self.top_p = (torch.cat([a, b]) for a, b in zip(
+            (self.temperature, self.greedy, self.top_p), settings))
+        self.rows = self.rows + rows
+
+    def _retire(self) -> list[_Row]:
+        """The rows finished since the last call; a joinable batch lets them go (with the cache columns no row
+        attends to any more), another keeps them, masked, until every row is finished."""
+        done = [row for row in self.rows if row.reason is not None and not row.answered]
+        for row in done:
+            row.answered = True
+        if all(row.reason is not None for row in self.rows):
+            self._reset()
+        elif done and self.joinable:
+            keep = torch.tensor([i for i, row in enumerate(self.rows) if row.reason is None], device=self.device)
+            self.rows = [row for row in self.rows if row.reason is None]
+            self.mask, self.pending = self.mask[keep], self.pending[keep]
+            self.temperature, self.greedy, self.top_p = self.temperature[keep], self.greedy[keep], self.top_p[keep]
+            first = int(self.mask.any(0).long().argmax())  # the last column (pending tokens) is all ones
+            self.mask = self.mask[:, first:]
+            for layer in self.past.layers:
+                layer.keys, layer.values = layer.keys[keep, :, first:], layer.values[keep, :, first:]
+        return done
 
 
 @torch.inference_mode()
 def generate(model, requests: list[SampleRequest], pad_id: int) -> list[tuple[list[int], list[float], str]]:
     """Sample every request's completion in one batch; (token ids, log-probabilities, finish reason) each."""
-    device = next(model.parameters()).device
-    longest = max(len(r.prompt_ids) for r in requests)
-    ids = torch.full((len(requests), longest), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for row, request in enumerate(requests):
-        ids[row, longest - len(request.prompt_ids):] = torch.tensor(request.prompt_ids, device=device)
-        mask[row, longest - len(request.prompt_ids):] = 1
-    temperature = torch.tensor([r.temperature if r.temperature > 0 else 1.0 for r in requests], device=device)
-    greedy = torch.tensor([r.temperature <= 0 for r in requests], device=device)
-    top_p = torch.tensor([r.top_p for r in requests], device=device)
-    budget = [r.max_tokens for r in requests]
-    out: list[list[int]] = [[] for _ in requests]
-    logprobs: list[list[float]] = [[] for _ in requests]
-    reasons = ["length"] * len(requests)
-    done = [b <= 0 for b in budget]
-    past = None
-    step_ids = ids
-    for _ in range(max(budget)):
-        if all(done):
-            break
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
-        output = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=past,
-                       use_cache=True)
-        past = output.past_key_values
-        logits = output.logits[:, -1, :].float() / temperature[:, None]
-        log_probs = torch.log_softmax(logits, dim=-1)
-        chosen = torch.where(greedy, log_probs.argmax(-1), _sample_top_p(log_probs, top_p))
-        chosen_logprobs = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
-        for row, request in enumerate(requests):
-            if done[row]:
-                continue
-            token = int(chosen[row])
-            out[row].append(token)
-            logprobs[row].append(float(chosen_logprobs[row]))
-            if request.on_token is not None:
-                request.on_token(token)
-            if token in request.stop_ids:
-                done[row], reasons[row] = True, "stop"
-            elif len(out[row]) >= budget[row]:
-                done[row] = True
-        finished = torch.tensor(done, device=device)
-        step_ids = torch.where(finished, pad_id, chosen)[:, None]
-        mask = torch.cat([mask, (~finished).long()[:, None]], dim=-1)  # a finished row attends to nothing new
-    return [(o, lp, r) for o, lp, r in zip(out, logprobs, reasons)]
+    batch = Batch(model, pad_id)
+    finished = batch.add(requests, 0)
+    while batch.rows:
+        finished += batch.step()
+    answers = {id(row.request): row for row in finished}
+    return [(row.ids, row.logprobs, row.reason or "length") for row in (answers[id(r)] for r in requests)]
+
+
+def _settings(rows: list[_Row], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(temperature, greedy, top-p) of each row."""
+    requests = [row.request for row in rows]
+    return (torch.tensor([r.temperature if r.temperature > 0 else 1.0 for r in requests], device=device),
+            torch.tensor([r.temperature <= 0 for r in requests], device=device),
+            torch.tensor([r.top_p for r in requests], device=device))
+
+
+def _choose(rows: list[_Row], logits: torch.Tensor, temperature, greedy, top_p) -> torch.Tensor:
+    """Sample each row's next token, record it with its log-probability and mark the rows it finishes."""
+    log_probs = torch.log_softmax(logits.float() / temperature[:, None], dim=-1)
+    chosen = torch.where(greedy, log_probs.argmax(-1), _sample_top_p(log_probs, top_p))
+    chosen_logprobs = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
+    for row, token, logprob in zip(rows, chosen.tolist(), chosen_logprobs.tolist()):
+        if row.reason is not None:
+            continue
+        request = row.request
+        row.ids.append(token)
+        row.logprobs.append(logprob)
+        if request.on_token is not None:
+            request.on_token(token)
+        if token in request.stop_ids:
+            row.reason = "stop"
+        elif len(row.ids) >= request.max_tokens:
+            row.reason = "length"
+    return chosen
 
 
 def _sample_top_p(log_probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -151,3 +321,20 @@ def _sample_top_p(log_probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     sorted_probs = sorted_probs.masked_fill(before >= top_p[:, None], 0.0)  # the top token always stays
     picked = torch.multinomial(sorted_probs, 1)
     return order.gather(-1, picked).squeeze(-1)
+
+
+def _left_pad(states: torch.Tensor, length: int) -> torch.Tensor:
+    """Cache states [batch, heads, positions, dim] padded with zeros on the left to ``length`` positions."""
+    return F.pad(states, (0, 0, length - states.shape[-2], 0))
+
+
+def _joinable(past) -> bool:
+    """Whether rows can join this cache: every layer a plain DynamicLayer (keys and values [batch, heads,
+    positions, dim], full attention)."""
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return False
+    layers = getattr(past, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+

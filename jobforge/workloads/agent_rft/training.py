@@ -20,6 +20,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -132,8 +133,10 @@ class Training:
         hp, session = self.hp, self.session
         session.policy.set_defaults(max_tokens=hp["sampling_max_tokens"])
         indices = batch_indices(len(self.train), hp["global_batch_size"], self.step, hp["seed"])
+        began = time.monotonic()
         rollouts = session.dispatcher.run(self.train, indices, hp["group_size"],
                                           self.inference_params(hp["sampling_max_tokens"]))
+        rolled = time.monotonic()
         if self.ctx.should_stop():
             raise JobStopped()
         usable = self._usable(rollouts)
@@ -152,6 +155,7 @@ class Training:
         batch = [row for group, group_values in zip(ordered, values) for rollout, turn_values in
                  zip(group, group_values) for row in rows.build(rollout.trajectory.turns, turn_values)]
         stats = self.trainer.step(batch)
+        updated = time.monotonic()
         self.trained_tokens += stats.total_tokens
         step = self.step + 1
         trajectories = [r.trajectory for r in usable]
@@ -165,9 +169,10 @@ class Training:
             self.ctx.metric(name, value, step)
         if self.mlflow:
             self.mlflow.log(metrics, step)
-        self.ctx.event(f"step {step}/{self.max_steps}: reward {sum(t.reward for t in trajectories) / len(trajectories):.3f}"
-                       f", {len(trajectories)} trajectories ({len(rollouts) - len(usable)} failed), loss "
-                       f"{stats.loss:.4f}, kl {stats.kl:.5f}")
+        self.ctx.event(f"step {step}/{self.max_steps}: reward {metrics['rollout/reward/mean']:.3f}, "
+                       f"{len(trajectories)} trajectories ({len(rollouts) - len(usable)} failed), loss "
+                       f"{stats.loss:.4f}, kl {stats.kl:.5f}; rollouts {rolled - began:.3f} s, update "
+                       f"{updated - rolled:.3f} s")
         session.trajectories.forget(r.trajectory for r in rollouts if r.trajectory)
         return metrics
 
