@@ -8,9 +8,13 @@ with the KV cache. A request that arrives while a batch is decoding does not wai
 end: its prompt is run forward on its own and its rows join the running batch (their cache padded on the
 left to the batch's length and appended), and from the next token on they decode with the others. A row
 that finishes (a stop token or its budget) leaves the batch at once and its caller gets its answer; the
-cache columns no remaining row attends to are dropped. Joining waits until the waiting requests are a
-``ADMIT_SHARE``-th of the running rows, or until the first of them has waited ``ADMIT_STEPS`` decoding
-steps, so that a prefill pass is shared by several arrivals instead of costing one pass each.
+cache columns no remaining row attends to are dropped. Joining waits until as many requests wait as there are
+running rows (``ADMIT_SHARE``), or until the first of them has waited ``ADMIT_STEPS`` decoding steps, so that
+a prefill pass and a copy of the cache are shared by several arrivals instead of costing one each. Measured
+with 32 simulated agents and 32-token answers on 2 cores (medians of 3 runs): when each agent calls again
+10-30 ms after its answer, as fast as batch-at-a-time (2,545 against 2,667 tokens/s, within the noise); after
+50-150 ms, a third faster (2,120 against 1,570); after 2.5-7.5 ms, about 2.6 times as fast, as stragglers no
+longer wait for a whole batch to end.
 
 Only caches made of plain ``DynamicLayer`` layers (full attention, the usual case) can be joined; for others
 (sliding windows, recurrent state) a request waits for the running batch to end, and finished rows stay in
@@ -37,8 +41,8 @@ import torch.nn.functional as F
 
 ARRIVAL_GAP = 0.01  # seconds: an idle sampler's batch fills while requests come less than this apart,
 GATHER_LIMIT = 0.05  # for at most this long after the first
-ADMIT_SHARE = 4  # waiting requests join a running batch once they are a quarter of its rows,
-ADMIT_STEPS = 8  # or once the first of them has waited this many decoding steps
+ADMIT_SHARE = 1  # waiting requests join a running batch once they are this share of its rows,
+ADMIT_STEPS = 16  # or once the first of them has waited this many decoding steps
 MAX_BATCH = 64
 
 
