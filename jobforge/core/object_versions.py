@@ -3,7 +3,8 @@
 A bucket that never had versioning keeps one version of each key, whose id is
 "null"; so does a bucket whose versioning is suspended, beside the versions it
 kept while versioning was enabled. Version ids jobforge gives are 32 URL-safe
-characters; anything else (but "null") is not a version id at all.
+characters, never starting with '-' (nor do its multipart upload ids); anything else (but "null") is not a
+version id at all.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ ENABLED = "Enabled"
 _VERSION_ID = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
+def cli_safe_token(nbytes: int) -> str:
+    """A URL-safe random id that never starts with '-', which a command line would read as an option
+    (``aws s3api get-object --version-id -x...`` fails to parse)."""
+    token = secrets.token_urlsafe(nbytes)
+    return "_" + token[1:] if token.startswith("-") else token
+
+
 def new_version_id() -> str:
-    return secrets.token_urlsafe(24)
+    return cli_safe_token(24)
 
 
 def check_version_id(version_id: str) -> None:

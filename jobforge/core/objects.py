@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import re
-import secrets
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -33,8 +32,8 @@ from jobforge.core import checksums
 from jobforge.core.blobs import StagedBody, open_blobs
 from jobforge.core.errors import ServiceError
 from jobforge.core.object_tables import s3_buckets, s3_completed_uploads, s3_objects, s3_parts, s3_uploads
-from jobforge.core.object_versions import (ENABLED, NULL_VERSION, check_version_id, deleted_key, marker_addressed,
-                                           new_version_id, no_such_version)
+from jobforge.core.object_versions import (ENABLED, NULL_VERSION, check_version_id, cli_safe_token, deleted_key,
+                                           marker_addressed, new_version_id, no_such_version)
 from jobforge.core.store import reading
 
 MAX_KEY_BYTES = 1024
@@ -710,7 +709,7 @@ class ObjectStore:
         if checksum_type == "FULL_OBJECT" and algorithm and not checksums.supports_full_object(algorithm):
             raise ServiceError("InvalidRequest", f"The {algorithm} algorithm does not support the FULL_OBJECT "
                                "checksum type", 400)
-        upload_id = secrets.token_urlsafe(48)
+        upload_id = cli_safe_token(48)
         with self.engine.begin() as conn:
             self.bucket(account_id, bucket, conn)
             conn.execute(s3_uploads.insert().values(

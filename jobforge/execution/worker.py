@@ -78,6 +78,11 @@ class WorkerJobContext(JobContext):
         self.checkpoint_dir = job_dir / "checkpoints"
         self.account_dir = Path(os.environ["JOBFORGE_ACCOUNT_DIR"]) if os.environ.get("JOBFORGE_ACCOUNT_DIR") else None
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # Compiler caches (torch.compile's Inductor, Triton) live with the job, whatever the server's environment
+        # named: a directory another job's user made is not writable here, and one another account wrote is
+        # code this job must not load.
+        for variable, cache in (("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("TRITON_CACHE_DIR", "triton")):
+            os.environ[variable] = str(job_dir / "cache" / cache)
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("JOBFORGE_")}
         self.transfer = S3Transfer()
         self.checkpoints = CheckpointSync(self, self.checkpoint_dir, os.environ.get("JOBFORGE_CHECKPOINT_URI"),
