@@ -99,11 +99,19 @@ def attach_mount(fd: int, target: str) -> None:
 def write_id_maps(pid: int | str, uid_map: str, gid_map: str) -> None:
     """The uid and gid maps of a process's new user namespace (``pid`` "self" for this one's)."""
     if pid == "self":  # an unprivileged process may map its own ids only with setgroups denied
-        with open("/proc/self/setgroups", "w", encoding="ascii") as handle:
-            handle.write("deny")
+        _write_control_file("/proc/self/setgroups", "deny")
     for name, mapping in (("uid_map", uid_map), ("gid_map", gid_map)):
-        with open(f"/proc/{pid}/{name}", "w", encoding="ascii") as handle:
-            handle.write(mapping)
+        _write_control_file(f"/proc/{pid}/{name}", mapping)
+
+
+def _write_control_file(path: str, text: str) -> None:
+    """Write a /proc control file as bytes: a text-mode open looks its codec up, which imports a module, and
+    while a mount view is being built the interpreter's library may be out of sight (``unknown encoding``)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def loopback_up() -> None:

@@ -64,7 +64,12 @@
     Array.prototype.slice.call(holder.rows).forEach(function (row) {
       var present = document.getElementById(row.id);
       if (row.hasAttribute("data-gone")) { if (present) present.remove(); return; }
-      if (present) { present.replaceWith(row); return; }
+      if (present) {
+        var focused = present.contains(document.activeElement) ? document.activeElement : null;
+        present.replaceWith(row);
+        if (focused) keepFocus(focused, row);
+        return;
+      }
       var empty = body.querySelector("[data-empty]");
       if (empty) empty.remove();
       var created = parseFloat(row.querySelector("[data-age]").dataset.age), after = null;
@@ -77,6 +82,15 @@
     });
     refreshTimes(body);
   });
+
+  // A row replaced while the keyboard's focus was in it hands the focus to the same control of its successor,
+  // so that a live update never drops a keyboard user's place.
+  function keepFocus(old, row) {
+    var href = old.getAttribute("href");
+    var next = href ? row.querySelector('a[href="' + CSS.escape(href) + '"]') : null;
+    if (!next) next = row.querySelector(old.tagName.toLowerCase());
+    if (next) next.focus({ preventScroll: true });
+  }
 
   // -- keyboard: "/" focuses the page's search --------------------------------------------------
   document.addEventListener("keydown", function (event) {
