@@ -52,7 +52,18 @@
     var rows = document.getElementById("job-rows");
     if (version && rows) rows.dataset.version = version;
   });
-  document.addEventListener("htmx:afterSwap", function () { refreshTimes(); bars(); });
+  // A whole list swapped in (a new search or filter) keeps the keyboard's focus on the link it was on.
+  var focusedLink = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var active = document.activeElement;
+    focusedLink = event.detail.target && event.detail.target.id === "job-rows" && active &&
+      event.detail.target.contains(active) ? active : null;
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    refreshTimes(); bars();
+    if (focusedLink && !focusedLink.isConnected && event.detail.target) keepFocus(focusedLink, event.detail.target);
+    focusedLink = null;
+  });
   // A poll's answer holds only the rows changed since the version sent: each replaces its row, comes in at
   // its place by creation time, or leaves (data-gone) when it no longer passes the filters.
   document.addEventListener("htmx:beforeSwap", function (event) {
