@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from jobforge import tinylm  # noqa: E402
-from jobforge.workloads.agent_rft import sampler  # noqa: E402
+from jobforge.workloads.agent_rft import prefill  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, BatchSampler, SampleRequest, generate  # noqa: E402
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
 
@@ -135,7 +135,7 @@ def test_finished_rows_leave_the_batch_and_their_columns_go(policy, prompts):
 
 def test_a_cache_that_cannot_be_joined_makes_newcomers_wait(policy, prompts, monkeypatch):
     model, tokenizer = policy
-    monkeypatch.setattr(sampler, "_joinable", lambda past: False)
+    monkeypatch.setattr(prefill, "plain_cache", lambda past: False)
     batch_sampler = BatchSampler(model, tokenizer.pad_token_id, threading.Lock(), lambda: 0)
     late: list = []
     late_done_while_long_ran: list[bool] = []

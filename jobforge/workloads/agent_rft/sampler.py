@@ -3,7 +3,8 @@
 One thread runs the model. Each request is a prompt's token ids with its own temperature, top-p and token
 budget. When the sampler is idle, a request waits for the ones that follow it while they come less than
 ``ARRIVAL_GAP`` apart, for at most ``GATHER_LIMIT``, and they start as one batch: the prompts are left-padded
-and run forward together (the prefill), then the batch decodes one token per forward pass for all its rows,
+and run forward together (the prefill, each distinct prompt once: the rollouts of a group share theirs, see
+``prefill``), then the batch decodes one token per forward pass for all its rows,
 with the KV cache. A request that arrives while a batch is decoding does not wait for it to
 end: its prompt is run forward on its own and its rows join the running batch (their cache padded on the
 left to the batch's length and appended), and from the next token on they decode with the others. A row
@@ -38,6 +39,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .prefill import Prefilled, prefill
 
 ARRIVAL_GAP = 0.01  # seconds: an idle sampler's batch fills while requests come less than this apart,
 GATHER_LIMIT = 0.05  # for at most this long after the first
@@ -208,18 +211,10 @@ class Batch:
         rows = [row for row in rows if row.request.max_tokens > 0]
         if not rows:
             return empty
-        longest = max(len(row.request.prompt_ids) for row in rows)
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
-        for index, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            ids[index, longest - len(prompt):] = torch.tensor(prompt, device=self.device)
-            mask[index, longest - len(prompt):] = 1
-        output = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                            use_cache=True)
+        prefilled = prefill(self.model, [row.request.prompt_ids for row in rows], self.pad_id)
         settings = _settings(rows, self.device)
-        chosen = _choose(rows, output.logits[:, -1, :], *settings)
-        self._join(rows, output.past_key_values, mask, chosen, settings)
+        chosen = _choose(rows, prefilled.logits, *settings)
+        self._join(rows, prefilled, chosen, settings)
         return empty + self._retire()
 
     def step(self) -> list[_Row]:
@@ -238,11 +233,12 @@ class Batch:
         self.pending = torch.where(live, chosen, self.pad_id)
         self.mask = torch.cat([self.mask, live.long()[:, None]], dim=-1)
 
-    def _join(self, rows: list[_Row], past, mask: torch.Tensor, chosen: torch.Tensor, settings: tuple) -> None:
+    def _join(self, rows: list[_Row], prefilled: Prefilled, chosen: torch.Tensor, settings: tuple) -> None:
+        past, mask = prefilled.cache, prefilled.mask
         if not self.rows:
             self.rows, self.past, self.mask = rows, past, mask
             self.temperature, self.greedy, self.top_p = settings
-            self.joinable = _joinable(past)
+            self.joinable = prefilled.plain
             self._extend(chosen)
             return
         # The cache is one column shorter than the mask: the pending token is not in it yet.
@@ -330,15 +326,3 @@ def _sample_top_p(log_probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 def _left_pad(states: torch.Tensor, length: int) -> torch.Tensor:
     """Cache states [batch, heads, positions, dim] padded with zeros on the left to ``length`` positions."""
     return F.pad(states, (0, 0, length - states.shape[-2], 0))
-
-
-def _joinable(past) -> bool:
-    """Whether rows can join this cache: every layer a plain DynamicLayer (keys and values [batch, heads,
-    positions, dim], full attention)."""
-    try:
-        from transformers.cache_utils import DynamicLayer
-    except ImportError:
-        return False
-    layers = getattr(past, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
-
