@@ -472,8 +472,10 @@ def _simulated_principal(ctx: RequestContext, conn, source_arn: str, excluded: l
             raise ServiceError("NoSuchEntity", f"The role with name {source_arn.rsplit('/', 1)[-1]} cannot be found.")
         return [policy for policy in role_identity_policies(conn, ctx.account_id, role.role_id)
                 if not _excluded(policy, excluded, role.role_name)]
-    kind = source_arn[len(account_prefix):].split("/", 1)[0] if source_arn.startswith(account_prefix) else ""
-    if kind in ("user", "group"):  # jobforge accounts have no IAM users or groups
+    parts = source_arn.split(":", 5)
+    kind = parts[5].split("/", 1)[0] if len(parts) == 6 and parts[:3] == ["arn", "aws", "iam"] else ""
+    # Another account's role, and any IAM user or group (jobforge accounts have none), are not found, as in IAM.
+    if kind in ("role", "user", "group") and "/" in parts[5]:
         raise ServiceError("NoSuchEntity", f"The {kind} with name {source_arn.rsplit('/', 1)[-1]} cannot be found.")
     raise ServiceError("InvalidInput", f"Invalid Entity Arn: {source_arn} does not clearly define entity type "
                        "and name.")

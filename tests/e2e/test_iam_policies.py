@@ -359,6 +359,7 @@ def test_simulation_as_the_sdks_call_it(iam, role, account_id):
     assert root["EvalDecision"] == "allowed"  # identity policies do not restrict the account's root user
     for source, code in ((f"arn:aws:iam::{account_id}:role/NoSuchRole", "NoSuchEntity"),
                          (f"arn:aws:iam::{account_id}:user/nobody", "NoSuchEntity"),
+                         ("arn:aws:iam::210987654321:role/TheirRole", "NoSuchEntity"),
                          (f"arn:aws:sts::{account_id}:assumed-role/{role}/session", "InvalidInput")):
         with pytest.raises(ClientError) as err:
             iam.simulate_principal_policy(PolicySourceArn=source, ActionNames=["s3:GetObject"])
