@@ -14,6 +14,7 @@ and every turn is kept with its ids, log-probabilities and policy version. The a
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import queue
@@ -26,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .rows import Turn
 from .sampler import BatchSampler, SampleRequest
 from .trajectories import RuntimeApiError, Trajectories, invalid, not_found
+
+PROMPTS_REMEMBERED = 256  # rendered and tokenised prompts kept for the calls that send them again
 
 
 class Usage:
@@ -52,6 +55,10 @@ class Policy:
         self.max_positions = max_positions
         self.defaults = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self.stop_ids = frozenset(i for i in [tokenizer.eos_token_id] if i is not None)
+        # A group's rollouts send the same first messages: rendered and tokenised once for all of them.
+        self._rendered = functools.lru_cache(maxsize=PROMPTS_REMEMBERED)(self._render)
+        self._encoded = functools.lru_cache(maxsize=PROMPTS_REMEMBERED)(
+            lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"]))
 
     def set_defaults(self, **values) -> None:
         self.defaults.update(values)
@@ -64,16 +71,25 @@ class Policy:
         for message in messages:
             if isinstance(message.get("content"), list):  # content parts: their text, in order
                 message["content"] = "".join(p.get("text", "") for p in message["content"] if isinstance(p, dict))
-        # OpenAI's reasoning_effort reaches the template as the variable of that name (gpt-oss templates read it).
-        effort = {"reasoning_effort": body["reasoning_effort"]} if body.get("reasoning_effort") else {}
         try:
-            return self.tokenizer.apply_chat_template(messages, tools=body.get("tools"), tokenize=False,
+            key = json.dumps([messages, body.get("tools"), body.get("reasoning_effort") or None])
+        except (TypeError, ValueError):
+            raise invalid("The request body must be an OpenAI chat-completions request with a non-empty "
+                          "'messages' list.") from None
+        return self._rendered(key)
+
+    def _render(self, key: str) -> str:
+        messages, tools, reasoning_effort = json.loads(key)
+        # OpenAI's reasoning_effort reaches the template as the variable of that name (gpt-oss templates read it).
+        effort = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
+        try:
+            return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
                                                       add_generation_prompt=True, **effort)
         except Exception as err:  # the template's own complaint (a role it does not know, …)
             raise invalid(f"The messages cannot be rendered with the model's chat template: {err}") from None
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(self._encoded(text))
 
     def parameters(self, body: dict) -> tuple[float, float, int]:
         def number(key, default, low, high):

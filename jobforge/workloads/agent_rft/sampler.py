@@ -84,11 +84,13 @@ class _Row:
 
 
 class BatchSampler:
-    def __init__(self, model, pad_id: int, lock: threading.Lock, version: Callable[[], int]):
+    def __init__(self, model, pad_id: int, lock: threading.Lock, version: Callable[[], int],
+                 callers: Callable[[], int] | None = None):
         self.model = model
         self.pad_id = pad_id
         self.lock = lock  # held for each forward pass, so an optimizer step never changes weights during one
         self.version = version
+        self.callers = callers  # how many callers there are (open trajectories), when known
         self.queue: queue.Queue[SampleRequest | None] = queue.Queue()
         self.batches = 0  # how many batches were started or joined (for tests and metrics)
         self.thread = threading.Thread(target=self._loop, name="batch-sampler", daemon=True)
@@ -145,9 +147,10 @@ class BatchSampler:
     def _gather(self, waiting: deque, steps: int) -> bool:
         """Let an idle sampler's batch fill: take the requests that follow while they come less than
         ``ARRIVAL_GAP`` apart (concurrent agents' calls reach the worker one by one, a few milliseconds apart),
-        for at most ``GATHER_LIMIT``. Whether the sampler was closed meanwhile."""
+        for at most ``GATHER_LIMIT``, and no longer once every caller there is waits. Whether the sampler was
+        closed meanwhile."""
         deadline = time.monotonic() + GATHER_LIMIT
-        while len(waiting) < MAX_BATCH:
+        while len(waiting) < MAX_BATCH and not (self.callers and len(waiting) >= self.callers()):
             wait = min(ARRIVAL_GAP, deadline - time.monotonic())
             if wait <= 0:
                 return False

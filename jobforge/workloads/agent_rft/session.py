@@ -57,8 +57,9 @@ class PolicySession:
                                                  hp.get("lora_alpha"), adapter_dir)
         self.lock = threading.Lock()
         self.version = 0
-        self.sampler = BatchSampler(self.model, self.tokenizer.pad_token_id, self.lock, lambda: self.version)
         self.trajectories = Trajectories()
+        self.sampler = BatchSampler(self.model, self.tokenizer.pad_token_id, self.lock, lambda: self.version,
+                                    self.trajectories.open)
         self.usage = Usage()
         self.policy = Policy(self.tokenizer, self.sampler, model_name, max_positions(model_dir),
                              temperature=hp.get("temperature", hp.get("sampling_temperature", 1.0)),

@@ -83,6 +83,11 @@ class Trajectories:
             raise not_found(f"Trajectory {trajectory_id} not found for this job.")
         return found
 
+    def open(self) -> int:
+        """How many trajectories are PENDING: the agents that may still call Sample."""
+        with self.lock:
+            return sum(trajectory.state == PENDING for trajectory in self.by_id.values())
+
     def pending(self, trajectory_id: str) -> Trajectory:
         """The trajectory a Sample may append to."""
         trajectory = self.get(trajectory_id)
