@@ -1,10 +1,12 @@
 """A prompt group's shared context is run forward once, in sampling and in training, and nothing else changes:
 the sampler prefills each distinct prompt once and its rows sample what each would alone; the trainer's loss
 and gradients with shared contexts are those of running every row whole (multi-turn rows, rows of their own,
-several temperatures), and a model whose cache cannot be shared trains on whole rows."""
+several temperatures), and a model whose cache cannot be shared trains on whole rows. An idle sampler starts as
+soon as every open trajectory's call waits, and a repeated prompt is rendered and tokenised once."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 
@@ -13,7 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from jobforge import tinylm  # noqa: E402
-from jobforge.workloads.agent_rft import prefill  # noqa: E402
+from jobforge.workloads.agent_rft import prefill, sampler  # noqa: E402
+from jobforge.workloads.agent_rft.policy_server import Policy  # noqa: E402
 from jobforge.workloads.agent_rft.rows import Turn, build  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, SampleRequest, generate  # noqa: E402
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
@@ -149,3 +152,38 @@ def test_sampled_rows_of_a_shared_prompt_differ_and_store_their_own_logprobs(pol
             logits = model(input_ids=torch.tensor([prompt + row.ids])).logits[0, len(prompt) - 1:-1] / 1.2
         expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(row.ids)[:, None]).squeeze(-1)
         assert row.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_an_idle_sampler_starts_once_every_open_trajectory_waits(policy, monkeypatch):
+    """Its gather would wait for more arrivals for seconds; with both callers there it starts at once."""
+    model, tokenizer = policy
+    model.eval()
+    monkeypatch.setattr(sampler, "ARRIVAL_GAP", 30.0)
+    monkeypatch.setattr(sampler, "GATHER_LIMIT", 30.0)
+    prompt = tokenizer.encode("the river runs north", add_special_tokens=False)
+    batch_sampler = sampler.BatchSampler(model, tokenizer.pad_token_id, threading.Lock(), lambda: 0, lambda: 2)
+    answers = [batch_sampler.submit(SampleRequest(prompt, 3, 1.0, 1.0, frozenset())) for _ in range(2)]
+    assert all(len(answer.result(timeout=10).token_ids) == 3 for answer in answers)
+    assert batch_sampler.batches == 1
+    batch_sampler.close()
+
+
+def test_a_repeated_prompt_is_rendered_and_tokenised_once(policy):
+    _, tokenizer = policy
+    calls = []
+    counting = type("Counting", (), {
+        "eos_token_id": tokenizer.eos_token_id,
+        "apply_chat_template": lambda self, *a, **k: calls.append("render") or tokenizer.apply_chat_template(*a, **k),
+        "__call__": lambda self, *a, **k: calls.append("encode") or tokenizer(*a, **k)})()
+    policy_ = Policy(counting, None, "m", 512, 1.0, 1.0, 16)
+    body = {"messages": [{"role": "user", "content": "the river runs north"}]}
+    first = policy_.encode(policy_.render(body))
+    second = policy_.encode(policy_.render(json.loads(json.dumps(body))))
+    assert first == second == tokenizer(tokenizer.apply_chat_template(body["messages"], tokenize=False,
+                                                                      add_generation_prompt=True),
+                                        add_special_tokens=False)["input_ids"]
+    assert calls == ["render", "encode"]
+    first.append(0)  # a caller's list is its own
+    assert policy_.encode(policy_.render(body)) == second
+    policy_.render({"messages": [{"role": "user", "content": "and back again"}]})
+    assert calls == ["render", "encode", "render"]
