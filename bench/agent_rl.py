@@ -19,10 +19,12 @@
    process of its own. A larger random model (a BPE vocabulary, 4 layers of 256) and 32 new tokens a call,
    so that generation is the work. Blocks of Sample and of direct generate alternate (``--pairs``), so that
    both sides of a pair see about the same load; completion tokens per second, and the median of the pairs'
-   ratios; target: Sample at least 0.7x of direct. Measured 0.81x on one 2-core host, and 0.57-0.66x on another
-   (0.67x there before the shared prefill, which made both sides faster: direct from about 1,850 to 2,600 tokens
-   a second, Sample from 1,200 to 1,600). The agents' calls reach the sampler in lockstep, all 32 answers ending
-   at the same token, so each round waits for 32 HTTP round trips that no generation overlaps.
+   ratios; target: Sample at least 0.7x of direct. Measured 0.81x on one 2-core host; on another, 0.63-0.74x in
+   four runs (0.57-0.67x before a repeated prompt was prefilled, rendered and tokenised once and the sampler
+   started as soon as every open trajectory's call waited), with direct generate itself moving from 1,850 to
+   2,850 tokens a second between runs. The agents' calls reach the sampler in lockstep, all 32 answers ending at
+   the same token, so each round waits for 32 HTTP round trips (about 170 ms, measured with one-token answers)
+   that no generation overlaps: with 355 ms of generation a round, that alone caps the ratio near 0.68.
 
 Both anchors run with the OpenMP settings of jobforge's policy worker (``OMP_WAIT_POLICY=PASSIVE``): with
 spinning waits, on a host with more busy threads than cores, an update on 256 five-token rows took about a
@@ -36,9 +38,9 @@ TRL runs every row whole, in generation and in the update. Against that, jobforg
 step is 256 rollouts, each one Invoke of the agent and the agent's three runtime API calls, so 1,024 SigV4-signed
 HTTP requests, about 20 ms of CPU a rollout (the server 8, the job's worker 6.5, the agent's own boto3 calls 6),
 which TRL's in-process loop does not make. On a shared 2-core host, with the default 120 digits of history:
-jobforge 5.4 s a step (rollouts 3.8 s, update 1.6 s) against TRL's 10.9 s, 2.0x; with 40 digits the two were
-even (3.7 s against 3.9 s); with the signal alone (``--history 0``) the requests are the step: 3.2 s against
-0.37 s, 0.12x.
+jobforge 4.6 s a step (rollouts 3.1 s, update 1.4 s) against TRL's 12.1 s, 2.65x; with 40 digits the two were
+about even (3.7 s against 3.9 s); with the signal alone (``--history 0``) the requests are the step: 3.2 s
+against 0.37 s, 0.12x.
 
 CPU timings need an otherwise idle machine: with more busy threads than cores every number moves, which
 the alternating blocks and the before-and-after TRL runs only partly absorb.
