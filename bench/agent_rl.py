@@ -24,7 +24,8 @@
    started as soon as every open trajectory's call waited), with direct generate itself moving from 1,850 to
    2,850 tokens a second between runs. The agents' calls reach the sampler in lockstep, all 32 answers ending at
    the same token, so each round waits for 32 HTTP round trips (about 170 ms, measured with one-token answers)
-   that no generation overlaps: with 355 ms of generation a round, that alone caps the ratio near 0.68.
+   during which the sampler idles unless an early part of the round already started: with 355 ms of generation
+   a round, fully serial round trips would hold the ratio near 0.68.
 
 Both anchors run with the OpenMP settings of jobforge's policy worker (``OMP_WAIT_POLICY=PASSIVE``): with
 spinning waits, on a host with more busy threads than cores, an update on 256 five-token rows took about a
