@@ -71,12 +71,8 @@ class Policy:
         for message in messages:
             if isinstance(message.get("content"), list):  # content parts: their text, in order
                 message["content"] = "".join(p.get("text", "") for p in message["content"] if isinstance(p, dict))
-        try:
-            key = json.dumps([messages, body.get("tools"), body.get("reasoning_effort") or None])
-        except (TypeError, ValueError):
-            raise invalid("The request body must be an OpenAI chat-completions request with a non-empty "
-                          "'messages' list.") from None
-        return self._rendered(key)
+        # The body came as JSON, so its JSON is the key the rendering is remembered under.
+        return self._rendered(json.dumps([messages, body.get("tools"), body.get("reasoning_effort") or None]))
 
     def _render(self, key: str) -> str:
         messages, tools, reasoning_effort = json.loads(key)

@@ -4,10 +4,10 @@ The rows of a prompt group begin with the same context (the prompt every rollout
 in an agent's conversation usually a long one: instructions, tools, history), and only what follows it
 differs. Each chunk of rows is run forward in two passes: the distinct leading contexts once each, keeping
 their KV cache (``prefill``), then every row's remainder attending to its context's cache, repeated for the
-row (the repetition's backward sums the rows' gradients into the shared pass). The loss and its gradients are those of
-running every row whole; the shared context costs one row's compute instead of the group's. A row's shared
-part stops one token before its first trained token, whose logits the second pass computes. Models whose
-cache is not made of plain full-attention layers (sliding windows, recurrent state) run every row whole.
+row (the repetition's backward sums the rows' gradients into the shared pass). The loss and its gradients are
+those of running every row whole; the shared context costs one row's compute instead of the group's. A row's
+shared part stops one token before its first trained token, whose logits the second pass computes. Models
+whose cache is not made of plain full-attention layers (sliding windows, recurrent state) run every row whole.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from . import losses
-from .rows import Row
 from .prefill import prefill
+from .rows import Row
 
 MICRO_BATCH_TOKENS = 8192  # rows are run forward in chunks of about this many tokens
 
