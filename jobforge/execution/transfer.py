@@ -103,7 +103,10 @@ class S3Transfer:
             files = [(path, key)]
         try:
             for file, name in files:
-                self.client.upload_file(str(file), bucket, name)
+                # One open file, its size and bytes read through it: upload_file takes the size from the path
+                # and then opens it, so a checkpoint the job replaced in between (os.replace) was stored torn.
+                with open(file, "rb") as body:
+                    self.client.upload_fileobj(body, bucket, name)
         except (ClientError, S3UploadFailedError) as err:
             raise WorkloadError(f"Could not write {uri}: {err}") from None
 

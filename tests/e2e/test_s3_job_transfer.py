@@ -102,3 +102,28 @@ def test_a_key_that_is_no_file_name_fails_before_anything_is_written(server, as_
     with pytest.raises(WorkloadError, match=r"'in/\.\./\.\./outside\.txt'.*'\.\.' path segment"):
         S3Transfer().download(f"s3://{bucket}/in/", tmp_path / "in")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_replaced_as_its_upload_starts_is_stored_whole(server, as_job, tmp_path, monkeypatch):
+    """A job replaces its checkpoint (os.replace) while the worker uploads it: the object is the old file or the
+    new one, never the old one's length of the new one's bytes."""
+    import os
+
+    from s3transfer.utils import OSUtils
+
+    s3 = server.client("s3")
+    bucket = f"job-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    checkpoint, newer = tmp_path / "position.json", tmp_path / "position.tmp"
+    checkpoint.write_text('{"next": 9}')
+    newer.write_text('{"next": 10}')
+    sized = OSUtils.get_file_size
+
+    def replaced_after_sizing(self, filename):
+        size = sized(self, filename)
+        os.replace(newer, checkpoint)  # the job's next checkpoint lands between the size and the read
+        return size
+
+    monkeypatch.setattr(OSUtils, "get_file_size", replaced_after_sizing)
+    S3Transfer().upload(checkpoint, f"s3://{bucket}/position.json")
+    assert s3.get_object(Bucket=bucket, Key="position.json")["Body"].read() in (b'{"next": 9}', b'{"next": 10}')
