@@ -20,6 +20,7 @@ from jobforge.workloads.agent_rft.policy_server import Policy  # noqa: E402
 from jobforge.workloads.agent_rft.rows import Turn, build  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, SampleRequest, generate  # noqa: E402
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
+from jobforge.workloads.agent_rft.trajectories import Trajectories  # noqa: E402
 from jobforge.workloads.agent_rft.trainer import Trainer, _chunks  # noqa: E402
 
 WORDS = "the river runs north past old city then east to sea and back again under bridge".split()
@@ -154,6 +155,21 @@ def test_sampled_rows_of_a_shared_prompt_differ_and_store_their_own_logprobs(pol
         assert row.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
 
 
+def test_open_trajectories_are_counted_as_they_change():
+    trajectories = Trajectories()
+    made = [trajectories.create(0, 0) for _ in range(4)]
+    assert trajectories.open() == 4
+    trajectories.complete(made[0].id, "ready", None)
+    trajectories.reward(made[0].id, [1.0], None)
+    trajectories.complete(made[1].id, "failed", None)
+    trajectories.fail(made[1], "again")  # already failed: no change
+    trajectories.fail(made[2], "the agent timed out")
+    assert trajectories.open() == 1
+    trajectories.forget(made)
+    trajectories.fail(made[3], "after it was forgotten")
+    assert trajectories.open() == 0
+
+
 def test_an_idle_sampler_starts_once_every_open_trajectory_waits(policy, monkeypatch):
     """Its gather would wait for more arrivals for seconds; with both callers there it starts at once."""
     model, tokenizer = policy
@@ -187,3 +203,5 @@ def test_a_repeated_prompt_is_rendered_and_tokenised_once(policy):
     assert policy_.encode(policy_.render(body)) == second
     policy_.render({"messages": [{"role": "user", "content": "and back again"}]})
     assert calls == ["render", "encode", "render"]
+    huge = {"messages": [{"role": "user", "content": "sea " * 20000}]}  # past what is kept: rendered each time
+    assert policy_.render(huge) == policy_.render(huge) and calls.count("render") == 4

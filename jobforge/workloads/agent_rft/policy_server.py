@@ -28,7 +28,8 @@ from .rows import Turn
 from .sampler import BatchSampler, SampleRequest
 from .trajectories import RuntimeApiError, Trajectories, invalid, not_found
 
-PROMPTS_REMEMBERED = 256  # rendered and tokenised prompts kept for the calls that send them again
+PROMPTS_REMEMBERED = 256  # rendered and tokenised prompts kept for the calls that send them again,
+REMEMBERED_CHARS = 1 << 16  # each at most this long (an agent's huge prompt is not held for the next one)
 
 
 class Usage:
@@ -57,8 +58,7 @@ class Policy:
         self.stop_ids = frozenset(i for i in [tokenizer.eos_token_id] if i is not None)
         # A group's rollouts send the same first messages: rendered and tokenised once for all of them.
         self._rendered = functools.lru_cache(maxsize=PROMPTS_REMEMBERED)(self._render)
-        self._encoded = functools.lru_cache(maxsize=PROMPTS_REMEMBERED)(
-            lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        self._encoded = functools.lru_cache(maxsize=PROMPTS_REMEMBERED)(self._encode)
 
     def set_defaults(self, **values) -> None:
         self.defaults.update(values)
@@ -72,7 +72,8 @@ class Policy:
             if isinstance(message.get("content"), list):  # content parts: their text, in order
                 message["content"] = "".join(p.get("text", "") for p in message["content"] if isinstance(p, dict))
         # The body came as JSON, so its JSON is the key the rendering is remembered under.
-        return self._rendered(json.dumps([messages, body.get("tools"), body.get("reasoning_effort") or None]))
+        key = json.dumps([messages, body.get("tools"), body.get("reasoning_effort") or None])
+        return self._rendered(key) if len(key) <= REMEMBERED_CHARS else self._render(key)
 
     def _render(self, key: str) -> str:
         messages, tools, reasoning_effort = json.loads(key)
@@ -85,7 +86,10 @@ class Policy:
             raise invalid(f"The messages cannot be rendered with the model's chat template: {err}") from None
 
     def encode(self, text: str) -> list[int]:
-        return list(self._encoded(text))
+        return list(self._encoded(text) if len(text) <= REMEMBERED_CHARS else self._encode(text))
+
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def parameters(self, body: dict) -> tuple[float, float, int]:
         def number(key, default, low, high):

@@ -64,17 +64,20 @@ class Trajectories:
     def __init__(self):
         self.lock = threading.Lock()
         self.by_id: dict[str, Trajectory] = {}
+        self._open = 0  # how many are PENDING, counted as they change (the sampler asks at every arrival)
 
     def create(self, prompt_index: int, group: int) -> Trajectory:
         trajectory = Trajectory(str(uuid.uuid4()), prompt_index, group)
         with self.lock:
             self.by_id[trajectory.id] = trajectory
+            self._open += 1
         return trajectory
 
     def forget(self, trajectories) -> None:
         with self.lock:
             for trajectory in trajectories:
-                self.by_id.pop(trajectory.id, None)
+                if self.by_id.pop(trajectory.id, None) is not None and trajectory.state == PENDING:
+                    self._open -= 1
 
     def get(self, trajectory_id: str) -> Trajectory:
         with self.lock:
@@ -85,8 +88,7 @@ class Trajectories:
 
     def open(self) -> int:
         """How many trajectories are PENDING: the agents that may still call Sample."""
-        with self.lock:
-            return sum(trajectory.state == PENDING for trajectory in self.by_id.values())
+        return self._open
 
     def pending(self, trajectory_id: str) -> Trajectory:
         """The trajectory a Sample may append to."""
@@ -107,6 +109,7 @@ class Trajectories:
                 raise conflict(f"Cannot transition trajectory {trajectory_id} from {trajectory.state} to {target}: "
                                "it is not in valid status (PENDING).")
             trajectory.state = target
+            self._open -= 1
             if token:
                 trajectory.tokens[token] = f"complete:{target}"
             if target == FAILED:
@@ -137,6 +140,8 @@ class Trajectories:
         """The dispatcher gives up on a rollout (its agent failed or never reported)."""
         with self.lock:
             if trajectory.state not in TERMINAL:
+                if trajectory.state == PENDING and trajectory.id in self.by_id:
+                    self._open -= 1
                 trajectory.state = FAILED
                 trajectory.failure = reason
             trajectory.done.set()
