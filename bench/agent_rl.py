@@ -22,10 +22,19 @@
    ratios; target: Sample at least 0.7x of direct. Measured 0.81x on one 2-core host; on another, 0.63-0.74x in
    four runs (0.57-0.67x before a repeated prompt was prefilled, rendered and tokenised once and the sampler
    started as soon as every open trajectory's call waited), with direct generate itself moving from 1,850 to
-   2,850 tokens a second between runs. The agents' calls reach the sampler in lockstep, all 32 answers ending at
-   the same token, so each round waits for 32 HTTP round trips (about 170 ms, measured with one-token answers)
-   during which the sampler idles unless an early part of the round already started: with 355 ms of generation
-   a round, fully serial round trips would hold the ratio near 0.68.
+   2,850 tokens a second between runs. Since the sampler keeps the prompts it read and lets waiting calls join
+   once their wait costs what the join would, 0.80x and 0.75x in two runs of five pairs on that host (0.72x
+   and 0.74x just before; single pairs ranged from 0.60 to 0.93).
+
+   Where the rest goes: the sampler is busy all the time, but its batch holds 22-25 of the 32 agents on average
+   (traced at each step, in runs with the sampler on 1 thread), as the others are between an answer and their
+   next call: the HTTP round trip through the agent's boto3 client, the server and the job's worker (about 3.5
+   ms of CPU a call in all, 35 ms median and 52 ms mean measured from answer to next call, as answers leave in
+   bursts that queue on 2 cores shared with generation), then the wait to join. Anchors and sampler run with
+   2 torch threads and passive OpenMP waits, as the worker does; on this tiny model 1 thread decodes faster
+   with passive waits (about 3,900 against 2,800 tokens a second direct), and with 1 thread on both sides
+   Sample gained less than direct (0.70x and 0.64x in two runs before the join rule): the round trips then
+   weigh more.
 
 Both anchors run with the OpenMP settings of jobforge's policy worker (``OMP_WAIT_POLICY=PASSIVE``): with
 spinning waits, on a host with more busy threads than cores, an update on 256 five-token rows took about a

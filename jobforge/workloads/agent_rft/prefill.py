@@ -14,6 +14,9 @@ import weakref
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+from .prompt_cache import Prompt, PromptCache
 
 _unshareable: weakref.WeakSet = weakref.WeakSet()  # models whose caches cannot be repeated
 
@@ -26,9 +29,14 @@ class Prefilled:
     plain: bool  # whether the cache is made of plain full-attention layers only
 
 
-def prefill(model, sequences: list[list[int]], pad_id: int) -> Prefilled:
+def prefill(model, sequences: list[list[int]], pad_id: int, known: PromptCache | None = None,
+            version: int = 0) -> Prefilled:
+    """The sequences run forward, each distinct one once; with ``known``, those it holds under the weights of
+    ``version`` not at all (and the others are kept there)."""
     distinct: dict[tuple[int, ...], int] = {}
     which = [distinct.setdefault(tuple(sequence), len(distinct)) for sequence in sequences]
+    if known is not None and model not in _unshareable:
+        return _prefill_known(model, sequences, list(distinct), which, pad_id, known, version)
     share = len(distinct) < len(sequences) and model not in _unshareable
     logits, cache, mask = _forward(model, list(distinct) if share else sequences, pad_id)
     plain = plain_cache(cache)
@@ -41,6 +49,48 @@ def prefill(model, sequences: list[list[int]], pad_id: int) -> Prefilled:
             layer.keys, layer.values = layer.keys.index_select(0, select), layer.values.index_select(0, select)
         logits, mask = logits.index_select(0, select), mask.index_select(0, select)
     return Prefilled(logits, cache, mask, plain)
+
+
+def _prefill_known(model, sequences, distinct: list[tuple[int, ...]], which: list[int], pad_id: int,
+                   known: PromptCache, version: int) -> Prefilled:
+    prompts = [known.get(ids, version) for ids in distinct]
+    missing = [ids for ids, prompt in zip(distinct, prompts) if prompt is None]
+    if missing:
+        logits, cache, mask = _forward(model, missing, pad_id)
+        if not plain_cache(cache):
+            _unshareable.add(model)
+            return prefill(model, sequences, pad_id)
+        width, fresh = mask.shape[1], {}
+        for row, ids in enumerate(missing):
+            start = width - len(ids)  # left padding
+            fresh[ids] = known.put(ids, version, [(layer.keys[row:row + 1, :, start:],
+                                                   layer.values[row:row + 1, :, start:]) for layer in cache.layers],
+                                   logits[row])
+        prompts = [prompt if prompt is not None else fresh[ids] for ids, prompt in zip(distinct, prompts)]
+    return _assemble(prompts, which)
+
+
+def _assemble(prompts: list[Prompt], which: list[int]) -> Prefilled:
+    """One row for each sequence, from the states of the distinct prompts, left-padded to the longest."""
+    from transformers.cache_utils import DynamicCache
+
+    width = max(prompt.length for prompt in prompts)
+    device = prompts[0].logits.device
+    select = torch.tensor(which, device=device)
+
+    def rows(layer: int, part: int) -> torch.Tensor:  # part 0: keys, 1: values
+        return torch.cat([left_pad(prompt.layers[layer][part], width) for prompt in prompts]).index_select(0, select)
+
+    layers = [(rows(layer, 0), rows(layer, 1)) for layer in range(len(prompts[0].layers))]
+    positions = torch.arange(width, device=device)
+    mask = torch.stack([(positions >= width - prompt.length).long() for prompt in prompts]).index_select(0, select)
+    logits = torch.stack([prompt.logits for prompt in prompts]).index_select(0, select)
+    return Prefilled(logits, DynamicCache(ddp_cache_data=layers), mask, True)
+
+
+def left_pad(states: torch.Tensor, length: int) -> torch.Tensor:
+    """Cache states [batch, heads, positions, dim] padded with zeros on the left to ``length`` positions."""
+    return F.pad(states, (0, 0, length - states.shape[-2], 0))
 
 
 def _forward(model, sequences, pad_id: int):
