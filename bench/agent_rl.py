@@ -23,8 +23,9 @@
    four runs (0.57-0.67x before a repeated prompt was prefilled, rendered and tokenised once and the sampler
    started as soon as every open trajectory's call waited), with direct generate itself moving from 1,850 to
    2,850 tokens a second between runs. Since the sampler keeps the prompts it read and lets waiting calls join
-   once their wait costs what the join would, 0.80x and 0.75x in two runs of five pairs on that host (0.72x
-   and 0.74x just before; single pairs ranged from 0.60 to 0.93).
+   once their wait costs what the join would, 0.80x and 0.75x in two runs of the Sample part alone (five pairs
+   each) on that host (0.72x and 0.74x just before; single pairs ranged from 0.60 to 0.93), and 0.67x (three
+   pairs) and 0.75x (five pairs) in two whole runs of this benchmark, whose steps measured 2.29x and 2.26x.
 
    Where the rest goes: the sampler is busy all the time, but its batch holds 22-25 of the 32 agents on average
    (traced at each step, in runs with the sampler on 1 thread), as the others are between an answer and their
