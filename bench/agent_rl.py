@@ -25,7 +25,8 @@
    2,850 tokens a second between runs. Since the sampler keeps the prompts it read and lets waiting calls join
    once their wait costs what the join would, 0.80x and 0.75x in two runs of the Sample part alone (five pairs
    each) on that host (0.72x and 0.74x just before; single pairs ranged from 0.60 to 0.93), and 0.67x (three
-   pairs) and 0.75x (five pairs) in two whole runs of this benchmark, whose steps measured 2.29x and 2.26x.
+   pairs), 0.75x and 0.76x (five pairs each) in three whole runs of this benchmark, whose steps measured 2.29x,
+   2.26x and 2.15x. The median of five pairs is the default: three left one noisy pair too much weight.
 
    Where the rest goes: the sampler is busy all the time, but its batch holds 22-25 of the 32 agents on average
    (traced at each step, in runs with the sampler on 1 thread), as the others are between an answer and their
@@ -56,7 +57,7 @@ against 0.37 s, 0.12x.
 CPU timings need an otherwise idle machine: with more busy threads than cores every number moves, which
 the alternating blocks and the before-and-after TRL runs only partly absorb.
 
-    python bench/agent_rl.py [--steps 10] [--history 120] [--threads 2] [--rounds 6] [--pairs 3]
+    python bench/agent_rl.py [--steps 10] [--history 120] [--threads 2] [--rounds 6] [--pairs 5]
 """
 
 from __future__ import annotations
@@ -444,7 +445,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=HISTORY, help="digits of history before each signal")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the direct runs")
     parser.add_argument("--rounds", type=int, default=6, help="Sample calls of each agent in a block")
-    parser.add_argument("--pairs", type=int, default=3, help="alternating blocks of Sample and direct generate")
+    parser.add_argument("--pairs", type=int, default=5, help="alternating blocks of Sample and direct generate")
     parser.add_argument("--child", choices=("trl", "direct"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
