@@ -24,9 +24,10 @@
    started as soon as every open trajectory's call waited), with direct generate itself moving from 1,850 to
    2,850 tokens a second between runs. Since the sampler keeps the prompts it read and lets waiting calls join
    once their wait costs what the join would, 0.80x and 0.75x in two runs of the Sample part alone (five pairs
-   each) on that host (0.72x and 0.74x just before; single pairs ranged from 0.60 to 0.93), and 0.67x (three
-   pairs), 0.75x and 0.76x (five pairs each) in three whole runs of this benchmark, whose steps measured 2.29x,
-   2.26x and 2.15x. The median of five pairs is the default: three left one noisy pair too much weight.
+   each) on that host (0.74x before either change, 0.72x with the prompt cache alone; single pairs ranged from
+   0.60 to 0.93), and 0.67x (three pairs), 0.75x and 0.76x (five pairs each) in three whole runs of this
+   benchmark, whose steps measured 2.29x, 2.26x and 2.15x. The median of five pairs is the default: three left
+   one noisy pair too much weight.
 
    Where the rest goes: the sampler is busy all the time, but its batch holds 22-25 of the 32 agents on average
    (traced at each step, in runs with the sampler on 1 thread), as the others are between an answer and their
