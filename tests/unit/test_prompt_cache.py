@@ -6,28 +6,24 @@ have waited cost what the join would."""
 
 from __future__ import annotations
 
-import random
 import threading
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from jobforge import tinylm  # noqa: E402
 from jobforge.workloads.agent_rft import prefill  # noqa: E402
 from jobforge.workloads.agent_rft.prompt_cache import PromptCache  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, BatchSampler, Costs, SampleRequest, generate  # noqa: E402
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
+from tiny_policy import build_policy, forward_calls  # noqa: E402
 
-WORDS = "the river runs north past old city then east to sea and back again under bridge".split()
 NO_STOP = frozenset()
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    rng = random.Random(0)
-    return tinylm.build(tmp_path_factory.mktemp("policy") / "model",
-                        [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)])
+    return build_policy(tmp_path_factory.mktemp("policy"))
 
 
 @pytest.fixture
@@ -43,14 +39,6 @@ def prompts(policy):
     _, tokenizer = policy
     return [tokenizer.encode(text, add_special_tokens=False)
             for text in ("the river runs north past the old city then east", "sea and back", "under the bridge")]
-
-
-def forward_calls(model) -> list[tuple[int, int]]:
-    """The (batch, positions) of every forward pass of the model from now on."""
-    calls: list[tuple[int, int]] = []
-    model.register_forward_pre_hook(lambda _m, _a, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
-                                    with_kwargs=True)
-    return calls
 
 
 def run(batch: Batch, requests: list[SampleRequest], steps_between: int = 3, later=(), version: int = 0) -> list:

@@ -4,27 +4,23 @@ finished rows leave it, and stored log-probabilities are what a full forward pas
 
 from __future__ import annotations
 
-import random
 import threading
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from jobforge import tinylm  # noqa: E402
 from jobforge.workloads.agent_rft import prefill  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, BatchSampler, SampleRequest, generate  # noqa: E402
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
+from tiny_policy import build_policy  # noqa: E402
 
-WORDS = "the river runs north past old city then east to sea and back again under bridge".split()
 NO_STOP = frozenset()
 
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    rng = random.Random(0)
-    folder = tinylm.build(tmp_path_factory.mktemp("policy") / "model",
-                          [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)])
+    folder = build_policy(tmp_path_factory.mktemp("policy"))
     torch.manual_seed(0)
     model, tokenizer = load_policy(folder, torch.device("cpu"), None, None)
     model.eval()

@@ -14,7 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from jobforge import tinylm  # noqa: E402
 from jobforge.workloads.agent_rft import prefill, sampler  # noqa: E402
 from jobforge.workloads.agent_rft.policy_server import Policy  # noqa: E402
 from jobforge.workloads.agent_rft.rows import Turn, build  # noqa: E402
@@ -22,15 +21,12 @@ from jobforge.workloads.agent_rft.sampler import Batch, SampleRequest, generate 
 from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
 from jobforge.workloads.agent_rft.trajectories import Trajectories  # noqa: E402
 from jobforge.workloads.agent_rft.trainer import Trainer, _chunks  # noqa: E402
-
-WORDS = "the river runs north past old city then east to sea and back again under bridge".split()
+from tiny_policy import WORDS, build_policy, forward_calls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    rng = random.Random(0)
-    return tinylm.build(tmp_path_factory.mktemp("policy") / "model",
-                        [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)])
+    return build_policy(tmp_path_factory.mktemp("policy"))
 
 
 @pytest.fixture
@@ -42,14 +38,6 @@ def policy(folder):
             if "lora_B" in name:
                 parameter.normal_(0, 0.05)
     return model, tokenizer
-
-
-def forward_calls(model) -> list[tuple[int, int]]:
-    """The (batch, positions) of every forward pass of the model from now on."""
-    calls: list[tuple[int, int]] = []
-    model.register_forward_pre_hook(lambda _m, _a, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
-                                    with_kwargs=True)
-    return calls
 
 
 def rows_of_groups(tokenizer) -> list:

@@ -32,11 +32,13 @@ class Prefilled:
 def prefill(model, sequences: list[list[int]], pad_id: int, known: PromptCache | None = None,
             version: int = 0) -> Prefilled:
     """The sequences run forward, each distinct one once; with ``known``, those it holds under the weights of
-    ``version`` not at all (and the others are kept there)."""
+    ``version`` not at all, and the others are kept there."""
     distinct: dict[tuple[int, ...], int] = {}
     which = [distinct.setdefault(tuple(sequence), len(distinct)) for sequence in sequences]
     if known is not None and model not in _unshareable:
-        return _prefill_known(model, sequences, list(distinct), which, pad_id, known, version)
+        prompts = [known.get(ids, version) for ids in distinct]
+        if any(prompt is not None for prompt in prompts):
+            return _prefill_known(model, sequences, list(distinct), prompts, which, pad_id, known, version)
     share = len(distinct) < len(sequences) and model not in _unshareable
     logits, cache, mask = _forward(model, list(distinct) if share else sequences, pad_id)
     plain = plain_cache(cache)
@@ -48,26 +50,36 @@ def prefill(model, sequences: list[list[int]], pad_id: int, known: PromptCache |
         for layer in cache.layers:
             layer.keys, layer.values = layer.keys.index_select(0, select), layer.values.index_select(0, select)
         logits, mask = logits.index_select(0, select), mask.index_select(0, select)
+    if known is not None and plain:
+        first: dict[int, int] = {}  # each distinct sequence's first row
+        for row, index in enumerate(which):
+            first.setdefault(index, row)
+        _keep(known, version, list(distinct), [first[index] for index in range(len(distinct))], logits, cache, mask)
     return Prefilled(logits, cache, mask, plain)
 
 
-def _prefill_known(model, sequences, distinct: list[tuple[int, ...]], which: list[int], pad_id: int,
-                   known: PromptCache, version: int) -> Prefilled:
-    prompts = [known.get(ids, version) for ids in distinct]
+def _prefill_known(model, sequences, distinct: list[tuple[int, ...]], prompts: list[Prompt | None],
+                   which: list[int], pad_id: int, known: PromptCache, version: int) -> Prefilled:
+    """Some of the distinct sequences are known: the others run forward and are kept, and the rows are put
+    together from the kept states."""
     missing = [ids for ids, prompt in zip(distinct, prompts) if prompt is None]
     if missing:
         logits, cache, mask = _forward(model, missing, pad_id)
         if not plain_cache(cache):
             _unshareable.add(model)
             return prefill(model, sequences, pad_id)
-        width, fresh = mask.shape[1], {}
-        for row, ids in enumerate(missing):
-            start = width - len(ids)  # left padding
-            fresh[ids] = known.put(ids, version, [(layer.keys[row:row + 1, :, start:],
-                                                   layer.values[row:row + 1, :, start:]) for layer in cache.layers],
-                                   logits[row])
+        fresh = dict(zip(missing, _keep(known, version, missing, range(len(missing)), logits, cache, mask)))
         prompts = [prompt if prompt is not None else fresh[ids] for ids, prompt in zip(distinct, prompts)]
     return _assemble(prompts, which)
+
+
+def _keep(known: PromptCache, version: int, sequences: list[tuple[int, ...]], rows, logits, cache,
+          mask) -> list[Prompt]:
+    """Each sequence's states (its row of the cache, without the left padding) and last logits, kept."""
+    width = mask.shape[1]
+    return [known.put(ids, version, [(layer.keys[row:row + 1, :, width - len(ids):],
+                                      layer.values[row:row + 1, :, width - len(ids):]) for layer in cache.layers],
+                      logits[row]) for ids, row in zip(sequences, rows)]
 
 
 def _assemble(prompts: list[Prompt], which: list[int]) -> Prefilled:

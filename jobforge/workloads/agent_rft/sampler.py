@@ -146,10 +146,11 @@ class BatchSampler:
                 self._answer(finished)
             if admitted:
                 try:
-                    began = time.perf_counter()
+                    began, joining = time.perf_counter(), bool(batch.rows)
                     with torch.inference_mode(), self.lock:
                         finished = batch.add(admitted, self.version())
-                    self.costs.join(time.perf_counter() - began)
+                    if joining:  # a batch's start holds up nobody: only joins tell what a join costs
+                        self.costs.join(time.perf_counter() - began)
                 except Exception as err:  # a prompt the model cannot take fails its own callers only
                     self._fail(admitted, err)
                     continue
