@@ -96,10 +96,12 @@ def trained(sm, role, agent) -> dict:
     """The learning job, run to its end: its DescribeJob."""
     account = role.split(":")[4]
     # Each turn's reward is reported and every rollout of a prompt sees the same signals: per-turn advantages.
-    document = training_document(agent, account, global_batch_size=32, group_size=4, max_steps=50,
+    # Groups of 8: with 4, a signal whose rollouts all answered wrong taught nothing, and a policy sure of a
+    # wrong answer for it stayed so (about one run in seven ended under 0.75 after 50 steps, one at 0.21).
+    document = training_document(agent, account, global_batch_size=32, group_size=8, max_steps=30,
                                  advantage_method="group_based_per_turn", learning_rate=0.01,
                                  max_concurrent_rollouts=16, max_epochs=8, sampling_max_tokens=512,
-                                 checkpoint_interval=20)
+                                 checkpoint_interval=10)
     document["ModelPackageConfig"]["IntermediateCheckpointModelPackageGroupArn"] = \
         f"arn:aws:sagemaker:us-east-1:{account}:model-package-group/digits-checkpoints"
     create(sm, role, "follow-the-signal", document)
@@ -111,7 +113,7 @@ def test_follow_the_signal_learns_through_the_runtime_api(server, sm, trained):
     arn = job["JobArn"]
     assert job["JobStatus"] == "Completed", job.get("FailureReason")
     output = json.loads(job["JobConfigDocument"])["ServiceOutput"]
-    assert output["ProgressInfo"]["CurrentStep"] == 50
+    assert output["ProgressInfo"]["CurrentStep"] == 30
     usage = output["BillableTokenUsage"]
     assert usage["SampleTokenCount"] > 0 and usage["PrefillTokenCount"] > usage["SampleTokenCount"]
     statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
@@ -124,8 +126,8 @@ def test_follow_the_signal_learns_through_the_runtime_api(server, sm, trained):
     validations = [e["message"] for e in events if e["message"].startswith("validation after step")]
     assert len(validations) == 2, validations
     before, after = (float(v.split("mean reward ")[1].split(",")[0]) for v in validations)
-    # RL on a loaded 2-core host varies from run to run (0.86-0.96 seen after 50 steps); a random policy scores ~0.06.
-    assert before < 0.3 and after >= 0.75, validations
+    # A random policy scores about 0.06; RL varies from run to run (0.95-0.97 seen after 30 steps).
+    assert before < 0.3 and after >= 0.8, validations
     assert arn.endswith(":job/AgentRFT/follow-the-signal")
 
 
@@ -141,11 +143,11 @@ def test_the_trained_model_and_its_checkpoints_are_registered(server, sm, traine
         Bucket=BUCKET, Prefix="output/follow-the-signal/output/model/")["Contents"]]
     assert any(k.endswith(".safetensors") for k in keys) and any(k.endswith("config.json") for k in keys)
     checkpoints = sm.list_model_packages(ModelPackageGroupName="digits-checkpoints")["ModelPackageSummaryList"]
-    assert [c["ModelPackageVersion"] for c in checkpoints] == [1, 2]  # after steps 20 and 40 (50 is the model)
+    assert [c["ModelPackageVersion"] for c in checkpoints] == [1, 2]  # after steps 10 and 20 (30 is the model)
     described = sm.describe_model_package(ModelPackageName=checkpoints[1]["ModelPackageArn"])
     [container] = described["InferenceSpecification"]["Containers"]
     assert container["IsCheckpoint"] is True
-    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"].endswith("/checkpoints/step-40/")
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"].endswith("/checkpoints/step-20/")
 
 
 def evaluation_document(agent: str, package: str | None = None, **hyperparameters) -> dict:
@@ -205,12 +207,12 @@ def test_evaluations_of_the_base_and_the_fine_tuned_model(server, sm, role, agen
         assert results["SuccessThreshold"] == 1 and results["BaseModelArn"] == BASE_ARN
         assert results.get("ModelPackageArn") == (package if name == "tuned-eval" else None)
         scores[name] = results
-    assert scores["base-eval"]["MeanReward"] < 0.3 and scores["tuned-eval"]["MeanReward"] >= 0.75
+    assert scores["base-eval"]["MeanReward"] < 0.3 and scores["tuned-eval"]["MeanReward"] >= 0.8
     # Success is all four turns right (at most 0.75 of the prompts: a quarter is broken).
     assert scores["base-eval"]["PassAtK"]["8"] < 0.1 < 0.4 < scores["tuned-eval"]["PassAtK"]["8"]
     assert scores["tuned-eval"]["PassAtK"]["1"] > scores["base-eval"]["PassAtK"]["1"] + 0.15
 
-    # A checkpoint's package holds the LoRA adapter of step 40, evaluated on the base model.
+    # A checkpoint's package holds the LoRA adapter of step 20, evaluated on the base model.
     checkpoint = sm.list_model_packages(ModelPackageGroupName="digits-checkpoints",
                                         SortOrder="Descending")["ModelPackageSummaryList"][0]["ModelPackageArn"]
     _, results, _ = run_evaluation(server, sm, role, "checkpoint-eval", evaluation_document(agent, checkpoint, **settings))
@@ -231,7 +233,7 @@ def test_training_continues_from_a_package(server, sm, role, agent, trained):
     validations = [e["message"] for e in logs.get_log_events(
         logGroupName="/aws/sagemaker/Job/AgentRFT", logStreamName=stream)["events"]
         if e["message"].startswith("validation after step 0")]
-    assert float(validations[0].split("mean reward ")[1].split(",")[0]) >= 0.75, validations  # where it left off
+    assert float(validations[0].split("mean reward ")[1].split(",")[0]) >= 0.8, validations  # where it left off
     output = json.loads(job["JobConfigDocument"])["ServiceOutput"]
     assert output["OutputModelPackageArn"].endswith("model-package/digits/2")
 
