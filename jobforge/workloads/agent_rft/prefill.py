@@ -10,6 +10,7 @@ kind (sliding windows, recurrent state) runs every sequence, and is remembered s
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 
@@ -19,6 +20,25 @@ import torch.nn.functional as F
 from .prompt_cache import Prompt, PromptCache
 
 _unshareable: weakref.WeakSet = weakref.WeakSet()  # models whose caches cannot be repeated
+
+
+@functools.cache
+def _cache_name() -> str:
+    """What transformers calls the KV cache in a forward pass's arguments and output: ``cache`` in the releases
+    that renamed ``past_key_values`` (the old name warns, and is gone from 5.40), ``past_key_values`` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def with_cache(past) -> dict:
+    """The forward pass's keyword argument that passes it ``past``."""
+    return {_cache_name(): past}
+
+
+def cache_of(output):
+    """The KV cache a forward pass returned."""
+    return getattr(output, _cache_name())
 
 
 @dataclass
@@ -116,7 +136,7 @@ def _forward(model, sequences, pad_id: int):
             mask[index, longest - len(sequence):] = 1
     output = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                    use_cache=True, logits_to_keep=1)
-    return output.logits[:, -1, :], output.past_key_values, mask
+    return output.logits[:, -1, :], cache_of(output), mask
 
 
 def plain_cache(past) -> bool:

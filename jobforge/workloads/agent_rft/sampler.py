@@ -45,7 +45,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .prefill import Prefilled, left_pad, prefill
+from .prefill import Prefilled, cache_of, left_pad, prefill, with_cache
 from .prompt_cache import PromptCache
 
 ARRIVAL_GAP = 0.01  # seconds: an idle sampler's batch fills while requests come less than this apart,
@@ -269,8 +269,8 @@ class Batch:
         """One token for every row; the rows that finished with it."""
         positions = (self.mask.cumsum(-1) - 1)[:, -1:]
         output = self.model(input_ids=self.pending[:, None], attention_mask=self.mask, position_ids=positions,
-                            past_key_values=self.past, use_cache=True)
-        self.past = output.past_key_values
+                            use_cache=True, **with_cache(self.past))
+        self.past = cache_of(output)
         chosen = _choose(self.rows, output.logits[:, -1, :], self.temperature, self.greedy, self.top_p)
         self._extend(chosen)
         return self._retire()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from . import losses
-from .prefill import prefill
+from .prefill import prefill, with_cache
 from .rows import Row
 
 MICRO_BATCH_TOKENS = 8192  # rows are run forward in chunks of about this many tokens
@@ -90,8 +90,8 @@ class Trainer:
             inputs = dict(attention_mask=attention)
         else:
             offsets = torch.tensor(shared, device=device)[:, None]
-            inputs = dict(past_key_values=contexts.cache, attention_mask=torch.cat([contexts.mask, attention], dim=-1),
-                          position_ids=offsets + torch.arange(longest, device=device))
+            inputs = dict(attention_mask=torch.cat([contexts.mask, attention], dim=-1),
+                          position_ids=offsets + torch.arange(longest, device=device), **with_cache(contexts.cache))
         logits = self.model(input_ids=ids, **inputs).logits[:, :-1].float() / temperature
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         per_token = losses.per_token(self.loss_fn, logprobs, old, advantages, *self.clip)
