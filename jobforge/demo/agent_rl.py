@@ -123,14 +123,14 @@ def agent_rl(server) -> None:
     s3.put_object(Bucket=BUCKET, Key="evaluation.jsonl", Body=_jsonl(range(10 ** 6, 10 ** 6 + 16)))
     group = sm.create_model_package_group(ModelPackageGroupName="tiny-digits-agent")["ModelPackageGroupArn"]
 
-    say(f"Agent RL: AgentRFT, {STEPS} steps of 32 prompts x 4 rollouts; the reward of each step, from the job's log")
+    say(f"Agent RL: AgentRFT, {STEPS} steps of 32 prompts x 8 rollouts; the reward of each step, from the job's log")
     document = {
         "AgentConfig": {"CustomAgentLambdaConfig": {"LambdaArn": agent}},
         "InputDataConfig": [_channel("train", "train.jsonl")],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
         "ModelPackageConfig": {"OutputModelPackageGroupArn": group},
         "TrainingConfig": {"BaseModelArn": BASE_ARN, "HyperParameters": {k: str(v) for k, v in dict(
-            global_batch_size=32, group_size=4, max_steps=STEPS, max_epochs=3, learning_rate=0.003,
+            global_batch_size=32, group_size=8, max_steps=STEPS, max_epochs=3, learning_rate=0.01,
             max_concurrent_rollouts=32, sampling_max_tokens=512).items()}},
     }
     sm.create_job(JobName="follow-the-signal", RoleArn=role, JobCategory="AgentRFT", JobConfigSchemaVersion="1.0.0",
