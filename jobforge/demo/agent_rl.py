@@ -130,7 +130,7 @@ def agent_rl(server) -> None:
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
         "ModelPackageConfig": {"OutputModelPackageGroupArn": group},
         "TrainingConfig": {"BaseModelArn": BASE_ARN, "HyperParameters": {k: str(v) for k, v in dict(
-            global_batch_size=32, group_size=8, max_steps=STEPS, max_epochs=3, learning_rate=0.01,
+            global_batch_size=32, group_size=8, max_steps=STEPS, max_epochs=3, learning_rate=0.005,
             max_concurrent_rollouts=32, sampling_max_tokens=512).items()}},
     }
     sm.create_job(JobName="follow-the-signal", RoleArn=role, JobCategory="AgentRFT", JobConfigSchemaVersion="1.0.0",
