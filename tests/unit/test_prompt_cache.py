@@ -15,8 +15,7 @@ torch = pytest.importorskip("torch")
 from jobforge.workloads.agent_rft import prefill  # noqa: E402
 from jobforge.workloads.agent_rft.prompt_cache import PromptCache  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, BatchSampler, Costs, SampleRequest, generate  # noqa: E402
-from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
-from tiny_policy import build_policy, forward_calls  # noqa: E402
+from tiny_policy import build_policy, forward_calls, load  # noqa: E402
 
 NO_STOP = frozenset()
 
@@ -28,8 +27,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture
 def policy(folder):
-    torch.manual_seed(0)
-    model, tokenizer = load_policy(folder, torch.device("cpu"), 8, 16)
+    model, tokenizer = load(folder)
     model.eval()
     return model, tokenizer
 

@@ -12,8 +12,7 @@ torch = pytest.importorskip("torch")
 
 from jobforge.workloads.agent_rft import prefill  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, BatchSampler, SampleRequest, generate  # noqa: E402
-from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
-from tiny_policy import build_policy  # noqa: E402
+from tiny_policy import build_policy, load  # noqa: E402
 
 NO_STOP = frozenset()
 
@@ -21,8 +20,7 @@ NO_STOP = frozenset()
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     folder = build_policy(tmp_path_factory.mktemp("policy"))
-    torch.manual_seed(0)
-    model, tokenizer = load_policy(folder, torch.device("cpu"), None, None)
+    model, tokenizer = load(folder, None, None)
     model.eval()
     return model, tokenizer
 

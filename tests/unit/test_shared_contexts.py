@@ -18,10 +18,9 @@ from jobforge.workloads.agent_rft import prefill, sampler  # noqa: E402
 from jobforge.workloads.agent_rft.policy_server import Policy  # noqa: E402
 from jobforge.workloads.agent_rft.rows import Turn, build  # noqa: E402
 from jobforge.workloads.agent_rft.sampler import Batch, SampleRequest, generate  # noqa: E402
-from jobforge.workloads.agent_rft.session import load_policy  # noqa: E402
 from jobforge.workloads.agent_rft.trajectories import Trajectories  # noqa: E402
 from jobforge.workloads.agent_rft.trainer import Trainer, _chunks  # noqa: E402
-from tiny_policy import WORDS, build_policy, forward_calls  # noqa: E402
+from tiny_policy import WORDS, build_policy, forward_calls, load  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +30,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture
 def policy(folder):
-    torch.manual_seed(0)
-    model, tokenizer = load_policy(folder, torch.device("cpu"), 8, 16)
+    model, tokenizer = load(folder)
     with torch.no_grad():  # a LoRA adapter that already moved, so that its gradients are not trivially shaped
         for name, parameter in model.named_parameters():
             if "lora_B" in name:

@@ -17,6 +17,17 @@ def build_policy(folder: Path) -> Path:
     return tinylm.build(folder / "model", [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)])
 
 
+def load(folder: Path, lora_rank: int | None = 8, lora_alpha: int | None = 16):
+    """(model, tokenizer): the policy built under ``folder``, loaded as a job loads it (with a fresh LoRA adapter
+    of ``lora_rank``, none for None), its random parts seeded."""
+    import torch
+
+    from jobforge.workloads.agent_rft.session import load_policy
+
+    torch.manual_seed(0)
+    return load_policy(folder, torch.device("cpu"), lora_rank, lora_alpha)
+
+
 def forward_calls(model) -> list[tuple[int, int]]:
     """The (batch, positions) of every forward pass of the model from now on."""
     calls: list[tuple[int, int]] = []
